@@ -1,0 +1,46 @@
+# callbox: build, run, test, cross-compile, bench, image.
+GO      ?= go
+BIN     := bin/callbox
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
+HTTP    ?= 127.0.0.1:8080
+
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image clean
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/callbox
+
+# The appliance on its embedded default: synthetic camera and microphone and a
+# simulated board when no hardware is found.
+run: build
+	./$(BIN) run --http $(HTTP)
+
+# Debian packages the suite needs (ffmpeg, Chromium, qemu, cross compilers...).
+deps:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else sudo -n bash scripts/install-deps.sh || bash scripts/install-deps.sh; fi
+
+# The whole suite: unit, interop (ffmpeg), browser (Chromium), network
+# namespaces, HIL VMs, and the unit tests for arm64/armv7 under qemu-user.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) test-cross
+
+test-unit:
+	$(GO) test -short -count=1 ./...
+
+test-cross:
+	bash scripts/cross.sh test
+
+cross:
+	bash scripts/cross.sh build
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./capture/... ./relay/...
+
+fuzz:
+	bash scripts/fuzz.sh
+
+clean:
+	rm -rf bin

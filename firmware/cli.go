@@ -1,0 +1,66 @@
+// Package firmware wires callbox's packages into the one program a box runs:
+// the subcommands, the appliance's start order, the HTTP server and the phone
+// page it serves.
+package firmware
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// command is one subcommand: run gets the arguments after its name and
+// returns the process exit code.
+type command struct {
+	summary string
+	run     func(args []string) int
+}
+
+// commands lists the subcommands. Each lives in its own file (cmd_*.go).
+func commands() map[string]command {
+	return map[string]command{
+		"run":     {"run the appliance: capture, relay, page, board", cmdRun},
+		"version": {"print the version", cmdVersion},
+	}
+}
+
+// Version is set at link time (-ldflags -X).
+var Version = "dev"
+
+// Main runs the subcommand named by args[0].
+func Main(args []string) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "callbox: unknown command %q\n", args[0])
+		usage(os.Stderr, cmds)
+		return 2
+	}
+	return c.run(args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: callbox <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'callbox <command> -h' for a command's flags.")
+}
+
+func cmdVersion(args []string) int {
+	fmt.Println("callbox", Version)
+	return 0
+}

@@ -1,0 +1,55 @@
+// Package testenv decides what a test does when the machine lacks something
+// it needs (a program, root, network namespaces). Outside CI the test is
+// skipped with a loud message; in CI (CI=true) a missing capability that the
+// project's install step should have provided is a failure, so nothing that
+// must run in CI can silently stop running.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under the project's CI (.ci/run sets CI=true).
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable skips t loudly, or fails it in CI.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("REQUIRED IN CI but unavailable: %s", msg)
+	}
+	fmt.Fprintf(os.Stderr, "\n*** SKIP %s: %s ***\n\n", t.Name(), msg)
+	t.Skip("SKIPPED (not in CI): " + msg)
+}
+
+// LookPath returns the path of program or calls Unavailable.
+func LookPath(t testing.TB, program string) string {
+	t.Helper()
+	p, err := exec.LookPath(program)
+	if err != nil {
+		Unavailable(t, "%s not installed (run `make deps` as root)", program)
+	}
+	return p
+}
+
+// RequireRoot calls Unavailable unless the test runs as root (network
+// namespaces, tc, VMs with module loading need it).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root")
+	}
+}
+
+// Short skips t (never fails) when -short is given: for slow end-to-end tests
+// that the full suite runs anyway.
+func Short(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow end-to-end test; skipped with -short")
+	}
+}
