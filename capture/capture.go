@@ -67,3 +67,32 @@ type AudioSource interface {
 	ReadChunk(ctx context.Context) (AudioChunk, error)
 	Close() error
 }
+
+// Kind is the media kind of a stream.
+type Kind uint8
+
+const (
+	KindVideo Kind = iota + 1
+	KindAudio
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindVideo:
+		return "video"
+	case KindAudio:
+		return "audio"
+	}
+	return "unknown"
+}
+
+// Burst is one media unit (a whole video frame or one audio chunk) as
+// marshalled RTP packets: what the packetizers produce and what the relay and
+// the peer transports consume. Packets are owned by the producer and valid
+// only until its next call; a consumer that keeps them copies them.
+type Burst struct {
+	Kind        Kind
+	Packets     [][]byte  // marshalled RTP packets; the last of a video frame has the marker bit
+	Keyframe    bool      // video: a decoder can start here
+	CaptureTime time.Time // of the frame or the chunk's first sample
+}

@@ -14,44 +14,83 @@ import (
 	"time"
 )
 
-// runOptions are the appliance's command-line flags. The configuration file
-// (board.Config) supplies the same settings; flags win.
-type runOptions struct {
+// appliance is `callbox run`: the box. Each part lives in its own file
+// (run_*.go) and has the same life cycle: flags, start, stop.
+//
+// Start order: board (configuration, LED, buttons) -> relay -> media
+// (sources and packetizers publishing into the relay) -> page and HTTP.
+// Stop runs in reverse.
+type appliance struct {
 	configPath string
 	httpAddr   string
+	log        *slog.Logger
+	mux        *http.ServeMux
+
+	board boardPart
+	relay relayPart
+	media mediaPart
+	page  pagePart
 }
 
 func cmdRun(args []string) int {
+	a := &appliance{log: slog.New(slog.NewTextHandler(os.Stderr, nil)), mux: http.NewServeMux()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var o runOptions
-	fs.StringVar(&o.configPath, "config", "", "configuration file (TOML)")
-	fs.StringVar(&o.httpAddr, "http", ":8080", "HTTP address for the page, WebSocket and /metrics")
+	fs.StringVar(&a.configPath, "config", "", "configuration file (TOML); a bad file boots on defaults and shows the error")
+	fs.StringVar(&a.httpAddr, "http", ":8080", "HTTP address for the page, WebSocket and /metrics")
+	a.board.flags(fs)
+	a.relay.flags(fs)
+	a.media.flags(fs)
+	a.page.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runAppliance(ctx, o); err != nil {
-		slog.Error("callbox run", "err", err)
+	if err := a.run(ctx); err != nil {
+		a.log.Error("callbox run", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func runAppliance(ctx context.Context, o runOptions) error {
-	mux := http.NewServeMux()
-	ln, err := net.Listen("tcp", o.httpAddr)
+func (a *appliance) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := a.board.start(ctx, a); err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	defer a.board.stop()
+	if err := a.relay.start(ctx, a); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	defer a.relay.stop()
+	if err := a.media.start(ctx, a); err != nil {
+		return fmt.Errorf("media: %w", err)
+	}
+	defer a.media.stop()
+	if err := a.page.start(ctx, a); err != nil {
+		return fmt.Errorf("page: %w", err)
+	}
+	defer a.page.stop()
+
+	ln, err := net.Listen("tcp", a.httpAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	fmt.Printf("callbox: page at http://%s/\n", ln.Addr())
+	a.announce(ln.Addr().(*net.TCPAddr))
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	a.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// announce prints where people find the page.
+func (a *appliance) announce(addr *net.TCPAddr) {
+	fmt.Printf("callbox: page at http://%s/\n", addr)
 }
