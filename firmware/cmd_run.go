@@ -92,5 +92,7 @@ func (a *appliance) run(ctx context.Context) error {
 
 // announce prints where people find the page.
 func (a *appliance) announce(addr *net.TCPAddr) {
-	fmt.Printf("callbox: page at http://%s/\n", addr)
+	for _, u := range a.page.pageURLs(addr) {
+		fmt.Printf("callbox: page at %s\n", u)
+	}
 }

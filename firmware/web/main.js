@@ -1,0 +1,265 @@
+// The phone page: live video and sound from the box, its state, and the
+// pairing flow. Everything the page shows comes from window.callboxStats,
+// which tests and curious people read too.
+
+import { JpegVideo } from './video.js';
+import { AudioPlayer } from './audio.js';
+import { State } from './conn.js';
+import { now } from './rtp.js';
+import { Rolling, Rate } from './stats.js';
+
+const TOKEN_KEY = 'callbox.token';
+const params = new URLSearchParams(location.search);
+
+const stats = {
+  state: State.CONNECTING,
+  videoState: State.CONNECTING,
+  audioState: State.CONNECTING,
+  detail: '',
+  framesDrawn: 0,
+  framesIncomplete: 0,
+  framesSkipped: 0,
+  decodeErrors: 0,
+  packetsLost: 0,
+  width: 0,
+  height: 0,
+  fps: 0,
+  kbps: 0,
+  latencyP50: NaN,
+  latencyP99: NaN,
+  latencyLast: NaN,
+  recentLatencies: [],
+  clockOffsetMs: 0,
+  clockRttMs: NaN,
+  audioRunning: false,
+  audioFramesIn: 0,
+  audioFramesPlayed: 0,
+  audioUnderruns: 0,
+  audioBufferedMs: 0,
+  healthChecksSent: 0,
+  healthChecksVideo: 0,
+  healthChecksAudio: 0,
+  reconnects: 0,
+  box: null, // the last /api/state answer, or null when the box has none
+};
+window.callboxStats = stats;
+
+const $ = (id) => document.getElementById(id);
+const canvas = $('video');
+const g = canvas.getContext('2d', { alpha: false });
+
+function token() {
+  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+
+function wsURL(kind) {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const t = token();
+  return `${proto}//${location.host}/ws/${kind}${t ? `?token=${encodeURIComponent(t)}` : ''}`;
+}
+
+// hcdelay (ms) holds Health Checks back: a test's stand-in for a slow phone.
+const hcDelayMs = Math.max(0, Number(params.get('hcdelay')) || 0);
+const video = new JpegVideo(wsURL, { hcDelayMs });
+const audio = new AudioPlayer(wsURL, { hcDelayMs, clock: video.clock });
+const latency = new Rolling(300);
+stats.recentLatencies = latency.values;
+
+video.onframe = (f) => {
+  if (canvas.width !== f.width || canvas.height !== f.height) {
+    canvas.width = f.width;
+    canvas.height = f.height;
+  }
+  g.drawImage(f.image, 0, 0);
+  const drawn = now();
+  f.close();
+  stats.framesDrawn++;
+  stats.width = f.width;
+  stats.height = f.height;
+  if (f.captureTime >= 0) {
+    stats.latencyLast = drawn - f.captureTime;
+    latency.add(stats.latencyLast);
+  }
+  if (stats.framesDrawn === 1) document.body.classList.add('has-video');
+};
+
+function overallState() {
+  const v = video.socket.state;
+  const a = audio.socket.state;
+  if (v === State.UNPAIRED || a === State.UNPAIRED) return State.UNPAIRED;
+  return v;
+}
+
+function onState() {
+  const s = overallState();
+  if (s === stats.state) return;
+  stats.state = s;
+  if (s === State.UNPAIRED) pair();
+  render();
+}
+video.socket.onstate = (s, detail) => { stats.videoState = s; if (detail) stats.detail = detail; onState(); };
+audio.socket.onstate = (s, detail) => { stats.audioState = s; if (detail) stats.detail = detail; onState(); };
+
+// A token the relay no longer accepts is useless: forget it and pair again.
+function onUnpaired() {
+  try { localStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ }
+}
+video.socket.onunpaired = onUnpaired;
+audio.socket.onunpaired = onUnpaired;
+
+// Pairing (the box's /api): a long poll that answers once someone presses
+// the button on the box. 408 means "nobody pressed it yet, ask again"; 404
+// means this box has no pairing, and the sockets keep retrying by themselves.
+let pairing = false;
+async function pair() {
+  if (pairing) return;
+  pairing = true;
+  try {
+    while (stats.state === State.UNPAIRED) {
+      let r;
+      try {
+        r = await fetch('/api/pair/request', { method: 'POST' });
+      } catch {
+        await sleep(2000);
+        continue;
+      }
+      if (r.status === 408) continue;
+      if (r.status === 404) return;
+      if (!r.ok) { await sleep(2000); continue; }
+      const body = await r.json().catch(() => ({}));
+      if (typeof body.token === 'string' && body.token) {
+        try { localStorage.setItem(TOKEN_KEY, body.token); } catch { /* private mode: the URL still carries it */ }
+        video.socket.reconnectNow();
+        audio.socket.reconnectNow();
+        return;
+      }
+      await sleep(2000);
+    }
+  } finally {
+    pairing = false;
+  }
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// The box's own state (LED, errors, whether its buttons are simulated).
+async function pollBox() {
+  for (;;) {
+    try {
+      const r = await fetch('/api/state', { cache: 'no-store' });
+      if (r.status === 404) { stats.box = null; render(); return; }
+      if (r.ok) stats.box = await r.json();
+    } catch { /* box restarting: the sockets show that */ }
+    render();
+    await sleep(2000);
+  }
+}
+
+async function simButton(button, ms) {
+  try {
+    await fetch('/api/sim/button', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ button, ms }),
+    });
+  } catch { /* shown by the next /api/state poll */ }
+}
+
+// Simulated buttons: the press lasts as long as the finger stays on it, so
+// both short presses and long holds can be tried from the phone.
+for (const b of document.querySelectorAll('[data-button]')) {
+  let down = 0;
+  b.addEventListener('pointerdown', (e) => { e.stopPropagation(); down = performance.now(); });
+  b.addEventListener('pointerup', (e) => {
+    e.stopPropagation();
+    if (!down) return;
+    const ms = Math.max(50, Math.round(performance.now() - down));
+    down = 0;
+    simButton(b.dataset.button, ms);
+  });
+  b.addEventListener('click', (e) => e.stopPropagation());
+}
+
+// A tap on the picture: sound on (mobile autoplay rules need the gesture),
+// and full screen where the browser has it; iPhones lack element full
+// screen, so there the overlays hide instead.
+$('stage').addEventListener('click', () => {
+  audio.unlock();
+  const d = document;
+  if (d.fullscreenElement || d.webkitFullscreenElement) {
+    (d.exitFullscreen || d.webkitExitFullscreen).call(d);
+    return;
+  }
+  const el = d.documentElement;
+  const req = el.requestFullscreen || el.webkitRequestFullscreen;
+  if (req) {
+    Promise.resolve(req.call(el)).catch(() => d.body.classList.toggle('immersive'));
+  } else {
+    d.body.classList.toggle('immersive');
+  }
+});
+$('sound').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); });
+audio.onchange = render;
+
+const fps = new Rate();
+const kbps = new Rate();
+
+// tick folds the parts' counters into callboxStats and redraws the figures.
+function tick() {
+  const t = performance.now();
+  stats.fps = Math.round(fps.tick(stats.framesDrawn, t) * 10) / 10;
+  const bytes = video.socket.bytes + audio.socket.bytes;
+  stats.kbps = Math.round((kbps.tick(bytes, t) * 8) / 1000);
+  stats.framesIncomplete = video.incomplete;
+  stats.framesSkipped = video.skipped;
+  stats.decodeErrors = video.decodeErrors;
+  stats.packetsLost = video.socket.lost + audio.socket.lost;
+  stats.latencyP50 = latency.percentile(50);
+  stats.latencyP99 = latency.percentile(99);
+  stats.clockOffsetMs = video.clock.offset;
+  stats.clockRttMs = video.clock.rtt;
+  stats.audioRunning = audio.running;
+  stats.audioFramesIn = audio.stats.framesIn;
+  stats.audioFramesPlayed = audio.stats.framesPlayed;
+  stats.audioUnderruns = audio.stats.underruns;
+  stats.audioBufferedMs = Math.round(audio.stats.bufferedMs);
+  stats.healthChecksVideo = video.socket.healthChecksSent;
+  stats.healthChecksAudio = audio.socket.healthChecksSent;
+  stats.healthChecksSent = stats.healthChecksVideo + stats.healthChecksAudio;
+  stats.reconnects = Math.max(0, video.socket.connects - 1);
+  render();
+}
+
+const fmt = (v, unit) => (Number.isFinite(v) ? `${Math.round(v)} ${unit}` : '–');
+
+function render() {
+  const s = stats;
+  const stateEl = $('state');
+  stateEl.textContent = s.state;
+  stateEl.dataset.state = s.state;
+  $('fps').textContent = `${s.fps.toFixed(0)} fps`;
+  $('latency').textContent = fmt(s.latencyP50, 'ms');
+  $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
+  $('kbps').textContent = `${s.kbps} kbps`;
+  let notice = '';
+  if (s.state === State.UNPAIRED) notice = 'Press the button on the box';
+  else if (s.state === State.RECONNECTING) notice = 'Reconnecting to the box…';
+  else if (s.state === State.CONNECTING) notice = 'Connecting…';
+  const box = s.box;
+  if (box && box.message && s.state !== State.LIVE) notice += (notice ? '\n' : '') + box.message;
+  $('notice').textContent = notice;
+  $('notice').hidden = !notice;
+  $('boxstate').textContent = box ? [box.state, box.message].filter(Boolean).join(': ') : '';
+  $('sound').hidden = s.audioRunning;
+  $('sim').hidden = !(box && box.simulated);
+}
+
+video.start();
+audio.start();
+pollBox();
+tick();
+setInterval(tick, 500);
+
+// Leaving the page closes the sockets at once, so the relay frees them.
+addEventListener('pagehide', () => { video.stop(); audio.stop(); });
+addEventListener('pageshow', (e) => { if (e.persisted) { video.start(); audio.start(); } });
