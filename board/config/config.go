@@ -1,0 +1,608 @@
+// Package config reads the box's one configuration file: a TOML file on the
+// SD card's boot partition, so a person can edit it from any computer.
+//
+// The file is optional and every key has a default. Loading never fails in a
+// way that stops the box: Load always returns a usable *Config (the defaults,
+// with every key that was valid applied) together with an error that names
+// each bad key and its line, so the appliance can boot, show the error state
+// on its LED and print the message on the page.
+//
+// Keys are documented one by one in docs/config.md; board/callbox.example.toml
+// is a complete example.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// MaxFileSize bounds the configuration file; a real one is a few kilobytes,
+// and a boot partition full of garbage must not exhaust the box's memory.
+const MaxFileSize = 1 << 20
+
+// Config is the whole configuration. The zero value is not useful: start
+// from Default.
+type Config struct {
+	Name    string // device name shown on the page and announced to peers
+	HTTP    string // HTTP listen address (page, WebSocket, /metrics)
+	DataDir string // persistent state (tokens, settings); "" = the appliance's default
+
+	Camera  Camera
+	Audio   Audio
+	Relay   Relay
+	Board   Board
+	Pairing Pairing
+}
+
+// Camera selects and shapes the video source.
+type Camera struct {
+	Device string // V4L2 device node, or "synthetic" for the built-in test pattern
+	Width  int
+	Height int
+	FPS    int
+	Codec  string // "jpeg" or "h264"
+}
+
+// Audio selects the microphone.
+type Audio struct {
+	Device string // ALSA device name, or "synthetic" for the built-in tone
+	Rate   int    // capture sample rate in Hz (resampled to 8000 for PCMU)
+}
+
+// Relay carries the on-device relay's per-client policy (design S9-S15).
+type Relay struct {
+	TCP              string        // listen address of the RFC 4571 TCP transport; "" disables it
+	PacketSize       int           // largest RTP packet in bytes (design S8)
+	HealthCheckEvery int           // messages per client Health Check (S13)
+	IdleLimit        int           // unacknowledged messages before a client counts as busy (S12)
+	BufferPackets    int           // per-client buffer bound, packets
+	BufferBytes      int           // per-client buffer bound, bytes
+	BufferDelay      time.Duration // per-client buffer bound, media time
+	ClientTimeout    time.Duration // silence before a client is disconnected
+	MaxClients       int
+	AudioNoDelay     bool // TCP_NODELAY for audio connections (S14)
+	VideoNoDelay     bool // TCP_NODELAY for video connections (S14)
+}
+
+// NoPin marks an unused GPIO line in Board.
+const NoPin = -1
+
+// Board selects the board profile and, for the generic profile or to
+// override a profile, the GPIO lines.
+type Board struct {
+	Profile       string // "auto", "sim", "rpi3", "rpi4", "rpi5", "rpizero2w", "generic"
+	Chip          string // GPIO chip label or /dev path; "" = the profile's
+	ButtonA       int    // GPIO line numbers on Chip; NoPin = the profile's
+	ButtonB       int
+	LED           int // single-colour LED
+	LEDRed        int // RGB LED (all three or none)
+	LEDGreen      int
+	LEDBlue       int
+	LEDActiveLow  bool // LED lit when the line is low (common-anode RGB LEDs)
+	Debounce      time.Duration
+	LongPress     time.Duration
+	VeryLongPress time.Duration
+}
+
+// Pairing decides which phones may receive media.
+type Pairing struct {
+	Open           bool          // every client gets media without pairing (trusted networks only)
+	Window         time.Duration // how long pairing mode stays open after the button gesture
+	RequestTimeout time.Duration // how long a phone's pairing request waits for the button
+	ResetConfirm   time.Duration // how long the box waits for the factory reset confirmation
+}
+
+// Default returns the configuration a box uses when the file is absent.
+func Default() *Config {
+	return &Config{
+		Name: "callbox",
+		HTTP: ":8080",
+		Camera: Camera{
+			Device: "/dev/video0",
+			Width:  640, Height: 480, FPS: 15,
+			Codec: "jpeg",
+		},
+		Audio: Audio{Device: "default", Rate: 48000},
+		Relay: Relay{
+			TCP:              ":8554",
+			PacketSize:       1200,
+			HealthCheckEvery: 8,
+			IdleLimit:        64,
+			BufferPackets:    512,
+			BufferBytes:      1 << 20,
+			BufferDelay:      500 * time.Millisecond,
+			ClientTimeout:    5 * time.Second,
+			MaxClients:       16,
+			AudioNoDelay:     true,
+			VideoNoDelay:     false,
+		},
+		Board: Board{
+			Profile: "auto",
+			ButtonA: NoPin, ButtonB: NoPin,
+			LED: NoPin, LEDRed: NoPin, LEDGreen: NoPin, LEDBlue: NoPin,
+			Debounce:      30 * time.Millisecond,
+			LongPress:     1500 * time.Millisecond,
+			VeryLongPress: 10 * time.Second,
+		},
+		Pairing: Pairing{
+			Window:         60 * time.Second,
+			RequestTimeout: 60 * time.Second,
+			ResetConfirm:   15 * time.Second,
+		},
+	}
+}
+
+// Profiles lists the accepted values of board.profile.
+var Profiles = []string{"auto", "sim", "rpi3", "rpi4", "rpi5", "rpizero2w", "generic"}
+
+// KeyError is one bad key: which, where, and why.
+type KeyError struct {
+	Key  string // dotted key, e.g. "camera.width"
+	Line int    // 1-based line in the file; 0 when unknown
+	Err  error
+}
+
+func (e *KeyError) Error() string {
+	switch {
+	case e.Key == "" && e.Line > 0:
+		return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+	case e.Key == "":
+		return e.Err.Error()
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s: %v", e.Line, e.Key, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Key, e.Err)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// Sentinel errors a KeyError wraps, for callers and tests that check kinds.
+var (
+	ErrUnknownKey = errors.New("unknown key")
+	ErrType       = errors.New("wrong type")
+	ErrRange      = errors.New("out of range")
+	ErrSyntax     = errors.New("TOML syntax error")
+)
+
+// LoadFile reads and validates the file at path. See Load.
+func LoadFile(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Default(), fmt.Errorf("config %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return Default(), fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg, err := Load(data)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Load parses and validates a configuration file's contents. It always
+// returns a usable configuration: on a syntax error the defaults, otherwise
+// the defaults with every valid key applied. The error, if any, joins one
+// *KeyError per problem, in line order.
+func Load(data []byte) (*Config, error) {
+	cfg := Default()
+	if len(data) > MaxFileSize {
+		return cfg, fmt.Errorf("%w: file larger than %d bytes", ErrSyntax, MaxFileSize)
+	}
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			line := pe.Position.Line
+			// An error found at a line's end (a missing "]") is positioned
+			// on its newline, which the library counts as the next line.
+			if s := pe.Position.Start; s > 0 && s < len(data) && data[s] == '\n' && line > 1 {
+				line--
+			}
+			return cfg, &KeyError{Key: pe.LastKey, Line: line, Err: fmt.Errorf("%w: %s", ErrSyntax, pe.Message)}
+		}
+		return cfg, fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	lines := keyLines(string(data))
+	d := &decoder{lines: lines}
+	d.table("", raw, cfg.schema())
+	cfg.crossCheck(d)
+	if len(d.errs) == 0 {
+		return cfg, nil
+	}
+	slices.SortStableFunc(d.errs, func(a, b *KeyError) int { return a.Line - b.Line })
+	errs := make([]error, len(d.errs))
+	for i, e := range d.errs {
+		errs[i] = e
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// schema maps every key to a setter that type-checks and range-checks the
+// value before storing it, so a bad value leaves the default in place.
+func (c *Config) schema() map[string]any {
+	return map[string]any{
+		"name":     str(&c.Name, nonEmpty, maxLen(64)),
+		"http":     str(&c.HTTP, nonEmpty),
+		"data_dir": str(&c.DataDir),
+		"camera": map[string]any{
+			"device": str(&c.Camera.Device, nonEmpty),
+			"width":  integer(&c.Camera.Width, 16, 4096),
+			"height": integer(&c.Camera.Height, 16, 4096),
+			"fps":    integer(&c.Camera.FPS, 1, 120),
+			"codec":  str(&c.Camera.Codec, oneOf("jpeg", "h264")),
+		},
+		"audio": map[string]any{
+			"device": str(&c.Audio.Device, nonEmpty),
+			"rate":   integer(&c.Audio.Rate, 8000, 192000),
+		},
+		"relay": map[string]any{
+			"tcp":                str(&c.Relay.TCP),
+			"packet_size":        integer(&c.Relay.PacketSize, 256, 1472),
+			"health_check_every": integer(&c.Relay.HealthCheckEvery, 1, 1024),
+			"idle_limit":         integer(&c.Relay.IdleLimit, 1, 65536),
+			"buffer_packets":     integer(&c.Relay.BufferPackets, 1, 1<<20),
+			"buffer_bytes":       integer(&c.Relay.BufferBytes, 1500, 1<<30),
+			"buffer_delay":       duration(&c.Relay.BufferDelay, 10*time.Millisecond, time.Minute),
+			"client_timeout":     duration(&c.Relay.ClientTimeout, 100*time.Millisecond, time.Hour),
+			"max_clients":        integer(&c.Relay.MaxClients, 1, 1024),
+			"audio_nodelay":      boolean(&c.Relay.AudioNoDelay),
+			"video_nodelay":      boolean(&c.Relay.VideoNoDelay),
+		},
+		"board": map[string]any{
+			"profile":         str(&c.Board.Profile, oneOf(Profiles...)),
+			"chip":            str(&c.Board.Chip),
+			"button_a":        pin(&c.Board.ButtonA),
+			"button_b":        pin(&c.Board.ButtonB),
+			"led":             pin(&c.Board.LED),
+			"led_red":         pin(&c.Board.LEDRed),
+			"led_green":       pin(&c.Board.LEDGreen),
+			"led_blue":        pin(&c.Board.LEDBlue),
+			"led_active_low":  boolean(&c.Board.LEDActiveLow),
+			"debounce":        duration(&c.Board.Debounce, time.Millisecond, 500*time.Millisecond),
+			"long_press":      duration(&c.Board.LongPress, 300*time.Millisecond, 30*time.Second),
+			"very_long_press": duration(&c.Board.VeryLongPress, time.Second, 2*time.Minute),
+		},
+		"pairing": map[string]any{
+			"open":            boolean(&c.Pairing.Open),
+			"window":          duration(&c.Pairing.Window, 5*time.Second, time.Hour),
+			"request_timeout": duration(&c.Pairing.RequestTimeout, time.Second, 10*time.Minute),
+			"reset_confirm":   duration(&c.Pairing.ResetConfirm, 3*time.Second, 5*time.Minute),
+		},
+	}
+}
+
+// crossCheck validates relations between keys. A violated relation resets
+// the keys involved to their defaults, so the box still gets a consistent
+// configuration.
+func (c *Config) crossCheck(d *decoder) {
+	def := Default()
+	b := &c.Board
+	rgb := []int{b.LEDRed, b.LEDGreen, b.LEDBlue}
+	set := 0
+	for _, p := range rgb {
+		if p != NoPin {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		d.fail("board.led_red", fmt.Errorf("%w: an RGB LED needs led_red, led_green and led_blue together", ErrRange))
+		b.LEDRed, b.LEDGreen, b.LEDBlue = NoPin, NoPin, NoPin
+	}
+	if b.VeryLongPress <= b.LongPress {
+		d.fail(d.blame("board.very_long_press", "board.long_press"), fmt.Errorf("%w: must be longer than board.long_press (%v)", ErrRange, b.LongPress))
+		b.LongPress, b.VeryLongPress = def.Board.LongPress, def.Board.VeryLongPress
+	}
+	if b.LongPress <= b.Debounce {
+		d.fail(d.blame("board.long_press", "board.debounce"), fmt.Errorf("%w: must be longer than board.debounce (%v)", ErrRange, b.Debounce))
+		b.LongPress, b.Debounce = def.Board.LongPress, def.Board.Debounce
+	}
+	// Two roles on one line would make a button press light the LED, or
+	// the LED's output drive fight a button.
+	pins := []struct {
+		key string
+		p   *int
+	}{
+		{"board.button_a", &b.ButtonA}, {"board.button_b", &b.ButtonB}, {"board.led", &b.LED},
+		{"board.led_red", &b.LEDRed}, {"board.led_green", &b.LEDGreen}, {"board.led_blue", &b.LEDBlue},
+	}
+	seen := map[int]string{}
+	for _, x := range pins {
+		if *x.p == NoPin {
+			continue
+		}
+		if other, ok := seen[*x.p]; ok {
+			d.fail(x.key, fmt.Errorf("%w: GPIO %d is already used by %s", ErrRange, *x.p, other))
+			*x.p = NoPin
+			continue
+		}
+		seen[*x.p] = x.key
+	}
+	if c.Camera.Codec == "jpeg" && (c.Camera.Width%8 != 0 || c.Camera.Height%8 != 0) {
+		// RFC 2435 encodes the size in units of 8 pixels.
+		d.fail("camera.width", fmt.Errorf("%w: JPEG over RTP needs width and height divisible by 8 (got %dx%d)", ErrRange, c.Camera.Width, c.Camera.Height))
+		c.Camera.Width, c.Camera.Height = def.Camera.Width, def.Camera.Height
+	}
+}
+
+// setter stores one value after checking it.
+type setter func(v any) error
+
+type decoder struct {
+	lines map[string]int
+	errs  []*KeyError
+}
+
+func (d *decoder) fail(key string, err error) {
+	d.errs = append(d.errs, &KeyError{Key: key, Line: d.line(key), Err: err})
+}
+
+// blame picks the first of keys that the file sets, so an error about a
+// relation points at a line the person actually wrote.
+func (d *decoder) blame(keys ...string) string {
+	for _, k := range keys {
+		if _, ok := d.lines[k]; ok {
+			return k
+		}
+	}
+	return keys[0]
+}
+
+// line finds the key's line, or that of its nearest enclosing table (a key
+// written inside an inline table shares that table's line).
+func (d *decoder) line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := d.lines[k]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+func (d *decoder) table(prefix string, raw map[string]any, schema map[string]any) {
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := raw[k]
+		full := quoteKey(k)
+		if prefix != "" {
+			full = prefix + "." + full
+		}
+		switch s := schema[k].(type) {
+		case nil:
+			d.fail(full, ErrUnknownKey)
+		case map[string]any:
+			sub, ok := v.(map[string]any)
+			if !ok {
+				d.fail(full, fmt.Errorf("%w: must be a table ([%s])", ErrType, full))
+				continue
+			}
+			d.table(full, sub, s)
+		case setter:
+			if err := s(v); err != nil {
+				d.fail(full, err)
+			}
+		}
+	}
+}
+
+func quoteKey(k string) string {
+	for _, r := range k {
+		if !isBareKeyChar(r) {
+			return fmt.Sprintf("%q", k)
+		}
+	}
+	if k == "" {
+		return `""`
+	}
+	return k
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any, []map[string]any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	default:
+		return "a date/time"
+	}
+}
+
+type strCheck func(string) error
+
+func nonEmpty(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: must not be empty", ErrRange)
+	}
+	return nil
+}
+
+func maxLen(n int) strCheck {
+	return func(s string) error {
+		if len(s) > n {
+			return fmt.Errorf("%w: longer than %d bytes", ErrRange, n)
+		}
+		return nil
+	}
+}
+
+func oneOf(values ...string) strCheck {
+	return func(s string) error {
+		if !slices.Contains(values, s) {
+			return fmt.Errorf("%w: %q is not one of %s", ErrRange, s, strings.Join(values, ", "))
+		}
+		return nil
+	}
+}
+
+func str(dst *string, checks ...strCheck) setter {
+	return func(v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%w: want a string, got %s", ErrType, typeName(v))
+		}
+		for _, c := range checks {
+			if err := c(s); err != nil {
+				return err
+			}
+		}
+		*dst = s
+		return nil
+	}
+}
+
+func integer(dst *int, lo, hi int64) setter {
+	return func(v any) error {
+		n, ok := v.(int64)
+		if !ok {
+			return fmt.Errorf("%w: want an integer, got %s", ErrType, typeName(v))
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%w: must be between %d and %d, got %d", ErrRange, lo, hi, n)
+		}
+		*dst = int(n)
+		return nil
+	}
+}
+
+// pin accepts a GPIO line number, or -1 for "none / the profile's".
+func pin(dst *int) setter {
+	return integer(dst, NoPin, 1023)
+}
+
+func boolean(dst *bool) setter {
+	return func(v any) error {
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("%w: want true or false, got %s", ErrType, typeName(v))
+		}
+		*dst = b
+		return nil
+	}
+}
+
+// duration accepts Go duration strings ("30ms", "1.5s", "2m"): TOML has no
+// duration type, and a bare number would leave the unit to guesswork.
+func duration(dst *time.Duration, lo, hi time.Duration) setter {
+	return func(v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%w: want a duration string such as \"1.5s\", got %s", ErrType, typeName(v))
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrType, err)
+		}
+		if d < lo || d > hi {
+			return fmt.Errorf("%w: must be between %v and %v, got %v", ErrRange, lo, hi, d)
+		}
+		*dst = d
+		return nil
+	}
+}
+
+// check re-validates a finished configuration, for tests: every key's own
+// range plus the cross-key rules. Load never returns a config failing it.
+func (c *Config) check() error {
+	d := &decoder{}
+	fresh := Default()
+	sch := fresh.schema()
+	var walk func(prefix string, sch map[string]any, vals map[string]any)
+	vals := c.values()
+	walk = func(prefix string, sch map[string]any, vals map[string]any) {
+		for k, s := range sch {
+			switch s := s.(type) {
+			case map[string]any:
+				walk(prefix+k+".", s, vals[k].(map[string]any))
+			case setter:
+				if err := s(vals[k]); err != nil {
+					d.fail(prefix+k, err)
+				}
+			}
+		}
+	}
+	walk("", sch, vals)
+	copyCfg := *c
+	copyCfg.crossCheck(d)
+	if len(d.errs) > 0 {
+		return d.errs[0]
+	}
+	return nil
+}
+
+// values renders c as the TOML value tree the schema setters accept.
+func (c *Config) values() map[string]any {
+	i := func(n int) any { return int64(n) }
+	d := func(x time.Duration) any { return x.String() }
+	return map[string]any{
+		"name": c.Name, "http": c.HTTP, "data_dir": c.DataDir,
+		"camera": map[string]any{"device": c.Camera.Device, "width": i(c.Camera.Width), "height": i(c.Camera.Height), "fps": i(c.Camera.FPS), "codec": c.Camera.Codec},
+		"audio":  map[string]any{"device": c.Audio.Device, "rate": i(c.Audio.Rate)},
+		"relay": map[string]any{
+			"tcp": c.Relay.TCP, "packet_size": i(c.Relay.PacketSize), "health_check_every": i(c.Relay.HealthCheckEvery),
+			"idle_limit": i(c.Relay.IdleLimit), "buffer_packets": i(c.Relay.BufferPackets), "buffer_bytes": i(c.Relay.BufferBytes),
+			"buffer_delay": d(c.Relay.BufferDelay), "client_timeout": d(c.Relay.ClientTimeout), "max_clients": i(c.Relay.MaxClients),
+			"audio_nodelay": c.Relay.AudioNoDelay, "video_nodelay": c.Relay.VideoNoDelay,
+		},
+		"board": map[string]any{
+			"profile": c.Board.Profile, "chip": c.Board.Chip, "button_a": i(c.Board.ButtonA), "button_b": i(c.Board.ButtonB),
+			"led": i(c.Board.LED), "led_red": i(c.Board.LEDRed), "led_green": i(c.Board.LEDGreen), "led_blue": i(c.Board.LEDBlue),
+			"led_active_low": c.Board.LEDActiveLow, "debounce": d(c.Board.Debounce), "long_press": d(c.Board.LongPress),
+			"very_long_press": d(c.Board.VeryLongPress),
+		},
+		"pairing": map[string]any{
+			"open": c.Pairing.Open, "window": d(c.Pairing.Window), "request_timeout": d(c.Pairing.RequestTimeout),
+			"reset_confirm": d(c.Pairing.ResetConfirm),
+		},
+	}
+}
+
+// keyErrorsOf lists the *KeyError values inside a Load error.
+func keyErrorsOf(err error) []*KeyError {
+	var out []*KeyError
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if ke, ok := e.(*KeyError); ok {
+			out = append(out, ke)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		walk(errors.Unwrap(e))
+	}
+	walk(err)
+	return out
+}
