@@ -1,0 +1,259 @@
+package synth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/jpeg"
+	"testing"
+	"time"
+)
+
+var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newVirtualCamera(t testing.TB, cfg CameraConfig) (*Camera, *VirtualClock) {
+	t.Helper()
+	clk := NewVirtualClock(epoch)
+	cfg.Clock = clk
+	c, err := NewCamera(cfg)
+	if err != nil {
+		t.Fatalf("NewCamera(%+v): %v", cfg, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, clk
+}
+
+func decode(t testing.TB, b []byte) image.Image {
+	t.Helper()
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("decode frame: %v", err)
+	}
+	return img
+}
+
+// ballX returns the mean x of the ball's pixels in the band, or -1.
+func ballX(c *Camera, img image.Image) float64 {
+	y := (c.lay.bandRow*16 + c.lay.bandRows*8)
+	var sum, n int
+	for x := 0; x < c.cfg.Width; x++ {
+		r, g, b, _ := img.At(x, y).RGBA()
+		if r>>8 > 200 && g>>8 > 140 && b>>8 < 100 {
+			sum += x
+			n++
+		}
+	}
+	if n == 0 {
+		return -1
+	}
+	return float64(sum) / float64(n)
+}
+
+func TestCameraFrames(t *testing.T) {
+	for _, sz := range []image.Point{{1280, 720}, {640, 360}, {320, 240}, {1920, 1080}, {136, 120}, {2040, 2040}} {
+		t.Run("", func(t *testing.T) {
+			c, _ := newVirtualCamera(t, CameraConfig{Width: sz.X, Height: sz.Y})
+			var prev []byte
+			prevX := -1.0
+			for i := range 4 {
+				f, err := c.ReadFrame(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Seq != uint64(i) || f.Width != sz.X || f.Height != sz.Y || !f.Keyframe {
+					t.Fatalf("frame %d: seq %d size %dx%d keyframe %v", i, f.Seq, f.Width, f.Height, f.Keyframe)
+				}
+				if !bytes.Contains(f.Data[:len(c.t.header)], []byte{0xFF, 0xDD, 0, 4}) {
+					t.Fatalf("%v: no DRI marker in the header", sz)
+				}
+				img := decode(t, f.Data)
+				if img.Bounds().Size() != sz {
+					t.Fatalf("decoded size %v, want %v", img.Bounds().Size(), sz)
+				}
+				if n, ok := c.ReadCounter(img); !ok || n != f.Seq {
+					t.Fatalf("%v frame %d: counter reads %d (ok %v)", sz, f.Seq, n, ok)
+				}
+				x := ballX(c, img)
+				if x < 0 {
+					t.Fatalf("%v frame %d: no ball in the band", sz, f.Seq)
+				}
+				if prev != nil {
+					if bytes.Equal(prev, f.Data) {
+						t.Fatalf("%v: frames %d and %d are identical", sz, i-1, i)
+					}
+					if d := x - prevX; d < float64(c.lay.step)/2 || d > float64(c.lay.step)*3/2 {
+						t.Fatalf("%v: ball moved %.1f px, want about %d", sz, d, c.lay.step)
+					}
+				}
+				prev = append(prev[:0], f.Data...)
+				prevX = x
+			}
+		})
+	}
+}
+
+// The counter must read back across every digit and the wrap of the
+// ball's sweep.
+func TestCameraCounterAllDigits(t *testing.T) {
+	c, _ := newVirtualCamera(t, CameraConfig{Width: 320, Height: 240})
+	for _, seq := range []uint64{0, 123456, 789012, 345678, 999999, 1000000 + 901, uint64(c.lay.positions) - 1, uint64(c.lay.positions)} {
+		img := decode(t, c.AppendFrame(nil, seq))
+		if n, ok := c.ReadCounter(img); !ok || n != seq%1000000 {
+			t.Fatalf("frame %d: counter reads %d (ok %v)", seq, n, ok)
+		}
+	}
+	// A picture of the wrong size or without digits does not read.
+	if _, ok := c.ReadCounter(image.NewGray(image.Rect(0, 0, 320, 240))); ok {
+		t.Fatal("black picture read as a counter")
+	}
+	if _, ok := c.ReadCounter(image.NewGray(image.Rect(0, 0, 32, 24))); ok {
+		t.Fatal("wrong-size picture read as a counter")
+	}
+}
+
+func TestCameraPacing(t *testing.T) {
+	c, clk := newVirtualCamera(t, CameraConfig{Width: 320, Height: 240, FPS: 25})
+	ctx := context.Background()
+	period := 40 * time.Millisecond
+	for i := range 10 {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := epoch.Add(time.Duration(i) * period); !f.CaptureTime.Equal(want) || f.Seq != uint64(i) {
+			t.Fatalf("frame %d: seq %d at %v, want at %v", i, f.Seq, f.CaptureTime.Sub(epoch), want.Sub(epoch))
+		}
+	}
+	// A reader 3.5 periods late: frames 10, 11, 12 were missed; it gets 13
+	// at once, and the next one on 14's slot.
+	clk.Advance(period/2 + 3*period + period/2)
+	f, err := c.ReadFrame(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Seq != 13 {
+		t.Fatalf("late reader got seq %d, want 13 (a gap of 3)", f.Seq)
+	}
+	f, err = c.ReadFrame(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := epoch.Add(14 * period); f.Seq != 14 || !f.CaptureTime.Equal(want) {
+		t.Fatalf("after the gap: seq %d at %v, want 14 at %v", f.Seq, f.CaptureTime.Sub(epoch), want.Sub(epoch))
+	}
+}
+
+// With the real clock the frames come at the frame rate.
+func TestCameraRealClock(t *testing.T) {
+	c, err := NewCamera(CameraConfig{Width: 160, Height: 128, FPS: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	start := time.Now()
+	var last time.Time
+	for range 11 {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = f.CaptureTime
+	}
+	if el := last.Sub(start); el < 95*time.Millisecond || el > time.Second {
+		t.Fatalf("11 frames at 100 fps took %v, want about 100ms", el)
+	}
+}
+
+func TestCameraCloseAndCancel(t *testing.T) {
+	c, err := NewCamera(CameraConfig{Width: 160, Height: 128, FPS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadFrame(context.Background()); err != nil { // frame 0 is immediate
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	if _, err := c.ReadFrame(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled read: %v", err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := c.ReadFrame(context.Background())
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("read across Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock ReadFrame")
+	}
+	if _, err := c.ReadFrame(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+}
+
+func TestCameraBadConfig(t *testing.T) {
+	for _, cfg := range []CameraConfig{
+		{Width: 1281, Height: 720},
+		{Width: 1280, Height: 724},
+		{Width: 2048, Height: 720},
+		{Width: -8, Height: 720},
+		{Width: 64, Height: 64},
+		{Width: 128, Height: 64},
+		{FPS: -1},
+		{FPS: 1000},
+		{Quality: 101},
+		{Quality: -5},
+	} {
+		if c, err := NewCamera(cfg); err == nil {
+			c.Close()
+			t.Errorf("NewCamera(%+v) accepted a bad configuration", cfg)
+		}
+	}
+}
+
+// Steady-state frames cost no allocation.
+func TestCameraNoAllocs(t *testing.T) {
+	c, _ := newVirtualCamera(t, CameraConfig{})
+	ctx := context.Background()
+	if _, err := c.ReadFrame(ctx); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.ReadFrame(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("ReadFrame allocates %v times per frame", allocs)
+	}
+}
+
+func BenchmarkCameraFrame(b *testing.B) {
+	c, _ := newVirtualCamera(b, CameraConfig{})
+	buf := c.AppendFrame(nil, 0)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		buf = c.AppendFrame(buf[:0], uint64(i))
+	}
+}
+
+func BenchmarkNewCamera720p(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := NewCamera(CameraConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
