@@ -1,0 +1,361 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Relay fans media out from publishers to clients. Create it with New; it is
+// safe for concurrent use.
+type Relay struct {
+	cfg Config
+	log *slog.Logger
+
+	// subs holds the sessions of each kind (index = capture.Kind), copied
+	// on write so Publish iterates them without a lock.
+	subs [3]atomic.Pointer[[]*session]
+
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	pubs      []*Publisher
+	listeners map[net.Listener]struct{}
+	closed    bool
+
+	self       *Publisher
+	videoCodec atomic.Uint32
+	nextID     atomic.Uint64
+	done       chan struct{}
+	wg         sync.WaitGroup
+
+	tot      totals
+	registry *prometheus.Registry
+}
+
+// totals are relay-wide counters; sessions add theirs when they end.
+type totals struct {
+	mu          sync.Mutex
+	ended       [3]stats
+	disconnects map[string]uint64
+	published   [3]atomic.Uint64 // packets
+	pubBytes    [3]atomic.Uint64
+	rejected    atomic.Uint64
+	keyRequests atomic.Uint64
+}
+
+// noPublisher marks a session that only receives.
+const noPublisher = 0xff
+
+// maxPublishers bounds publishers: per-session restart state is a 64-bit mask.
+const maxPublishers = 64
+
+// New creates a relay. Zero fields of cfg take their defaults; an invalid
+// cfg is reported by Validate and here replaced by the defaults with an
+// error logged, so a bad configuration file cannot keep the box from
+// booting. log may be nil.
+func New(cfg Config, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("relay: invalid configuration, using defaults", "err", err)
+		auth, now := cfg.Authorize, cfg.Now
+		cfg = DefaultConfig()
+		cfg.Authorize, cfg.Now = auth, now
+	}
+	r := &Relay{
+		cfg:       cfg.withDefaults(),
+		log:       log,
+		sessions:  make(map[*session]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		done:      make(chan struct{}),
+	}
+	r.tot.disconnects = make(map[string]uint64)
+	for i := range r.subs {
+		r.subs[i].Store(&[]*session{})
+	}
+	r.videoCodec.Store(uint32(r.cfg.VideoCodec))
+	r.self, _ = r.NewPublisher("box")
+	r.registry = newRegistry(r)
+	r.wg.Add(1)
+	go r.monitor()
+	return r
+}
+
+// Config returns the effective configuration (defaults applied).
+func (r *Relay) Config() Config { return r.cfg }
+
+// Registry is the Prometheus registry with the relay's metrics (and the Go
+// and process collectors), for /metrics.
+func (r *Relay) Registry() *prometheus.Registry { return r.registry }
+
+// Publisher is one source of media: the box's camera and microphone, and in
+// time a phone's microphone or a remote box. Its packets go to every session
+// except its own ("all-me", design S9).
+type Publisher struct {
+	r          *Relay
+	idx        uint8
+	name       string
+	onKeyframe atomic.Pointer[func()]
+}
+
+// NewPublisher adds a publisher. At most 64 publishers exist at a time.
+func (r *Relay) NewPublisher(name string) (*Publisher, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	used := uint64(0)
+	for _, p := range r.pubs {
+		used |= 1 << p.idx
+	}
+	for i := 0; i < maxPublishers; i++ {
+		if used&(1<<i) == 0 {
+			p := &Publisher{r: r, idx: uint8(i), name: name}
+			r.pubs = append(r.pubs, p)
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("relay: more than %d publishers", maxPublishers)
+}
+
+// Remove takes the publisher out of the relay.
+func (p *Publisher) Remove() {
+	r := p.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, q := range r.pubs {
+		if q == p {
+			r.pubs = append(r.pubs[:i], r.pubs[i+1:]...)
+			return
+		}
+	}
+}
+
+// OnKeyframeRequest sets the function called when a client needs a frame a
+// decoder can start from (after a video flush). For the box's own H.264
+// encoder it forces an IDR; for a remote publisher it sends RTCP PLI
+// (wire.AppendPLI). It must not block.
+func (p *Publisher) OnKeyframeRequest(f func()) { p.onKeyframe.Store(&f) }
+
+// OnKeyframeRequest sets the box publisher's keyframe request callback.
+func (r *Relay) OnKeyframeRequest(f func()) { r.self.OnKeyframeRequest(f) }
+
+// Publish fans out the box's own burst. Bad bursts are counted in the
+// metrics and logged, never forwarded; use a Publisher for the error.
+func (r *Relay) Publish(b capture.Burst) {
+	if err := r.self.Publish(b); err != nil && !errors.Is(err, ErrClosed) {
+		if r.tot.rejected.Add(1)&(r.tot.rejected.Load()-1) == 0 { // log 1st, 2nd, 4th, 8th...
+			r.log.Warn("relay: rejected burst", "err", err, "rejected", r.tot.rejected.Load())
+		}
+	}
+}
+
+// Publish copies b and queues it for every session of its kind except the
+// publisher's own. It allocates nothing once the unit pool is warm.
+func (p *Publisher) Publish(b capture.Burst) error {
+	r := p.r
+	if err := checkBurst(&b); err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return ErrClosed
+	default:
+	}
+	if b.Kind == capture.KindVideo {
+		switch b.Packets[0][1] & 0x7f {
+		case capture.PayloadTypeJPEG:
+			r.videoCodec.Store(uint32(capture.CodecJPEG))
+		case capture.PayloadTypeH264:
+			r.videoCodec.Store(uint32(capture.CodecH264))
+		}
+	}
+	r.tot.published[b.Kind].Add(uint64(len(b.Packets)))
+	u := newUnit(&b, p.idx)
+	r.tot.pubBytes[b.Kind].Add(uint64(len(u.framed)))
+	now := ns(r.cfg.Now())
+	var keyReq uint64
+	for _, s := range *r.subs[b.Kind].Load() {
+		if s.origin != p.idx {
+			keyReq |= s.offer(u, now)
+		}
+	}
+	u.release()
+	if keyReq != 0 {
+		r.requestKeyframes(keyReq)
+	}
+	return nil
+}
+
+func (r *Relay) requestKeyframes(mask uint64) {
+	r.mu.Lock()
+	var fs [maxPublishers]func()
+	n := 0
+	for _, p := range r.pubs {
+		if mask&(1<<p.idx) != 0 {
+			if f := p.onKeyframe.Load(); f != nil && *f != nil {
+				fs[n] = *f
+				n++
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, f := range fs[:n] {
+		r.tot.keyRequests.Add(1)
+		f()
+	}
+}
+
+// checkBurst rejects what a client could not use: unknown kinds, empty
+// bursts, packets that are not RTP version 2 or cannot be framed.
+func checkBurst(b *capture.Burst) error {
+	if b.Kind != capture.KindVideo && b.Kind != capture.KindAudio {
+		return fmt.Errorf("relay: burst of kind %d", b.Kind)
+	}
+	if len(b.Packets) == 0 {
+		return fmt.Errorf("relay: empty %s burst", b.Kind)
+	}
+	for i, p := range b.Packets {
+		if len(p) < 12 || len(p) > maxPacket || p[0]>>6 != 2 {
+			return fmt.Errorf("relay: %s burst packet %d: %d bytes, not RTP", b.Kind, i, len(p))
+		}
+	}
+	return nil
+}
+
+// Viewers is the number of connected clients: the larger of the video and
+// the audio session counts (a client normally opens one of each).
+func (r *Relay) Viewers() int {
+	return max(len(*r.subs[capture.KindVideo].Load()), len(*r.subs[capture.KindAudio].Load()))
+}
+
+// Close disconnects every client, stops the listeners and waits for the
+// relay's goroutines.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.done)
+	var errs []error
+	for ln := range r.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	ss := make([]*session, 0, len(r.sessions))
+	for s := range r.sessions {
+		ss = append(ss, s)
+	}
+	r.mu.Unlock()
+	for _, s := range ss {
+		s.end(errRelayClosed)
+	}
+	r.wg.Wait()
+	return errors.Join(errs...)
+}
+
+var errRelayClosed = errors.New("relay closed")
+
+// add registers a session; it fails when the relay is closed or full.
+func (r *Relay) add(s *session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if len(r.sessions) >= r.cfg.MaxClients {
+		return errFull
+	}
+	r.sessions[s] = struct{}{}
+	old := *r.subs[s.kind].Load()
+	next := make([]*session, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, s)
+	r.subs[s.kind].Store(&next)
+	r.wg.Add(1) // the session's handler; Done in finish
+	return nil
+}
+
+var errFull = errors.New("relay full")
+
+// remove unregisters a session so Publish stops offering to it.
+func (r *Relay) remove(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.sessions[s]; !ok {
+		return
+	}
+	delete(r.sessions, s)
+	old := *r.subs[s.kind].Load()
+	next := make([]*session, 0, len(old))
+	for _, x := range old {
+		if x != s {
+			next = append(next, x)
+		}
+	}
+	r.subs[s.kind].Store(&next)
+}
+
+// monitor applies the timeouts of every session every CheckEvery.
+func (r *Relay) monitor() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.CheckEvery)
+	defer t.Stop()
+	var ss []*session
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		ss = r.snapshot(ss[:0])
+		r.check(ss, ns(r.cfg.Now()))
+		clear(ss)
+	}
+}
+
+func (r *Relay) snapshot(dst []*session) []*session {
+	for k := capture.KindVideo; k <= capture.KindAudio; k++ {
+		dst = append(dst, *r.subs[k].Load()...)
+	}
+	return dst
+}
+
+// check ejects the sessions whose policy says so (tests call it with a fake time).
+func (r *Relay) check(ss []*session, now int64) {
+	for _, s := range ss {
+		s.mu.Lock()
+		e := s.pol.check(now)
+		s.mu.Unlock()
+		if e != nil {
+			s.end(e)
+		}
+	}
+}
+
+// ended records a finished session's counters and reason.
+func (r *Relay) ended(s *session, st stats, reason string) {
+	r.tot.mu.Lock()
+	e := &r.tot.ended[s.kind]
+	e.sentMsgs += st.sentMsgs
+	e.sentBytes += st.sentBytes
+	e.sentUnits += st.sentUnits
+	e.dropMsgs += st.dropMsgs
+	e.dropUnits += st.dropUnits
+	e.flushes += st.flushes
+	e.healthChecks += st.healthChecks
+	r.tot.disconnects[reason]++
+	r.tot.mu.Unlock()
+}
