@@ -1,0 +1,317 @@
+// Package rtph264 carries H.264 over RTP as RFC 6184 specifies, in
+// packetization mode 1 (non-interleaved): single NAL unit packets, STAP-A
+// for the parameter sets and FU-A for NAL units larger than a packet.
+//
+// The packetizer follows pion's codecs.H264Payloader packet for packet (the
+// tests check that pion's depacketizer reads it back) but writes into owned
+// buffers, so steady-state packetizing allocates nothing; pion's payloader
+// allocates every payload. It also caches the last SPS and PPS and puts them
+// in front of every IDR that lacks them, so a receiver that joins, or
+// recovers from loss, at any IDR can decode. The depacketizer uses pion's
+// codecs.H264Packet and emits whole access units only.
+package rtph264
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/pion/rtp"
+)
+
+// NAL unit types (H.264 table 7-1) and RFC 6184 packet types.
+const (
+	nalSlice    = 1
+	nalIDR      = 5
+	nalSEI      = 6
+	nalSPS      = 7
+	nalPPS      = 8
+	nalAUD      = 9
+	nalFiller   = 12
+	nalSTAPA    = 24
+	nalFUA      = 28
+	fuStart     = 0x80
+	fuEnd       = 0x40
+	stapAHeader = 0x78 // F=0, NRI=3, type 24, as pion writes it
+)
+
+// Errors of the packetizer.
+var (
+	ErrCodec       = errors.New("rtph264: frame is not H.264")
+	ErrNotAnnexB   = errors.New("rtph264: access unit is not in Annex B byte-stream form")
+	ErrNoParamSets = errors.New("rtph264: IDR without SPS/PPS, and none seen before")
+	ErrEmptyAU     = errors.New("rtph264: access unit has no NAL units")
+)
+
+// MinPacketSize is the smallest max packet size accepted: an FU-A packet
+// with abs-capture-time and one byte of NAL unit.
+const MinPacketSize = rtpext.HeaderSize + 2 + 1
+
+// Packetizer turns H.264 access units (Annex B) into RFC 6184 packets. It
+// implements capture.VideoPacketizer.
+type Packetizer struct {
+	maxSize  int
+	hdr      rtp.Header
+	ext      [rtpext.AbsCaptureTimeSize]byte
+	clock    *rtpext.Clock
+	lastTS   uint32
+	started  bool
+	sps, pps []byte // cached copies
+	nals     [][]byte
+	buf      []byte
+	pkts     [][]byte
+}
+
+// NewPacketizer returns an H.264 packetizer producing RTP packets of at most
+// maxSize bytes (0 means capture.DefaultMaxPacketSize) with the given SSRC
+// and payload type (capture.PayloadTypeH264 unless negotiated otherwise).
+func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
+	if maxSize == 0 {
+		maxSize = capture.DefaultMaxPacketSize
+	}
+	if maxSize < MinPacketSize {
+		return nil, fmt.Errorf("rtph264: %d bytes, need at least %d: %w", maxSize, MinPacketSize, capture.ErrPacketSize)
+	}
+	if pt > 127 {
+		return nil, fmt.Errorf("rtph264: payload type %d out of range", pt)
+	}
+	p := &Packetizer{maxSize: maxSize, clock: rtpext.NewClock(capture.VideoClockRate)}
+	p.hdr = rtp.Header{
+		Version:        2,
+		PayloadType:    pt,
+		SSRC:           ssrc,
+		SequenceNumber: uint16(rtpext.Random32()),
+		Extensions:     make([]rtp.Extension, 0, 1),
+	}
+	return p, nil
+}
+
+// SetStart fixes the next sequence number and the first RTP timestamp.
+func (p *Packetizer) SetStart(seq uint16, ts uint32) {
+	p.hdr.SequenceNumber = seq
+	p.clock = rtpext.NewClockAt(capture.VideoClockRate, ts)
+	p.started = false
+}
+
+// Packetize returns the packets of one access unit; the first carries
+// abs-capture-time, the last the marker bit. Access unit delimiters and
+// filler data are dropped, as pion does.
+func (p *Packetizer) Packetize(f capture.VideoFrame) (capture.Burst, error) {
+	if f.Codec != capture.CodecH264 {
+		return capture.Burst{}, fmt.Errorf("%w: %v", ErrCodec, f.Codec)
+	}
+	nals, err := SplitAnnexB(p.nals[:0], f.Data)
+	p.nals = nals
+	if err != nil {
+		return capture.Burst{}, err
+	}
+	var sps, pps []byte
+	idr := false
+	for _, n := range nals {
+		switch n[0] & 0x1F {
+		case nalSPS:
+			sps = n
+		case nalPPS:
+			pps = n
+		case nalIDR:
+			idr = true
+		}
+	}
+	if sps != nil {
+		p.sps = append(p.sps[:0], sps...)
+	}
+	if pps != nil {
+		p.pps = append(p.pps[:0], pps...)
+	}
+	// The STAP-A with the parameter sets goes where the SPS was, or in
+	// front of the IDR when the access unit has none.
+	insert := idr && (sps == nil || pps == nil)
+	if insert && (p.sps == nil || p.pps == nil) {
+		return capture.Burst{}, ErrNoParamSets
+	}
+
+	ts := p.clock.Timestamp(f.CaptureTime)
+	if p.started && int32(ts-p.lastTS) <= 0 {
+		ts = p.lastTS + 1
+	}
+	p.started, p.lastTS = true, ts
+	p.hdr.Timestamp = ts
+	p.hdr.Marker = false
+	if err := rtpext.SetAbsCaptureTime(&p.hdr, &p.ext, f.CaptureTime); err != nil {
+		return capture.Burst{}, fmt.Errorf("rtph264: %w", err)
+	}
+	p.buf = p.buf[:0]
+	p.pkts = p.pkts[:0]
+	var pendSPS, pendPPS []byte
+	for _, n := range nals {
+		t := n[0] & 0x1F
+		switch {
+		case t == nalAUD || t == nalFiller:
+			continue
+		case t == nalSPS:
+			pendSPS = p.sps
+			continue
+		case t == nalPPS:
+			pendPPS = p.pps
+			continue
+		case t == nalIDR && insert:
+			pendSPS, pendPPS = p.sps, p.pps
+			insert = false
+		}
+		p.flushParams(pendSPS, pendPPS)
+		pendSPS, pendPPS = nil, nil
+		p.nal(n)
+	}
+	p.flushParams(pendSPS, pendPPS)
+	if len(p.pkts) == 0 {
+		p.hdr.ClearExtensions()
+		return capture.Burst{}, ErrEmptyAU
+	}
+	// Marker bit on the access unit's last packet (RFC 6184 5.1).
+	last := p.pkts[len(p.pkts)-1]
+	last[1] |= 0x80
+	p.hdr.ClearExtensions()
+	return capture.Burst{Kind: capture.KindVideo, Packets: p.pkts, Keyframe: idr, CaptureTime: f.CaptureTime}, nil
+}
+
+// room returns the payload bytes the next packet can carry.
+func (p *Packetizer) room() int { return p.maxSize - p.hdr.MarshalSize() }
+
+// begin appends the next packet's RTP header and returns its start.
+func (p *Packetizer) begin(payload int) int {
+	start := len(p.buf)
+	n := p.hdr.MarshalSize()
+	p.buf = grow(p.buf, n+payload)
+	// MarshalTo cannot fail: the buffer was sized from MarshalSize.
+	_, _ = p.hdr.MarshalTo(p.buf[start:])
+	return start
+}
+
+func (p *Packetizer) end(start int) {
+	p.pkts = append(p.pkts, p.buf[start:len(p.buf):len(p.buf)])
+	p.hdr.SequenceNumber++
+	if len(p.pkts) == 1 {
+		p.hdr.ClearExtensions()
+	}
+}
+
+// flushParams sends the parameter sets waiting for the next NAL unit.
+func (p *Packetizer) flushParams(sps, pps []byte) {
+	switch {
+	case sps != nil && pps != nil:
+		p.stapA(sps, pps)
+	case sps != nil:
+		p.nal(sps)
+	case pps != nil:
+		p.nal(pps)
+	}
+}
+
+// stapA sends SPS and PPS in one STAP-A (RFC 6184 5.7.1), or as two single
+// NAL unit packets when they do not fit one packet together.
+func (p *Packetizer) stapA(sps, pps []byte) {
+	size := 1 + 2 + len(sps) + 2 + len(pps)
+	if size > p.room() {
+		p.nal(sps)
+		p.nal(pps)
+		return
+	}
+	start := p.begin(size)
+	b := p.buf[len(p.buf)-size:]
+	b[0] = stapAHeader
+	b[1], b[2] = byte(len(sps)>>8), byte(len(sps))
+	copy(b[3:], sps)
+	o := 3 + len(sps)
+	b[o], b[o+1] = byte(len(pps)>>8), byte(len(pps))
+	copy(b[o+2:], pps)
+	p.end(start)
+}
+
+// nal sends one NAL unit as a single NAL unit packet or as FU-A fragments
+// (RFC 6184 5.8).
+func (p *Packetizer) nal(n []byte) {
+	if len(n) <= p.room() {
+		start := p.begin(len(n))
+		copy(p.buf[len(p.buf)-len(n):], n)
+		p.end(start)
+		return
+	}
+	indicator := n[0]&0x60 | nalFUA // NRI of the NAL unit, type 28
+	typ := n[0] & 0x1F
+	body := n[1:]
+	for first := true; len(body) > 0; first = false {
+		k := min(p.room()-2, len(body))
+		start := p.begin(2 + k)
+		b := p.buf[len(p.buf)-2-k:]
+		b[0] = indicator
+		b[1] = typ
+		if first {
+			b[1] |= fuStart
+		}
+		if k == len(body) {
+			b[1] |= fuEnd
+		}
+		copy(b[2:], body[:k])
+		body = body[k:]
+		p.end(start)
+	}
+}
+
+// grow extends b by n bytes, reallocating if needed. Packets already handed
+// out keep pointing into the old array, which stays valid.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), 2*cap(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+var startCode = []byte{0, 0, 1}
+
+// SplitAnnexB appends to dst the NAL units of an Annex B byte stream
+// (start codes 00 00 01 or 00 00 00 01, trailing zero bytes removed) and
+// returns it. The NAL units point into data.
+func SplitAnnexB(dst [][]byte, data []byte) ([][]byte, error) {
+	i := bytes.Index(data, startCode)
+	if i < 0 {
+		return dst, ErrNotAnnexB
+	}
+	// Only zero bytes may precede the first start code.
+	for _, b := range data[:i] {
+		if b != 0 {
+			return dst, ErrNotAnnexB
+		}
+	}
+	i += 3
+	for {
+		j := bytes.Index(data[i:], startCode)
+		end := len(data)
+		next := -1
+		if j >= 0 {
+			end = i + j
+			next = end + 3
+		}
+		n := data[i:end]
+		for len(n) > 0 && n[len(n)-1] == 0 {
+			n = n[:len(n)-1]
+		}
+		if len(n) > 0 {
+			if n[0]&0x80 != 0 {
+				return dst, fmt.Errorf("%w: forbidden_zero_bit set", ErrNotAnnexB)
+			}
+			dst = append(dst, n)
+		}
+		if next < 0 {
+			break
+		}
+		i = next
+	}
+	if len(dst) == 0 {
+		return dst, ErrEmptyAU
+	}
+	return dst, nil
+}
