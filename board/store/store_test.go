@@ -1,0 +1,187 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func hash(i int) string { return fmt.Sprintf("%064x", i) }
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load()
+	if err != nil || st.Muted || len(st.Tokens) != 0 {
+		t.Fatalf("fresh store: %+v %v", st, err)
+	}
+	want := State{Muted: true, Tokens: []Token{{Hash: hash(1), Name: "phone", Paired: time.Unix(1700000000, 0).UTC()}}}
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Muted || len(got.Tokens) != 1 || got.Tokens[0] != want.Tokens[0] || got.Version != currentVersion {
+		t.Fatalf("got %+v", got)
+	}
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600 (the file holds credentials)", fi.Mode().Perm())
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(s.Dir(), ".*tmp*")); len(tmps) != 0 {
+		t.Errorf("temporary files left: %v", tmps)
+	}
+}
+
+func TestCorruptFile(t *testing.T) {
+	for _, data := range []string{"", "{", `{"version":1,"tokens":[{"hash":"xyz"}]}`, `{"version":9}`, `{"version":1,"extra":1}`, `{"version":1}{}`} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, FileName), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%q: err = %v, want ErrCorrupt", data, err)
+		}
+		if len(st.Tokens) != 0 {
+			t.Errorf("%q: corrupt file gave tokens", data)
+		}
+	}
+}
+
+func TestOpenRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, "."+FileName+".tmp123")
+	if err := os.WriteFile(left, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("leftover temp file still there: %v", err)
+	}
+}
+
+// The crash helper: when the test binary runs with this variable set, it
+// saves states with growing token counts as fast as it can until killed.
+const crashEnv = "CALLBOX_STORE_CRASH_DIR"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashWriter(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func crashWriter(dir string) {
+	s, err := Open(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	st, err := s.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600)
+	for i := len(st.Tokens); ; i++ {
+		// Each state is self-consistent: n tokens, muted iff n is odd. A
+		// torn write would break that or fail to parse.
+		st.Tokens = append(st.Tokens, Token{Hash: hash(i), Name: strings.Repeat("x", i%300)})
+		st.Muted = len(st.Tokens)%2 == 1
+		if err := s.Save(st); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+	}
+}
+
+// TestCrashSafety kills a writer with SIGKILL in the middle of its writes
+// many times; after every kill the state must load and be consistent, and
+// the number of saved tokens never goes backwards.
+func TestCrashSafety(t *testing.T) {
+	kills := 200
+	if testing.Short() {
+		kills = 30
+	}
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := 0
+	for i := 0; i < kills; i++ {
+		os.Remove(filepath.Join(dir, "ready"))
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the writer is writing, then kill it a varying time
+		// later so kills land at different points of the write sequence.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("writer did not start: %s", stderr.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Duration(i%7) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
+			t.Fatalf("kill %d: writer ended on its own (%v): %s", i, err, stderr.String())
+		}
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.Load()
+		if err != nil {
+			t.Fatalf("kill %d: state does not load: %v", i, err)
+		}
+		n := len(st.Tokens)
+		if n < prev {
+			t.Fatalf("kill %d: state went back from %d to %d tokens", i, prev, n)
+		}
+		if st.Muted != (n%2 == 1) {
+			t.Fatalf("kill %d: inconsistent state: %d tokens, muted %v", i, n, st.Muted)
+		}
+		for j, tok := range st.Tokens {
+			if tok.Hash != hash(j) {
+				t.Fatalf("kill %d: token %d is %s", i, j, tok.Hash)
+			}
+		}
+		prev = n
+	}
+	t.Logf("%d kills; the writer got %d states to disk", kills, prev)
+}
