@@ -1,0 +1,159 @@
+package peer
+
+import (
+	"crypto/hmac"
+	"crypto/sha1" // #nosec: HMAC-SHA1 is what the TURN REST scheme (and coturn) specifies
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/logging"
+	transport "github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
+	"github.com/pion/turn/v5"
+)
+
+// TURNCredentials returns the TURN REST credentials coturn accepts with
+// use-auth-secret: username "expiry:boxid" (expiry in Unix seconds), password
+// base64(HMAC-SHA1(secret, username)).
+func TURNCredentials(secret, boxID string, expiry time.Time) (username, password string) {
+	username = strconv.FormatInt(expiry.Unix(), 10) + ":" + boxID
+	mac := hmac.New(sha1.New, []byte(secret))
+	mac.Write([]byte(username))
+	return username, base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// TURNConfig configures the hub's STUN/TURN server.
+type TURNConfig struct {
+	Listen   string // UDP address for STUN and TURN, e.g. ":3478"
+	PublicIP net.IP // the address boxes reach the hub at; advertised as the relay address
+	Secret   string // TURN REST shared secret (coturn's static-auth-secret)
+	Realm    string // default "callbox"
+	Net      transport.Net
+	Log      *slog.Logger
+}
+
+// TURNServer answers STUN binding requests (a box learns its external
+// address: S3) and relays for allocations authenticated with TURN REST
+// credentials (S6). What it relays is SRTP and DTLS: ciphertext.
+type TURNServer struct {
+	srv     *turn.Server
+	conn    net.PacketConn
+	relayed atomic.Uint64
+}
+
+// StartTURN starts the STUN/TURN server.
+func StartTURN(cfg TURNConfig) (*TURNServer, error) {
+	if cfg.Secret == "" {
+		return nil, fmt.Errorf("peer: TURN needs a shared secret")
+	}
+	if cfg.PublicIP == nil {
+		return nil, fmt.Errorf("peer: TURN needs the hub's public IP")
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "callbox"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Net == nil {
+		n, err := stdnet.NewNet()
+		if err != nil {
+			return nil, fmt.Errorf("peer: TURN net: %w", err)
+		}
+		cfg.Net = n
+	}
+	conn, err := cfg.Net.ListenPacket("udp4", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("peer: TURN listen: %w", err)
+	}
+	t := &TURNServer{conn: conn}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelWarn
+	bind := "0.0.0.0"
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok && !ua.IP.IsUnspecified() {
+		bind = ua.IP.String()
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm:         cfg.Realm,
+		LoggerFactory: lf,
+		AuthHandler:   turn.LongTermTURNRESTAuthHandler(cfg.Secret, lf.NewLogger("turn-auth")),
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: conn,
+			RelayAddressGenerator: &countingGenerator{
+				RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{
+					RelayAddress: cfg.PublicIP, Address: bind, Net: cfg.Net,
+				},
+				n: &t.relayed,
+			},
+		}},
+		EventHandler: turn.EventHandler{
+			OnAllocationCreated: func(src, _ net.Addr, _, user, _ string, relay net.Addr, _ int) {
+				cfg.Log.Info("turn allocation", "box", boxOfUser(user), "from", src, "relay", relay)
+			},
+			OnAllocationDeleted: func(src, _ net.Addr, _, user, _ string) {
+				cfg.Log.Info("turn allocation closed", "box", boxOfUser(user), "from", src)
+			},
+		},
+	})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("peer: TURN server: %w", err)
+	}
+	t.srv = srv
+	return t, nil
+}
+
+func boxOfUser(u string) string {
+	if i := strings.IndexByte(u, ':'); i >= 0 {
+		return u[i+1:]
+	}
+	return u
+}
+
+// Addr is the UDP address the server listens on.
+func (t *TURNServer) Addr() net.Addr { return t.conn.LocalAddr() }
+
+// RelayedBytes is the number of bytes the relay has carried between
+// allocations and peers, both directions.
+func (t *TURNServer) RelayedBytes() uint64 { return t.relayed.Load() }
+
+// Close stops the server and frees every allocation.
+func (t *TURNServer) Close() error { return t.srv.Close() }
+
+// countingGenerator counts what goes through each relay socket, so the hub
+// can report how much traffic it relays.
+type countingGenerator struct {
+	turn.RelayAddressGeneratorStatic
+	n *atomic.Uint64
+}
+
+func (g *countingGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	pc, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &countingConn{PacketConn: pc, n: g.n}, addr, nil
+}
+
+type countingConn struct {
+	net.PacketConn
+	n *atomic.Uint64
+}
+
+func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, a, err := c.PacketConn.ReadFrom(p)
+	c.n.Add(uint64(max(n, 0)))
+	return n, a, err
+}
+
+func (c *countingConn) WriteTo(p []byte, a net.Addr) (int, error) {
+	n, err := c.PacketConn.WriteTo(p, a)
+	c.n.Add(uint64(max(n, 0)))
+	return n, err
+}
