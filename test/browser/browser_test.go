@@ -1,0 +1,440 @@
+package browser
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// The box's binary is built once per test run into a temporary directory.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildBin  string
+	buildErr  error
+	npmOnce   sync.Once
+	npmErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// needNode returns node's path, installing playwright-core with `npm ci`
+// (from package-lock.json) when node_modules is missing.
+func needNode(t *testing.T, withPlaywright bool) string {
+	t.Helper()
+	node := testenv.LookPath(t, "node")
+	if !withPlaywright {
+		return node
+	}
+	npmOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join("node_modules", "playwright-core")); err == nil {
+			return
+		}
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			npmErr = fmt.Errorf("npm not installed: %w", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund").CombinedOutput()
+		if err != nil {
+			npmErr = fmt.Errorf("npm ci: %w\n%s", err, out)
+		}
+	})
+	if npmErr != nil {
+		testenv.Unavailable(t, "playwright-core: %v", npmErr)
+	}
+	return node
+}
+
+// callbox builds ./cmd/callbox once.
+func callbox(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "callbox-browser-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "callbox")
+		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/callbox")
+		cmd.Dir = filepath.Join("..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+// box is one `callbox run` process serving on 127.0.0.1.
+type box struct {
+	addr string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startBox runs the appliance on synthetic sources, unpaired-open, without
+// mDNS (tests send nothing beyond loopback), and waits until it serves.
+func startBox(t *testing.T, addr string) *box {
+	t.Helper()
+	b, err := launchBox(callbox(t), addr)
+	if b != nil {
+		t.Cleanup(b.kill)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// launchBox is startBox for any goroutine: it reports instead of failing.
+func launchBox(bin, addr string) (*box, error) {
+	b := &box{addr: addr, log: new(bytes.Buffer), done: make(chan struct{})}
+	b.cmd = exec.Command(bin, "run", "--open", "--http", addr, "--mdns-name", "")
+	b.cmd.Stdout = b.log
+	b.cmd.Stderr = b.log
+	if err := b.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { b.cmd.Wait(); close(b.done) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return b, nil
+			}
+		}
+		select {
+		case <-b.done:
+			return b, fmt.Errorf("callbox run exited early:\n%s", b.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return b, fmt.Errorf("callbox run not serving on %s after 15 s:\n%s", addr, b.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kill ends the box at once (SIGKILL): a power cut, not a shutdown.
+func (b *box) kill() {
+	select {
+	case <-b.done:
+		return
+	default:
+	}
+	b.cmd.Process.Kill()
+	<-b.done
+}
+
+// metric sums a Prometheus counter or gauge over the label sets matching
+// every given label (e.g. `kind="video"`).
+func (b *box) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	r, err := http.Get("http://" + b.addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %s", r.Status)
+	}
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(r.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		t.Fatalf("metric %s%v not exported by the box", name, labels)
+	}
+	return sum
+}
+
+// event is one line of scenario.mjs output.
+type event map[string]any
+
+func (e event) num(k string) float64 {
+	v, ok := e[k].(float64)
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+// scenario runs scenario.mjs and returns its result event; onEvent sees
+// every event as it comes (the restart test acts on them).
+func scenario(t *testing.T, name, url string, onEvent func(event), args ...string) event {
+	t.Helper()
+	node := needNode(t, true)
+	testenv.LookPath(t, "chromium")
+	art, _ := filepath.Abs("artifacts")
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{"scenario.mjs", name, "--url", url, "--artifacts", art, "--timeout", "120"}, args...)...)
+	// SIGTERM first: playwright then closes Chromium and its profile.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var result event
+	var failures []string
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var ev event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Logf("scenario: %s", sc.Text())
+			continue
+		}
+		switch ev["event"] {
+		case "result":
+			result = ev
+		case "error":
+			failures = append(failures, fmt.Sprint(ev["error"]))
+		case "pageerror", "console":
+			t.Logf("page: %v", ev)
+		default:
+			t.Logf("scenario event: %v", ev)
+		}
+		if onEvent != nil {
+			onEvent(ev)
+		}
+	}
+	io.Copy(io.Discard, out)
+	werr := cmd.Wait()
+	if len(failures) > 0 || result == nil {
+		t.Fatalf("scenario %s failed (%v): %s\nstderr:\n%s", name, werr, strings.Join(failures, "\n"), stderr.String())
+	}
+	return result
+}
+
+func pageStats(t *testing.T, r event) event {
+	t.Helper()
+	pages, ok := r["pages"].([]any)
+	if !ok || len(pages) == 0 {
+		t.Fatalf("result without pages: %v", r)
+	}
+	p, _ := pages[0].(map[string]any)
+	return event(p)
+}
+
+// TestPageUnit runs the Node unit tests of the page's modules.
+func TestPageUnit(t *testing.T) {
+	node := needNode(t, false)
+	out, err := exec.Command(node, "--test", "unit/").CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test unit/: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "# pass") || strings.HasPrefix(l, "# fail") {
+			t.Log(l)
+		}
+	}
+}
+
+// TestJPEGRebuildDecodes sends real JPEG images through RFC 2435
+// packetization and the page's depacketizer, and checks that a JPEG
+// decoder (Go's) gets exactly the pixels of the original from the rebuilt
+// headers: wrong tables or sampling would show as different pixels.
+func TestJPEGRebuildDecodes(t *testing.T) {
+	node := needNode(t, false)
+	dir := t.TempDir()
+	for _, q := range []int{50, 90, 100} {
+		img := image.NewRGBA(image.Rect(0, 0, 160, 120))
+		for y := 0; y < 120; y++ {
+			for x := 0; x < 160; x++ {
+				img.Set(x, y, color.RGBA{uint8(x * 255 / 160), uint8(y * 255 / 120), uint8((x ^ y) * 3), 255})
+			}
+		}
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+			t.Fatal(err)
+		}
+		in := filepath.Join(dir, fmt.Sprintf("in%d.jpg", q))
+		outPath := filepath.Join(dir, fmt.Sprintf("out%d.jpg", q))
+		if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(node, "unit/rebuild.mjs", in, outPath, "300").CombinedOutput()
+		if err != nil {
+			t.Fatalf("quality %d: rebuild.mjs: %v\n%s", q, err, out)
+		}
+		want := decodeFile(t, in)
+		got := decodeFile(t, outPath)
+		if got.Bounds() != want.Bounds() {
+			t.Fatalf("quality %d: rebuilt image is %v, want %v", q, got.Bounds(), want.Bounds())
+		}
+		for y := 0; y < 120; y++ {
+			for x := 0; x < 160; x++ {
+				if got.At(x, y) != want.At(x, y) {
+					t.Fatalf("quality %d: pixel (%d,%d) = %v, want %v", q, x, y, got.At(x, y), want.At(x, y))
+				}
+			}
+		}
+		t.Logf("quality %d: %s", q, strings.TrimSpace(string(out)))
+	}
+}
+
+func decodeFile(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := jpeg.Decode(f)
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	return img
+}
+
+// TestPagePlays: ten seconds of play in Chromium on loopback.
+func TestPagePlays(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	b := startBox(t, addr)
+	r := scenario(t, "play", "http://"+addr+"/", nil, "--seconds", "10")
+	p := pageStats(t, r)
+	t.Logf("10 s of play: %.1f fps, %v incomplete, latency p50 %.1f ms p99 %.1f ms max %.1f ms (%v samples), audio %v frames played (%v in, %v underruns), %v Health Checks sent (video %v, audio %v), %v kbps, clock offset %.2f ms rtt %.2f ms",
+		p.num("fps"), p["framesIncomplete"], p.num("latencyP50"), p.num("latencyP99"), p.num("latencyMax"), p["latencySamples"],
+		p["audioFramesPlayed"], p["audioFramesIn"], p["audioUnderruns"], p["healthChecksSent"], p["healthChecksVideo"], p["healthChecksAudio"],
+		p["kbps"], p.num("clockOffsetMs"), p.num("clockRttMs"))
+	if fps := p.num("fps"); fps < 25 {
+		t.Errorf("drew %.1f fps, want >= 25", fps)
+	}
+	if n := p.num("framesIncomplete"); n != 0 {
+		t.Errorf("%v incomplete frames, want 0", n)
+	}
+	// 10 s of 20 ms packets is 500; the jitter buffer's start and the
+	// report period (250 ms) keep a few out of the count.
+	if n := p.num("audioFramesPlayed"); n < 400 {
+		t.Errorf("the worklet played %v audio frames in 10 s, want >= 400", n)
+	}
+	if lat := p.num("latencyP99"); lat < 0 || lat >= 100 {
+		t.Errorf("latency p99 %.1f ms, want < 100 ms on loopback", lat)
+	}
+	hcV := b.metric(t, "callbox_relay_health_checks_total", `kind="video"`)
+	hcA := b.metric(t, "callbox_relay_health_checks_total", `kind="audio"`)
+	t.Logf("the box counted %v video and %v audio Health Checks", hcV, hcA)
+	if hcV < p.num("healthChecksVideo")*0.9 || hcV == 0 {
+		t.Errorf("box counted %v video Health Checks, the page sent %v", hcV, p["healthChecksVideo"])
+	}
+	if hcA < p.num("healthChecksAudio")*0.9 || hcA == 0 {
+		t.Errorf("box counted %v audio Health Checks, the page sent %v", hcA, p["healthChecksAudio"])
+	}
+}
+
+// TestPageRecoversAfterBoxRestart kills the box under a live page and
+// starts it again on the same port: the page must go live by itself.
+func TestPageRecoversAfterBoxRestart(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	b := startBox(t, addr)
+	bin := callbox(t)
+	var killed time.Time
+	restarted := make(chan struct{})
+	var b2 *box
+	var restartErr error
+	t.Cleanup(func() {
+		if !killed.IsZero() {
+			<-restarted
+		}
+		if b2 != nil {
+			b2.kill()
+		}
+	})
+	r := scenario(t, "restart", "http://"+addr+"/", func(ev event) {
+		if ev["event"] != "live" || !killed.IsZero() {
+			return
+		}
+		b.kill()
+		killed = time.Now()
+		// The box stays away for a second, as a reboot would (shorter).
+		go func() {
+			defer close(restarted)
+			time.Sleep(time.Second)
+			b2, restartErr = launchBox(bin, addr)
+		}()
+	})
+	<-restarted
+	if restartErr != nil {
+		t.Fatalf("restarting the box: %v", restartErr)
+	}
+	t.Logf("page state while the box was down: %v; live again %.0f ms after it noticed; %v reconnects; %v incomplete frames",
+		r["lostState"], r.num("recoveredAfterMs"), r["reconnects"], r["framesIncomplete"])
+	if r["state"] != "live" {
+		t.Errorf("page state %v after the restart, want live", r["state"])
+	}
+	if n := r.num("framesIncomplete"); n != 0 {
+		t.Errorf("%v incomplete frames across the restart, want 0", n)
+	}
+}

@@ -1,0 +1,243 @@
+// Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core)
+// against a running `callbox run` and reports what the page measured.
+//
+//   node scenario.mjs <play|throttle|restart|pages> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
+//
+// Output is one JSON object per line on stdout: {"event": ...} as the
+// scenario goes (the Go wrapper acts on some, e.g. restarts the box on
+// "live" in the restart scenario) and finally {"event":"result", ...}. The
+// Go tests (browser_test.go) start the box and judge the numbers.
+import { chromium } from 'playwright-core';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { positionals, values: opt } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string' },
+    artifacts: { type: 'string', default: 'artifacts' },
+    seconds: { type: 'string', default: '10' },
+    pages: { type: 'string', default: '10' },
+    'throttle-kbps': { type: 'string', default: '0' },
+    'latency-ms': { type: 'string', default: '0' },
+    hcdelay: { type: 'string', default: '0' },
+    timeout: { type: 'string', default: '120' },
+  },
+});
+const scenario = positionals[0];
+if (!opt.url || !['play', 'throttle', 'restart', 'pages'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pages> --url URL [--artifacts DIR] [--seconds N]');
+  process.exit(2);
+}
+const seconds = Number(opt.seconds);
+
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Chromium stays off the network: these flags stop its background fetches
+// (updates, sync, field trials), which this machine would refuse anyway.
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+  // Ten pages at once must not be throttled as background tabs.
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+];
+
+const profile = await mkdtemp(join(tmpdir(), 'callbox-chromium-'));
+let ctx;
+const cleanup = async () => {
+  try { if (ctx) await ctx.close(); } catch { /* already gone */ }
+  await rm(profile, { recursive: true, force: true });
+};
+// A hung scenario must not outlive its test.
+const guard = setTimeout(async () => {
+  emit({ event: 'error', error: `scenario ${scenario} timed out after ${opt.timeout} s` });
+  await cleanup();
+  process.exit(3);
+}, Number(opt.timeout) * 1000);
+
+async function readStats(page) {
+  return page.evaluate(() => JSON.parse(JSON.stringify(window.callboxStats || null)));
+}
+
+async function waitFor(page, fn, arg, timeoutMs, what) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
+  } catch (e) {
+    const s = await readStats(page).catch(() => null);
+    throw new Error(`${what}: not within ${timeoutMs} ms; page stats: ${JSON.stringify(s && { ...s, recentLatencies: undefined })}`);
+  }
+}
+
+function pct(values, p) {
+  if (values.length === 0) return null;
+  const s = Float64Array.from(values).sort();
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+async function openPage(url) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
+  page.on('console', (m) => { if (m.type() === 'error') emit({ event: 'console', text: m.text() }); });
+  await page.goto(url);
+  return page;
+}
+
+const live = (min) => window.callboxStats && window.callboxStats.state === 'live' && window.callboxStats.framesDrawn >= min;
+
+// measure plays for `secs` and reports deltas of the page's counters; the
+// latency samples are collected in halves so that the page's rolling window
+// (300 frames) never drops any.
+async function measure(pages, secs) {
+  const before = await Promise.all(pages.map(readStats));
+  for (const p of pages) await p.evaluate(() => { window.callboxStats.recentLatencies.length = 0; });
+  const t0 = Date.now();
+  const lat = pages.map(() => []);
+  const maxLat = [];
+  let left = secs * 1000;
+  while (left > 0) {
+    const step = Math.min(left, 4000);
+    await sleep(step);
+    left -= step;
+    const got = await Promise.all(pages.map((p) => p.evaluate(() => {
+      const v = window.callboxStats.recentLatencies.slice();
+      window.callboxStats.recentLatencies.length = 0;
+      return v;
+    })));
+    got.forEach((v, i) => lat[i].push(...v));
+  }
+  const elapsed = (Date.now() - t0) / 1000;
+  const after = await Promise.all(pages.map(readStats));
+  const per = after.map((a, i) => {
+    const b = before[i];
+    maxLat.push(lat[i].length ? Math.max(...lat[i]) : null);
+    return {
+      fps: (a.framesDrawn - b.framesDrawn) / elapsed,
+      framesDrawn: a.framesDrawn - b.framesDrawn,
+      framesIncomplete: a.framesIncomplete,
+      framesSkipped: a.framesSkipped - b.framesSkipped,
+      decodeErrors: a.decodeErrors,
+      packetsLost: a.packetsLost - b.packetsLost,
+      audioFramesPlayed: a.audioFramesPlayed - b.audioFramesPlayed,
+      audioFramesIn: a.audioFramesIn - b.audioFramesIn,
+      audioUnderruns: a.audioUnderruns - b.audioUnderruns,
+      audioRunning: a.audioRunning,
+      healthChecksSent: a.healthChecksSent,
+      healthChecksVideo: a.healthChecksVideo,
+      healthChecksAudio: a.healthChecksAudio,
+      kbps: a.kbps,
+      width: a.width,
+      height: a.height,
+      clockOffsetMs: a.clockOffsetMs,
+      clockRttMs: a.clockRttMs,
+      reconnects: a.reconnects - b.reconnects,
+      state: a.state,
+      latencyP50: pct(lat[i], 50),
+      latencyP99: pct(lat[i], 99),
+      latencyMax: maxLat[i],
+      latencySamples: lat[i].length,
+    };
+  });
+  const all = lat.flat();
+  return {
+    elapsed,
+    pages: per,
+    latencyP50: pct(all, 50),
+    latencyP99: pct(all, 99),
+    latencyMax: all.length ? Math.max(...all) : null,
+    latencySamples: all.length,
+  };
+}
+
+async function main() {
+  await mkdir(opt.artifacts, { recursive: true });
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+    viewport: { width: 412, height: 915 }, // a common Android phone, portrait
+    deviceScaleFactor: 1,
+    hasTouch: true,
+  });
+  // The persistent context opens one blank page; use it for the first.
+  for (const p of ctx.pages()) await p.close();
+
+  if (scenario === 'play') {
+    const page = await openPage(opt.url);
+    await waitFor(page, live, 10, 15000, 'page live with 10 frames drawn');
+    emit({ event: 'live' });
+    await sleep(1000); // the first second includes connection set-up
+    const m = await measure([page], seconds);
+    await page.screenshot({ path: join(opt.artifacts, 'play-phone.png') });
+    await page.setViewportSize({ width: 1280, height: 720 });
+    await sleep(500);
+    await page.screenshot({ path: join(opt.artifacts, 'play-landscape.png') });
+    emit({ event: 'result', ...m });
+  } else if (scenario === 'throttle') {
+    const hc = Number(opt.hcdelay);
+    const page = await openPage(hc ? `${opt.url}?hcdelay=${hc}` : opt.url);
+    const kbps = Number(opt['throttle-kbps']);
+    let throttled = false;
+    if (kbps > 0) {
+      // DevTools network emulation applies to the page's WebSockets too:
+      // the box sees a slow phone and its relay must keep the delay bounded.
+      const cdp = await ctx.newCDPSession(page);
+      await cdp.send('Network.enable');
+      await cdp.send('Network.emulateNetworkConditions', {
+        offline: false,
+        latency: Number(opt['latency-ms']),
+        downloadThroughput: (kbps * 1000) / 8,
+        uploadThroughput: (kbps * 1000) / 8,
+      });
+      throttled = true;
+    }
+    await waitFor(page, live, 5, 20000, 'throttled page live with 5 frames drawn');
+    emit({ event: 'live' });
+    await sleep(2000); // let the relay settle into pacing
+    const m = await measure([page], seconds);
+    await page.screenshot({ path: join(opt.artifacts, 'throttle.png') });
+    emit({ event: 'result', throttled, ...m });
+  } else if (scenario === 'restart') {
+    const page = await openPage(opt.url);
+    await waitFor(page, live, 5, 15000, 'page live');
+    const s0 = await readStats(page);
+    emit({ event: 'live', framesDrawn: s0.framesDrawn });
+    await waitFor(page, () => window.callboxStats.state !== 'live', null, 15000, 'page noticing the box went away');
+    const lost = await readStats(page);
+    const tLost = Date.now();
+    emit({ event: 'lost', state: lost.state });
+    await page.screenshot({ path: join(opt.artifacts, 'restart-reconnecting.png') });
+    await waitFor(page, (n) => window.callboxStats.state === 'live' && window.callboxStats.framesDrawn > n + 10,
+      lost.framesDrawn, 30000, 'page live again after the box restarted');
+    const back = await readStats(page);
+    emit({
+      event: 'result', lostState: lost.state, recoveredAfterMs: Date.now() - tLost,
+      framesIncomplete: back.framesIncomplete, reconnects: back.reconnects, state: back.state,
+    });
+  } else if (scenario === 'pages') {
+    const n = Number(opt.pages);
+    const pages = [];
+    for (let i = 0; i < n; i++) pages.push(await openPage(opt.url));
+    for (const p of pages) await waitFor(p, live, 5, 30000, 'every page live');
+    emit({ event: 'live', pages: n });
+    await sleep(2000);
+    const m = await measure(pages, seconds);
+    await pages[0].screenshot({ path: join(opt.artifacts, 'pages.png') });
+    emit({ event: 'result', ...m });
+  }
+}
+
+try {
+  await main();
+  clearTimeout(guard);
+  await cleanup();
+} catch (e) {
+  emit({ event: 'error', error: String(e && e.stack || e) });
+  clearTimeout(guard);
+  await cleanup();
+  process.exit(1);
+}
