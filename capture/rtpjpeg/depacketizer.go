@@ -99,7 +99,7 @@ func (d *Depacketizer) Push(b []byte) (Frame, bool, error) {
 			lossErr = fmt.Errorf("rtpjpeg: %d packets lost before seq %d: %w", diff-1, h.SequenceNumber, capture.ErrMediaLost)
 			if d.state == assembling && h.Timestamp == d.ts {
 				d.dropFrame()
-				d.startDiscard(h)
+				d.state = discarding // this packet included; see below
 			}
 		}
 	}
