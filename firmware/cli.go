@@ -21,6 +21,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"run":     {"run the appliance: capture, relay, page, board", cmdRun},
+		"send":    {"send synthetic (or camera) media as RTP over UDP, with an SDP for ffplay/VLC/GStreamer", cmdSend},
 		"version": {"print the version", cmdVersion},
 	}
 }

@@ -2,12 +2,362 @@ package firmware
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtpjpeg"
 )
 
-// mediaPart is the appliance's media. (Scaffold: its owner fills it in.)
-type mediaPart struct{}
+// mediaPart is the appliance's media: camera and microphone, each read by
+// its own goroutine, packetized to RTP and published to the relay.
+type mediaPart struct {
+	opts mediaOptions
 
-func (p *mediaPart) flags(fs *flag.FlagSet)                        {}
-func (p *mediaPart) start(ctx context.Context, a *appliance) error { return nil }
-func (p *mediaPart) stop()                                         {}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	video  kindStats
+	audio  kindStats
+}
+
+// mediaOptions are the media flags `callbox run` and `callbox send` share.
+type mediaOptions struct {
+	camera     string
+	mic        string
+	size       frameSize
+	fps        int
+	packetSize int
+}
+
+func (o *mediaOptions) register(fs *flag.FlagSet) {
+	o.size = frameSize{1280, 720}
+	fs.StringVar(&o.camera, "camera", "auto", "camera: auto, synthetic or a device such as /dev/video0")
+	fs.StringVar(&o.mic, "mic", "auto", "microphone: auto, synthetic or a device name")
+	fs.Var(&o.size, "size", "video frame size WxH (multiples of 8, at most 2040)")
+	fs.IntVar(&o.fps, "fps", 30, "video frames per second")
+	fs.IntVar(&o.packetSize, "packet-size", capture.DefaultMaxPacketSize, "largest RTP packet in bytes (design S8: no IP fragmentation)")
+}
+
+func (o *mediaOptions) check() error {
+	if o.fps < 1 || o.fps > 240 {
+		return fmt.Errorf("--fps %d: out of range 1..240", o.fps)
+	}
+	if o.packetSize < rtpjpeg.MinPacketSize || o.packetSize > 65000 {
+		return fmt.Errorf("--packet-size %d: out of range %d..65000", o.packetSize, rtpjpeg.MinPacketSize)
+	}
+	return nil
+}
+
+func (o *mediaOptions) videoConfig() videoConfig {
+	return videoConfig{width: o.size.w, height: o.size.h, fps: o.fps}
+}
+
+// frameSize is a WxH flag value.
+type frameSize struct{ w, h int }
+
+func (s *frameSize) String() string { return fmt.Sprintf("%dx%d", s.w, s.h) }
+
+func (s *frameSize) Set(v string) error {
+	ws, hs, ok := strings.Cut(strings.ToLower(v), "x")
+	w, err1 := strconv.Atoi(ws)
+	h, err2 := strconv.Atoi(hs)
+	if !ok || err1 != nil || err2 != nil || w <= 0 || h <= 0 {
+		return fmt.Errorf("%q is not a size like 1280x720", v)
+	}
+	s.w, s.h = w, h
+	return nil
+}
+
+func (p *mediaPart) flags(fs *flag.FlagSet) { p.opts.register(fs) }
+
+// publisher is what the relay offers the media pipeline. Publish is called
+// from the video and the audio goroutine; the burst's packets are valid only
+// during the call.
+type publisher interface{ Publish(capture.Burst) }
+
+func (p *mediaPart) start(ctx context.Context, a *appliance) error {
+	if err := p.opts.check(); err != nil {
+		return err
+	}
+	log := a.log.With("part", "media")
+	publish := func(capture.Burst) {}
+	if s, ok := any(&a.relay).(publisher); ok {
+		publish = s.Publish
+	} else {
+		log.Warn("the relay takes no media in this build; packets are made and dropped")
+	}
+	// Open both sources now so a bad flag fails the start instead of
+	// retrying forever in the background.
+	cam, camDesc, err := openCamera(p.opts.camera, p.opts.videoConfig())
+	if err != nil {
+		return err
+	}
+	mic, micDesc, err := openMic(p.opts.mic)
+	if err != nil {
+		cam.Close()
+		return err
+	}
+	vp, err := rtpjpeg.NewPacketizer(p.opts.packetSize, rtpext.Random32(), capture.PayloadTypeJPEG)
+	if err != nil {
+		cam.Close()
+		mic.Close()
+		return fmt.Errorf("video packetizer: %w", err)
+	}
+	ap, err := pcmu.NewPacketizer(p.opts.packetSize, rtpext.Random32(), capture.PayloadTypePCMU)
+	if err != nil {
+		cam.Close()
+		mic.Close()
+		return fmt.Errorf("audio packetizer: %w", err)
+	}
+	log.Info("media sources", "camera", camDesc, "mic", micDesc, "packet_size", p.opts.packetSize)
+
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.wg.Add(3)
+	go func() {
+		defer p.wg.Done()
+		vc := p.opts.videoConfig()
+		reopen := func() (capture.VideoSource, error) {
+			s, _, err := openCamera(p.opts.camera, vc)
+			return s, err
+		}
+		runVideo(ctx, cam, reopen, vp, publish, &p.video, log)
+	}()
+	go func() {
+		defer p.wg.Done()
+		reopen := func() (capture.AudioSource, error) {
+			s, _, err := openMic(p.opts.mic)
+			return s, err
+		}
+		runAudio(ctx, mic, reopen, ap, publish, &p.audio, log)
+	}()
+	go func() {
+		defer p.wg.Done()
+		logStats(ctx, log, 10*time.Second, &p.video, &p.audio)
+	}()
+	return nil
+}
+
+func (p *mediaPart) stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+}
+
+// kindStats counts one media kind's pipeline; read by the stats logger
+// and `callbox send`'s summary while the pipeline runs.
+type kindStats struct {
+	units   atomic.Uint64 // frames or chunks packetized
+	packets atomic.Uint64
+	bytes   atomic.Uint64 // RTP bytes (headers included)
+	gaps    atomic.Uint64 // units the source skipped (Seq jumps)
+	errors  atomic.Uint64 // read, packetize and publish errors
+	reopens atomic.Uint64
+}
+
+func (s *kindStats) count(b capture.Burst) {
+	s.units.Add(1)
+	s.packets.Add(uint64(len(b.Packets)))
+	var n int
+	for _, p := range b.Packets {
+		n += len(p)
+	}
+	s.bytes.Add(uint64(n))
+}
+
+// seqTracker counts gaps in a source's Seq.
+type seqTracker struct {
+	next    uint64
+	started bool
+}
+
+func (t *seqTracker) gap(seq uint64) uint64 {
+	var g uint64
+	if t.started && seq > t.next {
+		g = seq - t.next
+	}
+	t.started, t.next = true, seq+1
+	return g
+}
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// sleepCtx waits d or until ctx is done; it reports whether to go on.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// errLogger logs the first error of a run of the same kind and then at
+// most once per interval, so a failing device cannot flood the log.
+type errLogger struct {
+	log   *slog.Logger
+	last  time.Time
+	quiet int
+}
+
+func (l *errLogger) log1(msg string, err error) {
+	now := time.Now()
+	if now.Sub(l.last) < 5*time.Second {
+		l.quiet++
+		return
+	}
+	l.log.Warn(msg, "err", err, "suppressed", l.quiet)
+	l.last, l.quiet = now, 0
+}
+
+// runVideo reads frames from src, packetizes them and publishes each
+// frame's packets until ctx is done. A source that fails (for a camera,
+// typically capture.ErrDeviceGone after an unplug) is closed and reopened
+// with exponential backoff; the packetizer, and so the RTP sequence, lives
+// on across reopens.
+func runVideo(ctx context.Context, src capture.VideoSource, reopen func() (capture.VideoSource, error),
+	pk capture.VideoPacketizer, publish func(capture.Burst), st *kindStats, log *slog.Logger) {
+	el := errLogger{log: log}
+	backoff := minBackoff
+	var seq seqTracker
+	for {
+		for src != nil {
+			f, err := src.ReadFrame(ctx)
+			if err != nil {
+				src.Close()
+				src = nil
+				if ctx.Err() != nil {
+					return
+				}
+				st.errors.Add(1)
+				if errors.Is(err, capture.ErrDeviceGone) {
+					log.Warn("camera gone; reopening", "err", err)
+				} else {
+					log.Warn("camera read failed; reopening", "err", err)
+				}
+				break
+			}
+			backoff = minBackoff
+			st.gaps.Add(seq.gap(f.Seq))
+			b, err := pk.Packetize(f)
+			if err != nil {
+				st.errors.Add(1)
+				el.log1("video frame dropped", err)
+				continue
+			}
+			st.count(b)
+			publish(b)
+		}
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+		s, err := reopen()
+		if err != nil {
+			st.errors.Add(1)
+			el.log1("camera reopen failed", err)
+			continue
+		}
+		st.reopens.Add(1)
+		log.Info("camera reopened")
+		src = s
+		seq = seqTracker{}
+	}
+}
+
+// runAudio is runVideo for the microphone.
+func runAudio(ctx context.Context, src capture.AudioSource, reopen func() (capture.AudioSource, error),
+	pk capture.AudioPacketizer, publish func(capture.Burst), st *kindStats, log *slog.Logger) {
+	el := errLogger{log: log}
+	backoff := minBackoff
+	var seq seqTracker
+	for {
+		for src != nil {
+			c, err := src.ReadChunk(ctx)
+			if err != nil {
+				src.Close()
+				src = nil
+				if ctx.Err() != nil {
+					return
+				}
+				st.errors.Add(1)
+				log.Warn("microphone read failed; reopening", "err", err)
+				break
+			}
+			backoff = minBackoff
+			st.gaps.Add(seq.gap(c.Seq))
+			b, err := pk.Packetize(c)
+			if err != nil {
+				st.errors.Add(1)
+				el.log1("audio chunk dropped", err)
+				continue
+			}
+			st.count(b)
+			publish(b)
+		}
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+		s, err := reopen()
+		if err != nil {
+			st.errors.Add(1)
+			el.log1("microphone reopen failed", err)
+			continue
+		}
+		st.reopens.Add(1)
+		log.Info("microphone reopened")
+		src = s
+		seq = seqTracker{}
+	}
+}
+
+// statsSnapshot is one reading of a kindStats.
+type statsSnapshot struct {
+	units, packets, bytes, gaps, errors uint64
+}
+
+func (s *kindStats) snapshot() statsSnapshot {
+	return statsSnapshot{s.units.Load(), s.packets.Load(), s.bytes.Load(), s.gaps.Load(), s.errors.Load()}
+}
+
+// logStats logs the pipeline's rates every interval until ctx is done.
+func logStats(ctx context.Context, log *slog.Logger, every time.Duration, video, audio *kindStats) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	pv, pa := video.snapshot(), audio.snapshot()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			v, a := video.snapshot(), audio.snapshot()
+			sec := now.Sub(last).Seconds()
+			log.Info("media stats",
+				"video_fps", fmt.Sprintf("%.1f", float64(v.units-pv.units)/sec),
+				"video_kbps", fmt.Sprintf("%.0f", float64(v.bytes-pv.bytes)*8/sec/1000),
+				"video_packets", v.packets-pv.packets,
+				"video_dropped_frames", v.gaps-pv.gaps,
+				"audio_kbps", fmt.Sprintf("%.1f", float64(a.bytes-pa.bytes)*8/sec/1000),
+				"audio_packets", a.packets-pa.packets,
+				"audio_lost_chunks", a.gaps-pa.gaps,
+				"errors", (v.errors-pv.errors)+(a.errors-pa.errors))
+			pv, pa, last = v, a, now
+		}
+	}
+}

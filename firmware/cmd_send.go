@@ -1,0 +1,206 @@
+package firmware
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+)
+
+// cmdSend is `callbox send`: the box's media as plain RTP over UDP to one
+// receiver, with an SDP file that any standard player opens. It is the
+// simplest proof that the media is standard, and a handy test signal.
+func cmdSend(args []string) int {
+	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: callbox send --to HOST:PORT --sdp FILE [--duration D] [flags]\n\n"+
+			"Sends RTP/JPEG video to HOST:PORT and PCMU audio to HOST:PORT+2 over UDP,\n"+
+			"and writes FILE, an SDP that ffplay, VLC and GStreamer open as is. Start the\n"+
+			"receiver first (e.g. with --sdp-only), then send.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	var o mediaOptions
+	o.register(fs)
+	to := fs.String("to", "", "receiver HOST:PORT (PORT even: video to PORT, audio to PORT+2)")
+	sdpPath := fs.String("sdp", "", "write the receiver's SDP file here")
+	sdpOnly := fs.Bool("sdp-only", false, "write the SDP file and exit, so a receiver can start before the sender")
+	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "callbox send: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg := sendConfig{opts: o, to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := runSend(ctx, cfg, os.Stdout, log); err != nil {
+		fmt.Fprintf(os.Stderr, "callbox send: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type sendConfig struct {
+	opts     mediaOptions
+	to       string
+	sdpPath  string
+	sdpOnly  bool
+	duration time.Duration
+}
+
+// sendTargets resolves --to into the video and audio destinations.
+func sendTargets(to string) (video, audio *net.UDPAddr, err error) {
+	if to == "" {
+		return nil, nil, errors.New("--to HOST:PORT is required")
+	}
+	v, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--to %q: %w", to, err)
+	}
+	if v.Port == 0 || v.Port%2 != 0 || v.Port > 65532 {
+		return nil, nil, fmt.Errorf("--to %q: the port must be even and at most 65532 (RTP on PORT, RTCP on PORT+1, audio on PORT+2)", to)
+	}
+	if v.IP == nil {
+		return nil, nil, fmt.Errorf("--to %q: a host is required", to)
+	}
+	a := *v
+	a.Port = v.Port + 2
+	return v, &a, nil
+}
+
+func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logger) error {
+	if cfg.sdpOnly && cfg.sdpPath == "" {
+		return errors.New("--sdp-only needs --sdp FILE")
+	}
+	if err := cfg.opts.check(); err != nil {
+		return err
+	}
+	vaddr, aaddr, err := sendTargets(cfg.to)
+	if err != nil {
+		return err
+	}
+	if cfg.sdpPath != "" {
+		ip := vaddr.AddrPort().Addr()
+		text, err := sendSDP{
+			Addr: ip, VideoPort: vaddr.Port, AudioPort: aaddr.Port, FPS: cfg.opts.fps,
+			SessionID: uint64(time.Now().Unix()), Version: Version,
+		}.marshal()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfg.sdpPath, text, 0o644); err != nil {
+			return fmt.Errorf("write SDP: %w", err)
+		}
+		if cfg.sdpOnly {
+			return nil
+		}
+	}
+
+	cam, camDesc, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
+	if err != nil {
+		return err
+	}
+	mic, micDesc, err := openMic(cfg.opts.mic)
+	if err != nil {
+		cam.Close()
+		return err
+	}
+	closeAll := func() { cam.Close(); mic.Close() }
+	vp, err := rtpjpeg.NewPacketizer(cfg.opts.packetSize, rtpext.Random32(), capture.PayloadTypeJPEG)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("video packetizer: %w", err)
+	}
+	ap, err := pcmu.NewPacketizer(cfg.opts.packetSize, rtpext.Random32(), capture.PayloadTypePCMU)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("audio packetizer: %w", err)
+	}
+	vconn, err := net.DialUDP("udp", nil, vaddr)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("video socket: %w", err)
+	}
+	defer vconn.Close()
+	aconn, err := net.DialUDP("udp", nil, aaddr)
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("audio socket: %w", err)
+	}
+	defer aconn.Close()
+	// A 1280x720 frame is a burst of ~50 datagrams; room for a few frames
+	// keeps the burst from blocking on the socket.
+	_ = vconn.SetWriteBuffer(1 << 20)
+
+	var video, audio kindStats
+	publisher := func(conn *net.UDPConn, st *kindStats) func(capture.Burst) {
+		return func(b capture.Burst) {
+			for _, p := range b.Packets {
+				// A refused or unreachable port shows up as a write error
+				// on a later datagram; count it and keep sending, so a
+				// receiver can come and go.
+				if _, err := conn.Write(p); err != nil {
+					st.errors.Add(1)
+				}
+			}
+		}
+	}
+	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camDesc, "mic", micDesc,
+		"packet_size", cfg.opts.packetSize, "duration", cfg.duration)
+
+	if cfg.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
+		defer cancel()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		reopen := func() (capture.VideoSource, error) {
+			s, _, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
+			return s, err
+		}
+		runVideo(ctx, cam, reopen, vp, publisher(vconn, &video), &video, log)
+	}()
+	go func() {
+		defer wg.Done()
+		reopen := func() (capture.AudioSource, error) {
+			s, _, err := openMic(cfg.opts.mic)
+			return s, err
+		}
+		runAudio(ctx, mic, reopen, ap, publisher(aconn, &audio), &audio, log)
+	}()
+	go func() {
+		defer wg.Done()
+		logStats(ctx, log, 10*time.Second, &video, &audio)
+	}()
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	v, a := video.snapshot(), audio.snapshot()
+	fmt.Fprintf(out, "callbox send: video frames=%d packets=%d bytes=%d dropped_frames=%d errors=%d\n",
+		v.units, v.packets, v.bytes, v.gaps, v.errors)
+	fmt.Fprintf(out, "callbox send: audio chunks=%d packets=%d bytes=%d lost_chunks=%d errors=%d\n",
+		a.units, a.packets, a.bytes, a.gaps, a.errors)
+	fmt.Fprintf(out, "callbox send: elapsed=%.3fs video_kbps=%.0f\n",
+		elapsed.Seconds(), float64(v.bytes)*8/elapsed.Seconds()/1000)
+	return nil
+}
