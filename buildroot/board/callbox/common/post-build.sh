@@ -1,0 +1,42 @@
+#!/bin/sh
+#
+# Buildroot post-build script for callbox images:
+#   post-build.sh TARGET_DIR BOARD      (BOARD: rpi4, rpizero2w or qemu)
+# BOARD comes from BR2_ROOTFS_POST_SCRIPT_ARGS in the defconfig.
+
+set -eu
+
+TARGET="${1:?usage: post-build.sh TARGET_DIR BOARD}"
+BOARD="${2:?usage: post-build.sh TARGET_DIR BOARD}"
+
+# The SD card's partitions (genimage.cfg.in): 1 boot (FAT), 2 root, 3 data.
+case "$BOARD" in
+rpi4 | rpizero2w) PART=/dev/mmcblk0p ;;
+qemu) PART=/dev/vda ;;
+*)
+	echo "post-build.sh: unknown board '$BOARD'" >&2
+	exit 1
+	;;
+esac
+
+mkdir -p "$TARGET/boot" "$TARGET/data"
+
+# Both are mounted by S00callbox-data (noauto): it repairs /data before
+# mounting it and recreates it when it cannot. The boot partition stays
+# read-only, so pulling the power never leaves its FAT dirty. Post-build
+# runs on every `make`: drop the lines a previous run added first.
+FSTAB="$TARGET/etc/fstab"
+awk '$2 != "/boot" && $2 != "/data"' "$FSTAB" >"$FSTAB.new"
+printf '%s1\t/boot\t\tvfat\tro,noauto,nodev,nosuid,noexec\t0\t0\n' "$PART" >>"$FSTAB.new"
+printf '%s3\t/data\t\text4\tnoauto,noatime,nodev,nosuid\t0\t0\n' "$PART" >>"$FSTAB.new"
+mv "$FSTAB.new" "$FSTAB"
+
+# A login on the HDMI console as well as the serial one (Raspberry Pi).
+case "$BOARD" in
+rpi4 | rpizero2w)
+	if [ -e "$TARGET/etc/inittab" ] && ! grep -qE '^tty1::' "$TARGET/etc/inittab"; then
+		sed -i '/GENERIC_SERIAL/a\
+tty1::respawn:/sbin/getty -L  tty1 0 vt100 # HDMI console' "$TARGET/etc/inittab"
+	fi
+	;;
+esac
