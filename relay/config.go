@@ -28,8 +28,11 @@ type KindConfig struct {
 	// Keep is the media time an audio flush keeps (the newest chunks).
 	// Video flushes keep nothing queued.
 	Keep time.Duration
-	// NoDelay sets TCP_NODELAY on this kind's TCP connections (design S14).
-	NoDelay bool
+	// Nagle leaves Nagle's algorithm on (TCP_NODELAY off) for this kind's
+	// TCP connections. Design S14 suggests it for video, for efficiency;
+	// the zero value (TCP_NODELAY on) is the measured default for both
+	// kinds: see DefaultConfig.
+	Nagle bool
 }
 
 // Config holds every relay parameter. The zero value of a field means its
@@ -78,7 +81,13 @@ func DefaultConfig() Config {
 			MaxUnits:       8,
 			MaxBytes:       256 << 10,
 			MaxDelay:       150 * time.Millisecond,
-			NoDelay:        false,
+			// S14 suggests Nagle for video, for efficiency. The relay
+			// already writes whole frames with one writev, so Nagle has
+			// nothing to coalesce and only holds each frame's tail until
+			// the previous frame is acknowledged: measured on loopback,
+			// frame latency p99 168 ms with it, under 10 ms without
+			// (docs/relay.md).
+			Nagle: false,
 		},
 		Audio: KindConfig{
 			HealthInterval: 5,
@@ -88,7 +97,7 @@ func DefaultConfig() Config {
 			MaxBytes:       16 << 10,
 			MaxDelay:       150 * time.Millisecond,
 			Keep:           60 * time.Millisecond,
-			NoDelay:        true,
+			Nagle:          false, // audio wants latency (S14)
 		},
 		HealthTimeout:    2 * time.Second,
 		WriteTimeout:     2 * time.Second,
@@ -153,8 +162,6 @@ func (k KindConfig) withDefaults(d KindConfig) KindConfig {
 	if k.Keep == 0 {
 		k.Keep = d.Keep
 	}
-	// NoDelay's zero value is meaningful (off); callers that want the
-	// defaults start from DefaultConfig.
 	return k
 }
 

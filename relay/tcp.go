@@ -93,7 +93,7 @@ func (r *Relay) handleTCP(c net.Conn) {
 		return
 	}
 	if tc != nil {
-		_ = tc.SetNoDelay(r.cfg.kind(h.Kind).NoDelay)
+		_ = tc.SetNoDelay(!r.cfg.kind(h.Kind).Nagle)
 	}
 	accept := wire.AcceptFor(h.Kind, r.codec(), r.cfg.kind(h.Kind).HealthInterval)
 	frame, _ := wire.AppendFrame(nil, accept.Append(nil))
