@@ -215,15 +215,34 @@ func sampleBlock(plane []float64, W, H, x0, y0, sx, sy int) [64]float64 {
 	return blk
 }
 
+// cosTable[u][x] = cos((2x+1)u*pi/16), for the textbook FDCT (T.81 A.3.3).
+var cosTable = func() (t [8][8]float64) {
+	for u := range 8 {
+		for x := range 8 {
+			t[u][x] = math.Cos(float64(2*x+1) * float64(u) * math.Pi / 16)
+		}
+	}
+	return t
+}()
+
 func encodeBlock(w *bitWriter, blk [64]float64, quant *[64]int, pred int, dc, ac *huffCode) int {
 	var coef [64]int
+	// Separable: rows first, then columns.
+	var rows [64]float64 // rows[y*8+u]
+	for y := range 8 {
+		for u := range 8 {
+			var s float64
+			for x := range 8 {
+				s += blk[y*8+x] * cosTable[u][x]
+			}
+			rows[y*8+u] = s
+		}
+	}
 	for v := range 8 {
 		for u := range 8 {
 			var s float64
 			for y := range 8 {
-				for x := range 8 {
-					s += blk[y*8+x] * math.Cos(float64(2*x+1)*float64(u)*math.Pi/16) * math.Cos(float64(2*y+1)*float64(v)*math.Pi/16)
-				}
+				s += rows[y*8+u] * cosTable[v][y]
 			}
 			cu, cv := 1.0, 1.0
 			if u == 0 {

@@ -579,4 +579,3 @@ func BenchmarkDepacketize720p(b *testing.B) {
 		}
 	}
 }
-
