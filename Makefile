@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
 HTTP    ?= 127.0.0.1:8080
 
-.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image clean
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image vendor clean
 all: build
 
 build:
@@ -41,6 +41,16 @@ bench:
 
 fuzz:
 	bash scripts/fuzz.sh
+
+# The flashable SD-card image (Buildroot; needs the internet, see
+# docs/image.md): make image BOARD=rpi4|rpizero2w|qemu
+BOARD ?= rpi4
+image:
+	bash scripts/image.sh $(BOARD)
+
+# vendor/ for Buildroot, which builds Go with -mod=vendor (docs/image.md).
+vendor:
+	$(GO) mod vendor
 
 clean:
 	rm -rf bin
