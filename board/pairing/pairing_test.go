@@ -1,0 +1,192 @@
+package pairing
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/board/store"
+)
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func saver(s *store.Store) func([]store.Token) error {
+	return func(toks []store.Token) error { return s.Save(store.State{Tokens: toks}) }
+}
+
+// waitWaiting polls until n phones wait (Request runs in a goroutine).
+func waitWaiting(t *testing.T, r *Registry, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Waiting() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting = %d, want %d", r.Waiting(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestApprovePersistsAndAuthorizes(t *testing.T) {
+	st := newStore(t)
+	var mu sync.Mutex
+	var seen []int
+	r := New(Options{Save: saver(st), OnWaiting: func(n int) { mu.Lock(); seen = append(seen, n); mu.Unlock() }})
+	if err := r.Authorize(""); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("empty token: %v", err)
+	}
+	type result struct {
+		tok string
+		err error
+	}
+	res := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			tok, err := r.Request(context.Background(), "phone")
+			res <- result{tok, err}
+		}()
+	}
+	waitWaiting(t, r, 2)
+	n, err := r.ApproveAll()
+	if err != nil || n != 2 {
+		t.Fatalf("ApproveAll = %d, %v", n, err)
+	}
+	toks := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		x := <-res
+		if x.err != nil {
+			t.Fatal(x.err)
+		}
+		if err := r.Authorize(x.tok); err != nil {
+			t.Fatalf("approved token refused: %v", err)
+		}
+		toks[x.tok] = true
+	}
+	if len(toks) != 2 {
+		t.Fatal("two phones got the same token")
+	}
+	if err := r.Authorize("not-a-token"); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("unknown token: %v", err)
+	}
+	mu.Lock()
+	if len(seen) < 2 || seen[len(seen)-1] != 0 {
+		t.Errorf("OnWaiting saw %v, want counts ending in 0", seen)
+	}
+	mu.Unlock()
+
+	// A restart: the tokens come back from the store, as hashes only.
+	loaded, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := New(Options{Tokens: loaded.Tokens, Save: saver(st)})
+	for tok := range toks {
+		if err := r2.Authorize(tok); err != nil {
+			t.Fatalf("token lost across restart: %v", err)
+		}
+		for _, s := range loaded.Tokens {
+			if s.Hash == tok {
+				t.Fatal("the token itself was stored")
+			}
+		}
+	}
+
+	// Factory reset.
+	if err := r2.RevokeAll(); err != nil {
+		t.Fatal(err)
+	}
+	for tok := range toks {
+		if err := r2.Authorize(tok); !errors.Is(err, ErrUnpaired) {
+			t.Fatalf("revoked token accepted: %v", err)
+		}
+	}
+	loaded, _ = st.Load()
+	if len(loaded.Tokens) != 0 {
+		t.Fatalf("reset left %d tokens on disk", len(loaded.Tokens))
+	}
+}
+
+func TestRequestTimesOutAndLeaves(t *testing.T) {
+	r := New(Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := r.Request(ctx, "")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if r.Waiting() != 0 {
+		t.Fatal("timed-out phone still waiting")
+	}
+	if n, _ := r.ApproveAll(); n != 0 {
+		t.Fatalf("approved %d after the phone left", n)
+	}
+}
+
+func TestRevokeTurnsAwayWaiters(t *testing.T) {
+	r := New(Options{})
+	errc := make(chan error, 1)
+	go func() { _, err := r.Request(context.Background(), ""); errc <- err }()
+	waitWaiting(t, r, 1)
+	if err := r.RevokeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrRevoked) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTooManyWaiting(t *testing.T) {
+	r := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < MaxWaiting; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.Request(ctx, "") }()
+	}
+	waitWaiting(t, r, MaxWaiting)
+	if _, err := r.Request(ctx, ""); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("err = %v", err)
+	}
+	cancel()
+	wg.Wait()
+}
+
+func TestSaveFailureGivesNoToken(t *testing.T) {
+	fail := errors.New("disk full")
+	r := New(Options{Save: func([]store.Token) error { return fail }})
+	errc := make(chan error, 1)
+	go func() { _, err := r.Request(context.Background(), ""); errc <- err }()
+	waitWaiting(t, r, 1)
+	if _, err := r.ApproveAll(); !errors.Is(err, fail) {
+		t.Fatalf("ApproveAll err = %v", err)
+	}
+	if err := <-errc; !errors.Is(err, fail) {
+		t.Fatalf("phone got %v, want the save error", err)
+	}
+	if r.Paired() != 0 {
+		t.Fatal("an unsaved token stayed valid")
+	}
+}
+
+func TestOpenMode(t *testing.T) {
+	r := New(Options{Open: true})
+	if err := r.Authorize(""); err != nil {
+		t.Fatalf("open mode refused: %v", err)
+	}
+	tok, err := r.Request(context.Background(), "")
+	if err != nil || tok == "" {
+		t.Fatalf("open request: %q %v", tok, err)
+	}
+	if r.Paired() != 0 {
+		t.Fatal("open mode stored a token")
+	}
+}
