@@ -66,7 +66,7 @@ type waiter struct {
 
 // Options configure a Registry.
 type Options struct {
-	Tokens    []store.Token          // the tokens loaded from the store
+	Tokens    []store.Token // the tokens loaded from the store
 	Save      func([]store.Token) error
 	OnWaiting func(n int)
 	Open      bool // every client is authorized (trusted networks only)
