@@ -23,11 +23,16 @@ const stats = {
   packetsLost: 0,
   width: 0,
   height: 0,
+  decodedWidth: 0,
   fps: 0,
   kbps: 0,
   latencyP50: NaN,
   latencyP99: NaN,
   latencyLast: NaN,
+  networkP50: NaN,
+  networkP99: NaN,
+  decodeP50: NaN,
+  decodeP99: NaN,
   recentLatencies: [],
   clockOffsetMs: 0,
   clockRttMs: NaN,
@@ -60,9 +65,20 @@ function wsURL(kind) {
 
 // hcdelay (ms) holds Health Checks back: a test's stand-in for a slow phone.
 const hcDelayMs = Math.max(0, Number(params.get('hcdelay')) || 0);
-const video = new JpegVideo(wsURL, { hcDelayMs });
+// Decode for the view's size unless ?decode=full asks for every pixel (to
+// measure the full decoding cost on a small screen).
+const viewSize = () => {
+  const r = canvas.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  return { width: r.width * dpr, height: r.height * dpr };
+};
+const video = new JpegVideo(wsURL, { hcDelayMs, viewSize: params.get('decode') === 'full' ? null : viewSize });
 const audio = new AudioPlayer(wsURL, { hcDelayMs, clock: video.clock });
 const latency = new Rolling(300);
+// Where the latency goes: capture -> last packet in (box, relay, network,
+// the page's message handling) and last packet in -> decoded.
+const network = new Rolling(300);
+const decode = new Rolling(300);
 stats.recentLatencies = latency.values;
 
 video.onframe = (f) => {
@@ -74,12 +90,15 @@ video.onframe = (f) => {
   const drawn = now();
   f.close();
   stats.framesDrawn++;
-  stats.width = f.width;
-  stats.height = f.height;
+  stats.width = f.frameWidth;
+  stats.height = f.frameHeight;
+  stats.decodedWidth = f.width;
   if (f.captureTime >= 0) {
     stats.latencyLast = drawn - f.captureTime;
     latency.add(stats.latencyLast);
+    network.add(f.completedAt - f.captureTime);
   }
+  decode.add(f.decodedAt - f.completedAt);
   if (stats.framesDrawn === 1) document.body.classList.add('has-video');
 };
 
@@ -216,6 +235,10 @@ function tick() {
   stats.packetsLost = video.socket.lost + audio.socket.lost;
   stats.latencyP50 = latency.percentile(50);
   stats.latencyP99 = latency.percentile(99);
+  stats.networkP50 = network.percentile(50);
+  stats.networkP99 = network.percentile(99);
+  stats.decodeP50 = decode.percentile(50);
+  stats.decodeP99 = decode.percentile(99);
   stats.clockOffsetMs = video.clock.offset;
   stats.clockRttMs = video.clock.rtt;
   stats.audioRunning = audio.running;
