@@ -38,6 +38,10 @@ const (
 	DefaultFPS     = 30
 	DefaultQuality = 80
 
+	// QueueDepth is how many frames wait for a late reader before the
+	// oldest are dropped: the buffer count V4L2 capture typically uses.
+	QueueDepth = 4
+
 	// CounterDigits is the number of digits of the frame counter; it shows
 	// the frame number modulo 10^CounterDigits.
 	CounterDigits = 6
@@ -187,9 +191,11 @@ func (c *Camera) Size() (width, height int) { return c.cfg.Width, c.cfg.Height }
 // FPS returns the frame rate.
 func (c *Camera) FPS() int { return c.cfg.FPS }
 
-// ReadFrame waits for the next frame slot and returns that frame. Like a
-// sensor, the camera runs whether or not it is read: a reader that falls a
-// whole frame period behind gets the newest frame and a gap in Seq.
+// ReadFrame waits for the next frame slot and returns that frame, stamped
+// with the wall clock of its slot. Like a sensor behind a capture driver,
+// the camera runs whether or not it is read: a late reader first gets the
+// frames queued meanwhile, at once; when more than QueueDepth have piled up
+// the oldest are lost, which shows as a gap in Seq.
 func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 	select {
 	case <-c.closed:
@@ -220,8 +226,18 @@ func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 	}
 	seq := c.next
 	if late := now.Sub(due); late >= c.period {
-		seq += uint64(late / c.period)
+		// Frames have queued up, as in a capture driver's buffers; the
+		// newest QueueDepth are kept.
+		newest := c.next + uint64(late/c.period)
+		if newest-seq >= QueueDepth {
+			seq = newest - (QueueDepth - 1)
+		}
 	}
+	// The frame was captured when its slot came, not when the reader (or
+	// a late timer) got to it: like a driver's buffer timestamp, and so
+	// the RTP timestamps are as regular as the sensor. Counted back from
+	// now, it stays right even if the wall clock was stepped since start.
+	capturedAt := now.Add(-now.Sub(c.start.Add(time.Duration(seq) * c.period)))
 	c.next = seq + 1
 	c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq)
 	return capture.VideoFrame{
@@ -230,7 +246,7 @@ func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 		Width:       c.cfg.Width,
 		Height:      c.cfg.Height,
 		Keyframe:    true,
-		CaptureTime: now,
+		CaptureTime: capturedAt,
 		Seq:         seq,
 	}, nil
 }

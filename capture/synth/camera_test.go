@@ -125,22 +125,33 @@ func TestCameraPacing(t *testing.T) {
 			t.Fatalf("frame %d: seq %d at %v, want at %v", i, f.Seq, f.CaptureTime.Sub(epoch), want.Sub(epoch))
 		}
 	}
-	// A reader 3.5 periods late: frames 10, 11, 12 were missed; it gets 13
-	// at once, and the next one on 14's slot.
-	clk.Advance(period/2 + 3*period + period/2)
-	f, err := c.ReadFrame(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// A reader 3.5 periods late (the clock is at frame 9's slot): frames 10
+	// to 12 are queued and come at once, stamped with their slots, then 13
+	// on its slot.
+	clk.Advance(3*period + period/2)
+	next := func() (uint64, time.Duration) {
+		t.Helper()
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Seq, f.CaptureTime.Sub(epoch)
 	}
-	if f.Seq != 13 {
-		t.Fatalf("late reader got seq %d, want 13 (a gap of 3)", f.Seq)
+	for want := uint64(10); want <= 12; want++ {
+		late := clk.Now()
+		if seq, at := next(); seq != want || at != time.Duration(want)*period || !clk.Now().Equal(late) {
+			t.Fatalf("queued frame: seq %d at %v, want %d at %v without waiting", seq, at, want, time.Duration(want)*period)
+		}
 	}
-	f, err = c.ReadFrame(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if seq, at := next(); seq != 13 || at != 13*period {
+		t.Fatalf("after the queue: seq %d at %v, want 13 at %v", seq, at, 13*period)
 	}
-	if want := epoch.Add(14 * period); f.Seq != 14 || !f.CaptureTime.Equal(want) {
-		t.Fatalf("after the gap: seq %d at %v, want 14 at %v", f.Seq, f.CaptureTime.Sub(epoch), want.Sub(epoch))
+	// 10 periods late: only the newest QueueDepth frames are left.
+	clk.Advance(10 * period) // at 23's slot
+	for want := uint64(23 - QueueDepth + 1); want <= 24; want++ {
+		if seq, at := next(); seq != want || at != time.Duration(want)*period {
+			t.Fatalf("after an overflow: seq %d at %v, want %d at %v", seq, at, want, time.Duration(want)*period)
+		}
 	}
 }
 

@@ -128,7 +128,10 @@ func (m *Mic) Rate() int { return m.cfg.Rate }
 func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 	select {
 	case <-m.closed:
-		return capture.AudioChunk{}, ErrClosed
+		// The first sample's time, counted back from now so that it stays
+	// right even if the wall clock was stepped since the start.
+	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
+	return capture.AudioChunk{}, ErrClosed
 	default:
 	}
 	now := m.cfg.Clock.Now()
@@ -148,10 +151,16 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 		case <-m.timer.C():
 		case <-ctx.Done():
 			m.timer.Stop()
-			return capture.AudioChunk{}, fmt.Errorf("synth mic: %w", ctx.Err())
+			// The first sample's time, counted back from now so that it stays
+	// right even if the wall clock was stepped since the start.
+	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
+	return capture.AudioChunk{}, fmt.Errorf("synth mic: %w", ctx.Err())
 		case <-m.closed:
 			m.timer.Stop()
-			return capture.AudioChunk{}, ErrClosed
+			// The first sample's time, counted back from now so that it stays
+	// right even if the wall clock was stepped since the start.
+	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
+	return capture.AudioChunk{}, ErrClosed
 		}
 		now = m.cfg.Clock.Now()
 	}
@@ -166,10 +175,13 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 		i += n
 		pos = 0
 	}
+	// The first sample's time, counted back from now so that it stays
+	// right even if the wall clock was stepped since the start.
+	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
 	return capture.AudioChunk{
 		Samples:     m.out,
 		Rate:        m.cfg.Rate,
-		CaptureTime: m.start.Add(time.Duration(seq) * capture.ChunkDuration),
+		CaptureTime: now.Add(-now.Sub(first)),
 		Seq:         seq,
 	}, nil
 }
