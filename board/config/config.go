@@ -85,7 +85,8 @@ type Board struct {
 	LEDRed        int // RGB LED (all three or none)
 	LEDGreen      int
 	LEDBlue       int
-	LEDActiveLow  bool // LED lit when the line is low (common-anode RGB LEDs)
+	LEDActiveLow  bool   // LED lit when the line is low (common-anode RGB LEDs)
+	ButtonBias    string // "auto" (the profile's), "pull-up" or "none" (external resistors)
 	Debounce      time.Duration
 	LongPress     time.Duration
 	VeryLongPress time.Duration
@@ -124,8 +125,9 @@ func Default() *Config {
 			VideoNoDelay:     false,
 		},
 		Board: Board{
-			Profile: "auto",
-			ButtonA: NoPin, ButtonB: NoPin,
+			Profile:    "auto",
+			ButtonBias: "auto",
+			ButtonA:    NoPin, ButtonB: NoPin,
 			LED: NoPin, LEDRed: NoPin, LEDGreen: NoPin, LEDBlue: NoPin,
 			Debounce:      30 * time.Millisecond,
 			LongPress:     1500 * time.Millisecond,
@@ -268,6 +270,7 @@ func (c *Config) schema() map[string]any {
 			"led_green":       pin(&c.Board.LEDGreen),
 			"led_blue":        pin(&c.Board.LEDBlue),
 			"led_active_low":  boolean(&c.Board.LEDActiveLow),
+			"button_bias":     str(&c.Board.ButtonBias, oneOf("auto", "pull-up", "none")),
 			"debounce":        duration(&c.Board.Debounce, time.Millisecond, 500*time.Millisecond),
 			"long_press":      duration(&c.Board.LongPress, 300*time.Millisecond, 30*time.Second),
 			"very_long_press": duration(&c.Board.VeryLongPress, time.Second, 2*time.Minute),
@@ -573,7 +576,7 @@ func (c *Config) values() map[string]any {
 		"board": map[string]any{
 			"profile": c.Board.Profile, "chip": c.Board.Chip, "button_a": i(c.Board.ButtonA), "button_b": i(c.Board.ButtonB),
 			"led": i(c.Board.LED), "led_red": i(c.Board.LEDRed), "led_green": i(c.Board.LEDGreen), "led_blue": i(c.Board.LEDBlue),
-			"led_active_low": c.Board.LEDActiveLow, "debounce": d(c.Board.Debounce), "long_press": d(c.Board.LongPress),
+			"led_active_low": c.Board.LEDActiveLow, "button_bias": c.Board.ButtonBias, "debounce": d(c.Board.Debounce), "long_press": d(c.Board.LongPress),
 			"very_long_press": d(c.Board.VeryLongPress),
 		},
 		"pairing": map[string]any{
