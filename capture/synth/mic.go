@@ -128,10 +128,7 @@ func (m *Mic) Rate() int { return m.cfg.Rate }
 func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 	select {
 	case <-m.closed:
-		// The first sample's time, counted back from now so that it stays
-	// right even if the wall clock was stepped since the start.
-	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
-	return capture.AudioChunk{}, ErrClosed
+		return capture.AudioChunk{}, ErrClosed
 	default:
 	}
 	now := m.cfg.Clock.Now()
@@ -151,16 +148,10 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 		case <-m.timer.C():
 		case <-ctx.Done():
 			m.timer.Stop()
-			// The first sample's time, counted back from now so that it stays
-	// right even if the wall clock was stepped since the start.
-	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
-	return capture.AudioChunk{}, fmt.Errorf("synth mic: %w", ctx.Err())
+			return capture.AudioChunk{}, fmt.Errorf("synth mic: %w", ctx.Err())
 		case <-m.closed:
 			m.timer.Stop()
-			// The first sample's time, counted back from now so that it stays
-	// right even if the wall clock was stepped since the start.
-	first := m.start.Add(time.Duration(seq) * capture.ChunkDuration)
-	return capture.AudioChunk{}, ErrClosed
+			return capture.AudioChunk{}, ErrClosed
 		}
 		now = m.cfg.Clock.Now()
 	}
