@@ -1,0 +1,406 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// buildCallbox builds the callbox binary into dir.
+func buildCallbox(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "callbox")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/callbox/callbox/cmd/callbox")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePorts returns an even UDP port p with p..p+3 free on loopback: RTP
+// and RTCP for video, then for audio.
+func freePorts(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		if p%2 != 0 || p > 65530 {
+			continue
+		}
+		ok := true
+		var held []*net.UDPConn
+		for i := range 4 {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: p + i})
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no four free consecutive UDP ports")
+	return 0
+}
+
+// bound reports whether something holds UDP port p (ffmpeg, once it
+// listens).
+func bound(p int) bool {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	c.Close()
+	return false
+}
+
+// videoResult is what the test saw of ffmpeg's decoded video.
+type videoResult struct {
+	frames     int
+	counters   []uint64 // the counter each decoded frame shows
+	unreadable int      // frames whose counter could not be read
+	minPSNR    float64  // worst frame, dB, all planes
+	sumPSNR    float64
+	worstFrame uint64
+	err        error
+}
+
+// psnr compares a decoded 4:2:0 frame with the reference, over all planes.
+func psnr(got, want *image.YCbCr) float64 {
+	var se float64
+	var n int
+	plane := func(a []byte, as int, b []byte, bs int, w, h int) {
+		for y := range h {
+			ra, rb := a[y*as:y*as+w], b[y*bs:y*bs+w]
+			for x := range w {
+				d := float64(int(ra[x]) - int(rb[x]))
+				se += d * d
+			}
+		}
+		n += w * h
+	}
+	w, h := got.Rect.Dx(), got.Rect.Dy()
+	plane(got.Y, got.YStride, want.Y, want.YStride, w, h)
+	plane(got.Cb, got.CStride, want.Cb, want.CStride, (w+1)/2, (h+1)/2)
+	plane(got.Cr, got.CStride, want.Cr, want.CStride, (w+1)/2, (h+1)/2)
+	if se == 0 {
+		return 99
+	}
+	return 10 * math.Log10(255*255/(se/float64(n)))
+}
+
+// analyzeVideo reads raw yuvj420p frames from r until EOF. For each it
+// reads the frame counter, rebuilds the frame the camera sent under that
+// number and measures the PSNR between the two.
+func analyzeVideo(r io.Reader, cam *synth.Camera, w, h int) videoResult {
+	res := videoResult{minPSNR: math.Inf(1)}
+	frameSize := w*h + 2*((w+1)/2)*((h+1)/2)
+	// Reading and analysing run apart so a slow analysis does not stall
+	// ffmpeg's output (and with it ffmpeg's reading of the sockets).
+	const nbuf = 24
+	free := make(chan []byte, nbuf)
+	full := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, frameSize)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		for {
+			b := <-free
+			if _, err := io.ReadFull(r, b); err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
+			full <- b
+		}
+	}()
+	cw, ch := (w+1)/2, (h+1)/2
+	var ref []byte
+	for b := range full {
+		got := &image.YCbCr{
+			Y: b[:w*h], Cb: b[w*h : w*h+cw*ch], Cr: b[w*h+cw*ch:],
+			YStride: w, CStride: cw, SubsampleRatio: image.YCbCrSubsampleRatio420,
+			Rect: image.Rect(0, 0, w, h),
+		}
+		res.frames++
+		n, ok := cam.ReadCounter(got)
+		if !ok {
+			res.unreadable++
+			free <- b
+			continue
+		}
+		res.counters = append(res.counters, n)
+		ref = cam.AppendFrame(ref[:0], n)
+		img, err := jpeg.Decode(bytes.NewReader(ref))
+		if err != nil {
+			res.err = fmt.Errorf("decode reference frame %d: %w", n, err)
+			free <- b
+			continue
+		}
+		p := psnr(got, img.(*image.YCbCr))
+		res.sumPSNR += p
+		if p < res.minPSNR {
+			res.minPSNR, res.worstFrame = p, n
+		}
+		free <- b
+	}
+	if err := <-readErr; err != nil && res.err == nil {
+		res.err = fmt.Errorf("read ffmpeg output: %w", err)
+	}
+	return res
+}
+
+var summaryRE = regexp.MustCompile(`(\w+)=([0-9.]+)`)
+
+// parseSummary returns the key=value pairs of callbox send's summary line
+// that starts with prefix.
+func parseSummary(t *testing.T, out, prefix string) map[string]float64 {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		m := map[string]float64{}
+		for _, kv := range summaryRE.FindAllStringSubmatch(line, -1) {
+			v, err := strconv.ParseFloat(kv[2], 64)
+			if err == nil {
+				m[kv[1]] = v
+			}
+		}
+		return m
+	}
+	t.Fatalf("no %q line in callbox send's output:\n%s", prefix, out)
+	return nil
+}
+
+// The test runs the product's default, 1280x720 at 30 fps: the size that
+// must work, and about 50 packets per frame at the default 1200-byte limit,
+// so fragmentation, restart markers and loopback buffering are all
+// exercised. ffmpeg decodes it at a few ms per frame.
+func TestFFmpegDecodesSend(t *testing.T) {
+	testenv.Short(t)
+	ffmpeg := testenv.LookPath(t, "ffmpeg")
+	const (
+		width, height = 1280, 720
+		fps           = 30
+		duration      = 5 * time.Second
+		listenTimeout = 4 * time.Second
+	)
+	dir := t.TempDir()
+	bin := buildCallbox(t, dir)
+	port := freePorts(t)
+	sdp := filepath.Join(dir, "callbox.sdp")
+	to := fmt.Sprintf("127.0.0.1:%d", port)
+	size := fmt.Sprintf("%dx%d", width, height)
+	if out, err := exec.Command(bin, "send", "--to", to, "--sdp", sdp, "--sdp-only").CombinedOutput(); err != nil {
+		t.Fatalf("callbox send --sdp-only: %v\n%s", err, out)
+	}
+	sdpText, err := os.ReadFile(sdp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SDP:\n%s", sdpText)
+
+	// ffmpeg first, reading the SDP as any user would; the video comes out
+	// raw on stdout (one yuvj420p picture per decoded frame, no frame rate
+	// conversion), the audio goes to a file.
+	audioPath := filepath.Join(dir, "audio.s16")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ff := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-nostats",
+		"-loglevel", "level+warning",
+		"-protocol_whitelist", "file,udp,rtp",
+		// 4 MB of socket buffer: a frame arrives as a 60 KB burst, and
+		// the kernel default (~200 KB) holds only a few while ffmpeg is
+		// busy decoding.
+		"-buffer_size", "4194304",
+		// End of stream: no packet for this long. It also bounds the wait
+		// for the first packet, so callbox send starts right after ffmpeg
+		// has opened its ports.
+		"-listen_timeout", strconv.Itoa(int(listenTimeout.Seconds())),
+		"-i", sdp,
+		"-map", "0:v", "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "rawvideo", "pipe:1",
+		"-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "8000", "-y", audioPath)
+	var fflog bytes.Buffer
+	ff.Stderr = &fflog
+	ff.Cancel = func() error { return ff.Process.Signal(os.Interrupt) }
+	ff.WaitDelay = 10 * time.Second
+	stdout, err := ff.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ff.Start(); err != nil {
+		t.Fatalf("start ffmpeg: %v", err)
+	}
+	ffDone := false
+	t.Cleanup(func() {
+		if !ffDone {
+			ff.Process.Kill()
+			ff.Wait()
+		}
+	})
+	cam, err := synth.NewCamera(synth.CameraConfig{Width: width, Height: height, FPS: fps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	videoDone := make(chan videoResult, 1)
+	go func() { videoDone <- analyzeVideo(stdout, cam, width, height) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for !bound(port) || !bound(port+2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ffmpeg did not open UDP ports %d and %d:\n%s", port, port+2, fflog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	send := exec.CommandContext(ctx, bin, "send", "--to", to, "--sdp", filepath.Join(dir, "again.sdp"),
+		"--duration", duration.String(), "--size", size, "--fps", strconv.Itoa(fps))
+	var sendErr bytes.Buffer
+	send.Stderr = &sendErr
+	out, err := send.Output()
+	if err != nil {
+		t.Fatalf("callbox send: %v\n%s%s", err, out, sendErr.String())
+	}
+	t.Logf("callbox send:\n%s", out)
+	video := parseSummary(t, string(out), "callbox send: video")
+	audio := parseSummary(t, string(out), "callbox send: audio")
+
+	// ffmpeg ends the input listenTimeout after the last packet, finishes
+	// its outputs and exits. (A SIGINT would not do: ffmpeg looks at it only
+	// between packets, and a second one aborts the outputs.)
+	var vr videoResult
+	select {
+	case vr = <-videoDone:
+	case <-time.After(listenTimeout + 30*time.Second):
+		t.Fatalf("ffmpeg did not finish after the stream ended:\n%s", fflog.String())
+	}
+	werr := ff.Wait()
+	ffDone = true
+	if werr != nil {
+		t.Errorf("ffmpeg: %v", werr)
+	}
+	log := fflog.String()
+	t.Logf("ffmpeg log:\n%s", log)
+
+	// No decode errors: with level+warning every line ffmpeg prints is a
+	// warning or worse (RTP loss, JPEG decode errors, concealment), except
+	// the end of stream by listen_timeout.
+	endOfStream := sdp + ": Connection timed out"
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasSuffix(line, endOfStream) {
+			continue
+		}
+		if strings.Contains(line, "[warning]") || strings.Contains(line, "[error]") || strings.Contains(line, "[fatal]") {
+			t.Errorf("ffmpeg complained: %s", line)
+		}
+	}
+	if vr.err != nil {
+		t.Fatal(vr.err)
+	}
+
+	// Frame count within 2% of what was sent.
+	sent := video["frames"]
+	if sent < float64(fps)*duration.Seconds()*0.9 {
+		t.Errorf("callbox sent only %v frames in %v at %d fps", sent, duration, fps)
+	}
+	if d := math.Abs(float64(vr.frames) - sent); d > 0.02*sent {
+		t.Errorf("ffmpeg decoded %d frames, callbox sent %v (%.1f%% off, at most 2%%)", vr.frames, sent, 100*d/sent)
+	}
+	// Every decoded picture shows a counter, counters increase, and the
+	// picture matches the frame sent with that number.
+	if vr.unreadable > 0 {
+		t.Errorf("%d decoded frames without a readable counter", vr.unreadable)
+	}
+	for i := 1; i < len(vr.counters); i++ {
+		if vr.counters[i] <= vr.counters[i-1] {
+			t.Errorf("decoded frame %d shows counter %d after %d", i, vr.counters[i], vr.counters[i-1])
+			break
+		}
+	}
+	if len(vr.counters) > 0 {
+		t.Logf("decoded %d frames, counters %d..%d; PSNR vs sent frames: min %.1f dB (frame %d), mean %.1f dB",
+			vr.frames, vr.counters[0], vr.counters[len(vr.counters)-1], vr.minPSNR, vr.worstFrame, vr.sumPSNR/float64(len(vr.counters)))
+	}
+	if vr.minPSNR < 35 {
+		t.Errorf("decoded frame %d differs from the sent one: PSNR %.1f dB, want >= 35", vr.worstFrame, vr.minPSNR)
+	}
+
+	checkAudio(t, audioPath, audio["chunks"])
+}
+
+// checkAudio checks ffmpeg's decoded PCMU: about as long as what was sent,
+// the synthetic microphone's tone at its frequency and level, and its
+// clicks one second apart.
+func checkAudio(t *testing.T, path string, chunksSent float64) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]int16, len(raw)/2)
+	rd := bufio.NewReader(bytes.NewReader(raw))
+	for i := range pcm {
+		lo, _ := rd.ReadByte()
+		hi, _ := rd.ReadByte()
+		pcm[i] = int16(uint16(lo) | uint16(hi)<<8)
+	}
+	const rate = 8000
+	got := time.Duration(len(pcm)) * time.Second / rate
+	want := time.Duration(chunksSent) * 20 * time.Millisecond
+	if d := got - want; d < -want/50 || d > want/50 {
+		t.Errorf("decoded %v of audio, sent %v", got, want)
+	}
+	f := synth.ToneFrequency(pcm, rate)
+	amp := synth.Goertzel(pcm, rate, synth.DefaultToneHz)
+	t.Logf("audio: %v decoded, tone %.2f Hz at %.3f of full scale", got, f, amp)
+	if math.Abs(f-synth.DefaultToneHz) > 5 {
+		t.Errorf("decoded tone is %.2f Hz, want %d", f, synth.DefaultToneHz)
+	}
+	if math.Abs(amp-synth.DefaultLevel) > 0.05 {
+		t.Errorf("decoded tone level %.3f, want %.2f", amp, synth.DefaultLevel)
+	}
+	clicks := synth.FindClicks(pcm, rate)
+	if len(clicks) < int(got.Seconds())-1 {
+		t.Errorf("%d clicks in %v of audio, want one a second", len(clicks), got)
+	}
+	for i := 1; i < len(clicks); i++ {
+		if d := clicks[i] - clicks[i-1]; d < rate-8 || d > rate+8 {
+			t.Errorf("clicks %d and %d are %d samples apart, want %d", i-1, i, d, rate)
+		}
+	}
+}
