@@ -20,6 +20,8 @@ type command struct {
 // commands lists the subcommands. Each lives in its own file (cmd_*.go).
 func commands() map[string]command {
 	return map[string]command{
+		"call":    {"call a paired box across NAT through the hub (also pairs boxes)", cmdCall},
+		"hub":     {"run the public hub: pairing, signalling, STUN and TURN relay", cmdHub},
 		"run":     {"run the appliance: capture, relay, page, board", cmdRun},
 		"send":    {"send synthetic (or camera) media as RTP over UDP, with an SDP for ffplay/VLC/GStreamer", cmdSend},
 		"version": {"print the version", cmdVersion},

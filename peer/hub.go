@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -452,16 +450,22 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// peerKey returns the registered key of a box, for tests and tooling.
-func (h *Hub) peerKey(box string) ed25519.PublicKey {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.state.Boxes[box].Key
+// HubStats is what /v1/stats reports.
+type HubStats struct {
+	BoxesOnline  int    `json:"boxes_online"`
+	Boxes        int    `json:"boxes"`
+	Pairs        int    `json:"pairs"`
+	RelayedBytes uint64 `json:"relayed_bytes"` // filled in by the TURN server's owner
+	Allocations  int    `json:"allocations"`
 }
 
-// BoxName returns the registered name of a box ("" if unknown).
-func (h *Hub) BoxName(box string) string {
+// Stats counts boxes and pairs.
+func (h *Hub) Stats() HubStats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return strings.TrimSpace(h.state.Boxes[box].Name)
+	n := 0
+	for _, ps := range h.state.Pairs {
+		n += len(ps)
+	}
+	return HubStats{BoxesOnline: len(h.sessions), Boxes: len(h.state.Boxes), Pairs: n / 2}
 }

@@ -123,6 +123,9 @@ func (t *TURNServer) Addr() net.Addr { return t.conn.LocalAddr() }
 // allocations and peers, both directions.
 func (t *TURNServer) RelayedBytes() uint64 { return t.relayed.Load() }
 
+// Allocations is the number of live TURN allocations.
+func (t *TURNServer) Allocations() int { return t.srv.AllocationCount() }
+
 // Close stops the server and frees every allocation.
 func (t *TURNServer) Close() error { return t.srv.Close() }
 

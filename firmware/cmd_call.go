@@ -1,0 +1,244 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/peer"
+)
+
+// callFlags are `callbox call`'s flags.
+type callFlags struct {
+	hub, data, name    string
+	duration, setup    time.Duration
+	json, answer       bool
+	pair, button, who  bool
+	join               string
+	maxDatagram        int
+	width, height, fps int
+	verbose            bool
+}
+
+// cmdCall is `callbox call`: call a paired box through the hub and print a
+// summary (path, time to first media, what was received). It also pairs
+// boxes (--pair / --join / --button) and answers calls (--answer).
+func cmdCall(args []string) int {
+	var f callFlags
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: callbox call [flags] PEER     call a paired box (ID or name)\n"+
+			"       callbox call [flags] --answer  take one call\n"+
+			"       callbox call [flags] --pair | --join CODE | --button | --whoami")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.hub, "hub", os.Getenv("CALLBOX_HUB"), "hub WebSocket URL, e.g. wss://hub.example/v1/ws (default $CALLBOX_HUB)")
+	fs.StringVar(&f.data, "data", defaultDataDir(), "the box's data dir (identity key, paired peers)")
+	fs.StringVar(&f.name, "name", "", "this box's name, shown to paired boxes")
+	fs.DurationVar(&f.duration, "duration", 0, "hang up this long after the call connects (0: on Ctrl-C or when the peer hangs up)")
+	fs.DurationVar(&f.setup, "setup-timeout", 15*time.Second, "give up if the call has not connected by then")
+	fs.BoolVar(&f.json, "json", false, "print the final summary as JSON")
+	fs.BoolVar(&f.answer, "answer", false, "wait for a paired box to call, take the call")
+	fs.BoolVar(&f.pair, "pair", false, "get a pairing code from the hub, print it, wait for the other box to join")
+	fs.StringVar(&f.join, "join", "", "pair by entering the other box's code")
+	fs.BoolVar(&f.button, "button", false, "pair with another box whose button is pressed within the hub's window")
+	fs.BoolVar(&f.who, "whoami", false, "print this box's ID and paired peers")
+	fs.IntVar(&f.maxDatagram, "max-datagram", peer.DefaultMaxDatagram, "largest UDP datagram a call sends (design S8)")
+	fs.IntVar(&f.width, "width", 320, "synthetic camera width")
+	fs.IntVar(&f.height, "height", 240, "synthetic camera height")
+	fs.IntVar(&f.fps, "fps", 15, "synthetic camera frame rate")
+	fs.BoolVar(&f.verbose, "v", false, "log call progress")
+	// Flags may follow the peer's name: parse what comes after it too.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runCall(ctx, &f, pos, log); err != nil {
+		fmt.Fprintf(os.Stderr, "callbox call: %v\n", err)
+		if errors.Is(err, errUsage) {
+			fs.Usage()
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("bad usage")
+
+func defaultDataDir() string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "callbox")
+	}
+	return "callbox-data"
+}
+
+func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) error {
+	modes := 0
+	for _, b := range []bool{f.pair, f.join != "", f.button, f.who, f.answer, len(pos) > 0} {
+		if b {
+			modes++
+		}
+	}
+	if modes != 1 || len(pos) > 1 {
+		return fmt.Errorf("%w: give exactly one of PEER, --answer, --pair, --join, --button, --whoami", errUsage)
+	}
+	id, err := peer.LoadOrCreateIdentity(f.data)
+	if err != nil {
+		return err
+	}
+	if f.who && f.hub == "" {
+		fmt.Println(id.ID)
+		return nil
+	}
+	if f.hub == "" {
+		return fmt.Errorf("%w: no hub (--hub or CALLBOX_HUB)", errUsage)
+	}
+	client, err := peer.Dial(ctx, peer.ClientConfig{HubURL: f.hub, Identity: id, Name: f.name, DataDir: f.data, Log: log})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	out := func(v any) {
+		if f.json {
+			b, _ := json.Marshal(v)
+			fmt.Println(string(b))
+		} else {
+			fmt.Printf("%+v\n", v)
+		}
+	}
+	switch {
+	case f.who:
+		out(map[string]any{"id": id.ID, "peers": client.Peers()})
+		return nil
+	case f.pair:
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		waiting := make(chan struct {
+			p   peer.PeerInfo
+			err error
+		}, 1)
+		go func() {
+			p, err := client.WaitPaired(pctx)
+			waiting <- struct {
+				p   peer.PeerInfo
+				err error
+			}{p, err}
+		}()
+		code, exp, err := client.RequestPairCode(pctx)
+		if err != nil {
+			return err
+		}
+		out(map[string]any{"id": id.ID, "code": code, "expires": exp.UTC().Format(time.RFC3339)})
+		r := <-waiting
+		if r.err != nil {
+			return r.err
+		}
+		out(map[string]any{"paired": r.p.ID, "name": r.p.Name})
+		return nil
+	case f.join != "":
+		p, err := client.JoinPairCode(ctx, f.join)
+		if err != nil {
+			return err
+		}
+		out(map[string]any{"id": id.ID, "paired": p.ID, "name": p.Name})
+		return nil
+	case f.button:
+		bctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		p, err := client.PressPairButton(bctx)
+		if err != nil {
+			return err
+		}
+		out(map[string]any{"id": id.ID, "paired": p.ID, "name": p.Name})
+		return nil
+	}
+
+	connected := make(chan struct{}, 1)
+	caller, err := peer.NewCaller(peer.CallerConfig{
+		Client:       client,
+		Media:        peer.SynthMedia(synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}, synth.MicConfig{}),
+		MaxDatagram:  f.maxDatagram,
+		SetupTimeout: f.setup,
+		Log:          log,
+		OnState: func(s peer.State) {
+			if s.Phase == peer.PhaseConnected {
+				select {
+				case connected <- struct{}{}:
+				default:
+				}
+			}
+			if !f.json {
+				fmt.Fprintf(os.Stderr, "call: %s %s\n", s.Phase, s.Path)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer caller.Close()
+
+	var call *peer.Call
+	if f.answer {
+		t := time.NewTicker(20 * time.Millisecond)
+		for call == nil {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+				call = caller.Current()
+			}
+		}
+		t.Stop()
+	} else if call, err = caller.Call(ctx, pos[0]); err != nil {
+		return err
+	}
+
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-connected:
+			if f.duration > 0 && timer == nil {
+				timer = time.After(f.duration)
+			}
+			continue
+		case <-timer:
+			caller.HangUp()
+		case <-ctx.Done():
+			caller.HangUp()
+		case <-call.Done():
+		}
+		break
+	}
+	<-call.Done()
+	s := call.Summary()
+	out(s)
+	if s.FramesDecoded == 0 && s.AudioReceived == 0 {
+		return fmt.Errorf("no media received from %s (path %q): %s", s.Peer, s.Path, s.Error)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/callbox/callbox/peer"
+)
+
+// cmdHub is `callbox hub`: the public rendezvous server for calls between
+// boxes (design S3, S6): registration and pairing, signalling over
+// WebSocket, STUN, and a TURN relay with TURN REST credentials. With
+// --turn-url it hands out credentials for another TURN service (coturn with
+// use-auth-secret and the same secret) and runs no relay of its own.
+func cmdHub(args []string) int {
+	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	listen := fs.String("listen", ":8443", "HTTP address for the signalling WebSocket (/v1/ws) and /v1/stats")
+	stunListen := fs.String("stun-listen", ":3478", "UDP address of the STUN/TURN server (\"\" to run none)")
+	publicIP := fs.String("public-ip", "", "the hub's public IPv4 address: the TURN relay address, and the STUN/TURN URLs' host unless --public-host is given")
+	publicHost := fs.String("public-host", "", "host name boxes use in STUN/TURN URLs (default: --public-ip)")
+	secretFile := fs.String("turn-secret-file", "", "file holding the TURN REST shared secret (coturn's static-auth-secret); or set CALLBOX_TURN_SECRET")
+	turnURLs := fs.String("turn-url", "", "comma-separated TURN URLs of an external TURN service (coturn); the hub then runs STUN only")
+	dataDir := fs.String("data", "callbox-hub", "directory for the hub's state (registered boxes, pairs)")
+	certFile := fs.String("tls-cert", "", "TLS certificate for wss:// (recommended in production)")
+	keyFile := fs.String("tls-key", "", "TLS key for --tls-cert")
+	ttl := fs.Duration("credential-ttl", 24*time.Hour, "lifetime of the TURN credentials handed to a box")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	secret := os.Getenv("CALLBOX_TURN_SECRET")
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "callbox hub: %v\n", err)
+			return 2
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret == "" {
+		fmt.Fprintln(os.Stderr, "callbox hub: a TURN shared secret is required (--turn-secret-file or CALLBOX_TURN_SECRET)")
+		return 2
+	}
+	ip := net.ParseIP(*publicIP).To4()
+	if ip == nil {
+		fmt.Fprintf(os.Stderr, "callbox hub: --public-ip %q is not an IPv4 address\n", *publicIP)
+		return 2
+	}
+	host := *publicHost
+	if host == "" {
+		host = ip.String()
+	}
+	cfg := peer.HubConfig{
+		StatePath:     filepath.Join(*dataDir, "hub.json"),
+		TURNSecret:    secret,
+		CredentialTTL: *ttl,
+		Log:           log,
+	}
+	var turn *peer.TURNServer
+	if *stunListen != "" {
+		_, port, err := net.SplitHostPort(*stunListen)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "callbox hub: --stun-listen: %v\n", err)
+			return 2
+		}
+		hp := net.JoinHostPort(host, port)
+		cfg.STUNURLs = []string{"stun:" + hp}
+		if *turnURLs == "" {
+			cfg.TURNURLs = []string{"turn:" + hp + "?transport=udp"}
+		}
+		turn, err = peer.StartTURN(peer.TURNConfig{Listen: *stunListen, PublicIP: ip, Secret: secret, Log: log})
+		if err != nil {
+			log.Error("callbox hub", "err", err)
+			return 1
+		}
+		defer turn.Close()
+	}
+	if *turnURLs != "" {
+		cfg.TURNURLs = strings.Split(*turnURLs, ",")
+	}
+	hub, err := peer.NewHub(cfg)
+	if err != nil {
+		log.Error("callbox hub", "err", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/ws", hub)
+	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		st := hub.Stats()
+		if turn != nil {
+			st.RelayedBytes = turn.RelayedBytes()
+			st.Allocations = turn.Allocations()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("callbox hub", "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() {
+		if *certFile != "" {
+			errc <- srv.ServeTLS(ln, *certFile, *keyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	scheme := "ws"
+	if *certFile != "" {
+		scheme = "wss"
+	}
+	fmt.Printf("callbox hub: signalling at %s://%s/v1/ws, STUN/TURN %v %v\n", scheme, ln.Addr(), cfg.STUNURLs, cfg.TURNURLs)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("callbox hub", "err", err)
+			return 1
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return 0
+}
