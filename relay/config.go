@@ -76,11 +76,11 @@ func DefaultConfig() Config {
 	return Config{
 		Video: KindConfig{
 			HealthInterval: 8,
-			IdleLimit:      32,
+			IdleLimit:      24,
 			Batch:          32,
 			MaxUnits:       8,
 			MaxBytes:       256 << 10,
-			MaxDelay:       150 * time.Millisecond,
+			MaxDelay:       100 * time.Millisecond,
 			// S14 suggests Nagle for video, for efficiency. The relay
 			// already writes whole frames with one writev, so Nagle has
 			// nothing to coalesce and only holds each frame's tail until

@@ -88,6 +88,9 @@ func (s *session) run() {
 			"flushes", st.flushes, "dropped_packets", st.dropMsgs)
 	case errors.Is(why, errRelayClosed):
 		reason = "relay closed"
+	case errors.Is(why, ErrBadRTCP):
+		reason = "bad message"
+		s.r.log.Info("relay: client sent a bad message", "client", s.id, "kind", s.kind, "remote", s.t.remote(), "err", why)
 	case why != nil && !errors.Is(why, io.EOF) && !errors.Is(why, net.ErrClosed) && !isReset(why):
 		reason = "error"
 		s.r.log.Info("relay: client error", "client", s.id, "kind", s.kind, "remote", s.t.remote(), "err", why)
