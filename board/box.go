@@ -28,6 +28,9 @@ type BoxOptions struct {
 	Open    bool         // every client may receive media without pairing
 	LED     LED          // nil: no LED
 	Log     *slog.Logger // nil: discard
+	// OnRefresh, if set, is called after every status evaluation (at least
+	// every tick while Run runs); the simulated board redraws from it.
+	OnRefresh func()
 }
 
 // Box is the board as the appliance sees it: the state machine, pairing,
@@ -38,6 +41,7 @@ type Box struct {
 	store  *store.Store
 	reg    *pairing.Registry
 	player *Player
+	onRef  func()
 
 	mu    sync.Mutex
 	m     *Machine
@@ -62,7 +66,7 @@ func NewBox(opts BoxOptions) *Box {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	b := &Box{clk: opts.Clock, log: opts.Log, store: opts.Store, m: NewMachine(opts.Clock, opts.Machine)}
+	b := &Box{clk: opts.Clock, log: opts.Log, store: opts.Store, onRef: opts.OnRefresh, m: NewMachine(opts.Clock, opts.Machine)}
 	if b.store != nil {
 		st, err := b.store.Load()
 		if err != nil {
@@ -105,13 +109,15 @@ func (b *Box) Run(ctx context.Context) {
 
 // refresh shows the current pattern.
 func (b *Box) refresh() {
-	if b.player == nil {
-		return
+	if b.player != nil {
+		b.mu.Lock()
+		st := b.m.Status()
+		b.mu.Unlock()
+		b.player.Show(st.LED)
 	}
-	b.mu.Lock()
-	st := b.m.Status()
-	b.mu.Unlock()
-	b.player.Show(st.LED)
+	if b.onRef != nil {
+		b.onRef()
+	}
 }
 
 // SetHooks installs the hooks.
