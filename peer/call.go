@@ -244,11 +244,18 @@ func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
 	}
 	call := c.newCallLocked(p, newCallID(), c.cfg.Client.ID() < p.ID)
 	c.mu.Unlock()
-	if call.offerer {
-		go call.offer(false)
-	} else {
-		go call.ring()
-	}
+	go func() {
+		// Signalling a box that is not connected to the hub would be lost:
+		// wait for it (the call's setup timeout still applies).
+		if err := c.cfg.Client.WaitOnline(call.ctx, p.ID); err != nil {
+			return
+		}
+		if call.offerer {
+			call.offer(false)
+		} else {
+			call.ring()
+		}
+	}()
 	return call, nil
 }
 

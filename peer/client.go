@@ -50,13 +50,15 @@ type Client struct {
 	cfg     ClientConfig
 	signals chan Signal
 
-	mu      sync.Mutex
-	conn    *websocket.Conn
-	welcome Message
-	peers   map[string]PeerInfo // pinned: paired from this box
-	waiters map[string][]chan Message
-	ready   chan struct{} // closed when a connection is up; replaced on drop
-	closed  bool
+	mu         sync.Mutex
+	conn       *websocket.Conn
+	welcome    Message
+	peers      map[string]PeerInfo // pinned: paired from this box
+	waiters    map[string][]chan Message
+	online     map[string]bool            // paired box -> connected to the hub
+	onlineWait map[string][]chan struct{} // closed when that box comes online
+	ready      chan struct{}              // closed when a connection is up; replaced on drop
+	closed     bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,12 +80,14 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		cfg.Log = slog.Default()
 	}
 	c := &Client{
-		cfg:     cfg,
-		signals: make(chan Signal, 16),
-		peers:   map[string]PeerInfo{},
-		waiters: map[string][]chan Message{},
-		ready:   make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:        cfg,
+		signals:    make(chan Signal, 16),
+		peers:      map[string]PeerInfo{},
+		waiters:    map[string][]chan Message{},
+		online:     map[string]bool{},
+		onlineWait: map[string][]chan struct{}{},
+		ready:      make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	if err := c.loadPeers(); err != nil {
 		return nil, err
@@ -140,6 +144,9 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	c.welcome = m
 	close(c.ready)
 	c.mu.Unlock()
+	for _, p := range m.Peers {
+		c.setOnline(p.ID, p.Online)
+	}
 	c.cfg.Log.Info("registered at hub", "box", c.cfg.Identity.ID, "peers", len(m.Peers))
 	return conn, nil
 }
@@ -209,7 +216,10 @@ func (c *Client) serve(conn *websocket.Conn) {
 	for {
 		_, b, err := conn.Read(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if ctx.Err() == nil && !closed {
 				c.cfg.Log.Warn("hub connection lost", "err", err)
 			}
 			return
@@ -245,6 +255,11 @@ func (c *Client) dispatch(m *Message) {
 	case TypePaired:
 		for _, p := range m.Peers {
 			c.pin(p)
+			c.setOnline(p.ID, p.Online)
+		}
+	case TypePresence:
+		for _, p := range m.Peers {
+			c.setOnline(p.ID, p.Online)
 		}
 	}
 	c.mu.Lock()
@@ -336,6 +351,46 @@ func (c *Client) savePeersLocked() error {
 	return os.Rename(p+".tmp", p)
 }
 
+func (c *Client) setOnline(id string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.online[id] = on
+	for _, ch := range c.onlineWait[id] {
+		if on {
+			close(ch)
+		}
+	}
+	if on {
+		delete(c.onlineWait, id)
+	}
+}
+
+// Online reports whether the hub last said the paired box id is connected.
+func (c *Client) Online(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.online[id]
+}
+
+// WaitOnline returns when the paired box id is connected to the hub (at
+// once if it is), so that a call is not signalled into the void.
+func (c *Client) WaitOnline(ctx context.Context, id string) error {
+	c.mu.Lock()
+	if c.online[id] {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	c.onlineWait[id] = append(c.onlineWait[id], ch)
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %s: %w", ErrOffline, id, ctx.Err())
+	}
+}
+
 // ID is this box's ID.
 func (c *Client) ID() string { return c.cfg.Identity.ID }
 
@@ -355,13 +410,9 @@ func (c *Client) ICEServers() []ICEServer {
 func (c *Client) Peers() []PeerInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	online := map[string]bool{}
-	for _, p := range c.welcome.Peers {
-		online[p.ID] = p.Online
-	}
 	out := make([]PeerInfo, 0, len(c.peers))
 	for _, p := range c.peers {
-		p.Online = online[p.ID]
+		p.Online = c.online[p.ID]
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

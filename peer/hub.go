@@ -220,6 +220,7 @@ func (h *Hub) Register(s *Session, hello *Message) (Message, error) {
 	if err := h.saveLocked(); err != nil {
 		h.cfg.Log.Warn("hub state not saved", "err", err)
 	}
+	h.presenceLocked(s.Box, true)
 	return Message{Type: TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}, nil
 }
 
@@ -229,6 +230,7 @@ func (h *Hub) Unregister(s *Session) {
 	defer h.mu.Unlock()
 	if h.sessions[s.Box] == s {
 		delete(h.sessions, s.Box)
+		h.presenceLocked(s.Box, false)
 	}
 	delete(h.tries, s)
 	if h.button != nil && h.button.box == s.Box {
@@ -255,6 +257,17 @@ func (h *Hub) peersLocked(box string) []PeerInfo {
 		out = append(out, PeerInfo{ID: id, Key: r.Key, Name: r.Name, Online: h.sessions[id] != nil})
 	}
 	return out
+}
+
+// presenceLocked tells box's online paired peers that it came or went, so
+// a box waiting to call it can go ahead.
+func (h *Hub) presenceLocked(box string, online bool) {
+	r := h.state.Boxes[box]
+	for _, id := range h.state.Pairs[box] {
+		if s := h.sessions[id]; s != nil {
+			_ = s.Send(Message{Type: TypePresence, Peers: []PeerInfo{{ID: box, Key: r.Key, Name: r.Name, Online: online}}})
+		}
+	}
 }
 
 func (h *Hub) pairedLocked(a, b string) bool {

@@ -26,7 +26,10 @@ const (
 	TypeWelcome = "welcome" // registration accepted: ICE servers with TURN credentials, paired peers
 	TypePaired  = "paired"  // a pairing completed
 	TypePong    = "pong"
-	TypeError   = "error" // Error says why, Ref names the refused message type
+	// TypePresence tells a box that paired boxes came online or went
+	// offline (Peers, with Online set accordingly).
+	TypePresence = "presence"
+	TypeError    = "error" // Error says why, Ref names the refused message type
 )
 
 // Signal kinds.
@@ -181,7 +184,7 @@ func (m *Message) Validate() error {
 		if len(m.Sig) != ed25519.SignatureSize {
 			return bad("signature is %d bytes", len(m.Sig))
 		}
-	case TypeWelcome, TypePaired:
+	case TypeWelcome, TypePaired, TypePresence:
 		if m.Type == TypeWelcome && !ValidBoxID(m.Box) {
 			return bad("box ID %q", m.Box)
 		}
