@@ -164,4 +164,3 @@ func cycle(addr string, hello, garbage []byte, misbehave bool, buf []byte) error
 	}
 	return nil
 }
-
