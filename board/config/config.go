@@ -39,7 +39,15 @@ type Config struct {
 	Relay   Relay
 	Board   Board
 	Pairing Pairing
+
+	// set holds the keys the file gave a valid value, so callers can let
+	// the file override only what it actually says.
+	set map[string]bool
 }
+
+// IsSet reports whether the file gave key (dotted, e.g. "camera.fps") a
+// valid value.
+func (c *Config) IsSet(key string) bool { return c.set[key] }
 
 // Camera selects and shapes the video source.
 type Camera struct {
@@ -215,9 +223,15 @@ func Load(data []byte) (*Config, error) {
 		return cfg, fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
 	lines := keyLines(string(data))
-	d := &decoder{lines: lines}
+	d := &decoder{lines: lines, set: map[string]bool{}}
 	d.table("", raw, cfg.schema())
 	cfg.crossCheck(d)
+	for _, e := range d.errs {
+		delete(d.set, e.Key) // reset to its default by a cross-key rule
+	}
+	if len(d.set) > 0 {
+		cfg.set = d.set
+	}
 	if len(d.errs) == 0 {
 		return cfg, nil
 	}
@@ -300,14 +314,17 @@ func (c *Config) crossCheck(d *decoder) {
 	if set != 0 && set != 3 {
 		d.fail("board.led_red", fmt.Errorf("%w: an RGB LED needs led_red, led_green and led_blue together", ErrRange))
 		b.LEDRed, b.LEDGreen, b.LEDBlue = NoPin, NoPin, NoPin
+		d.unset("board.led_red", "board.led_green", "board.led_blue")
 	}
 	if b.VeryLongPress <= b.LongPress {
 		d.fail(d.blame("board.very_long_press", "board.long_press"), fmt.Errorf("%w: must be longer than board.long_press (%v)", ErrRange, b.LongPress))
 		b.LongPress, b.VeryLongPress = def.Board.LongPress, def.Board.VeryLongPress
+		d.unset("board.long_press", "board.very_long_press")
 	}
 	if b.LongPress <= b.Debounce {
 		d.fail(d.blame("board.long_press", "board.debounce"), fmt.Errorf("%w: must be longer than board.debounce (%v)", ErrRange, b.Debounce))
 		b.LongPress, b.Debounce = def.Board.LongPress, def.Board.Debounce
+		d.unset("board.long_press", "board.debounce")
 	}
 	// Two roles on one line would make a button press light the LED, or
 	// the LED's output drive fight a button.
@@ -334,6 +351,7 @@ func (c *Config) crossCheck(d *decoder) {
 		// RFC 2435 encodes the size in units of 8 pixels.
 		d.fail("camera.width", fmt.Errorf("%w: JPEG over RTP needs width and height divisible by 8 (got %dx%d)", ErrRange, c.Camera.Width, c.Camera.Height))
 		c.Camera.Width, c.Camera.Height = def.Camera.Width, def.Camera.Height
+		d.unset("camera.width", "camera.height")
 	}
 }
 
@@ -341,12 +359,20 @@ func (c *Config) crossCheck(d *decoder) {
 type setter func(v any) error
 
 type decoder struct {
+	set   map[string]bool // keys applied; nil when only checking
 	lines map[string]int
 	errs  []*KeyError
 }
 
 func (d *decoder) fail(key string, err error) {
 	d.errs = append(d.errs, &KeyError{Key: key, Line: d.line(key), Err: err})
+}
+
+// unset forgets that the file set keys a cross-key rule reset.
+func (d *decoder) unset(keys ...string) {
+	for _, k := range keys {
+		delete(d.set, k)
+	}
 }
 
 // blame picks the first of keys that the file sets, so an error about a
@@ -401,6 +427,10 @@ func (d *decoder) table(prefix string, raw map[string]any, schema map[string]any
 		case setter:
 			if err := s(v); err != nil {
 				d.fail(full, err)
+				continue
+			}
+			if d.set != nil {
+				d.set[full] = true
 			}
 		}
 	}

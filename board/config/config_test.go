@@ -29,6 +29,10 @@ func TestExampleIsDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.DataDir = "/data/callbox"
+	if !cfg.IsSet("camera.fps") || !cfg.IsSet("pairing.open") || cfg.IsSet("camera") {
+		t.Error("IsSet does not follow the file")
+	}
+	cfg.set = nil
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example differs from defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -153,6 +157,9 @@ func TestBadKeyKeepsDefaultOthersApply(t *testing.T) {
 	}
 	if cfg.Board.ButtonA != 4 {
 		t.Errorf("button_a = %d, want 4", cfg.Board.ButtonA)
+	}
+	if !cfg.IsSet("camera.height") || cfg.IsSet("camera.width") || cfg.IsSet("board.led_red") || cfg.IsSet("board.long_press") {
+		t.Errorf("IsSet: keys reset to defaults still count as set: %v", cfg.set)
 	}
 	if cfg.Board.LEDRed != NoPin || cfg.Board.LongPress != def.Board.LongPress || cfg.Board.VeryLongPress != def.Board.VeryLongPress {
 		t.Errorf("inconsistent keys were not reset: %+v", cfg.Board)
