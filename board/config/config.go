@@ -51,7 +51,7 @@ func (c *Config) IsSet(key string) bool { return c.set[key] }
 
 // Camera selects and shapes the video source.
 type Camera struct {
-	Device string // V4L2 device node, or "synthetic" for the built-in test pattern
+	Device string // "auto" (the camera if present, else the test pattern), "synthetic", or a V4L2 node
 	Width  int
 	Height int
 	FPS    int
@@ -60,7 +60,7 @@ type Camera struct {
 
 // Audio selects the microphone.
 type Audio struct {
-	Device string // ALSA device name, or "synthetic" for the built-in tone
+	Device string // "auto", "synthetic", or an ALSA device name
 	Rate   int    // capture sample rate in Hz (resampled to 8000 for PCMU)
 }
 
@@ -114,11 +114,11 @@ func Default() *Config {
 		Name: "callbox",
 		HTTP: ":8080",
 		Camera: Camera{
-			Device: "/dev/video0",
+			Device: "auto",
 			Width:  640, Height: 480, FPS: 15,
 			Codec: "jpeg",
 		},
-		Audio: Audio{Device: "default", Rate: 48000},
+		Audio: Audio{Device: "auto", Rate: 48000},
 		Relay: Relay{
 			TCP:              ":8554",
 			PacketSize:       1200,
