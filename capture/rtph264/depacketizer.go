@@ -47,6 +47,8 @@ type Depacketizer struct {
 	inFU     bool
 	captured time.Time
 	needKey  bool
+	nalCount int      // NAL units appended to au
+	nals     [][]byte // scratch for the emit check
 	au       []byte
 	out      []byte
 	stats    Stats
@@ -105,6 +107,7 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 	}
 	if !d.active {
 		d.active, d.broken, d.keyframe, d.inFU = true, false, false, false
+		d.nalCount = 0
 		d.ts = h.Timestamp
 		d.au = d.au[:0]
 		d.h264 = codecs.H264Packet{}
@@ -133,6 +136,12 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 		return AccessUnit{}, false, lossErr
 	}
 	d.active = false
+	if !d.wellFormed() {
+		d.stats.Bad++
+		d.stats.LostUnits++
+		d.needKey = true
+		return AccessUnit{}, false, joinErr(lossErr, fmt.Errorf("rtph264: %w: access unit ts %d has malformed NAL units: %w", capture.ErrBadPacket, d.ts, capture.ErrMediaLost))
+	}
 	if d.needKey && !d.keyframe {
 		d.stats.Skipped++
 		return AccessUnit{}, false, lossErr
@@ -153,6 +162,7 @@ func (d *Depacketizer) add(pl []byte) error {
 			return fmt.Errorf("rtph264: %w: NAL unit inside a fragmented one", capture.ErrBadPacket)
 		}
 		d.noteType(t)
+		d.nalCount++
 	case t == nalSTAPA:
 		if d.inFU {
 			return fmt.Errorf("rtph264: %w: STAP-A inside a fragmented NAL unit", capture.ErrBadPacket)
@@ -164,6 +174,7 @@ func (d *Depacketizer) add(pl []byte) error {
 				return fmt.Errorf("rtph264: %w: STAP-A size", capture.ErrBadPacket)
 			}
 			d.noteType(pl[o] & 0x1F)
+			d.nalCount++
 			o += n
 		}
 	case t == nalFUA:
@@ -176,6 +187,9 @@ func (d *Depacketizer) add(pl []byte) error {
 		}
 		d.inFU = !end
 		d.noteType(pl[1] & 0x1F)
+		if end {
+			d.nalCount++
+		}
 	default:
 		return fmt.Errorf("rtph264: %w: packet type %d not in packetization mode 1", capture.ErrBadPacket, t)
 	}
@@ -185,6 +199,23 @@ func (d *Depacketizer) add(pl []byte) error {
 	}
 	d.au = append(d.au, out...)
 	return nil
+}
+
+// wellFormed checks the assembled access unit the way a decoder's byte
+// stream parser will see it: exactly the NAL units that arrived, none with
+// the forbidden bit, none containing a start code (H.264 7.4.1 forbids
+// 0x000000-0x000002 inside a NAL unit) or ending in a zero byte.
+func (d *Depacketizer) wellFormed() bool {
+	nals, err := SplitAnnexB(d.nals[:0], d.au)
+	d.nals = nals
+	if err != nil || len(nals) != d.nalCount {
+		return false
+	}
+	total := 0
+	for _, n := range nals {
+		total += 4 + len(n)
+	}
+	return total == len(d.au)
 }
 
 func (d *Depacketizer) noteType(t byte) {
