@@ -85,15 +85,20 @@ func (p *mediaPart) flags(fs *flag.FlagSet) { p.opts.register(fs) }
 type publisher interface{ Publish(capture.Burst) }
 
 func (p *mediaPart) start(ctx context.Context, a *appliance) error {
-	if err := p.opts.check(); err != nil {
-		return err
-	}
 	log := a.log.With("part", "media")
 	publish := func(capture.Burst) {}
 	if s, ok := any(&a.relay).(publisher); ok {
 		publish = s.Publish
 	} else {
 		log.Warn("the relay takes no media in this build; packets are made and dropped")
+	}
+	return p.launch(ctx, publish, log)
+}
+
+// launch opens the sources and starts the pipeline's goroutines.
+func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log *slog.Logger) error {
+	if err := p.opts.check(); err != nil {
+		return err
 	}
 	// Open both sources now so a bad flag fails the start instead of
 	// retrying forever in the background.

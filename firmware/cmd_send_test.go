@@ -1,0 +1,256 @@
+package firmware
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/jpeg"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/capture/pcmu"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/capture/synth"
+	"github.com/pion/sdp/v3"
+)
+
+// listenPair binds an even UDP port and the port two above it on loopback:
+// the receiving end of callbox send.
+func listenPair(t *testing.T) (video, audio *net.UDPConn) {
+	t.Helper()
+	for range 100 {
+		v, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := v.LocalAddr().(*net.UDPAddr).Port
+		if p%2 != 0 || p > 65530 {
+			v.Close()
+			continue
+		}
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p + 2})
+		if err != nil {
+			v.Close()
+			continue
+		}
+		t.Cleanup(func() { v.Close(); a.Close() })
+		v.SetReadBuffer(4 << 20)
+		return v, a
+	}
+	t.Fatal("no free even UDP port with a free port two above")
+	return nil, nil
+}
+
+type received struct {
+	frames, chunks, packets int
+	counters                []uint64
+	maxPacket               int
+	noCaptureTime           int
+	lost                    uint64
+	err                     error
+}
+
+// receiveVideo depacketizes RTP/JPEG from c until it is closed.
+func receiveVideo(c *net.UDPConn, cam *synth.Camera, out chan<- received) {
+	var r received
+	d := rtpjpeg.NewDepacketizer()
+	buf := make([]byte, 65536)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		r.packets++
+		r.maxPacket = max(r.maxPacket, n)
+		f, ok, err := d.Push(buf[:n])
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if !ok {
+			continue
+		}
+		r.frames++
+		if f.CaptureTime.IsZero() {
+			r.noCaptureTime++
+		}
+		img, err := jpeg.Decode(bytes.NewReader(f.Data))
+		if err != nil {
+			r.err = fmt.Errorf("frame %d does not decode: %w", r.frames, err)
+			continue
+		}
+		if v, ok := cam.ReadCounter(img); ok {
+			r.counters = append(r.counters, v)
+		}
+	}
+	r.lost = d.Stats().LostFrames
+	out <- r
+}
+
+// receiveAudio depacketizes PCMU from c until it is closed.
+func receiveAudio(c *net.UDPConn, out chan<- received) {
+	var r received
+	d := pcmu.NewDepacketizer()
+	buf := make([]byte, 65536)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		r.packets++
+		if _, err := rtpext.AbsCaptureTime(buf[:n]); err != nil {
+			r.noCaptureTime++
+		}
+		ch, ok, err := d.Push(buf[:n])
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if ok && len(ch.Samples) == pcmu.SamplesPerPacket {
+			r.chunks++
+		}
+	}
+	out <- r
+}
+
+func summaryValue(t *testing.T, out, kind, key string) int {
+	t.Helper()
+	m := regexp.MustCompile(`callbox send: ` + kind + ` .*\b` + key + `=(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no %s %s= in the summary:\n%s", kind, key, out)
+	}
+	v, _ := strconv.Atoi(m[1])
+	return v
+}
+
+// callbox send over loopback, received by the project's own
+// depacketizers: every frame and chunk arrives whole, within the packet
+// size, stamped with its capture time, and the summary counts what went out.
+func TestSendLoopback(t *testing.T) {
+	vc, ac := listenPair(t)
+	port := vc.LocalAddr().(*net.UDPAddr).Port
+	cam, err := synth.NewCamera(synth.CameraConfig{Width: 320, Height: 240})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vres, ares := make(chan received, 1), make(chan received, 1)
+	go receiveVideo(vc, cam, vres)
+	go receiveAudio(ac, ares)
+
+	dir := t.TempDir()
+	sdpPath := filepath.Join(dir, "s.sdp")
+	cfg := sendConfig{to: fmt.Sprintf("127.0.0.1:%d", port), sdpPath: sdpPath, duration: time.Second}
+	cfg.opts = mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 500}
+	var out bytes.Buffer
+	if err := runSend(context.Background(), cfg, &out, quietLog); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the last datagrams
+	vc.Close()
+	ac.Close()
+	v, a := <-vres, <-ares
+	s := out.String()
+	t.Logf("%s", s)
+
+	if v.err != nil || a.err != nil {
+		t.Fatalf("receive errors: video %v, audio %v", v.err, a.err)
+	}
+	if sent := summaryValue(t, s, "video", "frames"); v.frames != sent || sent < 20 {
+		t.Errorf("received %d frames, sent %d (1 s at 25 fps)", v.frames, sent)
+	}
+	if sent := summaryValue(t, s, "video", "packets"); v.packets != sent {
+		t.Errorf("received %d video packets, sent %d", v.packets, sent)
+	}
+	if sent := summaryValue(t, s, "audio", "chunks"); a.chunks != sent || sent < 45 {
+		t.Errorf("received %d audio chunks, sent %d (1 s of 20 ms)", a.chunks, sent)
+	}
+	if v.maxPacket > 500 {
+		t.Errorf("a %d-byte packet with --packet-size 500", v.maxPacket)
+	}
+	if v.noCaptureTime > 0 || a.noCaptureTime > 0 {
+		t.Errorf("%d frames and %d audio packets without abs-capture-time", v.noCaptureTime, a.noCaptureTime)
+	}
+	if len(v.counters) != v.frames {
+		t.Errorf("%d of %d frames show a readable counter", len(v.counters), v.frames)
+	}
+	for i := 1; i < len(v.counters); i++ {
+		if v.counters[i] != v.counters[i-1]+1 {
+			t.Errorf("frame counters jump from %d to %d", v.counters[i-1], v.counters[i])
+		}
+	}
+
+	text, err := os.ReadFile(sdpPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(text); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.MediaDescriptions) != 2 || d.MediaDescriptions[0].MediaName.Port.Value != port || d.MediaDescriptions[1].MediaName.Port.Value != port+2 {
+		t.Errorf("SDP does not name ports %d and %d:\n%s", port, port+2, text)
+	}
+}
+
+// --sdp-only writes the file and sends nothing.
+func TestSendSDPOnly(t *testing.T) {
+	vc, _ := listenPair(t)
+	port := vc.LocalAddr().(*net.UDPAddr).Port
+	path := filepath.Join(t.TempDir(), "s.sdp")
+	cfg := sendConfig{to: fmt.Sprintf("127.0.0.1:%d", port), sdpPath: path, sdpOnly: true}
+	cfg.opts = mediaOptions{camera: "auto", mic: "auto", size: frameSize{1280, 720}, fps: 30, packetSize: 1200}
+	var out bytes.Buffer
+	if err := runSend(context.Background(), cfg, &out, quietLog); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	vc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := vc.Read(make([]byte, 2000)); err == nil {
+		t.Errorf("--sdp-only sent a %d-byte datagram", n)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	good := mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 1200}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cfg  sendConfig
+	}{
+		{"no --to", sendConfig{opts: good}},
+		{"odd port", sendConfig{opts: good, to: "127.0.0.1:5005"}},
+		{"no port", sendConfig{opts: good, to: "127.0.0.1"}},
+		{"port too high", sendConfig{opts: good, to: "127.0.0.1:65534"}},
+		{"no host", sendConfig{opts: good, to: ":5004"}},
+		{"sdp-only without sdp", sendConfig{opts: good, to: "127.0.0.1:5004", sdpOnly: true}},
+		{"unwritable sdp", sendConfig{opts: good, to: "127.0.0.1:5004", sdpPath: filepath.Join(dir, "no", "such", "dir", "s.sdp")}},
+		{"unknown camera", sendConfig{opts: mediaOptions{camera: "/dev/video9", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 1200}, to: "127.0.0.1:5004"}},
+		{"bad size", sendConfig{opts: mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{100, 100}, fps: 25, packetSize: 1200}, to: "127.0.0.1:5004"}},
+		{"tiny packets", sendConfig{opts: mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 64}, to: "127.0.0.1:5004"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := runSend(ctx, tc.cfg, &bytes.Buffer{}, quietLog)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+		} else if tc.name == "unknown camera" && !errors.Is(err, errNoDriver) {
+			t.Errorf("%s: %v, want errNoDriver", tc.name, err)
+		}
+	}
+	if code := cmdSend([]string{"--no-such-flag"}); code != 2 {
+		t.Errorf("bad flag: exit %d, want 2", code)
+	}
+	if code := cmdSend([]string{"--to", "127.0.0.1:5004", "stray"}); code != 2 {
+		t.Errorf("stray argument: exit %d, want 2", code)
+	}
+	if code := cmdSend([]string{"--to", "127.0.0.1:5005"}); code != 1 {
+		t.Errorf("odd port: exit %d, want 1", code)
+	}
+}

@@ -1,0 +1,219 @@
+package firmware
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/capture/synth"
+)
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// flakyCamera yields n frames as fast as they are read, then fails as an
+// unplugged camera does.
+type flakyCamera struct {
+	jpeg   []byte
+	n      int
+	seq    uint64
+	closed atomic.Bool
+}
+
+func (c *flakyCamera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
+	if err := ctx.Err(); err != nil {
+		return capture.VideoFrame{}, err
+	}
+	if c.n == 0 {
+		return capture.VideoFrame{}, capture.ErrDeviceGone
+	}
+	c.n--
+	c.seq++
+	return capture.VideoFrame{Codec: capture.CodecJPEG, Data: c.jpeg, Width: 320, Height: 240,
+		Keyframe: true, CaptureTime: time.Now(), Seq: c.seq}, nil
+}
+
+func (c *flakyCamera) Close() error { c.closed.Store(true); return nil }
+
+func testJPEG(t *testing.T) []byte {
+	t.Helper()
+	cam, err := synth.NewCamera(synth.CameraConfig{Width: 320, Height: 240})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+	return cam.AppendFrame(nil, 7)
+}
+
+// A camera that goes away is closed and reopened with backoff, reopen
+// failures are retried, and the pipeline keeps publishing.
+func TestRunVideoReopens(t *testing.T) {
+	img := testJPEG(t)
+	var mu sync.Mutex
+	var opened []*flakyCamera
+	reopenCalls := 0
+	reopen := func() (capture.VideoSource, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reopenCalls++
+		if reopenCalls == 1 {
+			return nil, errors.New("still unplugged")
+		}
+		c := &flakyCamera{jpeg: img, n: 5}
+		opened = append(opened, c)
+		return c, nil
+	}
+	first := &flakyCamera{jpeg: img, n: 5}
+	pk, err := rtpjpeg.NewPacketizer(0, 1, capture.PayloadTypeJPEG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var frames atomic.Int64
+	var st kindStats
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runVideo(ctx, first, reopen, pk, func(b capture.Burst) {
+			if b.Kind != capture.KindVideo || len(b.Packets) == 0 {
+				t.Errorf("bad burst %+v", b)
+			}
+			if frames.Add(1) == 15 {
+				cancel()
+			}
+		}, &st, quietLog)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pipeline did not get 15 frames through two reopens")
+	}
+	if !first.closed.Load() {
+		t.Error("the failed camera was not closed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(opened) < 2 || st.reopens.Load() != uint64(len(opened)) {
+		t.Errorf("%d cameras opened, %d reopens counted", len(opened), st.reopens.Load())
+	}
+	// Two device losses and one failed reopen.
+	if e := st.errors.Load(); e < 3 {
+		t.Errorf("%d errors counted, want at least 3", e)
+	}
+	if u := st.units.Load(); u != uint64(frames.Load()) || st.packets.Load() < u {
+		t.Errorf("stats: %d frames, %d packets; published %d", u, st.packets.Load(), frames.Load())
+	}
+}
+
+// A frame the packetizer rejects is counted and skipped.
+func TestRunVideoSkipsBadFrames(t *testing.T) {
+	cam := &flakyCamera{jpeg: []byte("not a jpeg"), n: 3}
+	pk, err := rtpjpeg.NewPacketizer(0, 1, capture.PayloadTypeJPEG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var st kindStats
+	reopen := func() (capture.VideoSource, error) {
+		cancel() // stop after the first source is used up
+		return nil, errors.New("gone")
+	}
+	runVideo(ctx, cam, reopen, pk, func(capture.Burst) { t.Error("published a rejected frame") }, &st, quietLog)
+	if st.errors.Load() < 3 || st.units.Load() != 0 {
+		t.Errorf("errors %d units %d, want >= 3 errors and no frames", st.errors.Load(), st.units.Load())
+	}
+}
+
+func TestSeqTracker(t *testing.T) {
+	var s seqTracker
+	for _, c := range []struct{ seq, gap uint64 }{{5, 0}, {6, 0}, {9, 2}, {10, 0}, {10, 0}, {3, 0}, {4, 0}} {
+		if g := s.gap(c.seq); g != c.gap {
+			t.Errorf("seq %d: gap %d, want %d", c.seq, g, c.gap)
+		}
+	}
+}
+
+func TestFrameSizeFlag(t *testing.T) {
+	var s frameSize
+	if err := s.Set("640x480"); err != nil || s.w != 640 || s.h != 480 || s.String() != "640x480" {
+		t.Errorf("640x480: %v %+v", err, s)
+	}
+	for _, bad := range []string{"", "640", "x480", "640x", "-640x480", "640x0", "axb", "640x480x2"} {
+		if err := s.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// The appliance's media part runs the synthetic sources into the
+// publisher and stops cleanly, leaving no goroutine behind.
+func TestMediaPartStartStop(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var p mediaPart
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	p.flags(fs)
+	if err := fs.Parse([]string{"--size", "320x240", "--fps", "50", "--camera", "synthetic", "--mic", "auto"}); err != nil {
+		t.Fatal(err)
+	}
+	var video, audio atomic.Int64
+	got := make(chan struct{})
+	var once sync.Once
+	publish := func(b capture.Burst) {
+		switch b.Kind {
+		case capture.KindVideo:
+			video.Add(1)
+		case capture.KindAudio:
+			audio.Add(1)
+		}
+		if video.Load() >= 5 && audio.Load() >= 5 {
+			once.Do(func() { close(got) })
+		}
+	}
+	if err := p.launch(context.Background(), publish, quietLog); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("published %d video and %d audio bursts in 10 s", video.Load(), audio.Load())
+	}
+	p.stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after stop, %d before", n, before)
+	}
+}
+
+func TestMediaPartBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--fps", "0"},
+		{"--packet-size", "100"},
+		{"--camera", "/dev/video9"},
+		{"--mic", "hw:7"},
+		{"--size", "1281x720"},
+	} {
+		var p mediaPart
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		p.flags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.launch(context.Background(), func(capture.Burst) {}, quietLog); err == nil {
+			p.stop()
+			t.Errorf("%v: started", args)
+		}
+	}
+}
