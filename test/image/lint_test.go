@@ -404,10 +404,7 @@ func TestCallboxPackage(t *testing.T) {
 	dir := filepath.Join(externalTree(t), "package", "callbox")
 	mk := readFile(t, filepath.Join(dir, "callbox.mk"))
 	cfg := readFile(t, filepath.Join(dir, "Config.in"))
-	vars := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^(CALLBOX_\w+)\s*[:+]?=\s*(.*)$`).FindAllStringSubmatch(mk, -1) {
-		vars[m[1]] = strings.TrimSpace(m[2])
-	}
+	vars := callboxMk(t)
 	module := ""
 	for _, line := range strings.Split(readFile(t, filepath.Join(root, "go.mod")), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
