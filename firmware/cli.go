@@ -25,6 +25,7 @@ func commands() map[string]command {
 		"run":     {"run the appliance: capture, relay, page, board", cmdRun},
 		"send":    {"send synthetic (or camera) media as RTP over UDP, with an SDP for ffplay/VLC/GStreamer", cmdSend},
 		"version": {"print the version", cmdVersion},
+		"view":    {"receive a box's video and audio from its relay; print stats", cmdView},
 	}
 }
 

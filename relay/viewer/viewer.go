@@ -32,6 +32,9 @@ type Options struct {
 	// Throttle limits reading to this many bytes per second (0: no limit),
 	// like a phone on weak Wi-Fi. The relay sees it as a slow link.
 	Throttle int
+	// Limiter, when set, is shared with other connections instead of
+	// Throttle's own.
+	Limiter *Limiter
 	// RecvBuffer sets SO_RCVBUF on TCP (0: the system's default).
 	RecvBuffer int
 	// TimeQueryEvery is how often the client sends CBTQ (0: every 2 s;
@@ -94,6 +97,16 @@ func (c *Client) dialer() *net.Dialer {
 	return d
 }
 
+func (c *Client) limiter() *Limiter {
+	if c.opt.Limiter != nil {
+		return c.opt.Limiter
+	}
+	if c.opt.Throttle > 0 {
+		return NewLimiter(c.opt.Throttle)
+	}
+	return nil
+}
+
 func (c *Client) dialTCP(ctx context.Context, addr string) error {
 	conn, err := c.dialer().DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -101,8 +114,8 @@ func (c *Client) dialTCP(ctx context.Context, addr string) error {
 	}
 	c.raw = conn
 	var r io.Reader = conn
-	if c.opt.Throttle > 0 {
-		r = newThrottle(conn, c.opt.Throttle)
+	if l := c.limiter(); l != nil {
+		r = newThrottle(conn, l)
 	}
 	c.br = bufio.NewReaderSize(r, 64<<10)
 	if dl, ok := ctx.Deadline(); ok {
@@ -149,8 +162,8 @@ func (c *Client) dialWS(ctx context.Context, addr string) error {
 			return nil, err
 		}
 		c.raw = conn
-		if c.opt.Throttle > 0 {
-			return &throttledConn{Conn: conn, r: newThrottle(conn, c.opt.Throttle)}, nil
+		if l := c.limiter(); l != nil {
+			return &throttledConn{Conn: conn, r: newThrottle(conn, l)}, nil
 		}
 		return conn, nil
 	}}
@@ -302,36 +315,69 @@ func (c *Client) Close() error {
 	return c.raw.Close()
 }
 
-// throttle is a token bucket in front of a reader.
-type throttle struct {
-	r      io.Reader
-	rate   float64 // bytes per second
+// Limiter is a token bucket of bytes per second, shared by the
+// connections that read through it (a phone's one radio link carries both
+// its video and its audio).
+type Limiter struct {
+	mu     sync.Mutex
+	rate   float64
 	tokens float64
 	last   time.Time
 }
 
-func newThrottle(r io.Reader, rate int) *throttle {
-	return &throttle{r: r, rate: float64(rate), last: time.Now()}
+// NewLimiter returns a limiter of rate bytes per second.
+func NewLimiter(rate int) *Limiter {
+	return &Limiter{rate: float64(rate), last: time.Now()}
 }
 
 // chunk is the most a throttled read takes at once: small enough that the
 // pace is smooth, as a radio link's would be.
 const chunk = 1500
 
-func (t *throttle) Read(p []byte) (int, error) {
+// take waits until at least one byte may be read and returns how many (at
+// most max).
+func (l *Limiter) take(max int) int {
 	for {
+		l.mu.Lock()
 		now := time.Now()
-		t.tokens = min(t.tokens+now.Sub(t.last).Seconds()*t.rate, chunk)
-		t.last = now
-		if t.tokens >= 1 {
-			break
+		l.tokens = min(l.tokens+now.Sub(l.last).Seconds()*l.rate, chunk)
+		l.last = now
+		if l.tokens >= 1 {
+			n := min(max, int(l.tokens))
+			l.tokens -= float64(n)
+			l.mu.Unlock()
+			return n
 		}
-		time.Sleep(time.Duration((chunk/4 - t.tokens) / t.rate * float64(time.Second)))
+		wait := time.Duration((chunk/4 - l.tokens) / l.rate * float64(time.Second))
+		l.mu.Unlock()
+		time.Sleep(wait)
 	}
-	n := min(len(p), int(t.tokens))
-	n, err := t.r.Read(p[:n])
-	t.tokens -= float64(n)
-	return n, err
+}
+
+// giveBack returns tokens a read did not use.
+func (l *Limiter) giveBack(n int) {
+	l.mu.Lock()
+	l.tokens += float64(n)
+	l.mu.Unlock()
+}
+
+type throttle struct {
+	r io.Reader
+	l *Limiter
+}
+
+func newThrottle(r io.Reader, l *Limiter) *throttle { return &throttle{r: r, l: l} }
+
+func (t *throttle) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := t.l.take(len(p))
+	m, err := t.r.Read(p[:n])
+	if m < n {
+		t.l.giveBack(n - m)
+	}
+	return m, err
 }
 
 type throttledConn struct {
