@@ -47,6 +47,11 @@ const stats = {
   reconnects: 0,
   box: null, // the last /api/state answer, or null when the box has none
 };
+// Bytes so far, read live (not at the last tick) so rates over any window are exact.
+Object.defineProperty(stats, 'bytesReceived', {
+  enumerable: true,
+  get: () => video.socket.bytes + audio.socket.bytes,
+});
 window.callboxStats = stats;
 
 const $ = (id) => document.getElementById(id);

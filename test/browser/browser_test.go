@@ -10,6 +10,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/internal/testenv"
+	"github.com/callbox/callbox/relay"
 )
 
 // The box's binary is built once per test run into a temporary directory.
@@ -436,5 +439,91 @@ func TestPageRecoversAfterBoxRestart(t *testing.T) {
 	}
 	if n := r.num("framesIncomplete"); n != 0 {
 		t.Errorf("%v incomplete frames across the restart, want 0", n)
+	}
+}
+
+// TestPageThrottled gives the page a link far slower than the stream
+// (DevTools network emulation, which applies to WebSockets): the relay's
+// Health Check pacing must keep what the page shows fresh, i.e. no older
+// than the relay's bound: its Buffer's media-time limit plus the time the
+// link needs for what may be in flight (IdleLimit packets) and one frame.
+func TestPageThrottled(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	b := startBox(t, addr)
+	const kbps = 4000
+	r := scenario(t, "throttle", "http://"+addr+"/", nil, "--seconds", "8", "--throttle-kbps", strconv.Itoa(kbps), "--latency-ms", "10")
+	p := pageStats(t, r)
+	cfg := relay.DefaultConfig()
+	got := p.num("kbps")
+	if got <= 0 || got > kbps*1.1 {
+		t.Fatalf("page received %v kbps on a %d kbps link: throttling did not apply", got, kbps)
+	}
+	frameBytes := got * 1000 / 8 / math.Max(p.num("fps"), 1)
+	inFlight := float64(cfg.Video.IdleLimit*capture.DefaultMaxPacketSize) + frameBytes
+	bound := float64(cfg.Video.MaxDelay.Milliseconds()) + inFlight*8/got + 100
+	flushes := b.metric(t, "callbox_relay_flushes_total", `kind="video"`)
+	t.Logf("throttled to %d kbps: page got %v kbps, %.1f fps, latency p50 %.0f ms p99 %.0f ms max %.0f ms (bound %.0f ms), %v reconnects; relay flushed the video %v times",
+		kbps, got, p.num("fps"), p.num("latencyP50"), p.num("latencyP99"), p.num("latencyMax"), bound, p["reconnects"], flushes)
+	if p.num("framesDrawn") < 5 {
+		t.Errorf("only %v frames drawn in 8 s on the slow link", p["framesDrawn"])
+	}
+	if m := p.num("latencyMax"); m < 0 || m > bound {
+		t.Errorf("oldest frame shown was %.0f ms old, want <= %.0f ms", m, bound)
+	}
+	if n := p.num("framesIncomplete"); n != 0 {
+		t.Errorf("%v incomplete frames, want 0", n)
+	}
+}
+
+// TestTenPagesLatency measures capture -> drawn-on-canvas latency with
+// ten viewers at 720p30 on loopback, two ways: ten Chromium pages (the
+// test machine's CPU then decodes ten streams), and one Chromium page
+// plus nine headless viewers (the box serves ten, one measures). The
+// numbers go to the log and to artifacts/latency-10.json.
+func TestTenPagesLatency(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	startBox(t, addr)
+	out := map[string]any{}
+
+	v := startViewers(addr, 9)
+	one := scenario(t, "pages", "http://"+addr+"/", nil, "--pages", "1", "--seconds", "10")
+	pkts := v.packets.Load()
+	if errs := v.stop(); len(errs) > 0 {
+		t.Errorf("headless viewers: %v", errs)
+	}
+	p := pageStats(t, one)
+	t.Logf("1 page + 9 headless viewers: latency p50 %.1f ms p99 %.1f ms (%v frames), %.1f fps; viewers got %d packets",
+		one.num("latencyP50"), one.num("latencyP99"), one["latencySamples"], p.num("fps"), pkts)
+	out["onePagePlusNineViewers"] = one
+	if p.num("fps") < 25 || p.num("framesIncomplete") != 0 {
+		t.Errorf("with 9 viewers besides: %.1f fps, %v incomplete frames; want >= 25 and 0", p.num("fps"), p["framesIncomplete"])
+	}
+	if pkts == 0 {
+		t.Errorf("the headless viewers received nothing")
+	}
+
+	ten := scenario(t, "pages", "http://"+addr+"/", nil, "--pages", "10", "--seconds", "10")
+	pages, _ := ten["pages"].([]any)
+	minFPS := math.Inf(1)
+	for _, x := range pages {
+		pg := event(x.(map[string]any))
+		minFPS = math.Min(minFPS, pg.num("fps"))
+		if pg.num("framesIncomplete") != 0 {
+			t.Errorf("a page drew incomplete frames: %v", pg["framesIncomplete"])
+		}
+	}
+	t.Logf("10 pages: latency p50 %.1f ms p99 %.1f ms (%v frames), slowest page %.1f fps",
+		ten.num("latencyP50"), ten.num("latencyP99"), ten["latencySamples"], minFPS)
+	out["tenPages"] = ten
+	if len(pages) != 10 || minFPS < 1 {
+		t.Errorf("%d pages, slowest at %.1f fps: every page must stay live", len(pages), minFPS)
+	}
+	if j, err := json.MarshalIndent(out, "", " "); err == nil {
+		os.MkdirAll("artifacts", 0o755)
+		os.WriteFile(filepath.Join("artifacts", "latency-10.json"), j, 0o644)
 	}
 }

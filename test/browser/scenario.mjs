@@ -79,8 +79,12 @@ function pct(values, p) {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
-async function openPage(url) {
+// openPage opens url in a new tab; before(page) runs before navigating
+// (network emulation must be in place before the sockets open: it does not
+// apply to connections already made).
+async function openPage(url, before) {
   const page = await ctx.newPage();
+  if (before) await before(page);
   page.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
   page.on('console', (m) => { if (m.type() === 'error') emit({ event: 'console', text: m.text() }); });
   await page.goto(url);
@@ -129,7 +133,7 @@ async function measure(pages, secs) {
       healthChecksSent: a.healthChecksSent,
       healthChecksVideo: a.healthChecksVideo,
       healthChecksAudio: a.healthChecksAudio,
-      kbps: a.kbps,
+      kbps: ((a.bytesReceived - b.bytesReceived) * 8) / elapsed / 1000,
       width: a.width,
       height: a.height,
       clockOffsetMs: a.clockOffsetMs,
@@ -183,13 +187,13 @@ async function main() {
     emit({ event: 'result', ...m });
   } else if (scenario === 'throttle') {
     const hc = Number(opt.hcdelay);
-    const page = await openPage(hc ? `${opt.url}?hcdelay=${hc}` : opt.url);
     const kbps = Number(opt['throttle-kbps']);
     let throttled = false;
-    if (kbps > 0) {
+    const page = await openPage(hc ? `${opt.url}?hcdelay=${hc}` : opt.url, async (pg) => {
+      if (kbps <= 0) return;
       // DevTools network emulation applies to the page's WebSockets too:
       // the box sees a slow phone and its relay must keep the delay bounded.
-      const cdp = await ctx.newCDPSession(page);
+      const cdp = await ctx.newCDPSession(pg);
       await cdp.send('Network.enable');
       await cdp.send('Network.emulateNetworkConditions', {
         offline: false,
@@ -198,7 +202,7 @@ async function main() {
         uploadThroughput: (kbps * 1000) / 8,
       });
       throttled = true;
-    }
+    });
     await waitFor(page, live, 5, 20000, 'throttled page live with 5 frames drawn');
     emit({ event: 'live' });
     await sleep(2000); // let the relay settle into pacing
@@ -217,6 +221,7 @@ async function main() {
     await page.screenshot({ path: join(opt.artifacts, 'restart-reconnecting.png') });
     await waitFor(page, (n) => window.callboxStats.state === 'live' && window.callboxStats.framesDrawn > n + 10,
       lost.framesDrawn, 30000, 'page live again after the box restarted');
+    await sleep(1000); // one more stats tick, for the counters below
     const back = await readStats(page);
     emit({
       event: 'result', lostState: lost.state, recoveredAfterMs: Date.now() - tLost,
