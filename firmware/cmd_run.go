@@ -80,6 +80,7 @@ func (a *appliance) run(ctx context.Context) error {
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	a.announce(ln.Addr().(*net.TCPAddr))
+	a.board.booted() // the LED leaves "booting" once the page is served
 	<-ctx.Done()
 	a.log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -2,12 +2,470 @@ package firmware
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/config"
+	"github.com/callbox/callbox/board/store"
+	"github.com/callbox/callbox/drivers/gpio"
 )
 
-// boardPart is the appliance's board. (Scaffold: its owner fills it in.)
-type boardPart struct{}
+// boardPart is the appliance's board: the configuration file, the
+// persistent state, the buttons and the LED (real GPIO, or the simulated
+// board when the machine has none), and pairing. It starts first because
+// every other part depends on what it decides: the configuration, and
+// whether a client may receive media (authorize).
+type boardPart struct {
+	fs      *flag.FlagSet
+	dataDir string
+	open    bool
+	profile string
 
-func (p *boardPart) flags(fs *flag.FlagSet)                        {}
-func (p *boardPart) start(ctx context.Context, a *appliance) error { return nil }
-func (p *boardPart) stop()                                         {}
+	cfg       *config.Config
+	box       *board.Box
+	sim       *board.Sim // nil on real hardware
+	wiring    board.Wiring
+	simulated bool
+
+	mu      sync.Mutex
+	hooks   board.Hooks
+	closers []io.Closer
+	ctx     context.Context // ends when the appliance stops
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// boardConfigPaths are tried, in order, when --config is not given: the
+// boot partition as Raspberry Pi OS and Buildroot images mount it.
+var boardConfigPaths = []string{"/boot/firmware/callbox.toml", "/boot/callbox.toml"}
+
+// boxDataDir is the data directory on a real box (a partition that
+// survives firmware updates).
+const boxDataDir = "/data/callbox"
+
+func (p *boardPart) flags(fs *flag.FlagSet) {
+	p.fs = fs
+	fs.StringVar(&p.dataDir, "data", "", "data `dir` for paired phones and settings (default "+boxDataDir+" on a box, the user cache dir in simulation)")
+	fs.BoolVar(&p.open, "open", false, "open access: every client gets media without pairing (trusted networks only; config pairing.open)")
+	fs.StringVar(&p.profile, "board", "", "board `profile`: "+strings.Join(config.Profiles, ", ")+" (config board.profile; default auto)")
+}
+
+func (p *boardPart) start(ctx context.Context, a *appliance) error {
+	explicit := map[string]bool{}
+	if p.fs != nil {
+		p.fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	}
+	if explicit["board"] && !slices.Contains(config.Profiles, p.profile) {
+		return fmt.Errorf("--board %q: not one of %s", p.profile, strings.Join(config.Profiles, ", "))
+	}
+
+	// A bad file never stops the box: it runs on the defaults (plus every
+	// valid key) and shows the error.
+	cfg, cfgErr := loadBoardConfig(a.configPath, a.log)
+	p.cfg = cfg
+	if explicit["board"] {
+		cfg.Board.Profile = p.profile
+	}
+	if explicit["open"] {
+		cfg.Pairing.Open = p.open
+	}
+	applyBoardConfigFlags(p.fs, cfg, explicit, a.log)
+
+	// Hardware: real GPIO when the profile resolves, else the simulation.
+	var chips []board.Chip
+	if infos, err := gpio.Chips(); err == nil {
+		for _, c := range infos {
+			chips = append(chips, board.Chip{Name: c.Name, Label: c.Label})
+		}
+	}
+	w, werr := board.Resolve(cfg.Board, board.ReadModel(), chips)
+	var boardErr error
+	if werr != nil {
+		p.simulated = true
+		if !errors.Is(werr, board.ErrNoBoard) || cfg.Board.Profile != "auto" && cfg.Board.Profile != "sim" {
+			// A board was asked for and cannot be driven: that is a
+			// fault to show, not a silent fallback.
+			boardErr = werr
+		}
+		a.log.Info("board: simulated", "why", werr)
+	}
+	p.wiring = w
+
+	dir := cfg.DataDir
+	if explicit["data"] || dir == "" && p.dataDir != "" {
+		dir = p.dataDir
+	}
+	if dir == "" {
+		dir = boardDataDir(p.simulated)
+	}
+	st, serr := store.Open(dir)
+	if serr != nil {
+		a.log.Error("board: data dir unusable; nothing will survive a restart", "err", serr)
+		st = nil
+	}
+
+	var led board.LED
+	tty := board.IsTerminal(os.Stderr)
+	if !p.simulated {
+		l, closers, err := openBoardLED(w)
+		if err != nil {
+			boardErr = err
+			p.simulated = true
+		} else {
+			led = l
+			p.closers = append(p.closers, closers...)
+		}
+	}
+	if p.simulated {
+		p.sim = board.NewSim(os.Stderr, tty)
+		led = p.sim
+	}
+	opts := board.BoxOptions{
+		Machine: board.MachineConfig{
+			Timing:       board.Timing{Debounce: cfg.Board.Debounce, Long: cfg.Board.LongPress, VeryLong: cfg.Board.VeryLongPress},
+			Window:       cfg.Pairing.Window,
+			ResetConfirm: cfg.Pairing.ResetConfirm,
+		},
+		Store: st,
+		Open:  cfg.Pairing.Open,
+		LED:   led,
+		Log:   a.log,
+	}
+	if p.sim != nil {
+		opts.OnRefresh = p.sim.Refresh
+	}
+	p.box = board.NewBox(opts)
+	if cfgErr != nil {
+		p.box.SetFault(board.FaultConfig, cfgErr)
+	}
+	if serr != nil {
+		p.box.SetFault(board.FaultStorage, serr)
+	}
+	if boardErr != nil {
+		p.box.SetFault(board.FaultConfig, errors.Join(cfgErr, fmt.Errorf("board: %w", boardErr)))
+	}
+	p.box.SetHooks(p.hooks)
+
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.ctx = ctx
+	p.goRun(func() { p.box.Run(ctx) })
+	if p.sim != nil {
+		p.sim.Attach(p.box)
+		if board.IsTerminal(os.Stdin) {
+			p.goRun(func() {
+				if err := p.sim.ReadKeys(ctx, os.Stdin); err != nil {
+					a.log.Warn("board: terminal keys", "err", err)
+				}
+			})
+		}
+	} else {
+		if err := p.openButtons(w, cfg.Board.Debounce); err != nil {
+			p.box.SetFault(board.FaultConfig, fmt.Errorf("board: %w", err))
+		}
+		// A box with no network cannot be reached by any phone: show it.
+		// (The simulated board runs on a developer's machine, where
+		// localhost is enough.)
+		p.goRun(func() { p.watchNetwork(ctx) })
+	}
+	if cfg.Pairing.Open {
+		a.log.Warn("pairing is off (open access): every client on the network gets media")
+	}
+	a.log.Info("board", "profile", cfg.Board.Profile, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
+	p.routes(a)
+	return nil
+}
+
+func (p *boardPart) goRun(f func()) {
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); f() }()
+}
+
+func (p *boardPart) stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Lock()
+	closers := p.closers
+	p.closers = nil
+	p.mu.Unlock()
+	// Closing the inputs ends the edge goroutines; Run switches the LED
+	// off before the outputs are released.
+	for _, c := range closers {
+		if _, isIn := c.(gpio.Input); isIn {
+			c.Close()
+		}
+	}
+	p.wg.Wait()
+	for _, c := range closers {
+		if _, isIn := c.(gpio.Input); !isIn {
+			c.Close()
+		}
+	}
+}
+
+// booted ends the booting state once the appliance serves its page.
+func (p *boardPart) booted() {
+	if p.box != nil {
+		p.box.Booted()
+	}
+}
+
+// setHooks merges hooks other parts provide (nil fields keep what is set).
+func (p *boardPart) setHooks(h board.Hooks) {
+	p.mu.Lock()
+	if h.Mute != nil {
+		p.hooks.Mute = h.Mute
+	}
+	if h.Call != nil {
+		p.hooks.Call = h.Call
+	}
+	if h.HangUp != nil {
+		p.hooks.HangUp = h.HangUp
+	}
+	hooks := p.hooks
+	p.mu.Unlock()
+	if p.box != nil {
+		p.box.SetHooks(hooks)
+	}
+}
+
+// authorize is the relay's gate: nil when token may receive media.
+func (p *boardPart) authorize(token string) error { return p.box.Authorize(token) }
+
+// muted reports whether the microphone must stay silent (button A).
+func (p *boardPart) muted() bool { return p.box != nil && p.box.Muted() }
+
+// fault sets (err != nil) or clears a fault such as board.FaultCamera.
+func (p *boardPart) fault(f board.Fault, err error) {
+	if p.box != nil {
+		p.box.SetFault(f, err)
+	}
+}
+
+// loadBoardConfig reads path, or the first default path that exists.
+func loadBoardConfig(path string, log *slog.Logger) (*config.Config, error) {
+	if path == "" {
+		for _, c := range boardConfigPaths {
+			if _, err := os.Stat(c); err == nil {
+				path = c
+				break
+			}
+		}
+	}
+	if path == "" {
+		return config.Default(), nil
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		log.Error("configuration has errors; the bad keys keep their defaults", "err", err)
+		return cfg, err
+	}
+	log.Info("configuration", "file", path)
+	return cfg, nil
+}
+
+// boardConfigFlags maps configuration keys to the flags of the parts that
+// consume them. A key the file sets becomes that flag's value unless the
+// flag was given on the command line, so the command line always wins and
+// each part keeps reading only its own flags. Flags a part does not define
+// are skipped.
+var boardConfigFlags = []struct {
+	key, flag string
+	value     func(c *config.Config) string
+}{
+	{"http", "http", func(c *config.Config) string { return c.HTTP }},
+	{"camera.device", "camera", func(c *config.Config) string { return c.Camera.Device }},
+	{"camera.width", "width", func(c *config.Config) string { return fmt.Sprint(c.Camera.Width) }},
+	{"camera.height", "height", func(c *config.Config) string { return fmt.Sprint(c.Camera.Height) }},
+	{"camera.fps", "fps", func(c *config.Config) string { return fmt.Sprint(c.Camera.FPS) }},
+	{"camera.codec", "codec", func(c *config.Config) string { return c.Camera.Codec }},
+	{"audio.device", "mic", func(c *config.Config) string { return c.Audio.Device }},
+	{"relay.tcp", "relay-tcp", func(c *config.Config) string { return c.Relay.TCP }},
+	{"relay.packet_size", "packet-size", func(c *config.Config) string { return fmt.Sprint(c.Relay.PacketSize) }},
+	{"relay.health_check_every", "hc", func(c *config.Config) string { return fmt.Sprint(c.Relay.HealthCheckEvery) }},
+	{"relay.idle_limit", "idle-limit", func(c *config.Config) string { return fmt.Sprint(c.Relay.IdleLimit) }},
+	{"relay.buffer_packets", "buffer-packets", func(c *config.Config) string { return fmt.Sprint(c.Relay.BufferPackets) }},
+	{"relay.buffer_bytes", "buffer-bytes", func(c *config.Config) string { return fmt.Sprint(c.Relay.BufferBytes) }},
+	{"relay.buffer_delay", "buffer-delay", func(c *config.Config) string { return c.Relay.BufferDelay.String() }},
+	{"relay.client_timeout", "client-timeout", func(c *config.Config) string { return c.Relay.ClientTimeout.String() }},
+	{"relay.max_clients", "max-clients", func(c *config.Config) string { return fmt.Sprint(c.Relay.MaxClients) }},
+	{"relay.audio_nodelay", "audio-nodelay", func(c *config.Config) string { return fmt.Sprint(c.Relay.AudioNoDelay) }},
+	{"relay.video_nodelay", "video-nodelay", func(c *config.Config) string { return fmt.Sprint(c.Relay.VideoNoDelay) }},
+}
+
+func applyBoardConfigFlags(fs *flag.FlagSet, cfg *config.Config, explicit map[string]bool, log *slog.Logger) {
+	if fs == nil {
+		return
+	}
+	for _, m := range boardConfigFlags {
+		if !cfg.IsSet(m.key) || explicit[m.flag] || fs.Lookup(m.flag) == nil {
+			continue
+		}
+		if err := fs.Set(m.flag, m.value(cfg)); err != nil {
+			log.Warn("configuration key not applied", "key", m.key, "flag", m.flag, "err", err)
+		}
+	}
+}
+
+// boardDataDir is /data/callbox on a box; in simulation (a developer's
+// machine) the user's cache directory, so `make run` needs no root.
+func boardDataDir(simulated bool) string {
+	if !simulated {
+		return boxDataDir
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "callbox")
+	}
+	return filepath.Join(os.TempDir(), "callbox")
+}
+
+// openBoardLED opens the LED lines of w: one line, or three for an RGB LED.
+func openBoardLED(w board.Wiring) (board.LED, []io.Closer, error) {
+	opts := gpio.OutputOptions{ActiveLow: w.LEDActiveLow}
+	var closers []io.Closer
+	open := func(line int) (gpio.Output, error) {
+		o, err := gpio.OpenOutput(fmt.Sprintf("%s:%d", w.Chip, line), opts)
+		if err != nil {
+			return nil, fmt.Errorf("LED on %s line %d: %w", w.Chip, line, err)
+		}
+		closers = append(closers, o)
+		return o, nil
+	}
+	fail := func(err error) (board.LED, []io.Closer, error) {
+		for _, c := range closers {
+			c.Close()
+		}
+		return nil, nil, err
+	}
+	if w.RGB[0] != config.NoPin {
+		var outs [3]gpio.Output
+		for i, line := range w.RGB {
+			o, err := open(line)
+			if err != nil {
+				return fail(err)
+			}
+			outs[i] = o
+		}
+		leds := []board.LED{board.RGBLED{R: outs[0], G: outs[1], B: outs[2]}}
+		if w.LED != config.NoPin {
+			o, err := open(w.LED)
+			if err != nil {
+				return fail(err)
+			}
+			leds = append(leds, board.MonoLED{Switch: o})
+		}
+		return boardMultiLED(leds), closers, nil
+	}
+	o, err := open(w.LED)
+	if err != nil {
+		return fail(err)
+	}
+	return board.MonoLED{Switch: o}, closers, nil
+}
+
+// boardMultiLED shows the same colour on several LEDs.
+type boardMultiLED []board.LED
+
+func (m boardMultiLED) Set(c board.Color) error {
+	var errs []error
+	for _, l := range m {
+		errs = append(errs, l.Set(c))
+	}
+	return errors.Join(errs...)
+}
+
+// openButtons opens both button lines (to ground: active low) and feeds
+// their debounced edges to the Box.
+func (p *boardPart) openButtons(w board.Wiring, debounce time.Duration) error {
+	pull := pgpio.Float
+	if w.PullUp {
+		pull = pgpio.PullUp
+	}
+	for _, b := range []struct {
+		btn  board.Button
+		line int
+	}{{board.ButtonA, w.ButtonA}, {board.ButtonB, w.ButtonB}} {
+		in, err := gpio.OpenInput(fmt.Sprintf("%s:%d", w.Chip, b.line), gpio.InputOptions{Debounce: debounce, ActiveLow: true, Pull: pull})
+		if err != nil {
+			return fmt.Errorf("button %v on %s line %d: %w", b.btn, w.Chip, b.line, err)
+		}
+		p.mu.Lock()
+		p.closers = append(p.closers, in)
+		p.mu.Unlock()
+		btn := b.btn
+		p.goRun(func() {
+			for e := range in.Events() {
+				if e.Active {
+					p.box.Press(btn, e.Time)
+				} else {
+					p.box.Release(btn, e.Time)
+				}
+			}
+		})
+	}
+	return nil
+}
+
+// watchNetwork shows the "no network" fault while the box has no usable
+// address.
+func (p *boardPart) watchNetwork(ctx context.Context) {
+	for {
+		ifs, err := net.Interfaces()
+		var up []boardNetIface
+		if err == nil {
+			for _, ifc := range ifs {
+				addrs, _ := ifc.Addrs()
+				up = append(up, boardNetIface{flags: ifc.Flags, addrs: addrs})
+			}
+		}
+		if boardHasNetwork(up) {
+			p.box.SetFault(board.FaultNetwork, nil)
+		} else {
+			p.box.SetFault(board.FaultNetwork, errors.New("no network: connect Ethernet or configure Wi-Fi"))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+type boardNetIface struct {
+	flags net.Flags
+	addrs []net.Addr
+}
+
+// boardHasNetwork reports whether some interface is up with an address a phone
+// could reach: not loopback, not IPv6 link-local only (phones open the page
+// by IPv4 or by name, which mDNS answers with routable addresses).
+func boardHasNetwork(ifs []boardNetIface) bool {
+	for _, ifc := range ifs {
+		if ifc.flags&net.FlagUp == 0 || ifc.flags&net.FlagLoopback != 0 {
+			continue
+		}
+		for _, a := range ifc.addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if ip := ipn.IP; !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/pairing"
+)
+
+// The board's HTTP API, used by the phone page:
+//
+//	GET  /api/state[?token=T]  the box's state, LED pattern and error message
+//	POST /api/pair/request     long poll until the box's buttons approve this
+//	                           phone: 200 {"token":...}, 408 when nobody has
+//	                           pressed them yet (the page asks again)
+//	POST /api/sim/button       {"button":"a"|"b"|"both","ms":N}; only on the
+//	                           simulated board, 404 on real hardware
+//
+// The approval rule (docs/board.md): a waiting phone makes the LED show
+// "pairing"; pressing both buttons together admits every phone waiting and
+// keeps pairing mode open for pairing.window, admitting phones that ask
+// meanwhile at once. Nothing here reveals media or tokens to an unpaired
+// client: /api/state says only whether the given token is paired.
+
+// maxBoardAPIBody bounds request bodies: the largest legitimate one is a few
+// dozen bytes.
+const maxBoardAPIBody = 4 << 10
+
+// boardAPIState is the /api/state answer.
+type boardAPIState struct {
+	State     string `json:"state"`
+	LED       string `json:"led"`
+	Message   string `json:"message"`
+	Name      string `json:"name"`
+	Simulated bool   `json:"simulated"`
+	Paired    bool   `json:"paired"`
+	Viewers   int    `json:"viewers"`
+	// Beyond the page's contract, for people and scripts.
+	Muted   bool `json:"muted"`
+	Waiting int  `json:"waiting"`
+	Open    bool `json:"open"`
+}
+
+func (p *boardPart) routes(a *appliance) {
+	a.mux.HandleFunc("GET /api/state", p.handleState)
+	a.mux.HandleFunc("POST /api/pair/request", p.handlePair)
+	a.mux.HandleFunc("POST /api/sim/button", p.handleSimButton)
+}
+
+func (p *boardPart) state(token string) boardAPIState {
+	st := p.box.Status()
+	return boardAPIState{
+		State:     st.State.String(),
+		LED:       st.LED.Name,
+		Message:   st.Message,
+		Name:      p.cfg.Name,
+		Simulated: p.simulated,
+		Paired:    p.box.Authorize(token) == nil,
+		Viewers:   st.Viewers,
+		Muted:     st.Muted,
+		Waiting:   st.Waiting,
+		Open:      p.box.Open(),
+	}
+}
+
+func (p *boardPart) handleState(w http.ResponseWriter, r *http.Request) {
+	writeBoardJSON(w, http.StatusOK, p.state(r.URL.Query().Get("token")))
+}
+
+// boardPairRequest is the optional body of /api/pair/request.
+type boardPairRequest struct {
+	Name string `json:"name"` // how the owner will recognise the phone in logs
+}
+
+// parseBoardPairRequest decodes the optional body; an empty body is fine.
+func parseBoardPairRequest(body []byte) (boardPairRequest, error) {
+	var req boardPairRequest
+	if strings.TrimSpace(string(body)) == "" {
+		return req, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return boardPairRequest{}, err
+	}
+	if len(req.Name) > pairing.MaxNameLen {
+		return boardPairRequest{}, errors.New("name longer than 64 bytes")
+	}
+	return req, nil
+}
+
+func (p *boardPart) handlePair(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
+	if err != nil || len(body) > maxBoardAPIBody {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+		return
+	}
+	req, err := parseBoardPairRequest(body)
+	if err != nil {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Pairing.RequestTimeout)
+	defer cancel()
+	// A long poll must not hold up the appliance's shutdown.
+	defer context.AfterFunc(p.ctx, cancel)()
+	tok, err := p.box.RequestPairing(ctx, req.Name)
+	switch {
+	case err == nil:
+		writeBoardJSON(w, http.StatusOK, map[string]string{"token": tok})
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		writeBoardJSON(w, http.StatusRequestTimeout, map[string]string{"error": "not approved yet: press both buttons on the box together"})
+	case errors.Is(err, pairing.ErrTooMany):
+		writeBoardJSON(w, http.StatusTooManyRequests, map[string]string{"error": err.Error()})
+	case r.Context().Err() != nil:
+		// The phone went away; nobody reads an answer.
+	case p.ctx.Err() != nil:
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the box is shutting down"})
+	default:
+		writeBoardJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+	}
+}
+
+func (p *boardPart) handleSimButton(w http.ResponseWriter, r *http.Request) {
+	if p.sim == nil {
+		// Real buttons only: the page must not be able to press them.
+		http.NotFound(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
+	if err != nil || len(body) > maxBoardAPIBody {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+		return
+	}
+	press, err := board.ParseSimPress(body)
+	if err != nil {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	if err := p.sim.Push(press); err != nil {
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeBoardJSON(w, http.StatusOK, p.state(r.URL.Query().Get("token")))
+}
+
+func writeBoardJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
