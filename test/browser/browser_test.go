@@ -115,11 +115,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startBox runs the appliance on synthetic sources, unpaired-open, without
-// mDNS (tests send nothing beyond loopback), and waits until it serves.
+// startBox runs the appliance on synthetic sources, open (no pairing),
+// without mDNS (tests send nothing beyond loopback) and without the relay's
+// TCP listener (WebSocket only: no fixed port to collide on), and waits
+// until it serves.
 func startBox(t *testing.T, addr string) *box {
 	t.Helper()
-	b, err := launchBox(callbox(t), addr)
+	b, err := launchBox(callbox(t), addr, t.TempDir())
 	if b != nil {
 		t.Cleanup(b.kill)
 	}
@@ -130,9 +132,10 @@ func startBox(t *testing.T, addr string) *box {
 }
 
 // launchBox is startBox for any goroutine: it reports instead of failing.
-func launchBox(bin, addr string) (*box, error) {
+func launchBox(bin, addr, dataDir string) (*box, error) {
 	b := &box{addr: addr, log: new(bytes.Buffer), done: make(chan struct{})}
-	b.cmd = exec.Command(bin, "run", "--open", "--http", addr, "--mdns-name", "")
+	b.cmd = exec.Command(bin, "run", "--open", "--http", addr, "--mdns-name", "", "--relay", "",
+		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic")
 	b.cmd.Stdout = b.log
 	b.cmd.Stderr = b.log
 	if err := b.cmd.Start(); err != nil {
@@ -403,6 +406,7 @@ func TestPageRecoversAfterBoxRestart(t *testing.T) {
 	addr := freeAddr(t)
 	b := startBox(t, addr)
 	bin := callbox(t)
+	data := t.TempDir()
 	var killed time.Time
 	restarted := make(chan struct{})
 	var b2 *box
@@ -425,7 +429,7 @@ func TestPageRecoversAfterBoxRestart(t *testing.T) {
 		go func() {
 			defer close(restarted)
 			time.Sleep(time.Second)
-			b2, restartErr = launchBox(bin, addr)
+			b2, restartErr = launchBox(bin, addr, data)
 		}()
 	})
 	<-restarted
