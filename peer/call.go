@@ -250,6 +250,7 @@ func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
 		if err := c.cfg.Client.WaitOnline(call.ctx, p.ID); err != nil {
 			return
 		}
+		call.start.Store(time.Now().UnixNano()) // waiting for the peer to come online is not setup time
 		if call.offerer {
 			call.offer(false)
 		} else {
@@ -271,9 +272,9 @@ func (c *Caller) newCallLocked(p PeerInfo, id string, offerer bool) *Call {
 		Peer:    p,
 		id:      id,
 		offerer: offerer,
-		start:   time.Now(),
 		done:    make(chan struct{}),
 	}
+	call.start.Store(time.Now().UnixNano())
 	call.ctx, call.cancel = context.WithCancel(c.ctx)
 	c.cur = call
 	call.setState(PhaseCalling, PathNone, nil)
@@ -369,7 +370,7 @@ func (c *Caller) handle(s Signal) {
 type Call struct {
 	caller  *Caller
 	Peer    PeerInfo
-	start   time.Time
+	start   atomic.Int64 // Unix ns when the call was signalled: the zero of the *MS figures
 	offerer bool
 
 	ctx    context.Context
@@ -457,7 +458,7 @@ func (call *Call) setState(ph Phase, path Path, err error) {
 	}
 }
 
-func (call *Call) since() int64 { return int64(time.Since(call.start)) }
+func (call *Call) since() int64 { return time.Now().UnixNano() - call.start.Load() }
 
 func (call *Call) signal(kind, sdp string) error {
 	ctx, cancel := context.WithTimeout(call.ctx, 10*time.Second)

@@ -203,8 +203,9 @@ func (h *Hub) VerifyHello(m *Message) error {
 	return nil
 }
 
-// Register verifies hello and attaches s as the box's connection (a newer
-// connection replaces an older one). It returns the welcome to send.
+// Register verifies hello, attaches s as the box's connection (a newer
+// connection replaces an older one) and sends the box its welcome, which it
+// also returns.
 func (h *Hub) Register(s *Session, hello *Message) (Message, error) {
 	if err := h.VerifyHello(hello); err != nil {
 		return Message{}, err
@@ -220,8 +221,16 @@ func (h *Hub) Register(s *Session, hello *Message) (Message, error) {
 	if err := h.saveLocked(); err != nil {
 		h.cfg.Log.Warn("hub state not saved", "err", err)
 	}
+	w := Message{Type: TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}
+	// The welcome goes out under the lock, before anyone learns that this
+	// box is online: the first message a box reads is always its welcome,
+	// never a signal from a peer that was quicker.
+	if err := s.Send(w); err != nil {
+		delete(h.sessions, s.Box)
+		return Message{}, fmt.Errorf("peer: welcome %s: %w", s.Box, err)
+	}
 	h.presenceLocked(s.Box, true)
-	return Message{Type: TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}, nil
+	return w, nil
 }
 
 // Unregister detaches s if it is still its box's connection.
@@ -439,10 +448,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.Unregister(s)
-	h.cfg.Log.Info("box registered", "box", s.Box, "name", hello.Name, "remote", r.RemoteAddr)
-	if err := s.Send(welcome); err != nil {
-		return
-	}
+	h.cfg.Log.Info("box registered", "box", s.Box, "name", hello.Name, "remote", r.RemoteAddr, "peers", len(welcome.Peers))
 	for {
 		_, b, err := c.Read(ctx)
 		if err != nil {
