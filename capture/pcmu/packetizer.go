@@ -76,14 +76,17 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 	if len(c.Samples) == 0 || c.Rate <= 0 {
 		return capture.Burst{}, ErrEmptyChunk
 	}
-	if p.rs == nil || p.rs.InRate() != c.Rate {
-		rs, err := NewResampler(c.Rate, Rate)
-		if err != nil {
-			return capture.Burst{}, fmt.Errorf("pcmu: %w", err)
+	pcm := c.Samples // already 8 kHz: nothing to filter
+	if c.Rate != Rate {
+		if p.rs == nil || p.rs.InRate() != c.Rate {
+			rs, err := NewResampler(c.Rate, Rate)
+			if err != nil {
+				return capture.Burst{}, fmt.Errorf("pcmu: %w", err)
+			}
+			p.rs = rs
 		}
-		p.rs = rs
+		pcm = p.rs.Process(c.Samples)
 	}
-	pcm := p.rs.Process(c.Samples)
 	if len(pcm) == 0 {
 		// Very short chunk: the samples stay in the filter for the next call.
 		return capture.Burst{Kind: capture.KindAudio, CaptureTime: c.CaptureTime}, nil

@@ -22,8 +22,9 @@ type Resampler struct {
 	in, out int // rates
 	up, dn  int // out/in reduced to up/dn
 	taps    int // filter taps per phase
-	// coef[p*taps+k] is the filter tap for phase p and delay k, pre-scaled
-	// by up so the passband gain is 1.
+	// coef[p*taps+k] is the filter tap for phase p and delay taps-1-k
+	// (reversed, so each output is a plain dot product with the input in
+	// time order), pre-scaled by up so the passband gain is 1.
 	coef []float32
 	hist []float32 // last taps-1 input samples, then the current input
 	pos  int64     // position of the next output, in units of 1/up input samples, relative to hist[taps-1]
@@ -80,7 +81,7 @@ func NewResampler(in, out int) (*Resampler, error) {
 	r.coef = make([]float32, n)
 	for p := 0; p < r.up; p++ {
 		for k := 0; k < taps; k++ {
-			r.coef[p*taps+k] = float32(proto[p+k*r.up])
+			r.coef[p*taps+taps-1-k] = float32(proto[p+k*r.up])
 		}
 	}
 	r.hist = make([]float32, taps-1, taps-1+1024)
@@ -117,12 +118,7 @@ func (r *Resampler) Process(src []int16) []int16 {
 		idx := int(r.pos/int64(r.up)) + h
 		c := r.coef[int(p)*r.taps : int(p+1)*r.taps]
 		x := r.hist[idx-len(c)+1 : idx+1]
-		var acc float32
-		// c[k] multiplies x[idx-k]; x is in ascending time order.
-		for k, ck := range c {
-			acc += ck * x[len(x)-1-k]
-		}
-		r.dst[j] = clamp16(acc)
+		r.dst[j] = clamp16(dot(c, x))
 		r.pos += int64(r.dn)
 	}
 	r.pos -= avail
@@ -137,6 +133,24 @@ func (r *Resampler) Reset() {
 	r.hist = r.hist[:r.taps-1]
 	clear(r.hist)
 	r.pos = 0
+}
+
+// dot returns the dot product of c and x (same length), with four
+// independent accumulators so the adds pipeline.
+func dot(c, x []float32) float32 {
+	x = x[:len(c)]
+	var a0, a1, a2, a3 float32
+	k := 0
+	for ; k+4 <= len(c); k += 4 {
+		a0 += c[k] * x[k]
+		a1 += c[k+1] * x[k+1]
+		a2 += c[k+2] * x[k+2]
+		a3 += c[k+3] * x[k+3]
+	}
+	for ; k < len(c); k++ {
+		a0 += c[k] * x[k]
+	}
+	return (a0 + a1) + (a2 + a3)
 }
 
 func clamp16(v float32) int16 {
