@@ -39,6 +39,13 @@ cross:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./capture/... ./relay/...
 
+# The relay under load: N loopback TCP clients in a separate process, with
+# and without a slow one (docs/relay.md has the table). About 2 minutes.
+bench-relay:
+	$(GO) test -run '^$$' -bench Fanout -benchmem ./relay
+	$(GO) build -o bin/relaybench ./relay/relaybench
+	./bin/relaybench
+
 fuzz:
 	bash scripts/fuzz.sh
 
