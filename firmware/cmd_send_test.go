@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtpjpeg"
@@ -240,8 +241,8 @@ func TestSendErrors(t *testing.T) {
 		cancel()
 		if err == nil {
 			t.Errorf("%s: no error", tc.name)
-		} else if tc.name == "unknown camera" && !errors.Is(err, errNoDriver) {
-			t.Errorf("%s: %v, want errNoDriver", tc.name, err)
+		} else if tc.name == "unknown camera" && !errors.Is(err, capture.ErrDeviceGone) {
+			t.Errorf("%s: %v, want capture.ErrDeviceGone", tc.name, err)
 		}
 	}
 	if code := cmdSend([]string{"--no-such-flag"}); code != 2 {

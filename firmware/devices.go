@@ -3,6 +3,7 @@ package firmware
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/synth"
@@ -25,11 +26,25 @@ type videoConfig struct {
 // such as /dev/video0) and returns it with a description for the log.
 func openCamera(spec string, vc videoConfig) (capture.VideoSource, string, error) {
 	switch spec {
-	case "", "auto", "synthetic":
-		// No hardware driver is wired in yet, so auto means synthetic.
+	case "synthetic":
 		return openSynthCamera(vc)
+	case "", "auto":
+		// The first real V4L2 camera, else the test pattern.
+		src, desc, err := openRealCamera("auto", vc)
+		if err == nil {
+			return src, desc, nil
+		}
+		src, desc, serr := openSynthCamera(vc)
+		return src, desc + " (auto: no usable V4L2 camera: " + err.Error() + ")", serr
 	default:
-		return nil, "", fmt.Errorf("camera %q: %w", spec, errNoDriver)
+		if !strings.HasPrefix(spec, "/dev/") {
+			return nil, "", fmt.Errorf("camera %q (want auto, synthetic or a /dev/video* path): %w", spec, errNoDriver)
+		}
+		src, desc, err := openRealCamera(spec, vc)
+		if err != nil {
+			return nil, "", fmt.Errorf("camera %q: %w", spec, err)
+		}
+		return src, desc, nil
 	}
 }
 
@@ -45,10 +60,22 @@ func openSynthCamera(vc videoConfig) (capture.VideoSource, string, error) {
 // device name) and returns it with a description for the log.
 func openMic(spec string) (capture.AudioSource, string, error) {
 	switch spec {
-	case "", "auto", "synthetic":
+	case "synthetic":
 		return openSynthMic()
+	case "", "auto":
+		// The default ALSA input, else the test tone.
+		src, desc, err := openRealMic("auto")
+		if err == nil {
+			return src, desc, nil
+		}
+		src, desc, serr := openSynthMic()
+		return src, desc + " (auto: no usable microphone: " + err.Error() + ")", serr
 	default:
-		return nil, "", fmt.Errorf("microphone %q: %w", spec, errNoDriver)
+		src, desc, err := openRealMic(spec)
+		if err != nil {
+			return nil, "", fmt.Errorf("microphone %q: %w", spec, err)
+		}
+		return src, desc, nil
 	}
 }
 

@@ -179,7 +179,7 @@ func TestReopeningResumesWithin2s(t *testing.T) {
 	bus := cameratest.NewBus()
 	bus.Plug("/dev/video0", cameratest.NewDevice(camera.FourccMJPEG))
 	cfg := camera.Config{Device: "auto", Width: 64, Height: 48, Open: bus.Open, Nodes: []string{"/dev/video0"}}
-	r, err := camera.NewReopening(func() (capture.VideoSource, error) { return camera.Open(cfg) }, 0, nil)
+	r, err := camera.NewReopening(nil, func() (capture.VideoSource, error) { return camera.Open(cfg) }, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,9 +40,10 @@ type Reopening struct {
 }
 
 // NewReopening wraps open, which must return a fresh source each call
-// (e.g. a closure over Open(cfg)). It opens the first source lazily, in the
-// first ReadFrame. retry <= 0 means DefaultRetry; log may be nil.
-func NewReopening(open func() (capture.VideoSource, error), retry time.Duration, log *slog.Logger) (*Reopening, error) {
+// (e.g. a closure over Open(cfg)). first, if not nil, is the source already
+// open (so a caller can fail early on a bad device); otherwise the first
+// ReadFrame opens one. retry <= 0 means DefaultRetry; log may be nil.
+func NewReopening(first capture.VideoSource, open func() (capture.VideoSource, error), retry time.Duration, log *slog.Logger) (*Reopening, error) {
 	if open == nil {
 		return nil, errors.New("camera: NewReopening: nil open function")
 	}
@@ -52,7 +53,7 @@ func NewReopening(open func() (capture.VideoSource, error), retry time.Duration,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reopening{open: open, retry: retry, log: log, closed: make(chan struct{})}, nil
+	return &Reopening{cur: first, open: open, retry: retry, log: log, closed: make(chan struct{})}, nil
 }
 
 // Gone reports whether the device is currently missing.

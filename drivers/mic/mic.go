@@ -79,6 +79,8 @@ type Mic struct {
 	log    *slog.Logger
 
 	closing atomic.Bool
+	done    chan struct{} // closed by Close: ends a backoff wait
+	once    sync.Once
 	mu      sync.Mutex // held by ReadChunk; Close waits for it
 	stream  Stream
 	buf     []int16
@@ -116,6 +118,7 @@ func Open(cfg Config) (*Mic, error) {
 	}
 	m := &Mic{cfg: cfg, log: cfg.Log, frames: cfg.Rate * int(capture.ChunkDuration/time.Millisecond) / 1000, backoff: MinBackoff}
 	m.buf = make([]int16, m.frames)
+	m.done = make(chan struct{})
 	s, err := cfg.Backend.Open(cfg.Device, cfg.Rate, m.frames)
 	if err != nil {
 		return nil, fmt.Errorf("mic: open %q at %d Hz: %w", cfg.Device, cfg.Rate, err)
@@ -184,6 +187,8 @@ func (m *Mic) reopen(ctx context.Context) error {
 		case <-t.C:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-m.done:
+			return ErrClosed
 		}
 	}
 	s, err := m.cfg.Backend.Open(m.cfg.Device, m.cfg.Rate, m.frames)
@@ -204,6 +209,7 @@ func (m *Mic) reopen(ctx context.Context) error {
 // chunk): PortAudio must not close a stream another thread reads.
 func (m *Mic) Close() error {
 	m.closing.Store(true)
+	m.once.Do(func() { close(m.done) })
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

@@ -167,3 +167,29 @@ func TestAnalyze(t *testing.T) {
 		t.Fatalf("silence: %v %v", f, rms)
 	}
 }
+
+func TestCloseDuringBackoff(t *testing.T) {
+	b := mictest.NewBackend(440, 1000)
+	m, err := mic.Open(mic.Config{Backend: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Unplug()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ { // grow the backoff to 1.6 s
+		m.ReadChunk(ctx)
+	}
+	errc := make(chan error)
+	go func() { _, err := m.ReadChunk(ctx); errc <- err }()
+	time.Sleep(50 * time.Millisecond)
+	t0 := time.Now()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, mic.ErrClosed) {
+		t.Fatalf("read during Close: %v", err)
+	}
+	if el := time.Since(t0); el > 500*time.Millisecond {
+		t.Fatalf("Close waited %v for the backoff", el)
+	}
+}
