@@ -12,7 +12,7 @@ PKGS=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross portaudio19-dev:arm64
   qemu-user
   # interop: clients nobody here wrote
-  ffmpeg
+  ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # the phone page in a real browser
   chromium chromium-driver
   # HIL virtual machines

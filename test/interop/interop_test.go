@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,16 +27,41 @@ import (
 	"github.com/callbox/callbox/internal/testenv"
 )
 
-// buildCallbox builds the callbox binary into dir.
-func buildCallbox(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "callbox")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/callbox/callbox/cmd/callbox")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+// callboxBin is the callbox binary, built once for all tests.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	callbox   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
 	}
-	return bin
+	os.Exit(code)
+}
+
+// buildCallbox builds the callbox binary (once) and returns its path.
+func buildCallbox(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "callbox-interop-")
+		if buildErr != nil {
+			return
+		}
+		callbox = filepath.Join(buildDir, "callbox")
+		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		out, err := exec.Command(goTool, "build", "-o", callbox, "github.com/callbox/callbox/cmd/callbox").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return callbox
 }
 
 // freePorts returns an even UDP port p with p..p+3 free on loopback: RTP
@@ -207,25 +233,32 @@ func parseSummary(t *testing.T, out, prefix string) map[string]float64 {
 	return nil
 }
 
-// The test runs the product's default, 1280x720 at 30 fps: the size that
-// must work, and about 50 packets per frame at the default 1200-byte limit,
-// so fragmentation, restart markers and loopback buffering are all
-// exercised. ffmpeg decodes it at a few ms per frame.
-func TestFFmpegDecodesSend(t *testing.T) {
-	testenv.Short(t)
-	ffmpeg := testenv.LookPath(t, "ffmpeg")
-	const (
-		width, height = 1280, 720
-		fps           = 30
-		duration      = 5 * time.Second
-		listenTimeout = 4 * time.Second
-	)
+// receiver is an RTP client nobody here wrote, driven from its command line.
+type receiver struct {
+	name string
+	// args returns the command line. The receiver reads sdp, writes one
+	// raw picture per decoded frame (planar 4:2:0 Y, Cb, Cr, full range,
+	// as decoded from the JPEG) to file descriptor 3 and the audio as
+	// 8 kHz mono S16LE to audioPath.
+	args func(sdp, audioPath string) []string
+	env  []string
+	// finish ends the receiver once the stream is over; nil when it ends by
+	// itself.
+	finish func(*os.Process) error
+	// complaint reports whether a line of the receiver's log reports a
+	// problem (packet loss, a decode error).
+	complaint func(line string) bool
+}
+
+// runInterop starts r on a fresh SDP from callbox send --sdp-only, sends
+// for duration from the synthetic sources, and checks what r decoded
+// against what was sent.
+func runInterop(t *testing.T, r receiver, width, height, fps int, duration time.Duration) {
 	dir := t.TempDir()
-	bin := buildCallbox(t, dir)
+	bin := buildCallbox(t)
 	port := freePorts(t)
 	sdp := filepath.Join(dir, "callbox.sdp")
 	to := fmt.Sprintf("127.0.0.1:%d", port)
-	size := fmt.Sprintf("%dx%d", width, height)
 	if out, err := exec.Command(bin, "send", "--to", to, "--sdp", sdp, "--sdp-only").CombinedOutput(); err != nil {
 		t.Fatalf("callbox send --sdp-only: %v\n%s", err, out)
 	}
@@ -235,61 +268,51 @@ func TestFFmpegDecodesSend(t *testing.T) {
 	}
 	t.Logf("SDP:\n%s", sdpText)
 
-	// ffmpeg first, reading the SDP as any user would; the video comes out
-	// raw on stdout (one yuvj420p picture per decoded frame, no frame rate
-	// conversion), the audio goes to a file.
+	// The receiver first, reading the SDP as any user would.
 	audioPath := filepath.Join(dir, "audio.s16")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ff := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-nostats",
-		"-loglevel", "level+warning",
-		"-protocol_whitelist", "file,udp,rtp",
-		// 4 MB of socket buffer: a frame arrives as a 60 KB burst, and
-		// the kernel default (~200 KB) holds only a few while ffmpeg is
-		// busy decoding.
-		"-buffer_size", "4194304",
-		// End of stream: no packet for this long. It also bounds the wait
-		// for the first packet, so callbox send starts right after ffmpeg
-		// has opened its ports.
-		"-listen_timeout", strconv.Itoa(int(listenTimeout.Seconds())),
-		"-i", sdp,
-		"-map", "0:v", "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "rawvideo", "pipe:1",
-		"-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "8000", "-y", audioPath)
-	var fflog bytes.Buffer
-	ff.Stderr = &fflog
-	ff.Cancel = func() error { return ff.Process.Signal(os.Interrupt) }
-	ff.WaitDelay = 10 * time.Second
-	stdout, err := ff.StdoutPipe()
+	args := r.args(sdp, audioPath)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), r.env...)
+	var rlog bytes.Buffer
+	cmd.Stdout = &rlog
+	cmd.Stderr = &rlog
+	cmd.WaitDelay = 10 * time.Second
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ff.Start(); err != nil {
-		t.Fatalf("start ffmpeg: %v", err)
+	cmd.ExtraFiles = []*os.File{pw}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", r.name, err)
 	}
-	ffDone := false
+	pw.Close()
+	exited := false
 	t.Cleanup(func() {
-		if !ffDone {
-			ff.Process.Kill()
-			ff.Wait()
+		if !exited {
+			cmd.Process.Kill()
+			cmd.Wait()
 		}
+		pr.Close()
 	})
 	cam, err := synth.NewCamera(synth.CameraConfig{Width: width, Height: height, FPS: fps})
 	if err != nil {
 		t.Fatal(err)
 	}
 	videoDone := make(chan videoResult, 1)
-	go func() { videoDone <- analyzeVideo(stdout, cam, width, height) }()
+	go func() { videoDone <- analyzeVideo(pr, cam, width, height) }()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for !bound(port) || !bound(port+2) {
 		if time.Now().After(deadline) {
-			t.Fatalf("ffmpeg did not open UDP ports %d and %d:\n%s", port, port+2, fflog.String())
+			t.Fatalf("%s did not open UDP ports %d and %d:\n%s", r.name, port, port+2, rlog.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 
 	send := exec.CommandContext(ctx, bin, "send", "--to", to, "--sdp", filepath.Join(dir, "again.sdp"),
-		"--duration", duration.String(), "--size", size, "--fps", strconv.Itoa(fps))
+		"--duration", duration.String(), "--size", fmt.Sprintf("%dx%d", width, height), "--fps", strconv.Itoa(fps))
 	var sendErr bytes.Buffer
 	send.Stderr = &sendErr
 	out, err := send.Output()
@@ -300,33 +323,28 @@ func TestFFmpegDecodesSend(t *testing.T) {
 	video := parseSummary(t, string(out), "callbox send: video")
 	audio := parseSummary(t, string(out), "callbox send: audio")
 
-	// ffmpeg ends the input listenTimeout after the last packet, finishes
-	// its outputs and exits. (A SIGINT would not do: ffmpeg looks at it only
-	// between packets, and a second one aborts the outputs.)
+	if r.finish != nil {
+		time.Sleep(time.Second) // the last packets, through any jitter buffer
+		if err := r.finish(cmd.Process); err != nil {
+			t.Fatalf("stop %s: %v", r.name, err)
+		}
+	}
 	var vr videoResult
 	select {
 	case vr = <-videoDone:
-	case <-time.After(listenTimeout + 30*time.Second):
-		t.Fatalf("ffmpeg did not finish after the stream ended:\n%s", fflog.String())
+	case <-time.After(45 * time.Second):
+		t.Fatalf("%s did not finish after the stream ended:\n%s", r.name, rlog.String())
 	}
-	werr := ff.Wait()
-	ffDone = true
+	werr := cmd.Wait()
+	exited = true
 	if werr != nil {
-		t.Errorf("ffmpeg: %v", werr)
+		t.Errorf("%s: %v", r.name, werr)
 	}
-	log := fflog.String()
-	t.Logf("ffmpeg log:\n%s", log)
-
-	// No decode errors: with level+warning every line ffmpeg prints is a
-	// warning or worse (RTP loss, JPEG decode errors, concealment), except
-	// the end of stream by listen_timeout.
-	endOfStream := sdp + ": Connection timed out"
+	log := rlog.String()
+	t.Logf("%s log:\n%s", r.name, log)
 	for _, line := range strings.Split(log, "\n") {
-		if strings.HasSuffix(line, endOfStream) {
-			continue
-		}
-		if strings.Contains(line, "[warning]") || strings.Contains(line, "[error]") || strings.Contains(line, "[fatal]") {
-			t.Errorf("ffmpeg complained: %s", line)
+		if r.complaint(line) {
+			t.Errorf("%s complained: %s", r.name, line)
 		}
 	}
 	if vr.err != nil {
@@ -339,7 +357,7 @@ func TestFFmpegDecodesSend(t *testing.T) {
 		t.Errorf("callbox sent only %v frames in %v at %d fps", sent, duration, fps)
 	}
 	if d := math.Abs(float64(vr.frames) - sent); d > 0.02*sent {
-		t.Errorf("ffmpeg decoded %d frames, callbox sent %v (%.1f%% off, at most 2%%)", vr.frames, sent, 100*d/sent)
+		t.Errorf("%s decoded %d frames, callbox sent %v (%.1f%% off, at most 2%%)", r.name, vr.frames, sent, 100*d/sent)
 	}
 	// Every decoded picture shows a counter, counters increase, and the
 	// picture matches the frame sent with that number.
@@ -353,14 +371,100 @@ func TestFFmpegDecodesSend(t *testing.T) {
 		}
 	}
 	if len(vr.counters) > 0 {
-		t.Logf("decoded %d frames, counters %d..%d; PSNR vs sent frames: min %.1f dB (frame %d), mean %.1f dB",
-			vr.frames, vr.counters[0], vr.counters[len(vr.counters)-1], vr.minPSNR, vr.worstFrame, vr.sumPSNR/float64(len(vr.counters)))
+		t.Logf("%s decoded %d frames (sent %v), counters %d..%d; PSNR vs sent frames: min %.1f dB (frame %d), mean %.1f dB",
+			r.name, vr.frames, sent, vr.counters[0], vr.counters[len(vr.counters)-1], vr.minPSNR, vr.worstFrame, vr.sumPSNR/float64(len(vr.counters)))
 	}
 	if vr.minPSNR < 35 {
 		t.Errorf("decoded frame %d differs from the sent one: PSNR %.1f dB, want >= 35", vr.worstFrame, vr.minPSNR)
 	}
 
 	checkAudio(t, audioPath, audio["chunks"])
+}
+
+// The ffmpeg test runs the product's default, 1280x720 at 30 fps: the size
+// that must work, and about 50 packets per frame at the default 1200-byte
+// limit, so fragmentation, restart markers and loopback buffering are all
+// exercised. ffmpeg decodes it at a few ms per frame.
+const (
+	testWidth, testHeight = 1280, 720
+	testFPS               = 30
+)
+
+func TestFFmpegDecodesSend(t *testing.T) {
+	testenv.Short(t)
+	ffmpeg := testenv.LookPath(t, "ffmpeg")
+	// ffmpeg ends the input this long after the last packet, finishes its
+	// outputs and exits. (A SIGINT would not do: ffmpeg looks at it only
+	// between packets, and a second one aborts the outputs.) It also
+	// bounds the wait for the first packet, which comes right after ffmpeg
+	// has opened its ports.
+	const listenTimeout = 4
+	var sdpPath string
+	runInterop(t, receiver{
+		name: "ffmpeg",
+		args: func(sdp, audioPath string) []string {
+			sdpPath = sdp
+			return []string{ffmpeg, "-hide_banner", "-nostdin", "-nostats",
+				"-loglevel", "level+warning",
+				"-protocol_whitelist", "file,udp,rtp",
+				// 4 MB of socket buffer: a frame arrives as a 60 KB burst,
+				// and the kernel default (~200 KB) holds only a few while
+				// ffmpeg is busy decoding.
+				"-buffer_size", "4194304",
+				"-listen_timeout", strconv.Itoa(listenTimeout),
+				"-i", sdp,
+				// One picture per decoded frame: no frame rate conversion,
+				// and the input's 90 kHz time base so that no two frames
+				// share an output timestamp.
+				"-map", "0:v", "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "rawvideo", "pipe:3",
+				"-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "8000", "-y", audioPath}
+		},
+		// With level+warning every line ffmpeg prints is a warning or worse
+		// (RTP loss, JPEG decode errors, concealment), except the end of
+		// the stream by listen_timeout.
+		complaint: func(line string) bool {
+			if strings.HasSuffix(line, sdpPath+": Connection timed out") {
+				return false
+			}
+			return strings.Contains(line, "[warning]") || strings.Contains(line, "[error]") || strings.Contains(line, "[fatal]")
+		},
+	}, testWidth, testHeight, testFPS, 5*time.Second)
+}
+
+// GStreamer runs at 640x360: sdpdemux has no socket buffer setting, and
+// the kernel's default (about 200 KB) holds only three 1280x720 frames, so
+// on a loaded machine its UDP thread falls behind a 720p stream; a 360p
+// frame is a quarter of that.
+func TestGStreamerDecodesSend(t *testing.T) {
+	testenv.Short(t)
+	gst := testenv.LookPath(t, "gst-launch-1.0")
+	runInterop(t, receiver{
+		name: "gstreamer",
+		args: func(sdp, audioPath string) []string {
+			// sdpdemux (gst-plugins-bad) opens the file as is and links
+			// each stream to the depayloader that accepts it.
+			return append([]string{gst, "-q", "-e"}, strings.Fields(fmt.Sprintf(
+				"filesrc location=%s ! sdpdemux name=d latency=200 "+
+					"d. ! queue ! rtpjpegdepay ! jpegdec ! video/x-raw,format=I420 ! fdsink fd=3 sync=false "+
+					"d. ! queue ! rtppcmudepay ! mulawdec ! audio/x-raw,format=S16LE,rate=8000,channels=1 ! filesink location=%s sync=false",
+				sdp, audioPath))...)
+		},
+		// Warnings and errors only: packet loss (rtpjitterbuffer,
+		// depayloaders) and decode problems (jpegdec) show there.
+		env: []string{"GST_DEBUG=2", "GST_DEBUG_NO_COLOR=1"},
+		// -e: on SIGINT gst-launch sends end-of-stream and waits for the
+		// pipeline to drain it, so the outputs are complete.
+		finish: func(p *os.Process) error { return p.Signal(os.Interrupt) },
+		complaint: func(line string) bool {
+			// rtpbin's pads are linked downstream only once sdpdemux has
+			// exposed them; GStreamer notes that at start-up, before any
+			// packet, on every run.
+			if strings.Contains(line, "could not send sticky events") {
+				return false
+			}
+			return strings.Contains(line, "ERROR") || strings.Contains(line, "WARN")
+		},
+	}, 640, 360, testFPS, 5*time.Second)
 }
 
 // checkAudio checks ffmpeg's decoded PCMU: about as long as what was sent,
