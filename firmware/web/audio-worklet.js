@@ -4,8 +4,20 @@
 // Runs on the audio rendering thread. The page posts each RTP payload (the
 // mu-law bytes of one 20 ms packet) here; decoding happens here too, so the
 // page's main thread only moves bytes. Counts are posted back a few times a
-// second for window.callboxStats.
-import { decodeTable } from './pcmu.js';
+// second for window.callboxStats. The file imports nothing, so that it
+// loads the same in every browser's worklet scope.
+
+// decodeTable maps a G.711 mu-law byte to a sample in [-1, 1): the bits are
+// stored inverted; a sign, 3 bits of segment (exponent), 4 of step.
+export const decodeTable = (() => {
+  const t = new Float32Array(256);
+  for (let i = 0; i < 256; i++) {
+    const u = ~i & 0xff;
+    const magnitude = ((((u & 0x0f) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84;
+    t[i] = (u & 0x80 ? -magnitude : magnitude) / 32768;
+  }
+  return t;
+})();
 
 const IN_RATE = 8000;
 

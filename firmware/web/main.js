@@ -45,6 +45,8 @@ const stats = {
   healthChecksVideo: 0,
   healthChecksAudio: 0,
   reconnects: 0,
+  paired: false, // this page obtained a token by pairing
+  pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
 };
 // Bytes so far, read live (not at the last tick) so rates over any window are exact.
@@ -142,17 +144,24 @@ async function pair() {
     while (stats.state === State.UNPAIRED) {
       let r;
       try {
-        r = await fetch('/api/pair/request', { method: 'POST' });
+        r = await fetch('/api/pair/request', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: deviceName() }),
+        });
       } catch {
         await sleep(2000);
         continue;
       }
-      if (r.status === 408) continue;
       if (r.status === 404) return;
-      if (!r.ok) { await sleep(2000); continue; }
       const body = await r.json().catch(() => ({}));
-      if (typeof body.token === 'string' && body.token) {
+      // The box's own words on how to approve (which buttons) are the best hint.
+      if (typeof body.error === 'string') stats.pairHint = body.error;
+      if (r.status === 408) continue;
+      if (r.ok && typeof body.token === 'string' && body.token) {
+        stats.pairHint = '';
         try { localStorage.setItem(TOKEN_KEY, body.token); } catch { /* private mode: the URL still carries it */ }
+        stats.paired = true;
         video.socket.reconnectNow();
         audio.socket.reconnectNow();
         return;
@@ -161,7 +170,15 @@ async function pair() {
     }
   } finally {
     pairing = false;
+    render();
   }
+}
+
+// deviceName is how the box's owner recognises this phone in its log.
+function deviceName() {
+  const ua = navigator.userAgent;
+  const kind = /iPhone/.test(ua) ? 'iPhone' : /iPad/.test(ua) ? 'iPad' : /Android/.test(ua) ? 'Android' : 'browser';
+  return `${kind} page`;
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
@@ -170,7 +187,8 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 async function pollBox() {
   for (;;) {
     try {
-      const r = await fetch('/api/state', { cache: 'no-store' });
+      const t = token();
+      const r = await fetch(`/api/state${t ? `?token=${encodeURIComponent(t)}` : ''}`, { cache: 'no-store' });
       if (r.status === 404) { stats.box = null; render(); return; }
       if (r.ok) stats.box = await r.json();
     } catch { /* box restarting: the sockets show that */ }
@@ -197,7 +215,8 @@ for (const b of document.querySelectorAll('[data-button]')) {
   b.addEventListener('pointerup', (e) => {
     e.stopPropagation();
     if (!down) return;
-    const ms = Math.max(50, Math.round(performance.now() - down));
+    // The box takes presses of up to a minute (a factory reset is 10 s).
+    const ms = Math.min(60000, Math.max(50, Math.round(performance.now() - down)));
     down = 0;
     simButton(b.dataset.button, ms);
   });
@@ -270,7 +289,7 @@ function render() {
   $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
   $('kbps').textContent = `${s.kbps} kbps`;
   let notice = '';
-  if (s.state === State.UNPAIRED) notice = 'Press the button on the box';
+  if (s.state === State.UNPAIRED) notice = 'Press the button on the box' + (s.pairHint ? `\n(${s.pairHint})` : '');
   else if (s.state === State.RECONNECTING) notice = 'Reconnecting to the box…';
   else if (s.state === State.CONNECTING) notice = 'Connecting…';
   const box = s.box;

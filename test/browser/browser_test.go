@@ -121,7 +121,13 @@ func freeAddr(t *testing.T) string {
 // until it serves.
 func startBox(t *testing.T, addr string) *box {
 	t.Helper()
-	b, err := launchBox(callbox(t), addr, t.TempDir())
+	return startBoxWith(t, addr, "--open")
+}
+
+// startBoxWith is startBox with other `callbox run` flags instead of --open.
+func startBoxWith(t *testing.T, addr string, flags ...string) *box {
+	t.Helper()
+	b, err := launchBox(callbox(t), addr, t.TempDir(), flags...)
 	if b != nil {
 		t.Cleanup(b.kill)
 	}
@@ -132,10 +138,11 @@ func startBox(t *testing.T, addr string) *box {
 }
 
 // launchBox is startBox for any goroutine: it reports instead of failing.
-func launchBox(bin, addr, dataDir string) (*box, error) {
+func launchBox(bin, addr, dataDir string, flags ...string) (*box, error) {
 	b := &box{addr: addr, log: new(bytes.Buffer), done: make(chan struct{})}
-	b.cmd = exec.Command(bin, "run", "--open", "--http", addr, "--mdns-name", "", "--relay", "",
-		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic")
+	args := append([]string{"run", "--http", addr, "--mdns-name", "", "--relay", "",
+		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic"}, flags...)
+	b.cmd = exec.Command(bin, args...)
 	b.cmd.Stdout = b.log
 	b.cmd.Stderr = b.log
 	if err := b.cmd.Start(); err != nil {
@@ -429,7 +436,7 @@ func TestPageRecoversAfterBoxRestart(t *testing.T) {
 		go func() {
 			defer close(restarted)
 			time.Sleep(time.Second)
-			b2, restartErr = launchBox(bin, addr, data)
+			b2, restartErr = launchBox(bin, addr, data, "--open")
 		}()
 	})
 	<-restarted
@@ -529,5 +536,27 @@ func TestTenPagesLatency(t *testing.T) {
 	if j, err := json.MarshalIndent(out, "", " "); err == nil {
 		os.MkdirAll("artifacts", 0o755)
 		os.WriteFile(filepath.Join("artifacts", "latency-10.json"), j, 0o644)
+	}
+}
+
+// TestPagePairing runs the pairing flow on a box that is not open: the page
+// says to press the button, the (simulated) buttons approve it, the page
+// goes live with its token, and a reload stays paired.
+func TestPagePairing(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	startBoxWith(t, addr)
+	r := scenario(t, "pair", "http://"+addr+"/", nil)
+	t.Logf("unpaired notice %q; live %.0f ms after the press; live %.0f ms after a reload",
+		r["notice"], r.num("pairedMs"), r.num("liveAfterReloadMs"))
+	if n, _ := r["notice"].(string); !strings.Contains(n, "Press the button on the box") {
+		t.Errorf("unpaired page says %q, want it to ask for the button", n)
+	}
+	if r["tokenStored"] != true {
+		t.Errorf("no token in localStorage after pairing")
+	}
+	if n := r.num("framesIncomplete"); n != 0 {
+		t.Errorf("%v incomplete frames", n)
 	}
 }

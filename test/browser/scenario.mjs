@@ -1,7 +1,7 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core)
 // against a running `callbox run` and reports what the page measured.
 //
-//   node scenario.mjs <play|throttle|restart|pages> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
+//   node scenario.mjs <play|throttle|restart|pages|pair> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
 //
 // Output is one JSON object per line on stdout: {"event": ...} as the
 // scenario goes (the Go wrapper acts on some, e.g. restarts the box on
@@ -27,8 +27,8 @@ const { positionals, values: opt } = parseArgs({
   },
 });
 const scenario = positionals[0];
-if (!opt.url || !['play', 'throttle', 'restart', 'pages'].includes(scenario)) {
-  console.error('usage: node scenario.mjs <play|throttle|restart|pages> --url URL [--artifacts DIR] [--seconds N]');
+if (!opt.url || !['play', 'throttle', 'restart', 'pages', 'pair'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pages|pair> --url URL [--artifacts DIR] [--seconds N]');
   process.exit(2);
 }
 const seconds = Number(opt.seconds);
@@ -226,6 +226,30 @@ async function main() {
     emit({
       event: 'result', lostState: lost.state, recoveredAfterMs: Date.now() - tLost,
       framesIncomplete: back.framesIncomplete, reconnects: back.reconnects, state: back.state,
+    });
+  } else if (scenario === 'pair') {
+    // A box that needs pairing: the page asks, a person presses both
+    // buttons (here: the page's simulated-button row), the page goes live,
+    // and after a reload it is still paired (token kept in localStorage).
+    const page = await openPage(opt.url);
+    await waitFor(page, () => window.callboxStats && window.callboxStats.state === 'waiting for pairing',
+      null, 15000, 'page waiting for pairing');
+    await page.waitForSelector('#sim:not([hidden])', { timeout: 10000 });
+    const notice = await page.textContent('#notice');
+    emit({ event: 'unpaired', notice });
+    await page.screenshot({ path: join(opt.artifacts, 'pair-waiting.png') });
+    const t0 = Date.now();
+    await page.click('[data-button="both"]', { delay: 200 });
+    await waitFor(page, live, 5, 20000, 'page live after the buttons were pressed');
+    const pairedMs = Date.now() - t0;
+    const token = await page.evaluate(() => localStorage.getItem('callbox.token'));
+    await page.reload();
+    const t1 = Date.now();
+    await waitFor(page, live, 5, 15000, 'page live again after a reload, with its stored token');
+    const s = await readStats(page);
+    emit({
+      event: 'result', notice, pairedMs, tokenStored: !!token, liveAfterReloadMs: Date.now() - t1,
+      pairedAgain: s.paired, framesIncomplete: s.framesIncomplete,
     });
   } else if (scenario === 'pages') {
     const n = Number(opt.pages);

@@ -1,23 +1,8 @@
-// Unit tests of PCMU decoding (firmware/web/pcmu.js) and of the AudioWorklet
-// processor's jitter buffer (firmware/web/audio-worklet.js), driven here the
-// way the browser's audio thread drives it: 128-frame render quanta.
+// Unit tests of the AudioWorklet processor (firmware/web/audio-worklet.js):
+// its PCMU table and its jitter buffer, driven here the way the browser's
+// audio thread drives it: 128-frame render quanta.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeTable, decodePCMU } from '../../../firmware/web/pcmu.js';
-
-test('mu-law decodes per G.711', () => {
-  assert.equal(decodeTable[0xff], 0);
-  assert.ok(decodeTable[0x7f] === 0); // negative zero: silence either way
-  assert.equal(decodeTable[0x80] * 32768, 32124);
-  assert.equal(decodeTable[0x00] * 32768, -32124);
-  assert.equal(decodeTable[0xfe] * 32768, 8); // segment 0 has steps of 8
-  assert.equal(decodeTable[0xef] * 32768, 132); // segment 1 starts at 132
-  // Monotonic within each sign: 0x80 (loudest +) down to 0xff (zero).
-  for (let i = 0x80; i < 0xff; i++) assert.ok(decodeTable[i] > decodeTable[i + 1]);
-  for (let i = 0x00; i < 0x7f; i++) assert.ok(decodeTable[i] < decodeTable[i + 1]);
-  const out = decodePCMU(new Uint8Array([0x80, 0xff]), new Float32Array(2));
-  assert.deepEqual([...out], [32124 / 32768, 0]);
-});
 
 // A fake AudioWorkletGlobalScope, just what the processor uses.
 let Processor;
@@ -29,7 +14,20 @@ globalThis.AudioWorkletProcessor = class {
   }
 };
 globalThis.registerProcessor = (name, cls) => { assert.equal(name, 'callbox-pcmu'); Processor = cls; };
-await import('../../../firmware/web/audio-worklet.js');
+const { decodeTable } = await import('../../../firmware/web/audio-worklet.js');
+
+test('mu-law decodes per G.711', () => {
+  assert.equal(decodeTable[0xff], 0);
+  assert.ok(decodeTable[0x7f] === 0); // negative zero: silence either way
+  assert.equal(decodeTable[0x80] * 32768, 32124);
+  assert.equal(decodeTable[0x00] * 32768, -32124);
+  assert.equal(decodeTable[0xfe] * 32768, 8); // segment 0 has steps of 8
+  assert.equal(decodeTable[0xef] * 32768, 132); // segment 1 starts at 132
+  // Monotonic within each sign: 0x80 (loudest +) down to 0xff (zero).
+  for (let i = 0x80; i < 0xff; i++) assert.ok(decodeTable[i] > decodeTable[i + 1]);
+  for (let i = 0x00; i < 0x7f; i++) assert.ok(decodeTable[i] < decodeTable[i + 1]);
+});
+
 
 function render(p, quanta) {
   const outs = [];
