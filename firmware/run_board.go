@@ -158,6 +158,8 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		p.box.SetFault(board.FaultConfig, errors.Join(cfgErr, fmt.Errorf("board: %w", boardErr)))
 	}
 	p.box.SetHooks(p.hooks)
+	// The relay starts after the board: hand it the pairing gate now.
+	a.relay.authorize = p.box.Authorize
 
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.ctx = ctx
@@ -180,6 +182,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		// localhost is enough.)
 		p.goRun(func() { p.watchNetwork(ctx) })
 	}
+	p.goRun(func() { p.watchViewers(ctx, a.relay.Viewers) })
 	if cfg.Pairing.Open {
 		a.log.Warn("pairing is off (open access): every client on the network gets media")
 	}
@@ -283,27 +286,29 @@ func loadBoardConfig(path string, log *slog.Logger) (*config.Config, error) {
 // each part keeps reading only its own flags. Flags a part does not define
 // are skipped.
 var boardConfigFlags = []struct {
-	key, flag string
-	value     func(c *config.Config) string
+	keys  []string // the flag is set when the file sets any of these
+	flag  string
+	value func(c *config.Config) string
 }{
-	{"http", "http", func(c *config.Config) string { return c.HTTP }},
-	{"camera.device", "camera", func(c *config.Config) string { return c.Camera.Device }},
-	{"camera.width", "width", func(c *config.Config) string { return fmt.Sprint(c.Camera.Width) }},
-	{"camera.height", "height", func(c *config.Config) string { return fmt.Sprint(c.Camera.Height) }},
-	{"camera.fps", "fps", func(c *config.Config) string { return fmt.Sprint(c.Camera.FPS) }},
-	{"camera.codec", "codec", func(c *config.Config) string { return c.Camera.Codec }},
-	{"audio.device", "mic", func(c *config.Config) string { return c.Audio.Device }},
-	{"relay.tcp", "relay-tcp", func(c *config.Config) string { return c.Relay.TCP }},
-	{"relay.packet_size", "packet-size", func(c *config.Config) string { return fmt.Sprint(c.Relay.PacketSize) }},
-	{"relay.health_check_every", "hc", func(c *config.Config) string { return fmt.Sprint(c.Relay.HealthCheckEvery) }},
-	{"relay.idle_limit", "idle-limit", func(c *config.Config) string { return fmt.Sprint(c.Relay.IdleLimit) }},
-	{"relay.buffer_packets", "buffer-packets", func(c *config.Config) string { return fmt.Sprint(c.Relay.BufferPackets) }},
-	{"relay.buffer_bytes", "buffer-bytes", func(c *config.Config) string { return fmt.Sprint(c.Relay.BufferBytes) }},
-	{"relay.buffer_delay", "buffer-delay", func(c *config.Config) string { return c.Relay.BufferDelay.String() }},
-	{"relay.client_timeout", "client-timeout", func(c *config.Config) string { return c.Relay.ClientTimeout.String() }},
-	{"relay.max_clients", "max-clients", func(c *config.Config) string { return fmt.Sprint(c.Relay.MaxClients) }},
-	{"relay.audio_nodelay", "audio-nodelay", func(c *config.Config) string { return fmt.Sprint(c.Relay.AudioNoDelay) }},
-	{"relay.video_nodelay", "video-nodelay", func(c *config.Config) string { return fmt.Sprint(c.Relay.VideoNoDelay) }},
+	{[]string{"http"}, "http", func(c *config.Config) string { return c.HTTP }},
+	{[]string{"camera.device"}, "camera", func(c *config.Config) string { return c.Camera.Device }},
+	{[]string{"camera.width", "camera.height"}, "size", func(c *config.Config) string {
+		return fmt.Sprintf("%dx%d", c.Camera.Width, c.Camera.Height)
+	}},
+	{[]string{"camera.fps"}, "fps", func(c *config.Config) string { return fmt.Sprint(c.Camera.FPS) }},
+	{[]string{"audio.device"}, "mic", func(c *config.Config) string { return c.Audio.Device }},
+	{[]string{"relay.tcp"}, "relay", func(c *config.Config) string { return c.Relay.TCP }},
+	{[]string{"relay.packet_size"}, "packet-size", func(c *config.Config) string { return fmt.Sprint(c.Relay.PacketSize) }},
+	{[]string{"relay.health_check"}, "relay-hc", func(c *config.Config) string { return fmt.Sprint(c.Relay.HealthCheck) }},
+	{[]string{"relay.idle_limit"}, "relay-idle-limit", func(c *config.Config) string { return fmt.Sprint(c.Relay.IdleLimit) }},
+	{[]string{"relay.batch"}, "relay-batch", func(c *config.Config) string { return fmt.Sprint(c.Relay.Batch) }},
+	{[]string{"relay.max_delay"}, "relay-max-delay", func(c *config.Config) string { return c.Relay.MaxDelay.String() }},
+	{[]string{"relay.audio_max_delay"}, "relay-audio-max-delay", func(c *config.Config) string { return c.Relay.AudioMaxDelay.String() }},
+	{[]string{"relay.audio_keep"}, "relay-audio-keep", func(c *config.Config) string { return c.Relay.AudioKeep.String() }},
+	{[]string{"relay.health_timeout"}, "relay-health-timeout", func(c *config.Config) string { return c.Relay.HealthTimeout.String() }},
+	{[]string{"relay.max_flushes"}, "relay-max-flushes", func(c *config.Config) string { return fmt.Sprint(c.Relay.MaxFlushes) }},
+	{[]string{"relay.flush_window"}, "relay-flush-window", func(c *config.Config) string { return c.Relay.FlushWindow.String() }},
+	{[]string{"relay.video_nagle"}, "relay-video-nagle", func(c *config.Config) string { return fmt.Sprint(c.Relay.VideoNagle) }},
 }
 
 func applyBoardConfigFlags(fs *flag.FlagSet, cfg *config.Config, explicit map[string]bool, log *slog.Logger) {
@@ -311,11 +316,15 @@ func applyBoardConfigFlags(fs *flag.FlagSet, cfg *config.Config, explicit map[st
 		return
 	}
 	for _, m := range boardConfigFlags {
-		if !cfg.IsSet(m.key) || explicit[m.flag] || fs.Lookup(m.flag) == nil {
+		set := false
+		for _, k := range m.keys {
+			set = set || cfg.IsSet(k)
+		}
+		if !set || explicit[m.flag] || fs.Lookup(m.flag) == nil {
 			continue
 		}
 		if err := fs.Set(m.flag, m.value(cfg)); err != nil {
-			log.Warn("configuration key not applied", "key", m.key, "flag", m.flag, "err", err)
+			log.Warn("configuration key not applied", "key", m.keys[0], "flag", m.flag, "err", err)
 		}
 	}
 }
@@ -417,6 +426,22 @@ func (p *boardPart) openButtons(w board.Wiring, debounce time.Duration) error {
 		})
 	}
 	return nil
+}
+
+// viewerPoll is how often the LED's phone count follows the relay: fast
+// enough that a phone joining shows within a blink.
+const viewerPoll = 500 * time.Millisecond
+
+// watchViewers keeps the "streaming to N phones" state current.
+func (p *boardPart) watchViewers(ctx context.Context, viewers func() int) {
+	for {
+		p.box.SetViewers(viewers())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(viewerPoll):
+		}
+	}
 }
 
 // watchNetwork shows the "no network" fault while the box has no usable

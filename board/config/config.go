@@ -21,6 +21,10 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/relay"
 )
 
 // MaxFileSize bounds the configuration file; a real one is a few kilobytes,
@@ -52,31 +56,31 @@ func (c *Config) IsSet(key string) bool { return c.set[key] }
 // Camera selects and shapes the video source.
 type Camera struct {
 	Device string // "auto" (the camera if present, else the test pattern), "synthetic", or a V4L2 node
-	Width  int
+	Width  int    // multiples of 8 (RFC 2435 sizes are in 8-pixel blocks), at most 2040
 	Height int
 	FPS    int
-	Codec  string // "jpeg" or "h264"
 }
 
 // Audio selects the microphone.
 type Audio struct {
 	Device string // "auto", "synthetic", or an ALSA device name
-	Rate   int    // capture sample rate in Hz (resampled to 8000 for PCMU)
 }
 
-// Relay carries the on-device relay's per-client policy (design S9-S15).
+// Relay carries the on-device relay's per-client policy (design S9-S15);
+// the video values apply to video connections, the audio_ ones to audio.
 type Relay struct {
-	TCP              string        // listen address of the RFC 4571 TCP transport; "" disables it
-	PacketSize       int           // largest RTP packet in bytes (design S8)
-	HealthCheckEvery int           // messages per client Health Check (S13)
-	IdleLimit        int           // unacknowledged messages before a client counts as busy (S12)
-	BufferPackets    int           // per-client buffer bound, packets
-	BufferBytes      int           // per-client buffer bound, bytes
-	BufferDelay      time.Duration // per-client buffer bound, media time
-	ClientTimeout    time.Duration // silence before a client is disconnected
-	MaxClients       int
-	AudioNoDelay     bool // TCP_NODELAY for audio connections (S14)
-	VideoNoDelay     bool // TCP_NODELAY for video connections (S14)
+	TCP           string        // listen address of the RFC 4571 TCP transport; "" turns it off
+	PacketSize    int           // largest RTP packet in bytes (design S8)
+	HealthCheck   int           // video: packets per client Health Check (S13)
+	IdleLimit     int           // video: unacknowledged packets before a client counts as busy (S12)
+	Batch         int           // video: most packets one write takes from a client's buffer
+	MaxDelay      time.Duration // video: media time a client's buffer may hold before a flush
+	AudioMaxDelay time.Duration // audio: the same for audio
+	AudioKeep     time.Duration // audio: newest media time an audio flush keeps
+	HealthTimeout time.Duration // disconnect a client owing a Health Check this long
+	MaxFlushes    int           // disconnect a client flushed this often within FlushWindow
+	FlushWindow   time.Duration
+	VideoNagle    bool // leave Nagle's algorithm on for video (S14; measured slower)
 }
 
 // NoPin marks an unused GPIO line in Board.
@@ -110,27 +114,27 @@ type Pairing struct {
 
 // Default returns the configuration a box uses when the file is absent.
 func Default() *Config {
+	rd := relay.DefaultConfig()
 	return &Config{
 		Name: "callbox",
 		HTTP: ":8080",
-		Camera: Camera{
-			Device: "auto",
-			Width:  640, Height: 480, FPS: 15,
-			Codec: "jpeg",
-		},
-		Audio: Audio{Device: "auto", Rate: 48000},
+		// The media and relay defaults are those of the parts that use
+		// them, so a file that does not mention a key changes nothing.
+		Camera: Camera{Device: "auto", Width: 1280, Height: 720, FPS: 30},
+		Audio:  Audio{Device: "auto"},
 		Relay: Relay{
-			TCP:              ":8554",
-			PacketSize:       1200,
-			HealthCheckEvery: 8,
-			IdleLimit:        64,
-			BufferPackets:    512,
-			BufferBytes:      1 << 20,
-			BufferDelay:      500 * time.Millisecond,
-			ClientTimeout:    5 * time.Second,
-			MaxClients:       16,
-			AudioNoDelay:     true,
-			VideoNoDelay:     false,
+			TCP:           ":4571",
+			PacketSize:    capture.DefaultMaxPacketSize,
+			HealthCheck:   rd.Video.HealthInterval,
+			IdleLimit:     rd.Video.IdleLimit,
+			Batch:         rd.Video.Batch,
+			MaxDelay:      rd.Video.MaxDelay,
+			AudioMaxDelay: rd.Audio.MaxDelay,
+			AudioKeep:     rd.Audio.Keep,
+			HealthTimeout: rd.HealthTimeout,
+			MaxFlushes:    rd.MaxFlushes,
+			FlushWindow:   rd.FlushWindow,
+			VideoNagle:    rd.Video.Nagle,
 		},
 		Board: Board{
 			Profile:    "auto",
@@ -252,27 +256,26 @@ func (c *Config) schema() map[string]any {
 		"data_dir": str(&c.DataDir),
 		"camera": map[string]any{
 			"device": str(&c.Camera.Device, nonEmpty),
-			"width":  integer(&c.Camera.Width, 16, 4096),
-			"height": integer(&c.Camera.Height, 16, 4096),
-			"fps":    integer(&c.Camera.FPS, 1, 120),
-			"codec":  str(&c.Camera.Codec, oneOf("jpeg", "h264")),
+			"width":  blocks(&c.Camera.Width),
+			"height": blocks(&c.Camera.Height),
+			"fps":    integer(&c.Camera.FPS, 1, 240),
 		},
 		"audio": map[string]any{
 			"device": str(&c.Audio.Device, nonEmpty),
-			"rate":   integer(&c.Audio.Rate, 8000, 192000),
 		},
 		"relay": map[string]any{
-			"tcp":                str(&c.Relay.TCP),
-			"packet_size":        integer(&c.Relay.PacketSize, 256, 1472),
-			"health_check_every": integer(&c.Relay.HealthCheckEvery, 1, 1024),
-			"idle_limit":         integer(&c.Relay.IdleLimit, 1, 65536),
-			"buffer_packets":     integer(&c.Relay.BufferPackets, 1, 1<<20),
-			"buffer_bytes":       integer(&c.Relay.BufferBytes, 1500, 1<<30),
-			"buffer_delay":       duration(&c.Relay.BufferDelay, 10*time.Millisecond, time.Minute),
-			"client_timeout":     duration(&c.Relay.ClientTimeout, 100*time.Millisecond, time.Hour),
-			"max_clients":        integer(&c.Relay.MaxClients, 1, 1024),
-			"audio_nodelay":      boolean(&c.Relay.AudioNoDelay),
-			"video_nodelay":      boolean(&c.Relay.VideoNoDelay),
+			"tcp":             str(&c.Relay.TCP),
+			"packet_size":     integer(&c.Relay.PacketSize, rtpjpeg.MinPacketSize, 1472),
+			"health_check":    integer(&c.Relay.HealthCheck, 1, 1024),
+			"idle_limit":      integer(&c.Relay.IdleLimit, 1, 65536),
+			"batch":           integer(&c.Relay.Batch, 1, 4096),
+			"max_delay":       duration(&c.Relay.MaxDelay, time.Millisecond, time.Minute),
+			"audio_max_delay": duration(&c.Relay.AudioMaxDelay, time.Millisecond, time.Minute),
+			"audio_keep":      duration(&c.Relay.AudioKeep, time.Millisecond, time.Minute),
+			"health_timeout":  duration(&c.Relay.HealthTimeout, 100*time.Millisecond, time.Hour),
+			"max_flushes":     integer(&c.Relay.MaxFlushes, 1, 1<<20),
+			"flush_window":    duration(&c.Relay.FlushWindow, 100*time.Millisecond, time.Hour),
+			"video_nagle":     boolean(&c.Relay.VideoNagle),
 		},
 		"board": map[string]any{
 			"profile":         str(&c.Board.Profile, oneOf(Profiles...)),
@@ -347,11 +350,46 @@ func (c *Config) crossCheck(d *decoder) {
 		}
 		seen[*x.p] = x.key
 	}
-	if c.Camera.Codec == "jpeg" && (c.Camera.Width%8 != 0 || c.Camera.Height%8 != 0) {
-		// RFC 2435 encodes the size in units of 8 pixels.
-		d.fail("camera.width", fmt.Errorf("%w: JPEG over RTP needs width and height divisible by 8 (got %dx%d)", ErrRange, c.Camera.Width, c.Camera.Height))
-		c.Camera.Width, c.Camera.Height = def.Camera.Width, def.Camera.Height
-		d.unset("camera.width", "camera.height")
+	if c.Relay.IdleLimit < c.Relay.HealthCheck {
+		// A client acknowledges only after health_check packets: a
+		// smaller limit would stall every connection.
+		d.fail(d.blame("relay.idle_limit", "relay.health_check"), fmt.Errorf("%w: relay.idle_limit (%d) must be at least relay.health_check (%d)", ErrRange, c.Relay.IdleLimit, c.Relay.HealthCheck))
+		c.Relay.IdleLimit, c.Relay.HealthCheck = def.Relay.IdleLimit, def.Relay.HealthCheck
+		d.unset("relay.idle_limit", "relay.health_check")
+	}
+	// Whatever else the relay refuses would stop the appliance at start:
+	// ask the relay itself, and fall back to its defaults.
+	if err := c.RelayConfig().Validate(); err != nil {
+		d.fail("relay", fmt.Errorf("%w: %w", ErrRange, err))
+		c.Relay = def.Relay
+		for k := range d.set {
+			if strings.HasPrefix(k, "relay.") {
+				delete(d.set, k)
+			}
+		}
+	}
+}
+
+// RelayConfig is the relay's configuration with this file's values.
+func (c *Config) RelayConfig() relay.Config {
+	rc := relay.DefaultConfig()
+	r := c.Relay
+	rc.Video.HealthInterval, rc.Video.IdleLimit, rc.Video.Batch = r.HealthCheck, r.IdleLimit, r.Batch
+	rc.Video.MaxDelay, rc.Video.Nagle = r.MaxDelay, r.VideoNagle
+	rc.Audio.MaxDelay, rc.Audio.Keep = r.AudioMaxDelay, r.AudioKeep
+	rc.HealthTimeout, rc.MaxFlushes, rc.FlushWindow = r.HealthTimeout, r.MaxFlushes, r.FlushWindow
+	return rc
+}
+
+// blocks accepts a frame dimension: RFC 2435 carries sizes in 8-pixel
+// blocks in one byte, so multiples of 8 up to 2040.
+func blocks(dst *int) setter {
+	inner := integer(dst, 16, 2040)
+	return func(v any) error {
+		if n, ok := v.(int64); ok && n%8 != 0 {
+			return fmt.Errorf("%w: must be a multiple of 8, got %d", ErrRange, n)
+		}
+		return inner(v)
 	}
 }
 
@@ -595,13 +633,13 @@ func (c *Config) values() map[string]any {
 	d := func(x time.Duration) any { return x.String() }
 	return map[string]any{
 		"name": c.Name, "http": c.HTTP, "data_dir": c.DataDir,
-		"camera": map[string]any{"device": c.Camera.Device, "width": i(c.Camera.Width), "height": i(c.Camera.Height), "fps": i(c.Camera.FPS), "codec": c.Camera.Codec},
-		"audio":  map[string]any{"device": c.Audio.Device, "rate": i(c.Audio.Rate)},
+		"camera": map[string]any{"device": c.Camera.Device, "width": i(c.Camera.Width), "height": i(c.Camera.Height), "fps": i(c.Camera.FPS)},
+		"audio":  map[string]any{"device": c.Audio.Device},
 		"relay": map[string]any{
-			"tcp": c.Relay.TCP, "packet_size": i(c.Relay.PacketSize), "health_check_every": i(c.Relay.HealthCheckEvery),
-			"idle_limit": i(c.Relay.IdleLimit), "buffer_packets": i(c.Relay.BufferPackets), "buffer_bytes": i(c.Relay.BufferBytes),
-			"buffer_delay": d(c.Relay.BufferDelay), "client_timeout": d(c.Relay.ClientTimeout), "max_clients": i(c.Relay.MaxClients),
-			"audio_nodelay": c.Relay.AudioNoDelay, "video_nodelay": c.Relay.VideoNoDelay,
+			"tcp": c.Relay.TCP, "packet_size": i(c.Relay.PacketSize), "health_check": i(c.Relay.HealthCheck),
+			"idle_limit": i(c.Relay.IdleLimit), "batch": i(c.Relay.Batch), "max_delay": d(c.Relay.MaxDelay),
+			"audio_max_delay": d(c.Relay.AudioMaxDelay), "audio_keep": d(c.Relay.AudioKeep), "health_timeout": d(c.Relay.HealthTimeout),
+			"max_flushes": i(c.Relay.MaxFlushes), "flush_window": d(c.Relay.FlushWindow), "video_nagle": c.Relay.VideoNagle,
 		},
 		"board": map[string]any{
 			"profile": c.Board.Profile, "chip": c.Board.Chip, "button_a": i(c.Board.ButtonA), "button_b": i(c.Board.ButtonB),

@@ -128,7 +128,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"inline.toml", []wantErr{
 			{"camera.bogus", 1, ErrUnknownKey},
 			{"board.led", 2, ErrType},
-			{"relay.buffer_delay", 3, ErrType},
+			{"relay.max_delay", 3, ErrType},
 			{"pairing", 5, ErrType},
 		}},
 	}

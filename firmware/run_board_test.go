@@ -1,0 +1,327 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// boardFixture is a started boardPart on a simulated board with its HTTP
+// API served by httptest.
+type boardFixture struct {
+	a   *appliance
+	fs  *flag.FlagSet
+	srv *httptest.Server
+}
+
+func startBoard(t *testing.T, configText string, args ...string) *boardFixture {
+	t.Helper()
+	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&a.httpAddr, "http", ":8080", "")
+	a.board.flags(fs)
+	a.relay.flags(fs)
+	if configText != "" {
+		a.configPath = filepath.Join(t.TempDir(), "callbox.toml")
+		if err := os.WriteFile(a.configPath, []byte(configText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args = append([]string{"--board", "sim", "--data", filepath.Join(t.TempDir(), "data")}, args...)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := a.board.start(ctx, a); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	f := &boardFixture{a: a, fs: fs, srv: httptest.NewServer(a.mux)}
+	t.Cleanup(func() {
+		f.srv.Close()
+		cancel()
+		a.board.stop()
+	})
+	return f
+}
+
+func (f *boardFixture) state(t *testing.T, token string) boardAPIState {
+	t.Helper()
+	resp, err := http.Get(f.srv.URL + "/api/state?token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("/api/state: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	var st boardAPIState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (f *boardFixture) press(t *testing.T, body string) int {
+	t.Helper()
+	resp, err := http.Post(f.srv.URL+"/api/sim/button", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+type pairResult struct {
+	code int
+	body map[string]string
+}
+
+func (f *boardFixture) pair(t *testing.T) <-chan pairResult {
+	out := make(chan pairResult, 1)
+	go func() {
+		resp, err := http.Post(f.srv.URL+"/api/pair/request", "", nil)
+		if err != nil {
+			out <- pairResult{code: -1}
+			return
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		json.NewDecoder(resp.Body).Decode(&body)
+		out <- pairResult{resp.StatusCode, body}
+	}()
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The pairing story over HTTP: an unpaired phone waits, the box's buttons
+// (simulated) admit it, the relay's gate accepts its token, and a factory
+// reset revokes it.
+func TestBoardAPIPairing(t *testing.T) {
+	f := startBoard(t, "")
+	st := f.state(t, "")
+	if st.State != "booting" || !st.Simulated || st.Paired || st.Name != "callbox" {
+		t.Fatalf("fresh box: %+v", st)
+	}
+	f.a.board.booted()
+	if st := f.state(t, ""); st.State != "ready" || st.LED != "ready" {
+		t.Fatalf("booted box: %+v", st)
+	}
+	if f.a.relay.authorize == nil {
+		t.Fatal("the relay got no authorize hook")
+	}
+	if err := f.a.relay.authorize(""); err == nil {
+		t.Fatal("the relay admits unpaired clients")
+	}
+
+	res := f.pair(t)
+	eventually(t, "the phone to wait", func() bool { return f.state(t, "").Waiting == 1 })
+	if st := f.state(t, ""); st.State != "pairing" || st.LED != "pairing" {
+		t.Fatalf("phone waiting: %+v", st)
+	}
+	// Button A alone (mute) must not admit it.
+	if code := f.press(t, `{"button":"a","ms":100}`); code != 200 {
+		t.Fatalf("sim button: %d", code)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("admitted by the mute button: %+v", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if code := f.press(t, `{"button":"both","ms":300}`); code != 200 {
+		t.Fatalf("sim button: %d", code)
+	}
+	r := <-res
+	tok := r.body["token"]
+	if r.code != 200 || tok == "" {
+		t.Fatalf("pair: %+v", r)
+	}
+	if st := f.state(t, tok); !st.Paired || !st.Muted {
+		t.Fatalf("paired phone: %+v", st)
+	}
+	if f.state(t, "forged").Paired {
+		t.Fatal("a forged token counts as paired")
+	}
+	if err := f.a.relay.authorize(tok); err != nil {
+		t.Fatalf("relay refuses the paired token: %v", err)
+	}
+
+	// Factory reset: A held 10.5 s (back-dated), then A to confirm.
+	f.press(t, `{"button":"a","ms":10500}`)
+	if st := f.state(t, tok); st.LED != "reset" {
+		t.Fatalf("reset not asked: %+v", st)
+	}
+	f.press(t, `{"button":"a","ms":100}`)
+	if st := f.state(t, tok); st.Paired || st.Muted {
+		t.Fatalf("after factory reset: %+v", st)
+	}
+	if err := f.a.relay.authorize(tok); err == nil {
+		t.Fatal("relay still admits a revoked token")
+	}
+}
+
+func TestBoardAPIPairTimeout(t *testing.T) {
+	f := startBoard(t, "[pairing]\nrequest_timeout = \"1s\"\n")
+	start := time.Now()
+	r := <-f.pair(t)
+	if r.code != http.StatusRequestTimeout || !strings.Contains(r.body["error"], "press") {
+		t.Fatalf("pair without a press: %+v", r)
+	}
+	if d := time.Since(start); d < time.Second || d > 4*time.Second {
+		t.Fatalf("timed out after %v, want about 1s", d)
+	}
+	if f.state(t, "").Waiting != 0 {
+		t.Fatal("timed-out phone still waiting")
+	}
+}
+
+func TestBoardAPIOpen(t *testing.T) {
+	f := startBoard(t, "[pairing]\nopen = false\n", "--open")
+	st := f.state(t, "")
+	if !st.Open || !st.Paired {
+		t.Fatalf("--open: %+v", st)
+	}
+	if err := f.a.relay.authorize(""); err != nil {
+		t.Fatalf("--open refuses: %v", err)
+	}
+	r := <-f.pair(t)
+	if r.code != 200 || r.body["token"] == "" {
+		t.Fatalf("pair in open mode: %+v", r)
+	}
+}
+
+func TestBoardAPIBadInput(t *testing.T) {
+	f := startBoard(t, "")
+	for _, body := range []string{``, `{`, `{"button":"z"}`, `{"button":"a","ms":-5}`, strings.Repeat("x", 10000)} {
+		if code := f.press(t, body); code != 400 {
+			t.Errorf("sim button %.20q: %d, want 400", body, code)
+		}
+	}
+	resp, err := http.Post(f.srv.URL+"/api/pair/request", "application/json", strings.NewReader(`{"nope":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("pair with a bad body: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(f.srv.URL + "/api/pair/request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET pair: %d", resp.StatusCode)
+	}
+	// Real buttons are never pressed from the network.
+	f.a.board.sim = nil
+	if code := f.press(t, `{"button":"a","ms":100}`); code != 404 {
+		t.Errorf("sim button on real hardware: %d, want 404", code)
+	}
+}
+
+// A bad file does not stop the box: it runs, shows the error state, and
+// the message names the key and the line.
+func TestBoardBadConfig(t *testing.T) {
+	f := startBoard(t, "name = \"kitchen\"\n[camera]\nfps = 1000\n")
+	f.a.board.booted()
+	st := f.state(t, "")
+	if st.State != "error" || st.LED != "error" {
+		t.Fatalf("bad config: %+v", st)
+	}
+	if !strings.Contains(st.Message, "line 3") || !strings.Contains(st.Message, "camera.fps") {
+		t.Fatalf("message %q does not name key and line", st.Message)
+	}
+	if st.Name != "kitchen" {
+		t.Fatalf("the valid keys were not applied: %+v", st)
+	}
+	f2 := startBoard(t, "[camera\n")
+	if st := f2.state(t, ""); !strings.Contains(st.Message, "line 1") {
+		t.Fatalf("syntax error message %q", st.Message)
+	}
+}
+
+// The file sets the other parts' flags; the command line wins.
+func TestBoardConfigSetsFlags(t *testing.T) {
+	f := startBoard(t, "http = \"127.0.0.1:9999\"\n[relay]\nhealth_check = 4\nidle_limit = 12\n", "--relay-hc", "6")
+	get := func(name string) string { return f.fs.Lookup(name).Value.String() }
+	if get("http") != "127.0.0.1:9999" || f.a.httpAddr != "127.0.0.1:9999" {
+		t.Errorf("http = %s", get("http"))
+	}
+	if get("relay-idle-limit") != "12" {
+		t.Errorf("relay-idle-limit = %s, want 12 from the file", get("relay-idle-limit"))
+	}
+	if get("relay-hc") != "6" {
+		t.Errorf("relay-hc = %s, want 6 from the command line", get("relay-hc"))
+	}
+	if get("relay-batch") != "32" {
+		t.Errorf("relay-batch = %s: a key the file does not set changed", get("relay-batch"))
+	}
+}
+
+func TestBoardFlags(t *testing.T) {
+	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	a.board.flags(fs)
+	fs.Parse([]string{"--board", "rpi9"})
+	if err := a.board.start(context.Background(), a); err == nil || !strings.Contains(err.Error(), "rpi9") {
+		t.Fatalf("--board rpi9: %v", err)
+	}
+}
+
+func TestHasNetwork(t *testing.T) {
+	ipn := func(s string) net.Addr {
+		ip, n, _ := net.ParseCIDR(s)
+		n.IP = ip
+		return n
+	}
+	up := net.FlagUp
+	tests := []struct {
+		ifs  []boardNetIface
+		want bool
+	}{
+		{nil, false},
+		{[]boardNetIface{{up | net.FlagLoopback, []net.Addr{ipn("127.0.0.1/8")}}}, false},
+		{[]boardNetIface{{up, []net.Addr{ipn("fe80::1/64")}}}, false},
+		{[]boardNetIface{{0, []net.Addr{ipn("192.168.1.5/24")}}}, false},
+		{[]boardNetIface{{up, []net.Addr{ipn("fe80::1/64"), ipn("192.168.1.5/24")}}}, true},
+		{[]boardNetIface{{up, []net.Addr{ipn("2001:db8::5/64")}}}, true},
+	}
+	for i, tt := range tests {
+		if got := boardHasNetwork(tt.ifs); got != tt.want {
+			t.Errorf("%d: %v, want %v", i, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseBoardPairRequest(f *testing.F) {
+	f.Add([]byte(``))
+	f.Add([]byte(`{"name":"Anna's phone"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseBoardPairRequest(body)
+		if err == nil && len(req.Name) > 64 {
+			t.Fatalf("accepted a %d-byte name", len(req.Name))
+		}
+	})
+}
