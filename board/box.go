@@ -18,6 +18,9 @@ type Hooks struct {
 	Mute   func(muted bool) // silence or restore the microphone
 	Call   func() error     // call the configured peer
 	HangUp func() error     // end or cancel the call
+	// Reset runs after a factory reset has revoked every token: clients
+	// already receiving media must be cut off too.
+	Reset func()
 }
 
 // BoxOptions configure a Box.
@@ -270,6 +273,9 @@ func (b *Box) factoryReset(h Hooks) {
 	b.saveMu.Unlock()
 	if h.Mute != nil {
 		h.Mute(false)
+	}
+	if h.Reset != nil {
+		h.Reset()
 	}
 	if err != nil {
 		b.log.Error("board: factory reset", "err", err)

@@ -95,6 +95,8 @@ func TestBoxPairingAndReset(t *testing.T) {
 	}
 
 	// Factory reset with the buttons: very long A, then A short.
+	resets := 0
+	b2.SetHooks(Hooks{Reset: func() { resets++ }})
 	b2.Press(ButtonA, clk2.Now())
 	clk2.Advance(DefaultTiming.VeryLong)
 	b2.Release(ButtonA, clk2.Now())
@@ -104,6 +106,9 @@ func TestBoxPairingAndReset(t *testing.T) {
 	}
 	if b2.Muted() {
 		t.Fatal("mute survived the factory reset")
+	}
+	if resets != 1 {
+		t.Fatalf("reset hook ran %d times, want 1", resets)
 	}
 	b3, _ := newTestBox(t, dir)
 	if err := b3.Authorize(r.tok); err == nil || b3.Muted() || b3.Paired() != 0 {

@@ -157,9 +157,18 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if boardErr != nil {
 		p.box.SetFault(board.FaultConfig, errors.Join(cfgErr, fmt.Errorf("board: %w", boardErr)))
 	}
-	p.box.SetHooks(p.hooks)
-	// The relay starts after the board: hand it the pairing gate now.
+	// The relay starts after the board: hand it the pairing gate now, and
+	// let a factory reset cut off the clients whose tokens it revokes.
 	a.relay.authorize = p.box.Authorize
+	if !cfg.Pairing.Open {
+		p.hooks.Reset = func() {
+			if r := a.relay.ptr.Load(); r != nil {
+				n := r.DisconnectAll("unpaired")
+				a.log.Info("board: factory reset disconnected clients", "count", n)
+			}
+		}
+	}
+	p.box.SetHooks(p.hooks)
 
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.ctx = ctx
@@ -237,6 +246,9 @@ func (p *boardPart) setHooks(h board.Hooks) {
 	}
 	if h.HangUp != nil {
 		p.hooks.HangUp = h.HangUp
+	}
+	if h.Reset != nil {
+		p.hooks.Reset = h.Reset
 	}
 	hooks := p.hooks
 	p.mu.Unlock()

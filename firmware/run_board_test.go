@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // boardFixture is a started boardPart on a simulated board with its HTTP
@@ -324,4 +326,68 @@ func FuzzParseBoardPairRequest(f *testing.F) {
 			t.Fatalf("accepted a %d-byte name", len(req.Name))
 		}
 	})
+}
+
+// wsFirst dials a relay WebSocket and returns its first text message.
+func wsFirst(t *testing.T, ctx context.Context, url string) (*websocket.Conn, string) {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	typ, msg, err := c.Read(ctx)
+	if err != nil || typ != websocket.MessageText {
+		t.Fatalf("first message: %v %v", typ, err)
+	}
+	return c, string(msg)
+}
+
+// With the real relay: an unpaired client gets only "unpaired", a paired
+// one its stream header, and a factory reset cuts the paired one off and
+// refuses it from then on.
+func TestBoardRelayGate(t *testing.T) {
+	f := startBoard(t, "", "--relay", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.a.relay.start(ctx, f.a); err != nil {
+		t.Fatal(err)
+	}
+	defer f.a.relay.stop()
+	ws := "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/ws/video"
+
+	c, msg := wsFirst(t, ctx, ws)
+	if !strings.Contains(msg, "unpaired") {
+		t.Fatalf("unpaired client got %q", msg)
+	}
+	c.CloseNow()
+
+	res := f.pair(t)
+	eventually(t, "the phone to wait", func() bool { return f.state(t, "").Waiting == 1 })
+	f.press(t, `{"button":"both","ms":200}`)
+	tok := (<-res).body["token"]
+	c, msg = wsFirst(t, ctx, ws+"?token="+tok)
+	defer c.CloseNow()
+	if strings.Contains(msg, "error") || !strings.Contains(msg, `"kind":"video"`) {
+		t.Fatalf("paired client got %q", msg)
+	}
+	eventually(t, "the viewer count", func() bool { return f.state(t, "").Viewers == 1 })
+
+	f.press(t, `{"button":"a","ms":10500}`)
+	f.press(t, `{"button":"a","ms":100}`)
+	// The open connection ends: reading fails soon.
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	for {
+		if _, _, err := c.Read(rctx); err != nil {
+			if rctx.Err() != nil {
+				t.Fatal("connection still open 5 s after the factory reset")
+			}
+			break
+		}
+	}
+	c2, msg := wsFirst(t, ctx, ws+"?token="+tok)
+	c2.CloseNow()
+	if !strings.Contains(msg, "unpaired") {
+		t.Fatalf("revoked token got %q", msg)
+	}
 }
