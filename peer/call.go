@@ -252,7 +252,9 @@ func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
 		}
 		call.start.Store(time.Now().UnixNano()) // waiting for the peer to come online is not setup time
 		if call.offerer {
-			call.offer(false)
+			if call.offered.CompareAndSwap(false, true) {
+				call.offer(false)
+			}
 		} else {
 			call.ring()
 		}
@@ -350,7 +352,7 @@ func (c *Caller) handle(s Signal) {
 	case KindRing:
 		switch {
 		case !cur.offerer:
-		case !cur.hasPC():
+		case cur.offered.CompareAndSwap(false, true):
 			// The first ring: this box makes the offer, under the ring's call ID.
 			cur.setCallID(s.Call)
 			go cur.offer(false)
@@ -388,6 +390,7 @@ type Call struct {
 	restartAt time.Time
 
 	connectedOnce atomic.Bool
+	offered       atomic.Bool // the first offer is made (once: by Call or by the peer's ring)
 	restarts      atomic.Int32
 	connectAt     atomic.Int64 // ns since start
 	firstMedia    atomic.Int64
