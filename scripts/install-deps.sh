@@ -16,7 +16,7 @@ PKGS=(
   # the phone page in a real browser
   chromium chromium-driver
   # HIL virtual machines
-  qemu-system-x86 qemu-system-arm cpio gzip kmod curl bc linux-kbuild-6.1 busybox-static
+  qemu-system-x86 qemu-system-arm cpio gzip kmod curl bc linux-kbuild-6.1 busybox-static xz-utils libasound2-data
   # NAT lab and slow links
   iproute2 iptables conntrack iputils-ping
   # SD-card image checks
