@@ -54,8 +54,15 @@ type Depacketizer struct {
 	qt       []byte // luminance then chrominance
 	scan     []byte
 	out      []byte
-	qtCache  [128][]byte // tables for Q 128..254, which may be sent once
+	lumaLen  int               // bytes of qt that are the luminance table
+	qtCache  [128]cachedTables // for Q 128..254, which may be sent once
 	stats    Stats
+}
+
+// cachedTables are the quantization tables last sent with one Q value.
+type cachedTables struct {
+	tables  []byte
+	lumaLen int
 }
 
 const (
@@ -177,8 +184,11 @@ func (d *Depacketizer) Push(b []byte) (Frame, bool, error) {
 		Timestamp:   d.ts,
 		CaptureTime: d.captured,
 	}
-	n := len(d.qt) / 2
-	d.out = AppendHeaders(d.out[:0], d.typ, f.Width, f.Height, d.qt[:n], d.qt[n:], d.dri)
+	lqt, cqt := d.qt[:d.lumaLen], d.qt[d.lumaLen:]
+	if len(cqt) == 0 {
+		cqt = lqt
+	}
+	d.out = AppendHeaders(d.out[:0], d.typ, f.Width, f.Height, lqt, cqt, d.dri)
 	d.out = append(d.out, d.scan...)
 	d.out = append(d.out, 0xFF, mEOI)
 	f.Data = d.out
@@ -217,29 +227,30 @@ func (d *Depacketizer) begin(h *rtp.Header, typ, q, w, hh uint8, pl []byte) ([]b
 	if len(pl) < l {
 		return nil, fmt.Errorf("rtpjpeg: %w: quantization tables truncated", capture.ErrBadPacket)
 	}
-	want := 64 + 64
+	// Precision bit i says table i has 16-bit entries (128 bytes).
+	t0, t1 := 64, 64
 	if prec&1 != 0 {
-		want += 64
+		t0 = 128
 	}
 	if prec&2 != 0 {
-		want += 64
+		t1 = 128
 	}
 	switch {
-	case l == 0 && q != qInBand && d.qtCache[q-128] != nil:
+	case l == 0 && q != qInBand && d.qtCache[q-128].tables != nil:
 		// Q 128-254: a sender may send a Q's tables once and omit them later.
-		d.qt = append(d.qt[:0], d.qtCache[q-128]...)
-	case l == want && prec&3 == 0:
+		c := d.qtCache[q-128]
+		d.qt = append(d.qt[:0], c.tables...)
+		d.lumaLen = c.lumaLen
+	case l == t0+t1 || l == t0:
+		// One table means luminance and chrominance share it, as ffmpeg
+		// sends when its encoder wrote a single DQT table.
 		d.qt = append(d.qt[:0], pl[:l]...)
+		d.lumaLen = t0
 		if q != qInBand {
-			d.qtCache[q-128] = append(d.qtCache[q-128][:0], pl[:l]...)
+			c := &d.qtCache[q-128]
+			c.tables = append(c.tables[:0], pl[:l]...)
+			c.lumaLen = t0
 		}
-	case l == want:
-		// 16-bit tables: keep them whole for the DQT; only equal sizes
-		// split evenly, so both must share a precision.
-		if prec&3 != 3 {
-			return nil, fmt.Errorf("rtpjpeg: %w: mixed-precision quantization tables", capture.ErrBadPacket)
-		}
-		d.qt = append(d.qt[:0], pl[:l]...)
 	default:
 		return nil, fmt.Errorf("rtpjpeg: %w: quantization tables of %d bytes (precision %d)", capture.ErrBadPacket, l, prec)
 	}
