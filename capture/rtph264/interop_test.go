@@ -1,0 +1,100 @@
+package rtph264
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// framemd5 decodes an H.264 byte stream with ffmpeg and returns the MD5 of
+// each decoded picture.
+func framemd5(t *testing.T, ffmpeg string, stream []byte) []string {
+	t.Helper()
+	cmd := exec.Command(ffmpeg, "-hide_banner", "-v", "error", "-xerror", "-f", "h264", "-i", "-", "-f", "framemd5", "-")
+	cmd.Stdin = bytes.NewReader(stream)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ffmpeg decode: %v", err)
+	}
+	var sums []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		f := strings.Split(line, ",")
+		sums = append(sums, strings.TrimSpace(f[len(f)-1]))
+	}
+	return sums
+}
+
+// TestFFmpegSender receives RFC 6184 from ffmpeg's RTP muxer (FU-A, STAP-A,
+// written by people other than us) over loopback UDP; the access units the
+// depacketizer emits must decode to exactly the pictures of the same
+// encode written as a plain byte stream.
+func TestFFmpegSender(t *testing.T) {
+	ffmpeg := testenv.LookPath(t, "ffmpeg")
+	const frames = 10
+	enc := []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", fmt.Sprint(frames),
+		"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "baseline", "-g", "5", "-bf", "0",
+		"-x264-params", "sliced-threads=0:threads=1"}
+	ref := exec.Command(ffmpeg, append(append([]string{"-hide_banner", "-v", "error"}, enc...), "-f", "h264", "-")...)
+	refStream, err := ref.Output()
+	if err != nil {
+		t.Fatalf("ffmpeg reference: %v", err)
+	}
+	want := framemd5(t, ffmpeg, refStream)
+	if len(want) != frames {
+		t.Fatalf("reference decodes to %d frames", len(want))
+	}
+
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadBuffer(1 << 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The RTP muxer takes SPS/PPS out of the stream (they go to SDP);
+	// dump_extra puts them back in front of each keyframe.
+	send := exec.CommandContext(ctx, ffmpeg, append(append([]string{"-hide_banner", "-v", "error"}, enc...),
+		"-bsf:v", "dump_extra", "-f", "rtp",
+		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=600", conn.LocalAddr().(*net.UDPAddr).Port))...)
+	var stderr bytes.Buffer
+	send.Stderr = &stderr
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDepacketizer()
+	var stream []byte
+	buf := make([]byte, 2048)
+	for n := 0; n < frames; {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d access units: %v (ffmpeg: %s)", n, err, stderr.String())
+		}
+		au, ok, err := d.Push(buf[:k])
+		if err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		if ok {
+			stream = append(stream, au.Data...)
+			n++
+		}
+	}
+	if err := send.Wait(); err != nil {
+		t.Fatalf("ffmpeg sender: %v\n%s", err, stderr.String())
+	}
+	got := framemd5(t, ffmpeg, stream)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("decoded pictures differ:\n got %v\nwant %v", got, want)
+	}
+}
