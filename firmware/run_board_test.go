@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/callbox/callbox/capture"
 )
 
 // boardFixture is a started boardPart on a simulated board with its HTTP
@@ -389,5 +392,24 @@ func TestBoardRelayGate(t *testing.T) {
 	c2.CloseNow()
 	if !strings.Contains(msg, "unpaired") {
 		t.Fatalf("revoked token got %q", msg)
+	}
+}
+
+func TestBoardMuteFilter(t *testing.T) {
+	f := startBoard(t, "")
+	var got []capture.Kind
+	publish := f.a.board.muteFilter(func(b capture.Burst) { got = append(got, b.Kind) })
+	send := func() {
+		publish(capture.Burst{Kind: capture.KindVideo})
+		publish(capture.Burst{Kind: capture.KindAudio})
+	}
+	send()
+	f.press(t, `{"button":"a","ms":100}`) // mute
+	send()
+	f.press(t, `{"button":"a","ms":100}`) // unmute
+	send()
+	want := []capture.Kind{capture.KindVideo, capture.KindAudio, capture.KindVideo, capture.KindVideo, capture.KindAudio}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("published %v, want %v", got, want)
 	}
 }

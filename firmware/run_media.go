@@ -88,7 +88,7 @@ func (p *mediaPart) start(ctx context.Context, a *appliance) error {
 	log := a.log.With("part", "media")
 	publish := func(capture.Burst) {}
 	if s, ok := any(&a.relay).(publisher); ok {
-		publish = s.Publish
+		publish = a.board.muteFilter(s.Publish) // no audio while muted (button A)
 	} else {
 		log.Warn("the relay takes no media in this build; packets are made and dropped")
 	}
