@@ -254,3 +254,20 @@ func TestBadConfig(t *testing.T) {
 		t.Fatalf("missing node: %v", err)
 	}
 }
+
+func TestMJPEGReadFrameDoesNotAllocate(t *testing.T) {
+	bus := cameratest.NewBus()
+	dev := cameratest.NewDevice(camera.FourccMJPEG)
+	dev.Fixed = cameratest.JPEG(320, 240, 1)
+	bus.Plug("/dev/video0", dev)
+	c := open(t, bus, camera.Config{Width: 320, Height: 240})
+	ctx := context.Background()
+	read(t, c) // sizes the buffers
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := c.ReadFrame(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("%v allocations per frame", a)
+	}
+}

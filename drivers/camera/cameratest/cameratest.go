@@ -27,6 +27,9 @@ type Device struct {
 	// Trailer is appended to every MJPEG frame: v4l2loopback reports the
 	// whole buffer as used, so stale bytes follow the image.
 	Trailer []byte
+	// Fixed, when set, is delivered as every frame instead of a generated
+	// one (allocation tests: the fake itself then allocates nothing).
+	Fixed []byte
 
 	mu        sync.Mutex
 	fourcc    uint32
@@ -181,6 +184,9 @@ func (d *Device) Stats() (produced, released int, closed bool) {
 }
 
 func (d *Device) frame(n int) []byte {
+	if d.Fixed != nil {
+		return d.Fixed
+	}
 	switch d.fourcc {
 	case camera.FourccMJPEG, camera.FourccJPEG:
 		return append(JPEG(d.w, d.h, n), d.Trailer...)
