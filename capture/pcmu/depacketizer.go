@@ -9,6 +9,10 @@ import (
 	"github.com/pion/rtp"
 )
 
+// maxMisorder is how far behind the newest sequence number a packet may be
+// and still count as late (the bound of RFC 3550 appendix A.1).
+const maxMisorder = 100
+
 // Chunk is the decoded audio of one PCMU packet.
 type Chunk struct {
 	Samples        []int16 // 8 kHz mono; owned by the depacketizer, valid until the next Push
@@ -71,8 +75,9 @@ func (d *Depacketizer) Push(b []byte) (Chunk, bool, error) {
 		return Chunk{}, false, fmt.Errorf("pcmu: %w: empty payload", capture.ErrBadPacket)
 	}
 	c := Chunk{Timestamp: h.Timestamp, SequenceNumber: h.SequenceNumber}
-	if d.started && h.SSRC == d.ssrc {
-		diff := int16(h.SequenceNumber - d.lastSeq)
+	// Another SSRC, or a jump far back (the sender restarted its
+	// numbering), starts a new stream instead of counting as late.
+	if diff := int16(h.SequenceNumber - d.lastSeq); d.started && h.SSRC == d.ssrc && diff > -maxMisorder {
 		if diff <= 0 {
 			d.stats.Late++
 			return Chunk{}, false, nil

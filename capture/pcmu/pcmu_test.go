@@ -317,3 +317,20 @@ func BenchmarkDepacketize(b *testing.B) {
 		}
 	}
 }
+
+func TestSenderRestart(t *testing.T) {
+	d := NewDepacketizer()
+	for _, start := range []uint16{5000, 100} { // same SSRC, numbering restarted far behind
+		p, _ := NewPacketizer(0, 9, 0)
+		p.SetStart(start, 0)
+		for k := range 3 {
+			b, err := p.Packetize(chunk(8000, time.Unix(int64(k), 0), uint64(k), 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, err := d.Push(b.Packets[0]); !ok || err != nil {
+				t.Fatalf("start %d chunk %d: %v %v", start, k, ok, err)
+			}
+		}
+	}
+}

@@ -11,6 +11,11 @@ import (
 	"github.com/pion/rtp/codecs"
 )
 
+// maxMisorder is how far behind the newest sequence number a packet may be
+// and still count as a duplicate; further back means the sender restarted
+// (the bound of RFC 3550 appendix A.1).
+const maxMisorder = 100
+
 // AccessUnit is one reassembled H.264 access unit.
 type AccessUnit struct {
 	Data        []byte // Annex B with 4-byte start codes; owned by the depacketizer, valid until the next Push
@@ -39,6 +44,7 @@ type Depacketizer struct {
 	pkt      rtp.Packet
 	h264     codecs.H264Packet
 	seen     bool
+	ssrc     uint32
 	lastSeq  uint16
 	active   bool // assembling an access unit
 	broken   bool // the current access unit lost a packet
@@ -80,11 +86,19 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 	var lossErr error
 	if d.seen {
 		diff := int16(h.SequenceNumber - d.lastSeq)
-		if diff <= 0 {
+		switch {
+		case h.SSRC != d.ssrc || diff <= -maxMisorder:
+			// Another stream, or the sender restarted its numbering: start
+			// over at its next IDR.
+			if d.active {
+				d.drop()
+				lossErr = fmt.Errorf("rtph264: stream restarted during access unit ts %d: %w", d.ts, capture.ErrMediaLost)
+			}
+			d.needKey = true
+		case diff <= 0:
 			d.stats.Duplicates++
 			return AccessUnit{}, false, nil
-		}
-		if diff > 1 {
+		case diff > 1:
 			d.stats.LostPackets += uint64(diff - 1)
 			lossErr = fmt.Errorf("rtph264: %d packets lost before seq %d: %w", diff-1, h.SequenceNumber, capture.ErrMediaLost)
 			d.needKey = true
@@ -95,7 +109,7 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 			}
 		}
 	}
-	d.seen, d.lastSeq = true, h.SequenceNumber
+	d.seen, d.lastSeq, d.ssrc = true, h.SequenceNumber, h.SSRC
 
 	if d.active && h.Timestamp != d.ts {
 		// A new access unit before the previous one's marker.

@@ -413,3 +413,29 @@ func BenchmarkPacketizeIDR(b *testing.B) {
 		}
 	}
 }
+
+func TestSenderRestart(t *testing.T) {
+	aus := accessUnits(t)
+	d := NewDepacketizer()
+	emitted := 0
+	for _, start := range []uint16{5000, 100} { // same SSRC, numbering restarted far behind
+		p, _ := NewPacketizer(0, 9, 96)
+		p.SetStart(start, 0)
+		for i, au := range aus[:3] {
+			b, err := p.Packetize(h264Frame(au, time.Unix(int64(i), 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pkt := range b.Packets {
+				if _, ok, err := d.Push(pkt); err != nil {
+					t.Fatal(err)
+				} else if ok {
+					emitted++
+				}
+			}
+		}
+	}
+	if emitted != 6 {
+		t.Fatalf("%d access units of 6", emitted)
+	}
+}

@@ -40,6 +40,7 @@ type Depacketizer struct {
 	pkt rtp.Packet
 
 	seen    bool   // a packet has been accepted
+	ssrc    uint32 // of the stream being followed
 	lastSeq uint16 // newest sequence number accepted
 
 	// the frame being assembled
@@ -58,6 +59,11 @@ type Depacketizer struct {
 	qtCache  [128]cachedTables // for Q 128..254, which may be sent once
 	stats    Stats
 }
+
+// maxMisorder is how far behind the newest sequence number a packet may be
+// and still count as a duplicate or late packet; further back means the
+// sender restarted (RFC 3550 appendix A.1 uses the same bound).
+const maxMisorder = 100
 
 // cachedTables are the quantization tables last sent with one Q value.
 type cachedTables struct {
@@ -97,11 +103,19 @@ func (d *Depacketizer) Push(b []byte) (Frame, bool, error) {
 	var lossErr error
 	if d.seen {
 		diff := int16(h.SequenceNumber - d.lastSeq)
-		if diff <= 0 {
+		switch {
+		case h.SSRC != d.ssrc || diff <= -maxMisorder:
+			// Another stream, or the sender restarted its numbering: start
+			// over rather than take everything for duplicates.
+			if d.state == assembling {
+				d.dropFrame()
+				lossErr = fmt.Errorf("rtpjpeg: stream restarted during frame ts %d: %w", d.ts, capture.ErrMediaLost)
+			}
+			d.state = idle
+		case diff <= 0:
 			d.stats.Duplicates++
 			return Frame{}, false, nil
-		}
-		if diff > 1 {
+		case diff > 1:
 			d.stats.LostPackets += uint64(diff - 1)
 			lossErr = fmt.Errorf("rtpjpeg: %d packets lost before seq %d: %w", diff-1, h.SequenceNumber, capture.ErrMediaLost)
 			if d.state == assembling && h.Timestamp == d.ts {
@@ -110,7 +124,7 @@ func (d *Depacketizer) Push(b []byte) (Frame, bool, error) {
 			}
 		}
 	}
-	d.seen, d.lastSeq = true, h.SequenceNumber
+	d.seen, d.lastSeq, d.ssrc = true, h.SequenceNumber, h.SSRC
 
 	if d.state != idle && h.Timestamp != d.ts {
 		// A new frame began before the previous one's marker arrived.

@@ -579,3 +579,37 @@ func BenchmarkDepacketize720p(b *testing.B) {
 		}
 	}
 }
+
+// TestSenderRestart: a sender that restarts (new SSRC, or the same SSRC
+// with sequence numbers far behind) is followed, not taken for duplicates.
+func TestSenderRestart(t *testing.T) {
+	data := goJPEG(t, 64, 48, 75, 1)
+	for _, sameSSRC := range []bool{false, true} {
+		d := NewDepacketizer()
+		a, _ := NewPacketizer(400, 1, 26)
+		a.SetStart(5000, 0)
+		ssrcB := uint32(2)
+		if sameSSRC {
+			ssrcB = 1
+		}
+		b, _ := NewPacketizer(400, ssrcB, 26)
+		b.SetStart(100, 0)
+		frames := 0
+		for i, p := range []*Packetizer{a, a, b, b} {
+			bu, err := p.Packetize(frame(data, time.Unix(int64(i), 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pkt := range bu.Packets {
+				if _, ok, err := d.Push(pkt); err != nil {
+					t.Fatal(err)
+				} else if ok {
+					frames++
+				}
+			}
+		}
+		if frames != 4 {
+			t.Fatalf("same SSRC %v: %d frames of 4", sameSSRC, frames)
+		}
+	}
+}
