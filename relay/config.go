@@ -48,7 +48,10 @@ type Config struct {
 	// WriteTimeout ejects a client whose write has been in flight this long.
 	WriteTimeout time.Duration
 	// MaxFlushes flushes within FlushWindow eject a client: the link is not
-	// temporarily slow but unusable.
+	// temporarily slow but unusable. Only flushes after which the client
+	// completed nothing since the previous flush count: a slow link is
+	// flushed about once per MaxDelay whatever its speed, so plain flush
+	// counts cannot tell a usable slow link from a useless one.
 	MaxFlushes  int
 	FlushWindow time.Duration
 	// HandshakeTimeout bounds the handshake of a new connection.
@@ -101,8 +104,8 @@ func DefaultConfig() Config {
 		},
 		HealthTimeout:    2 * time.Second,
 		WriteTimeout:     2 * time.Second,
-		MaxFlushes:       30,
-		FlushWindow:      10 * time.Second,
+		MaxFlushes:       15,
+		FlushWindow:      5 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
 		MaxClients:       1024,
 		CheckEvery:       200 * time.Millisecond,

@@ -30,8 +30,10 @@ type policy struct {
 	inflightSince int64 // when it started
 	owedSince     int64 // when the client began owing a Health Check; 0: none owed
 	needStart     uint64
-	flushTimes    []int64 // ring of the last maxFlushes flush times
+	flushTimes    []int64 // ring of the last maxFlushes idle-flush times
 	flushNext     int
+	idleFlushes   uint64 // flushes with no progress since the previous one
+	progress      bool   // a Health Check lowered idle since the last flush
 	eject         *EjectError
 
 	st stats
@@ -55,6 +57,7 @@ func newPolicy(kind capture.Kind, cfg *Config) *policy {
 		flushWindow:   int64(cfg.FlushWindow),
 		maxFlushes:    cfg.MaxFlushes,
 		q:             make([]*unit, k.MaxUnits+1),
+		progress:      true, // the first flush is never "repeated"
 		flushTimes:    make([]int64, cfg.MaxFlushes),
 	}
 }
@@ -155,12 +158,20 @@ func (p *policy) flush(now int64) (keyReq uint64) {
 		}
 	}
 	// Repeated flushes within the window: the link is not temporarily slow.
-	p.flushTimes[p.flushNext] = now
-	p.flushNext = (p.flushNext + 1) % len(p.flushTimes)
-	// The slot after the newest holds the oldest of the last maxFlushes.
-	if p.st.flushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow {
-		p.eject = &EjectError{Reason: "flushes"}
+	// A flush counts only when the client completed nothing since the
+	// previous one: a slow link flushes at every bound crossing (about once
+	// per MaxDelay) yet still delivers frames, and is worth keeping; one
+	// that delivers nothing between flushes is not (docs/relay.md).
+	if !p.progress {
+		p.idleFlushes++
+		p.flushTimes[p.flushNext] = now
+		p.flushNext = (p.flushNext + 1) % len(p.flushTimes)
+		// The slot after the newest holds the oldest of the last maxFlushes.
+		if p.idleFlushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow {
+			p.eject = &EjectError{Reason: "flushes"}
+		}
 	}
+	p.progress = false
 	return keyReq
 }
 
@@ -202,6 +213,9 @@ func (p *policy) healthCheck(count uint32, now int64) bool {
 	p.st.healthChecks++
 	c := int(min(count, uint32(p.idle)))
 	p.idle -= c
+	if c > 0 {
+		p.progress = true
+	}
 	switch {
 	case p.idle < p.k.HealthInterval:
 		p.owedSince = 0

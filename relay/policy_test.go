@@ -242,32 +242,50 @@ func TestPolicyRepeatedFlushesEject(t *testing.T) {
 	cfg := testConfig()
 	cfg.Video.MaxUnits = 1
 	p := newPolicy(capture.KindVideo, &cfg)
-	p.idle = cfg.Video.IdleLimit
 	offer := func(at int64) {
 		u := mkUnit(capture.KindVideo, 1, 100, at, true)
 		p.offer(u, at*ms)
 		u.release()
 	}
-	// Flushes 5.5 s apart never eject: any three span 11 s, the window is 10 s.
+	deliver := func() { // the client takes a frame and acknowledges it
+		release(p.take(nil, 0))
+		p.written()
+		p.healthCheck(1, 0)
+	}
+	p.idle = cfg.Video.IdleLimit - 1
+	// A slow client that completes something between flushes stays, however
+	// often it is flushed.
 	offer(0)
+	for i := int64(1); i <= 20; i++ {
+		offer(i)
+		offer(i) // passes MaxUnits: flush
+		deliver()
+		p.idle = cfg.Video.IdleLimit - 1
+	}
+	if p.eject != nil || p.st.flushes < 20 {
+		t.Fatalf("slow but progressing client: %d flushes, ejected %v", p.st.flushes, p.eject)
+	}
+	// Idle flushes (no progress in between) spread wider than the window
+	// do not eject: any three span 11 s, the window is 10 s.
+	p.idle = cfg.Video.IdleLimit
 	for i := int64(1); i <= 4; i++ {
-		offer(i * 5500)
+		offer(100000 + i*5500)
 		if p.eject != nil {
-			t.Fatalf("ejected after %d flushes 5.5 s apart", p.st.flushes)
+			t.Fatalf("ejected after %d idle flushes 5.5 s apart", p.idleFlushes)
 		}
 	}
 	// Three within 10 s do.
-	offer(40000)
-	offer(40001)
+	offer(140000)
+	offer(140001)
 	if p.eject != nil {
-		t.Fatal("ejected after two quick flushes")
+		t.Fatal("ejected after two quick idle flushes")
 	}
-	offer(40002)
+	offer(140002)
 	if p.eject == nil || p.eject.Reason != "flushes" {
-		t.Fatalf("not ejected after 3 flushes in the window: %v", p.eject)
+		t.Fatalf("not ejected after 3 idle flushes in the window: %v", p.eject)
 	}
 	n := p.n
-	offer(40003)
+	offer(140003)
 	if p.n != n {
 		t.Fatal("an ejected session still queues")
 	}

@@ -232,10 +232,13 @@ func TestStalledClientEjected(t *testing.T) {
 		t.Fatalf("stalled client ejected after %v, want within 3 s", took)
 	}
 	t.Logf("stalled client ejected after %v", took.Round(time.Millisecond))
+	// Either rule may fire first: no Health Check for HealthTimeout, or
+	// MaxFlushes flushes without progress (one per MaxDelay of media).
 	r.tot.mu.Lock()
-	n := r.tot.disconnects["health check timeout"]
+	n := r.tot.disconnects["health check timeout"] + r.tot.disconnects["flushes"]
+	t.Logf("disconnects: %v", r.tot.disconnects)
 	r.tot.mu.Unlock()
 	if n != 1 {
-		t.Fatalf("disconnects by health check timeout: %d", n)
+		t.Fatalf("the stalled client was not ejected by the policy")
 	}
 }
