@@ -3,6 +3,9 @@ package board
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,6 +191,20 @@ func TestLEDAdapters(t *testing.T) {
 		mono.Set(c)
 		if r.on != (c&Red != 0) || g.on != (c&Green != 0) || b.on != (c&Blue != 0) || m.on != (c != Off) {
 			t.Errorf("%v: rgb %v %v %v mono %v", c, r.on, g.on, b.on, m.on)
+		}
+	}
+}
+
+// docs/board.md documents every pattern by name; a new pattern must be
+// added to its table.
+func TestPatternsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "board.md"))
+	if err != nil {
+		t.Skipf("docs not in this tree: %v", err)
+	}
+	for _, p := range Patterns() {
+		if !strings.Contains(string(doc), "`"+p.Name+"`") && !strings.HasPrefix(p.Name, "streaming-") {
+			t.Errorf("pattern %s missing from docs/board.md", p.Name)
 		}
 	}
 }
