@@ -149,18 +149,6 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	_ = vconn.SetWriteBuffer(1 << 20)
 
 	var video, audio kindStats
-	publisher := func(conn *net.UDPConn, st *kindStats) func(capture.Burst) {
-		return func(b capture.Burst) {
-			for _, p := range b.Packets {
-				// A refused or unreachable port shows up as a write error
-				// on a later datagram; count it and keep sending, so a
-				// receiver can come and go.
-				if _, err := conn.Write(p); err != nil {
-					st.errors.Add(1)
-				}
-			}
-		}
-	}
 	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camDesc, "mic", micDesc,
 		"packet_size", cfg.opts.packetSize, "duration", cfg.duration)
 
@@ -178,7 +166,7 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 			s, _, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
 			return s, err
 		}
-		runVideo(ctx, cam, reopen, vp, publisher(vconn, &video), &video, log)
+		runVideo(ctx, cam, reopen, vp, udpPublisher(vconn, &video), &video, log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -186,7 +174,7 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 			s, _, err := openMic(cfg.opts.mic)
 			return s, err
 		}
-		runAudio(ctx, mic, reopen, ap, publisher(aconn, &audio), &audio, log)
+		runAudio(ctx, mic, reopen, ap, udpPublisher(aconn, &audio), &audio, log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -203,4 +191,19 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	fmt.Fprintf(out, "callbox send: elapsed=%.3fs video_kbps=%.0f\n",
 		elapsed.Seconds(), float64(v.bytes)*8/elapsed.Seconds()/1000)
 	return nil
+}
+
+// udpPublisher returns a publish function that sends each packet of a
+// burst as one datagram on conn.
+func udpPublisher(conn *net.UDPConn, st *kindStats) func(capture.Burst) {
+	return func(b capture.Burst) {
+		for _, p := range b.Packets {
+			// A refused or unreachable port shows up as a write error on a
+			// later datagram; count it and keep sending, so a receiver can
+			// come and go.
+			if _, err := conn.Write(p); err != nil {
+				st.errors.Add(1)
+			}
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/capture/synth"
 )
@@ -216,4 +218,98 @@ func TestMediaPartBadFlags(t *testing.T) {
 			t.Errorf("%v: started", args)
 		}
 	}
+}
+
+// stopAfter wraps a source and fails it after n frames.
+type stopAfter struct {
+	capture.VideoSource
+	n int
+}
+
+func (s *stopAfter) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
+	if s.n == 0 {
+		return capture.VideoFrame{}, errors.New("done")
+	}
+	s.n--
+	return s.VideoSource.ReadFrame(ctx)
+}
+
+// stopAfterChunks is stopAfter for audio.
+type stopAfterChunks struct {
+	capture.AudioSource
+	n int
+}
+
+func (s *stopAfterChunks) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
+	if s.n == 0 {
+		return capture.AudioChunk{}, errors.New("done")
+	}
+	s.n--
+	return s.AudioSource.ReadChunk(ctx)
+}
+
+// The steady-state pipeline of callbox send (read, packetize, count, send
+// each packet as a datagram) allocates nothing per frame or chunk: the
+// whole run allocates a small constant, whatever its length.
+func TestPipelineNoAllocsPerUnit(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	go func() { // drain, so the sends never fail
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rx.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+
+	run := func(frames int) float64 {
+		cam, err := synth.NewCamera(synth.CameraConfig{Width: 640, Height: 360, Clock: synth.NewVirtualClock(time.Unix(1e9, 0))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mic, err := synth.NewMic(synth.MicConfig{Clock: synth.NewVirtualClock(time.Unix(1e9, 0))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vp, err := rtpjpeg.NewPacketizer(0, 1, capture.PayloadTypeJPEG)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap, err := pcmu.NewPacketizer(0, 2, capture.PayloadTypePCMU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Warm up: first-use buffers of the packetizers and the sources.
+		for range 3 {
+			f, _ := cam.ReadFrame(context.Background())
+			vp.Packetize(f)
+			c, _ := mic.ReadChunk(context.Background())
+			ap.Packetize(c)
+		}
+		var vs, as kindStats
+		return testing.AllocsPerRun(1, func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			fail := func() (capture.VideoSource, error) { cancel(); return nil, errors.New("end") }
+			runVideo(ctx, &stopAfter{cam, frames}, fail, vp, udpPublisher(tx, &vs), &vs, quietLog)
+			ctx2, cancel2 := context.WithCancel(context.Background())
+			defer cancel2()
+			failA := func() (capture.AudioSource, error) { cancel2(); return nil, errors.New("end") }
+			runAudio(ctx2, &stopAfterChunks{mic, frames}, failA, ap, udpPublisher(tx, &as), &as, quietLog)
+		})
+	}
+	short, long := run(10), run(210)
+	if perUnit := (long - short) / 200; perUnit > 0.05 {
+		t.Fatalf("%.0f allocations for 10 frames + chunks, %.0f for 210: %.2f per frame+chunk, want 0", short, long, perUnit)
+	}
+	t.Logf("whole run: %.0f allocations for 10 frames and chunks, %.0f for 210", short, long)
 }
