@@ -43,6 +43,7 @@ var (
 	ErrNotAnnexB   = errors.New("rtph264: access unit is not in Annex B byte-stream form")
 	ErrNoParamSets = errors.New("rtph264: IDR without SPS/PPS, and none seen before")
 	ErrEmptyAU     = errors.New("rtph264: access unit has no NAL units")
+	ErrNALType     = errors.New("rtph264: NAL unit type unspecified in H.264 (0, 24-31)")
 )
 
 // MinPacketSize is the smallest max packet size accepted: an FU-A packet
@@ -58,7 +59,8 @@ type Packetizer struct {
 	clock    *rtpext.Clock
 	lastTS   uint32
 	started  bool
-	sps, pps []byte // cached copies
+	sps, pps paramCache // the latest parameter sets, for IDRs without them
+	run      [][]byte   // consecutive parameter sets waiting to be sent
 	nals     [][]byte
 	buf      []byte
 	pkts     [][]byte
@@ -107,28 +109,26 @@ func (p *Packetizer) Packetize(f capture.VideoFrame) (capture.Burst, error) {
 	if err != nil {
 		return capture.Burst{}, err
 	}
-	var sps, pps []byte
-	idr := false
+	hasSPS, hasPPS, idr := false, false, false
 	for _, n := range nals {
 		switch n[0] & 0x1F {
 		case nalSPS:
-			sps = n
+			hasSPS = true
 		case nalPPS:
-			pps = n
+			hasPPS = true
 		case nalIDR:
 			idr = true
 		}
 	}
-	if sps != nil {
-		p.sps = append(p.sps[:0], sps...)
+	if hasSPS {
+		p.sps.store(nals, nalSPS)
 	}
-	if pps != nil {
-		p.pps = append(p.pps[:0], pps...)
+	if hasPPS {
+		p.pps.store(nals, nalPPS)
 	}
-	// The STAP-A with the parameter sets goes where the SPS was, or in
-	// front of the IDR when the access unit has none.
-	insert := idr && (sps == nil || pps == nil)
-	if insert && (p.sps == nil || p.pps == nil) {
+	// An IDR that lacks parameter sets gets the cached ones in front.
+	insertSPS, insertPPS := idr && !hasSPS, idr && !hasPPS
+	if (insertSPS && len(p.sps.list) == 0) || (insertPPS && len(p.pps.list) == 0) {
 		return capture.Burst{}, ErrNoParamSets
 	}
 
@@ -144,27 +144,27 @@ func (p *Packetizer) Packetize(f capture.VideoFrame) (capture.Burst, error) {
 	}
 	p.buf = p.buf[:0]
 	p.pkts = p.pkts[:0]
-	var pendSPS, pendPPS []byte
+	p.run = p.run[:0]
 	for _, n := range nals {
-		t := n[0] & 0x1F
-		switch {
+		switch t := n[0] & 0x1F; {
 		case t == nalAUD || t == nalFiller:
 			continue
-		case t == nalSPS:
-			pendSPS = p.sps
+		case t == nalSPS || t == nalPPS:
+			p.run = append(p.run, n)
 			continue
-		case t == nalPPS:
-			pendPPS = p.pps
-			continue
-		case t == nalIDR && insert:
-			pendSPS, pendPPS = p.sps, p.pps
-			insert = false
+		case t == nalIDR && (insertSPS || insertPPS):
+			if insertSPS {
+				p.run = append(p.run, p.sps.list...)
+			}
+			if insertPPS {
+				p.run = append(p.run, p.pps.list...)
+			}
+			insertSPS, insertPPS = false, false
 		}
-		p.flushParams(pendSPS, pendPPS)
-		pendSPS, pendPPS = nil, nil
+		p.flushRun()
 		p.nal(n)
 	}
-	p.flushParams(pendSPS, pendPPS)
+	p.flushRun()
 	if len(p.pkts) == 0 {
 		p.hdr.ClearExtensions()
 		return capture.Burst{}, ErrEmptyAU
@@ -174,6 +174,29 @@ func (p *Packetizer) Packetize(f capture.VideoFrame) (capture.Burst, error) {
 	last[1] |= 0x80
 	p.hdr.ClearExtensions()
 	return capture.Burst{Kind: capture.KindVideo, Packets: p.pkts, Keyframe: idr, CaptureTime: f.CaptureTime}, nil
+}
+
+// paramCache holds copies of the SPS (or PPS) NAL units of the latest
+// access unit that had any; a stream may use several, with different IDs.
+type paramCache struct {
+	buf  []byte
+	list [][]byte
+}
+
+func (c *paramCache) store(nals [][]byte, typ byte) {
+	c.buf, c.list = c.buf[:0], c.list[:0]
+	for _, n := range nals {
+		if n[0]&0x1F == typ {
+			c.buf = append(c.buf, n...)
+		}
+	}
+	off := 0
+	for _, n := range nals {
+		if n[0]&0x1F == typ {
+			c.list = append(c.list, c.buf[off:off+len(n):off+len(n)])
+			off += len(n)
+		}
+	}
 }
 
 // room returns the payload bytes the next packet can carry.
@@ -197,36 +220,34 @@ func (p *Packetizer) end(start int) {
 	}
 }
 
-// flushParams sends the parameter sets waiting for the next NAL unit.
-func (p *Packetizer) flushParams(sps, pps []byte) {
-	switch {
-	case sps != nil && pps != nil:
-		p.stapA(sps, pps)
-	case sps != nil:
-		p.nal(sps)
-	case pps != nil:
-		p.nal(pps)
+// flushRun sends the waiting parameter sets: as many as fit together in
+// one STAP-A (RFC 6184 5.7.1), as pion does for SPS and PPS, and a lone one
+// that fits with no other as a single NAL unit packet (or FU-A).
+func (p *Packetizer) flushRun() {
+	run := p.run
+	for len(run) > 0 {
+		size, k := 1, 0
+		for k < len(run) && size+2+len(run[k]) <= p.room() {
+			size += 2 + len(run[k])
+			k++
+		}
+		if k < 2 {
+			p.nal(run[0])
+			run = run[1:]
+			continue
+		}
+		start := p.begin(size)
+		b := p.buf[len(p.buf)-size:]
+		b[0] = stapAHeader
+		o := 1
+		for _, n := range run[:k] {
+			b[o], b[o+1] = byte(len(n)>>8), byte(len(n))
+			o += 2 + copy(b[o+2:], n)
+		}
+		p.end(start)
+		run = run[k:]
 	}
-}
-
-// stapA sends SPS and PPS in one STAP-A (RFC 6184 5.7.1), or as two single
-// NAL unit packets when they do not fit one packet together.
-func (p *Packetizer) stapA(sps, pps []byte) {
-	size := 1 + 2 + len(sps) + 2 + len(pps)
-	if size > p.room() {
-		p.nal(sps)
-		p.nal(pps)
-		return
-	}
-	start := p.begin(size)
-	b := p.buf[len(p.buf)-size:]
-	b[0] = stapAHeader
-	b[1], b[2] = byte(len(sps)>>8), byte(len(sps))
-	copy(b[3:], sps)
-	o := 3 + len(sps)
-	b[o], b[o+1] = byte(len(pps)>>8), byte(len(pps))
-	copy(b[o+2:], pps)
-	p.end(start)
+	p.run = p.run[:0]
 }
 
 // nal sends one NAL unit as a single NAL unit packet or as FU-A fragments
@@ -302,6 +323,11 @@ func SplitAnnexB(dst [][]byte, data []byte) ([][]byte, error) {
 		if len(n) > 0 {
 			if n[0]&0x80 != 0 {
 				return dst, fmt.Errorf("%w: forbidden_zero_bit set", ErrNotAnnexB)
+			}
+			if t := n[0] & 0x1F; t == 0 || t >= nalSTAPA {
+				// Unspecified in H.264; RFC 6184 gives 24-29 to its packet
+				// types, so a receiver would misread such a NAL unit.
+				return dst, fmt.Errorf("%w: %d", ErrNALType, t)
 			}
 			dst = append(dst, n)
 		}

@@ -369,6 +369,9 @@ func TestPacketizerErrors(t *testing.T) {
 	if _, err := p.Packetize(h264Frame([]byte{1, 2, 3, 4}, time.Now())); !errors.Is(err, ErrNotAnnexB) {
 		t.Fatalf("not Annex B: %v", err)
 	}
+	if _, err := p.Packetize(h264Frame([]byte{0, 0, 1, 0x78, 0, 2, 0x67, 0x42}, time.Now())); !errors.Is(err, ErrNALType) {
+		t.Fatalf("NAL type 24 in the input: %v", err)
+	}
 	if _, err := p.Packetize(h264Frame([]byte{0, 0, 1, 0x09, 0x10}, time.Now())); !errors.Is(err, ErrEmptyAU) {
 		t.Fatalf("only an AUD: %v", err)
 	}
