@@ -119,15 +119,16 @@ func AbsCaptureTimeNTP(pkt []byte) (uint64, error) {
 	if profile != profileOneByte {
 		return 0, ErrNoExtension
 	}
-	// RFC 8285 section 4.2: elements of ID(4) L(4) and L+1 bytes; ID 0 is
-	// padding; ID 15 ends parsing.
+	// RFC 8285 section 4.2: elements of ID(4) L(4) and L+1 bytes; a zero
+	// byte is padding; ID 15 ends parsing, and so does ID 0 with a length
+	// (as pion does: it is no valid element).
 	for i := n + 4; i < end; {
-		id := pkt[i] >> 4
-		if id == 0 {
+		if pkt[i] == 0 {
 			i++
 			continue
 		}
-		if id == 15 {
+		id := pkt[i] >> 4
+		if id == 0 || id == 15 {
 			break
 		}
 		l := int(pkt[i]&0x0F) + 1
