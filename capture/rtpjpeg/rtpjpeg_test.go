@@ -452,7 +452,8 @@ func TestLoss(t *testing.T) {
 		return out
 	}
 	// Drop each packet of frame 1 in turn: frame 1 never comes out, the
-	// others come out whole, and the loss is reported.
+	// others come out whole, and the loss is reported. Dropping the last
+	// one is the case of a new timestamp arriving before the marker.
 	for pi := range frames[1] {
 		d := NewDepacketizer()
 		r := feed(d, flat(1, pi, false))
