@@ -41,13 +41,15 @@ type session struct {
 	pol  *policy
 	ctrl []byte // pending RTCP to send (CBTR), a compound packet
 	why  error  // reason the session ended
+	// writing: a goroutine is in pump; batch and ctrlOut are its.
+	writing bool
 
 	wakeCh     chan struct{}
 	done       chan struct{}
 	writerDone chan struct{}
 	endOnce    sync.Once
 
-	// Writer-owned.
+	// Owned by the goroutine in pump.
 	batch   []*unit
 	ctrlOut []byte
 }
@@ -138,7 +140,7 @@ func (s *session) end(why error) {
 	})
 }
 
-// writeLoop sends from the Buffer whenever the policy allows (S12).
+// writeLoop sends from the Buffer when Publish wakes it (S12).
 func (s *session) writeLoop() {
 	defer close(s.writerDone)
 	for {
@@ -147,30 +149,49 @@ func (s *session) writeLoop() {
 		case <-s.done:
 			return
 		}
-		for {
-			now := ns(s.r.cfg.Now())
-			s.mu.Lock()
-			s.batch = s.pol.take(s.batch[:0], now)
-			s.ctrlOut = append(s.ctrlOut[:0], s.ctrl...)
-			s.ctrl = s.ctrl[:0]
+		if err := s.pump(); err != nil {
+			s.end(err)
+			return
+		}
+	}
+}
+
+// pump writes from the Buffer, and any pending control reply, until the
+// policy says busy or nothing is left. Whichever goroutine finds the
+// session idle pumps: the writer when Publish wakes it, the reader right
+// after a Health Check opens the window, which saves a goroutine handoff
+// per Health Check for a client that is pacing on its window. The writing
+// flag keeps writes on the connection one at a time.
+func (s *session) pump() error {
+	s.mu.Lock()
+	if s.writing {
+		s.mu.Unlock()
+		return nil // the goroutine writing now loops and sees the news
+	}
+	s.writing = true
+	for {
+		s.batch = s.pol.take(s.batch[:0], ns(s.r.cfg.Now()))
+		s.ctrlOut = append(s.ctrlOut[:0], s.ctrl...)
+		s.ctrl = s.ctrl[:0]
+		if len(s.batch) == 0 && len(s.ctrlOut) == 0 {
+			s.writing = false
 			s.mu.Unlock()
-			if len(s.batch) == 0 && len(s.ctrlOut) == 0 {
-				break
-			}
-			err := s.t.write(s.batch, s.ctrlOut)
-			for i, u := range s.batch {
-				u.release()
-				s.batch[i] = nil
-			}
-			if len(s.batch) > 0 {
-				s.mu.Lock()
-				s.pol.written()
-				s.mu.Unlock()
-			}
-			if err != nil {
-				s.end(err)
-				return
-			}
+			return nil
+		}
+		s.mu.Unlock()
+		err := s.t.write(s.batch, s.ctrlOut)
+		for i, u := range s.batch {
+			u.release()
+			s.batch[i] = nil
+		}
+		s.mu.Lock()
+		if len(s.batch) > 0 {
+			s.pol.written()
+		}
+		if err != nil {
+			s.writing = false
+			s.mu.Unlock()
+			return err
 		}
 	}
 }
@@ -204,7 +225,9 @@ func (s *session) control(msg []byte) error {
 			more := s.pol.healthCheck(c.Count, now)
 			s.mu.Unlock()
 			if more {
-				s.wake()
+				if err := s.pump(); err != nil {
+					return err
+				}
 			}
 		case wire.ControlTimeQuery:
 			box := wire.NTP(s.r.cfg.Now())

@@ -355,7 +355,7 @@ type row struct {
 func measure(n, slowRate int, stall bool, dur, warm time.Duration, nagle bool) (row, error) {
 	rargs := []string{"-role", "relay"}
 	if p := os.Getenv("RELAYBENCH_PROFILE"); p != "" {
-		rargs = append(rargs, "-cpuprofile", p)
+		rargs = append(rargs, "-cpuprofile", fmt.Sprintf("%s.n%d.slow%v", p, n, slowRate > 0))
 	}
 	if nagle {
 		rargs = append(rargs, "-video-nagle")
