@@ -122,12 +122,14 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 		return err
 	}
 	closeAll := func() { cam.Close(); mic.Close() }
-	vp, err := rtpjpeg.NewPacketizer(cfg.opts.packetSize, rtpext.Random32(), capture.PayloadTypeJPEG)
+	vssrc, assrc := rtpext.Random32(), rtpext.Random32()
+	vbase, abase := rtpext.Random32(), rtpext.Random32()
+	vp, err := rtpjpeg.NewPacketizer(cfg.opts.packetSize, vssrc, capture.PayloadTypeJPEG)
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("video packetizer: %w", err)
 	}
-	ap, err := pcmu.NewPacketizer(cfg.opts.packetSize, rtpext.Random32(), capture.PayloadTypePCMU)
+	ap, err := pcmu.NewPacketizer(cfg.opts.packetSize, assrc, capture.PayloadTypePCMU)
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("audio packetizer: %w", err)
@@ -144,6 +146,24 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 		return fmt.Errorf("audio socket: %w", err)
 	}
 	defer aconn.Close()
+	// The RTP timestamp bases are chosen here so that the sender reports
+	// can state the same mapping the packetizers use.
+	vp.SetStart(uint16(rtpext.Random32()), vbase)
+	ap.SetStart(uint16(rtpext.Random32()), abase)
+	vrtcp, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: vaddr.IP, Port: vaddr.Port + 1, Zone: vaddr.Zone})
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("video RTCP socket: %w", err)
+	}
+	defer vrtcp.Close()
+	artcp, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: aaddr.IP, Port: aaddr.Port + 1, Zone: aaddr.Zone})
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("audio RTCP socket: %w", err)
+	}
+	defer artcp.Close()
+	vsr := newSRStream(vrtcp, vssrc, capture.VideoClockRate, vbase)
+	asr := newSRStream(artcp, assrc, capture.PCMUClockRate, abase)
 	// A 1280x720 frame is a burst of ~50 datagrams; room for a few frames
 	// keeps the burst from blocking on the socket.
 	_ = vconn.SetWriteBuffer(1 << 20)
@@ -159,14 +179,14 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		reopen := func() (capture.VideoSource, error) {
 			s, _, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
 			return s, err
 		}
-		runVideo(ctx, cam, reopen, vp, udpPublisher(vconn, &video), &video, log)
+		runVideo(ctx, cam, reopen, vp, observed(udpPublisher(vconn, &video), vsr), &video, log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -174,11 +194,15 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 			s, _, err := openMic(cfg.opts.mic)
 			return s, err
 		}
-		runAudio(ctx, mic, reopen, ap, udpPublisher(aconn, &audio), &audio, log)
+		runAudio(ctx, mic, reopen, ap, observed(udpPublisher(aconn, &audio), asr), &audio, log)
 	}()
 	go func() {
 		defer wg.Done()
 		logStats(ctx, log, 10*time.Second, &video, &audio)
+	}()
+	go func() {
+		defer wg.Done()
+		sendReports(ctx, senderCNAME(vssrc), vsr, asr)
 	}()
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -205,5 +229,13 @@ func udpPublisher(conn *net.UDPConn, st *kindStats) func(capture.Burst) {
 				st.errors.Add(1)
 			}
 		}
+	}
+}
+
+// observed returns publish followed by the sender report's accounting.
+func observed(publish func(capture.Burst), sr *srStream) func(capture.Burst) {
+	return func(b capture.Burst) {
+		publish(b)
+		sr.observe(b)
 	}
 }

@@ -52,7 +52,7 @@ func testJPEG(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	defer cam.Close()
-	return cam.AppendFrame(nil, 7)
+	return cam.AppendFrame(nil, 7, false)
 }
 
 // A camera that goes away is closed and reopened with backoff, reopen
@@ -249,7 +249,7 @@ func (s *stopAfterChunks) ReadChunk(ctx context.Context) (capture.AudioChunk, er
 }
 
 // The steady-state pipeline of callbox send (read, packetize, count, send
-// each packet as a datagram) allocates nothing per frame or chunk: the
+// each packet as a datagram, account for the sender reports) allocates nothing per frame or chunk: the
 // whole run allocates a small constant, whatever its length.
 func TestPipelineNoAllocsPerUnit(t *testing.T) {
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -296,15 +296,17 @@ func TestPipelineNoAllocsPerUnit(t *testing.T) {
 			ap.Packetize(c)
 		}
 		var vs, as kindStats
+		vsr := newSRStream(tx, 1, capture.VideoClockRate, 0)
+		asr := newSRStream(tx, 2, capture.PCMUClockRate, 0)
 		return testing.AllocsPerRun(1, func() {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			fail := func() (capture.VideoSource, error) { cancel(); return nil, errors.New("end") }
-			runVideo(ctx, &stopAfter{cam, frames}, fail, vp, udpPublisher(tx, &vs), &vs, quietLog)
+			runVideo(ctx, &stopAfter{cam, frames}, fail, vp, observed(udpPublisher(tx, &vs), vsr), &vs, quietLog)
 			ctx2, cancel2 := context.WithCancel(context.Background())
 			defer cancel2()
 			failA := func() (capture.AudioSource, error) { cancel2(); return nil, errors.New("end") }
-			runAudio(ctx2, &stopAfterChunks{mic, frames}, failA, ap, udpPublisher(tx, &as), &as, quietLog)
+			runAudio(ctx2, &stopAfterChunks{mic, frames}, failA, ap, observed(udpPublisher(tx, &as), asr), &as, quietLog)
 		})
 	}
 	short, long := run(10), run(210)

@@ -6,12 +6,14 @@
 // and a ball that moves a few pixels every frame, so a person watching sees
 // a freeze (the counter stops) or a drop (it skips) at once, and a program
 // can read the counter back from a decoded picture (Camera.ReadCounter).
+// Once a second, on the wall clock's second, the counter flashes (inverts)
+// while the microphone clicks.
 // Frames are baseline 4:2:0 JPEG with restart markers, spliced from tiles
 // encoded once at start-up (see tiles.go), so a frame costs microseconds.
 //
 // The microphone plays a tone (1 kHz by default, which survives 8 kHz PCMU)
-// with a short click at a fixed period (1 s), so gaps and latency are
-// audible and measurable (FindClicks, ToneFrequency).
+// with a short click at each whole second of the wall clock, so gaps and
+// latency are audible and measurable (FindClicks, ToneFrequency).
 //
 // Both are paced by a Clock; tests inject a VirtualClock.
 package synth
@@ -41,6 +43,14 @@ const (
 	// QueueDepth is how many frames wait for a late reader before the
 	// oldest are dropped: the buffer count V4L2 capture typically uses.
 	QueueDepth = 4
+
+	// FlashEvery is the period of the sync flash: the counter turns black
+	// on white for the frame whose slot holds a whole multiple of
+	// FlashEvery of wall-clock time (a whole second), the instant the
+	// microphone clicks with its default period. By eye or by program, the
+	// flash and the click show audio/video sync, and, given a clock shared
+	// with the sender, absolute latency.
+	FlashEvery = time.Second
 
 	// CounterDigits is the number of digits of the frame counter; it shows
 	// the frame number modulo 10^CounterDigits.
@@ -126,11 +136,11 @@ func (l *layout) counterCell(i int) image.Rectangle {
 // tiles holds every tile the pattern can show, encoded.
 type tiles struct {
 	header    []byte
-	bg        [][]byte     // [row*tileCols+col]
-	digit     [10][][]byte // [digit][row within the counter]
-	bandEmpty [][]byte     // [row within the band]
-	ballL     [][][]byte   // [phase][row]: the tile holding the ball's left edge
-	ballR     [][][]byte   // [phase][row]: the tile to its right (phase > 0)
+	bg        [][]byte        // [row*tileCols+col]
+	digit     [2][10][][]byte // [inverted][digit][row within the counter]
+	bandEmpty [][]byte        // [row within the band]
+	ballL     [][][]byte      // [phase][row]: the tile holding the ball's left edge
+	ballR     [][][]byte      // [phase][row]: the tile to its right (phase > 0)
 	maxFrame  int
 }
 
@@ -239,7 +249,7 @@ func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 	// now, it stays right even if the wall clock was stepped since start.
 	capturedAt := now.Add(-now.Sub(c.start.Add(time.Duration(seq) * c.period)))
 	c.next = seq + 1
-	c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq)
+	c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
 	return capture.VideoFrame{
 		Codec:       capture.CodecJPEG,
 		Data:        c.buf,
@@ -257,10 +267,29 @@ func (c *Camera) Close() error {
 	return nil
 }
 
-// AppendFrame appends the JPEG of frame seq to dst: the exact bytes
-// ReadFrame returns for that Seq, for checking what a receiver decoded.
-func (c *Camera) AppendFrame(dst []byte, seq uint64) []byte {
-	return c.t.appendFrame(dst, &c.lay, seq)
+// AppendFrame appends the JPEG of frame seq, with or without the sync
+// flash, to dst: the exact bytes ReadFrame returned for that Seq, for
+// checking what a receiver decoded (ReadCounter and ReadFlash tell seq and
+// flash from the decoded picture).
+func (c *Camera) AppendFrame(dst []byte, seq uint64, flash bool) []byte {
+	return c.t.appendFrame(dst, &c.lay, seq, flash)
+}
+
+// flashAt reports whether frame seq's slot holds a FlashEvery boundary of
+// the wall clock.
+func (c *Camera) flashAt(seq uint64) bool {
+	slot := c.start.UnixNano() + int64(seq)*int64(c.period)
+	r := slot % int64(FlashEvery)
+	if r < 0 {
+		r += int64(FlashEvery)
+	}
+	return r == 0 || r > int64(FlashEvery-c.period)
+}
+
+// ReadFlash reports whether a decoded picture of this camera shows the
+// sync flash (the counter inverted).
+func (c *Camera) ReadFlash(img image.Image) bool {
+	return cellInverted(img, c.lay.counterCell(0).Add(img.Bounds().Min))
 }
 
 // ReadCounter reads the frame counter from a decoded picture of this
@@ -282,7 +311,11 @@ func (c *Camera) ReadCounter(img image.Image) (n uint64, ok bool) {
 
 // appendFrame splices frame seq from the tiles: header, then one segment per
 // tile in raster order with RSTn markers between them, then EOI.
-func (t *tiles) appendFrame(dst []byte, l *layout, seq uint64) []byte {
+func (t *tiles) appendFrame(dst []byte, l *layout, seq uint64, flash bool) []byte {
+	inv := 0
+	if flash {
+		inv = 1
+	}
 	dst = append(dst, t.header...)
 	var digits [CounterDigits]uint8
 	v := seq
@@ -299,7 +332,7 @@ func (t *tiles) appendFrame(dst []byte, l *layout, seq uint64) []byte {
 			switch {
 			case row >= l.counterRow && row < l.counterRow+l.counterRows &&
 				col >= l.counterCol && col < l.counterCol+CounterDigits:
-				seg = t.digit[digits[col-l.counterCol]][row-l.counterRow]
+				seg = t.digit[inv][digits[col-l.counterCol]][row-l.counterRow]
 			case row >= l.bandRow && row < l.bandRow+l.bandRows:
 				r := row - l.bandRow
 				switch {
@@ -351,16 +384,18 @@ func buildTiles(l *layout, quality int) (*tiles, error) {
 
 	cell := image.NewRGBA(image.Rect(0, 0, l.tileW, 16*l.counterRows))
 	maxDigit := make([]int, l.counterRows)
-	for d := range 10 {
-		drawDigit(cell, d)
-		t.digit[d] = make([][]byte, l.counterRows)
-		for r := range l.counterRows {
-			seg, err := enc.encode(cell, image.Rect(0, 16*r, l.tileW, 16*(r+1)))
-			if err != nil {
-				return nil, err
+	for inv := range 2 {
+		for d := range 10 {
+			drawDigit(cell, d, inv == 1)
+			t.digit[inv][d] = make([][]byte, l.counterRows)
+			for r := range l.counterRows {
+				seg, err := enc.encode(cell, image.Rect(0, 16*r, l.tileW, 16*(r+1)))
+				if err != nil {
+					return nil, err
+				}
+				t.digit[inv][d][r] = seg
+				maxDigit[r] = max(maxDigit[r], len(seg))
 			}
-			t.digit[d][r] = seg
-			maxDigit[r] = max(maxDigit[r], len(seg))
 		}
 	}
 

@@ -98,9 +98,14 @@ func TestCameraFrames(t *testing.T) {
 func TestCameraCounterAllDigits(t *testing.T) {
 	c, _ := newVirtualCamera(t, CameraConfig{Width: 320, Height: 240})
 	for _, seq := range []uint64{0, 123456, 789012, 345678, 999999, 1000000 + 901, uint64(c.lay.positions) - 1, uint64(c.lay.positions)} {
-		img := decode(t, c.AppendFrame(nil, seq))
-		if n, ok := c.ReadCounter(img); !ok || n != seq%1000000 {
-			t.Fatalf("frame %d: counter reads %d (ok %v)", seq, n, ok)
+		for _, flash := range []bool{false, true} {
+			img := decode(t, c.AppendFrame(nil, seq, flash))
+			if n, ok := c.ReadCounter(img); !ok || n != seq%1000000 {
+				t.Fatalf("frame %d (flash %v): counter reads %d (ok %v)", seq, flash, n, ok)
+			}
+			if f := c.ReadFlash(img); f != flash {
+				t.Fatalf("frame %d: flash reads %v, want %v", seq, f, flash)
+			}
 		}
 	}
 	// A picture of the wrong size or without digits does not read.
@@ -210,6 +215,57 @@ func TestCameraCloseAndCancel(t *testing.T) {
 	}
 }
 
+// The flash marks the frame whose slot holds a whole second of the wall
+// clock, whenever the camera started, and coincides with the click.
+func TestCameraFlashOnTheSecond(t *testing.T) {
+	for _, into := range []time.Duration{0, 500 * time.Millisecond, 990 * time.Millisecond} {
+		clk := NewVirtualClock(epoch.Add(into))
+		c, err := NewCamera(CameraConfig{Width: 320, Height: 240, FPS: 30, Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mclk := NewVirtualClock(epoch.Add(into))
+		m, err := NewMic(MicConfig{Clock: mclk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flashes []time.Time
+		for range 75 {
+			f, err := c.ReadFrame(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := decode(t, f.Data)
+			if c.ReadFlash(img) {
+				flashes = append(flashes, f.CaptureTime)
+			}
+		}
+		clicks := FindClicks(record(t, m, 2500*time.Millisecond), 48000)
+		// Whole seconds in [start, start+2.5s).
+		want := 0
+		for s := epoch.Add(into).Truncate(time.Second); s.Before(epoch.Add(into + 2500*time.Millisecond)); s = s.Add(time.Second) {
+			if !s.Before(epoch.Add(into)) {
+				want++
+			}
+		}
+		if len(flashes) != want || len(clicks) != want {
+			t.Fatalf("started %v into a second: %d flashes and %d clicks in 2.5 s, want %d each", into, len(flashes), len(clicks), want)
+		}
+		for i, at := range flashes {
+			click := epoch.Add(into).Add(time.Duration(clicks[i]) * time.Second / 48000)
+			if click.Truncate(time.Second) != click {
+				t.Errorf("started %v into a second: click at %v, not on a second", into, click)
+			}
+			// The flash frame's slot [at, at+period) holds the click.
+			if d := click.Sub(at); d < 0 || d >= time.Second/30 {
+				t.Errorf("started %v into a second: flash frame at %v, click at %v", into, at, click)
+			}
+		}
+		c.Close()
+		m.Close()
+	}
+}
+
 func TestCameraBadConfig(t *testing.T) {
 	for _, cfg := range []CameraConfig{
 		{Width: 1281, Height: 720},
@@ -249,12 +305,12 @@ func TestCameraNoAllocs(t *testing.T) {
 
 func BenchmarkCameraFrame(b *testing.B) {
 	c, _ := newVirtualCamera(b, CameraConfig{})
-	buf := c.AppendFrame(nil, 0)
+	buf := c.AppendFrame(nil, 0, false)
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		buf = c.AppendFrame(buf[:0], uint64(i))
+		buf = c.AppendFrame(buf[:0], uint64(i), i%30 == 0)
 	}
 }
 

@@ -65,25 +65,37 @@ var (
 	counterInk        = color.RGBA{255, 255, 255, 255}
 )
 
-// drawDigit draws digit d into dst (a cell; its bounds give the size).
-func drawDigit(dst *image.RGBA, d int) {
+// drawDigit draws digit d into dst (a cell; its bounds give the size),
+// white on black, or black on white when inverted (the sync flash).
+func drawDigit(dst *image.RGBA, d int, inverted bool) {
+	bg, ink := counterBackground, counterInk
+	if inverted {
+		bg, ink = ink, bg
+	}
 	b := dst.Bounds()
-	draw.Draw(dst, b, image.NewUniform(counterBackground), image.Point{}, draw.Src)
+	draw.Draw(dst, b, image.NewUniform(bg), image.Point{}, draw.Src)
 	rects := segmentRects(b.Dx(), b.Dy())
 	for i, r := range rects {
 		if digitSegments[d]&(1<<i) != 0 {
-			draw.Draw(dst, r.Add(b.Min), image.NewUniform(counterInk), image.Point{}, draw.Src)
+			draw.Draw(dst, r.Add(b.Min), image.NewUniform(ink), image.Point{}, draw.Src)
 		}
 	}
 }
 
-// readDigit reads the digit drawn in cell of img; ok is false when the
-// lit segments form no digit.
+// cellInverted reports whether the digit cell of img has a light
+// background, read from its top-left margin.
+func cellInverted(img image.Image, cell image.Rectangle) bool {
+	return luma(img, cell.Min.Add(image.Pt(1, 1))) >= 128
+}
+
+// readDigit reads the digit drawn in cell of img, in either polarity; ok
+// is false when the lit segments form no digit.
 func readDigit(img image.Image, cell image.Rectangle) (d int, ok bool) {
+	inverted := cellInverted(img, cell)
 	probes := segmentProbes(cell.Dx(), cell.Dy())
 	var bits uint8
 	for i, p := range probes {
-		if luma(img, p.Add(cell.Min)) >= 128 {
+		if (luma(img, p.Add(cell.Min)) >= 128) != inverted {
 			bits |= 1 << i
 		}
 	}

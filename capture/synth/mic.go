@@ -35,7 +35,7 @@ type MicConfig struct {
 	Rate       int           // samples per second; a multiple of 50 (whole 20 ms chunks), 8000..192000
 	ToneHz     float64       // tone frequency; below Rate/2
 	Level      float64       // tone amplitude as a fraction of full scale, 0 < Level <= 1
-	ClickEvery time.Duration // click period, 100 ms .. 10 s
+	ClickEvery time.Duration // click period, 100 ms .. 10 s; clicks fall on its multiples of wall-clock time
 	Clock      Clock         // paces the chunks; SystemClock when nil
 }
 
@@ -63,6 +63,7 @@ type Mic struct {
 	cfg      MicConfig
 	chunkLen int     // samples per chunk
 	cycle    []int16 // one click period of signal, computed at start-up
+	offset   uint64  // position in cycle of the first sample
 	out      []int16
 
 	timer   Timer
@@ -134,6 +135,13 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 	now := m.cfg.Clock.Now()
 	if !m.started {
 		m.started, m.start = true, now
+		// Clicks fall on whole multiples of ClickEvery of the wall clock
+		// (whole seconds by default), whenever the microphone started.
+		into := now.UnixNano() % int64(m.cfg.ClickEvery)
+		if into < 0 {
+			into += int64(m.cfg.ClickEvery)
+		}
+		m.offset = uint64(math.Round(float64(into) * float64(m.cfg.Rate) / 1e9))
 	}
 	// Chunk k holds the signal of [start + k*20ms, start + (k+1)*20ms) and
 	// is complete at the end of that span.
@@ -160,7 +168,7 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 		seq += uint64((late - maxBehind) / capture.ChunkDuration)
 	}
 	m.next = seq + 1
-	pos := int(seq * uint64(m.chunkLen) % uint64(len(m.cycle)))
+	pos := int((m.offset + seq*uint64(m.chunkLen)) % uint64(len(m.cycle)))
 	for i := 0; i < m.chunkLen; {
 		n := copy(m.out[i:], m.cycle[pos:])
 		i += n

@@ -190,7 +190,7 @@ func analyzeVideo(r io.Reader, cam *synth.Camera, w, h int) videoResult {
 			continue
 		}
 		res.counters = append(res.counters, n)
-		ref = cam.AppendFrame(ref[:0], n)
+		ref = cam.AppendFrame(ref[:0], n, cam.ReadFlash(got))
 		img, err := jpeg.Decode(bytes.NewReader(ref))
 		if err != nil {
 			res.err = fmt.Errorf("decode reference frame %d: %w", n, err)
