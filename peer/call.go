@@ -154,8 +154,28 @@ func NewCaller(cfg CallerConfig) (*Caller, error) {
 	}
 	c := &Caller{cfg: cfg, api: api, done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	cfg.Client.OnPresence(c.presence)
 	go c.loop()
 	return c, nil
+}
+
+// presence resumes a call whose path was lost when its peer (or this box)
+// is back on the hub: signals sent while one of them was reconnecting to
+// the hub were lost, so the restart is signalled again.
+func (c *Caller) presence(id string, online bool) {
+	cur := c.Current()
+	if !online || cur == nil || cur.Peer.ID != id || cur.State().Phase != PhaseReconnecting {
+		return
+	}
+	cur.mu.Lock()
+	offerer := cur.offerer
+	cur.restartAt = time.Now()
+	cur.mu.Unlock()
+	if offerer {
+		go cur.offer(true)
+	} else {
+		go cur.ring()
+	}
 }
 
 func newAPI(cfg *CallerConfig) (*webrtc.API, error) {
@@ -358,8 +378,11 @@ func (c *Caller) handle(s Signal) {
 			go cur.offer(false)
 		case cur.connectedOnce.Load():
 			// A ring on a call that was connected asks for an ICE restart:
-			// the answerer lost connectivity (a network change).
-			go cur.offer(true)
+			// the answerer lost connectivity (a network change). This box
+			// may have started one already.
+			if cur.restartDue() {
+				go cur.offer(true)
+			}
 		}
 		// Otherwise this box's own offer is already on its way.
 
@@ -395,6 +418,9 @@ type Call struct {
 	connectAt     atomic.Int64 // ns since start
 	firstMedia    atomic.Int64
 	firstFrame    atomic.Int64
+	lastFrame     atomic.Int64
+	lostAt        atomic.Int64 // when ICE reported the path lost (0: not lost)
+	recovery      atomic.Int64 // from the last loss to connected again
 
 	framesRecv, framesDecoded, framesLost atomic.Uint64
 	audioRecv, audioLost                  atomic.Uint64
@@ -579,6 +605,18 @@ func (call *Call) offer(restart bool) {
 		call.hangUp(err, true)
 		return
 	}
+	if pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		// An earlier offer went unanswered: it may have been lost with the
+		// peer's old hub connection. pion cannot roll a local offer back,
+		// so the pending one (gathered after the path was lost, so with the
+		// current addresses) is sent again.
+		if ld := pc.LocalDescription(); ld != nil {
+			if err := call.signal(KindOffer, ld.SDP); err != nil {
+				call.caller.cfg.Log.Warn("offer not sent", "err", err)
+			}
+		}
+		return
+	}
 	if restart {
 		call.restarts.Add(1)
 	}
@@ -648,28 +686,45 @@ func (call *Call) iceState(s webrtc.ICEConnectionState) {
 		if call.connectedOnce.CompareAndSwap(false, true) {
 			call.connectAt.Store(call.since())
 		}
+		if lost := call.lostAt.Swap(0); lost != 0 {
+			call.recovery.Store(call.since() - lost)
+		}
 		call.setState(PhaseConnected, call.path(), nil)
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
 		if !call.connectedOnce.Load() && s == webrtc.ICEConnectionStateDisconnected {
 			return
 		}
 		call.setState(PhaseReconnecting, PathNone, nil)
-		call.mu.Lock()
-		// One restart at a time; a restart that has not helped within a
-		// few seconds may be followed by another.
-		if time.Since(call.restartAt) < 4*time.Second {
-			call.mu.Unlock()
+		call.lostAt.CompareAndSwap(0, call.since())
+		if !call.restartDue() {
 			return
 		}
-		call.restartAt = time.Now()
+		call.mu.Lock()
 		offerer := call.offerer
 		call.mu.Unlock()
-		if offerer {
-			go call.offer(true)
-		} else {
-			go call.ring()
-		}
+		go func() {
+			// The hub connection may have died with the path (a new
+			// address): make sure the restart does not go into a dead socket.
+			_ = call.caller.cfg.Client.Check(2 * time.Second)
+			if offerer {
+				call.offer(true)
+			} else {
+				call.ring()
+			}
+		}()
 	}
+}
+
+// restartDue allows one ICE restart at a time: a restart that has not
+// helped within a few seconds may be followed by another.
+func (call *Call) restartDue() bool {
+	call.mu.Lock()
+	defer call.mu.Unlock()
+	if time.Since(call.restartAt) < 4*time.Second {
+		return false
+	}
+	call.restartAt = time.Now()
+	return true
 }
 
 func candString(c *webrtc.ICECandidate) string {
@@ -816,7 +871,9 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				continue
 			}
 			call.framesDecoded.Add(1)
-			call.firstFrame.CompareAndSwap(0, call.since())
+			now := call.since()
+			call.firstFrame.CompareAndSwap(0, now)
+			call.lastFrame.Store(now)
 		case strings.ToLower(webrtc.MimeTypePCMU):
 			if _, ok, _ := ad.Push(buf[:n]); ok {
 				call.audioRecv.Add(1)
@@ -865,6 +922,7 @@ type Summary struct {
 	ConnectMS       float64 `json:"connect_ms"`     // ICE connected, since the call started on this box
 	FirstMediaMS    float64 `json:"first_media_ms"` // first media packet received
 	FirstFrameMS    float64 `json:"first_frame_ms"` // first video frame received and decoded
+	LastFrameMS     float64 `json:"last_frame_ms"`  // last video frame decoded (media resumed after a restart?)
 	FramesSent      uint64  `json:"frames_sent"`
 	FramesReceived  uint64  `json:"frames_received"`
 	FramesDecoded   uint64  `json:"frames_decoded"`
@@ -875,6 +933,7 @@ type Summary struct {
 	BytesViaRelay   uint64  `json:"bytes_via_relay"` // both directions, on relayed candidate pairs
 	MaxRTPPacket    int     `json:"max_rtp_packet"`  // largest RTP packet sent
 	Restarts        int     `json:"ice_restarts"`
+	RecoveryMS      float64 `json:"recovery_ms"` // last loss of the path (as ICE saw it) to connected again
 	DurationMS      float64 `json:"duration_ms"`
 	Error           string  `json:"error,omitempty"`
 }
@@ -895,6 +954,7 @@ func (call *Call) Summary() Summary {
 		ConnectMS:      ms(call.connectAt.Load()),
 		FirstMediaMS:   ms(call.firstMedia.Load()),
 		FirstFrameMS:   ms(call.firstFrame.Load()),
+		LastFrameMS:    ms(call.lastFrame.Load()),
 		FramesSent:     call.framesSent.Load(),
 		FramesReceived: call.framesRecv.Load(),
 		FramesDecoded:  call.framesDecoded.Load(),
@@ -905,6 +965,7 @@ func (call *Call) Summary() Summary {
 		BytesViaRelay:  call.relayBytes.Load() + call.pairBytes.Load(),
 		MaxRTPPacket:   int(call.maxPacket.Load()),
 		Restarts:       int(call.restarts.Load()),
+		RecoveryMS:     ms(call.recovery.Load()),
 		DurationMS:     ms(call.since()),
 	}
 	s.LocalCandidate, _ = call.localCand.Load().(string)

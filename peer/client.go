@@ -57,7 +57,8 @@ type Client struct {
 	waiters    map[string][]chan Message
 	online     map[string]bool            // paired box -> connected to the hub
 	onlineWait map[string][]chan struct{} // closed when that box comes online
-	ready      chan struct{}              // closed when a connection is up; replaced on drop
+	onPresence func(id string, online bool)
+	ready      chan struct{} // closed when a connection is up; replaced on drop
 	closed     bool
 
 	ctx    context.Context
@@ -353,7 +354,6 @@ func (c *Client) savePeersLocked() error {
 
 func (c *Client) setOnline(id string, on bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.online[id] = on
 	for _, ch := range c.onlineWait[id] {
 		if on {
@@ -363,6 +363,19 @@ func (c *Client) setOnline(id string, on bool) {
 	if on {
 		delete(c.onlineWait, id)
 	}
+	f := c.onPresence
+	c.mu.Unlock()
+	if f != nil {
+		f(id, on)
+	}
+}
+
+// OnPresence sets a function called whenever the hub reports a paired box
+// online or offline, including after this box's own (re)registration.
+func (c *Client) OnPresence(f func(id string, online bool)) {
+	c.mu.Lock()
+	c.onPresence = f
+	c.mu.Unlock()
 }
 
 // Online reports whether the hub last said the paired box id is connected.
@@ -544,6 +557,27 @@ func (c *Client) SendSignal(ctx context.Context, to, call, kind, sdp string) err
 	m := Message{Type: TypeSignal, To: to, Call: call, Kind: kind, SDP: sdp}
 	SignSignal(c.cfg.Identity, &m)
 	return c.send(ctx, &m)
+}
+
+// Check pings the hub; if no pong comes within timeout, it drops the
+// connection so that the client reconnects at once. After a network change
+// the old TCP connection may look alive for minutes: a call that lost its
+// path checks the hub before signalling an ICE restart through it.
+func (c *Client) Check(timeout time.Duration) error {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return nil // already reconnecting
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, timeout)
+	defer cancel()
+	if err := conn.Ping(ctx); err != nil {
+		c.cfg.Log.Info("hub connection stale; reconnecting", "err", err)
+		conn.CloseNow()
+		return fmt.Errorf("peer: hub ping: %w", err)
+	}
+	return nil
 }
 
 // PeerKey returns the pinned key of a paired box.

@@ -192,7 +192,7 @@ func (l *lab) start(ns string, stdout io.Writer, args ...string) *exec.Cmd {
 	l.procs = append(l.procs, cmd)
 	l.mu.Unlock()
 	l.t.Cleanup(func() {
-		if l.t.Failed() && stderr.Len() > 0 {
+		if (l.t.Failed() || os.Getenv("NATLAB_STDERR") != "") && stderr.Len() > 0 {
 			l.t.Logf("stderr of %s in %s:\n%s", args[0], ns, tail(stderr.String(), 3000))
 		}
 	})
@@ -287,7 +287,10 @@ type summary struct {
 	FramesDecoded   uint64  `json:"frames_decoded"`
 	AudioReceived   uint64  `json:"audio_received"`
 	BytesViaRelay   uint64  `json:"bytes_via_relay"`
+	LastFrameMS     float64 `json:"last_frame_ms"`
 	MaxRTPPacket    int     `json:"max_rtp_packet"`
+	Restarts        int     `json:"ice_restarts"`
+	RecoveryMS      float64 `json:"recovery_ms"`
 	Error           string  `json:"error"`
 }
 
@@ -312,6 +315,7 @@ func (l *lab) call(a, b string, d time.Duration) (summary, summary) {
 		if err != nil {
 			l.t.Errorf("%s exited with %v: %+v", name, err, s)
 		}
+		l.t.Logf("%s summary: %s", name, lines[len(lines)-1])
 		return s
 	}
 	return parse(a, &outA, errA), parse(b, &outB, errB)
