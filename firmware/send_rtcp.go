@@ -65,7 +65,10 @@ func rtpPayloadLen(p []byte) int {
 		return 0
 	}
 	n := 12 + 4*int(p[0]&0x0f)
-	if p[0]&0x10 != 0 && len(p) >= n+4 {
+	if p[0]&0x10 != 0 {
+		if len(p) < n+4 {
+			return 0
+		}
 		n += 4 + 4*(int(p[n+2])<<8|int(p[n+3]))
 	}
 	return max(len(p)-n, 0)
