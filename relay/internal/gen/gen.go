@@ -45,8 +45,17 @@ func Audio(seed uint64) *Stream {
 const (
 	hdrExt  = 28 // RTP header with the abs-capture-time extension
 	hdrBare = 12
-	jpegHdr = 8 // RFC 2435 main header
+	jpegHdr = 8       // RFC 2435 main header
+	qtBytes = 4 + 128 // quantization table header and tables
 )
+
+// tables are two flat quantization tables (all ones).
+var tables = func() (t [128]byte) {
+	for i := range t {
+		t[i] = 1
+	}
+	return t
+}()
 
 // filler is the JPEG payload: a fixed pattern, copied, so that making a
 // frame costs the publisher a memmove and nothing more.
@@ -87,10 +96,19 @@ func (s *Stream) Next(t time.Time) capture.Burst {
 				h = hdrExt
 			}
 			chunk := min(s.maxPacket-h-jpegHdr, size-off)
+			if first {
+				chunk = min(s.maxPacket-h-jpegHdr-qtBytes, size-off)
+			}
 			offs[n], n = len(s.buf), n+1
 			s.buf = s.header(s.buf, capture.PayloadTypeJPEG, ts, off+chunk >= size, first, t)
-			// RFC 2435 main header: type-specific, fragment offset, type 1, Q 80, 1280/8, 720/8.
-			s.buf = append(s.buf, 0, byte(off>>16), byte(off>>8), byte(off), 1, 80, 1280/8, 720/8)
+			// RFC 2435 main header: type-specific, fragment offset, type 1,
+			// Q 255 (tables in-band), 1280/8, 720/8; the first packet then
+			// carries the quantization table header and two 64-byte tables.
+			s.buf = append(s.buf, 0, byte(off>>16), byte(off>>8), byte(off), 1, 255, 1280/8, 720/8)
+			if first {
+				s.buf = append(s.buf, 0, 0, 0, 128)
+				s.buf = append(s.buf, tables[:]...)
+			}
 			s.buf = append(s.buf, filler[off%fillerPeriod:off%fillerPeriod+chunk]...)
 			off += chunk
 		}

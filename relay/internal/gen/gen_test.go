@@ -6,6 +6,7 @@ import (
 
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/pion/rtp"
 )
 
@@ -35,9 +36,27 @@ func TestVideoFramesParseAndCarryCaptureTime(t *testing.T) {
 				t.Fatal("extension on a later packet")
 			}
 			total += len(pkt.Payload) - 8
+			if i == 0 {
+				total -= qtBytes
+			}
 		}
 		if total < 14400 || total > 17600 {
 			t.Fatalf("frame payload %d bytes, want 16000±10%%", total)
+		}
+	}
+	// The box's own depacketizer (RFC 2435) takes the frames whole.
+	d := rtpjpeg.NewDepacketizer()
+	s2 := Video(16000, 1200, 2)
+	for f := 0; f < 3; f++ {
+		b := s2.Next(t0.Add(time.Duration(f) * 33 * time.Millisecond))
+		for i, p := range b.Packets {
+			fr, ok, err := d.Push(p)
+			if err != nil || ok != (i == len(b.Packets)-1) {
+				t.Fatalf("depacketizer at frame %d packet %d: ok %v, %v", f, i, ok, err)
+			}
+			if ok && (fr.Width != 1280 || fr.Height != 720) {
+				t.Fatalf("frame of %dx%d", fr.Width, fr.Height)
+			}
 		}
 	}
 	a := Audio(1).Next(t0)
