@@ -23,6 +23,7 @@ const script = `
 fail=0
 hilgpio -n 5 || fail=1
 hilcam -dev /dev/video0 -want YUYV -n 30 -out /results/yuyv.jpg || fail=1
+hilcam -replug || fail=1
 hilfeed -dev /dev/video10 -fps 30 -t 60s > /tmp/feed.log 2>&1 &
 FEED=$!
 i=0; while ! grep -q streaming /tmp/feed.log && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -93,7 +94,7 @@ func runDrivers(t *testing.T, arch string) {
 	if code != 0 {
 		t.Errorf("guest script exited %d", code)
 	}
-	for _, want := range []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM PASS /dev/video10 MJPG", "AUDIO PASS"} {
+	for _, want := range []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM REPLUG PASS", "CAM PASS /dev/video10 MJPG", "AUDIO PASS"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("missing %q in the guest's results", want)
 		}

@@ -7,12 +7,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"image/jpeg"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/drivers/camera"
 )
 
@@ -23,7 +26,15 @@ func main() {
 	n := flag.Int("n", 30, "frames to capture")
 	fps := flag.Int("fps", 30, "requested frame rate")
 	out := flag.String("out", "", "write the first frame here")
+	replug := flag.Bool("replug", false, "unbind and rebind vivid's platform device during capture (an unplug)")
 	flag.Parse()
+	if *replug {
+		if err := replugTest(); err != nil {
+			fmt.Printf("CAM REPLUG FAIL: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*dev, *format, *want, *n, *fps, *out); err != nil {
 		fmt.Printf("CAM FAIL %s: %v\n", *dev, err)
 		os.Exit(1)
@@ -71,4 +82,85 @@ func run(dev, format, want string, n, fps int, out string) error {
 	fmt.Printf("CAM PASS %s %s: %d frames %dx%d decoded in %v (%.1f fps), last seq %d\n",
 		dev, camera.FourccString(info.Fourcc), n, info.Width, info.Height, el.Round(time.Millisecond), float64(n)/el.Seconds(), last)
 	return nil
+}
+
+// replugTest unplugs the vivid camera while the Reopening wrapper reads
+// it: unbinding the platform device from its driver removes the video
+// device under an open file descriptor, as a USB unplug does. Binding it
+// again brings the camera back; frames must flow again within 2 s.
+func replugTest() error {
+	devs, _ := filepath.Glob("/sys/bus/platform/drivers/vivid/vivid*")
+	if len(devs) != 1 {
+		return fmt.Errorf("vivid platform device: found %q", devs)
+	}
+	name := filepath.Base(devs[0])
+	drv := "/sys/bus/platform/drivers/vivid/"
+	cfg := camera.Config{Device: "auto", Format: "yuyv", Width: 640, Height: 480, FPS: 15}
+	r, err := camera.NewReopening(nil, func() (capture.VideoSource, error) { return camera.Open(cfg) }, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var last uint64
+	for i := 0; i < 5; i++ {
+		f, err := r.ReadFrame(ctx)
+		if err != nil {
+			return fmt.Errorf("before unplug: %w", err)
+		}
+		last = f.Seq
+	}
+	if err := os.WriteFile(drv+"unbind", []byte(name), 0); err != nil {
+		return fmt.Errorf("unbind: %w", err)
+	}
+	t0 := time.Now()
+	for {
+		_, err := r.ReadFrame(ctx)
+		if errors.Is(err, capture.ErrDeviceGone) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("after unplug: %w, want ErrDeviceGone", err)
+		}
+		if time.Since(t0) > 10*time.Second {
+			return fmt.Errorf("frames still flow 10 s after the unplug")
+		}
+	}
+	fmt.Printf("unplug seen as ErrDeviceGone after %v\n", time.Since(t0).Round(time.Millisecond))
+	// While it is gone, reads keep reporting it (paced, not spinning).
+	gone, t1 := 0, time.Now()
+	for time.Since(t1) < time.Second {
+		if _, err := r.ReadFrame(ctx); !errors.Is(err, capture.ErrDeviceGone) {
+			return fmt.Errorf("while unplugged: %v", err)
+		}
+		gone++
+	}
+	if !r.Gone() || gone > 10 {
+		return fmt.Errorf("while unplugged: Gone()=%v, %d reads in 1 s", r.Gone(), gone)
+	}
+	if err := os.WriteFile(drv+"bind", []byte(name), 0); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	back := time.Now()
+	for {
+		f, err := r.ReadFrame(ctx)
+		if err == nil {
+			el := time.Since(back)
+			if el > 2*time.Second {
+				return fmt.Errorf("first frame %v after the camera came back, promised 2 s", el)
+			}
+			if f.Seq <= last+1 {
+				return fmt.Errorf("seq %d after %d: no gap marks the outage", f.Seq, last)
+			}
+			fmt.Printf("CAM REPLUG PASS: unplug reported, %d paced reads while gone, first frame %v after the camera came back\n", gone, el.Round(time.Millisecond))
+			return nil
+		}
+		if !errors.Is(err, capture.ErrDeviceGone) {
+			return fmt.Errorf("after replug: %w", err)
+		}
+		if time.Since(back) > 10*time.Second {
+			return fmt.Errorf("no frame 10 s after the camera came back: %w", err)
+		}
+	}
 }
