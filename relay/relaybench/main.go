@@ -53,15 +53,23 @@ func main() {
 	stall := flag.Bool("stall", false, "one extra client that stops reading (clients role)")
 	nagle := flag.Bool("video-nagle", false, "leave Nagle on for video (relay role)")
 	cpuProfile := flag.String("cpuprofile", "", "write the relay's CPU profile here (relay role)")
+	idleLimit := flag.Int("idle-limit", 0, "video idle limit (relay role; 0: default)")
+	hc := flag.Int("hc", 0, "video Health Check interval (relay role; 0: default)")
+	maxDelay := flag.Duration("max-delay", 0, "video buffer media-time bound (relay role; 0: default)")
+	scan := flag.Bool("scan", false, "instead of the table, scan the video policy parameters with 10 fast clients and one at a quarter rate")
 	flag.Parse()
 	var err error
 	switch *role {
 	case "relay":
-		err = runRelay(*nagle, *cpuProfile)
+		err = runRelay(*nagle, *cpuProfile, *idleLimit, *hc, *maxDelay)
 	case "clients":
 		err = runClients(*addr, *n, *slowRate, *stall)
 	case "bench":
-		err = runBench(*ns, *dur, *warm, *nagle)
+		if *scan {
+			err = runScan(*dur, *warm)
+		} else {
+			err = runBench(*ns, *dur, *warm, *nagle)
+		}
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -73,7 +81,7 @@ func main() {
 
 // runRelay is the box: a relay on a loopback port and the publisher. It
 // runs until its standard input closes.
-func runRelay(nagle bool, cpuProfile string) error {
+func runRelay(nagle bool, cpuProfile string, idleLimit, hc int, maxDelay time.Duration) error {
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
@@ -85,6 +93,18 @@ func runRelay(nagle bool, cpuProfile string) error {
 	cfg := relay.DefaultConfig()
 	cfg.Video.Nagle = nagle
 	cfg.MaxClients = 4096
+	if idleLimit > 0 {
+		cfg.Video.IdleLimit = idleLimit
+	}
+	if hc > 0 {
+		cfg.Video.HealthInterval = hc
+	}
+	if maxDelay > 0 {
+		cfg.Video.MaxDelay = maxDelay
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	r := relay.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -352,8 +372,8 @@ type row struct {
 	load      string
 }
 
-func measure(n, slowRate int, stall bool, dur, warm time.Duration, nagle bool) (row, error) {
-	rargs := []string{"-role", "relay"}
+func measure(n, slowRate int, stall bool, dur, warm time.Duration, nagle bool, relayArgs ...string) (row, error) {
+	rargs := append([]string{"-role", "relay"}, relayArgs...)
 	if p := os.Getenv("RELAYBENCH_PROFILE"); p != "" {
 		rargs = append(rargs, "-cpuprofile", fmt.Sprintf("%s.n%d.slow%v", p, n, slowRate > 0))
 	}
@@ -490,4 +510,33 @@ func loadavg() string {
 		return f[0]
 	}
 	return "?"
+}
+
+// runScan measures the video policy's main parameters: the idle limit (the
+// window of unacknowledged packets), the Health Check interval, the buffer's
+// media-time bound, and Nagle, with 10 fast clients and one at a quarter of
+// the stream's rate.
+func runScan(dur, warm time.Duration) error {
+	fmt.Printf("relaybench -scan: %s, %d CPUs; 10 fast clients + 1 at %d B/s; window %v\n\n", cpuModel(), numCPU(), streamRate/4, dur)
+	fmt.Println("| idle limit | hc | max delay | nagle | relay CPU s/Gbit | fast p99 ms | fast gaps | slow fps | slow p50 ms | slow p99 ms | slow incomplete | load |")
+	fmt.Println("|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	type point struct {
+		idle, hc int
+		md       time.Duration
+		nagle    bool
+	}
+	for _, p := range []point{
+		{16, 8, 100 * time.Millisecond, false}, {24, 8, 100 * time.Millisecond, false}, {32, 8, 100 * time.Millisecond, false},
+		{48, 8, 100 * time.Millisecond, false}, {24, 4, 100 * time.Millisecond, false}, {32, 16, 100 * time.Millisecond, false},
+		{24, 8, 66 * time.Millisecond, false}, {24, 8, 200 * time.Millisecond, false}, {24, 8, 100 * time.Millisecond, true},
+	} {
+		r, err := measure(10, streamRate/4, false, dur, warm, p.nagle, "-idle-limit", strconv.Itoa(p.idle), "-hc", strconv.Itoa(p.hc), "-max-delay", p.md.String())
+		if err != nil {
+			return err
+		}
+		s := r.res.Slow
+		fmt.Printf("| %d | %d | %v | %v | %.3f | %.2f | %d | %.1f | %.0f | %.0f | %d | %s |\n", p.idle, p.hc, p.md, p.nagle, r.cpuPerGb,
+			r.res.FastP99, r.res.FastGaps, s.Rate, s.LatencyP50Ms, s.LatencyP99Ms, s.Incomplete, r.load)
+	}
+	return nil
 }
