@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -54,6 +55,7 @@ type received struct {
 	counters                []uint64
 	maxPacket               int
 	noCaptureTime           int
+	latencies               []time.Duration // arrival - abs-capture-time
 	lost                    uint64
 	err                     error
 }
@@ -80,6 +82,8 @@ func receiveVideo(c *net.UDPConn, cam *synth.Camera, out chan<- received) {
 		r.frames++
 		if f.CaptureTime.IsZero() {
 			r.noCaptureTime++
+		} else {
+			r.latencies = append(r.latencies, time.Since(f.CaptureTime))
 		}
 		img, err := jpeg.Decode(bytes.NewReader(f.Data))
 		if err != nil {
@@ -105,8 +109,10 @@ func receiveAudio(c *net.UDPConn, out chan<- received) {
 			break
 		}
 		r.packets++
-		if _, err := rtpext.AbsCaptureTime(buf[:n]); err != nil {
+		if at, err := rtpext.AbsCaptureTime(buf[:n]); err != nil {
 			r.noCaptureTime++
+		} else {
+			r.latencies = append(r.latencies, time.Since(at))
 		}
 		ch, ok, err := d.Push(buf[:n])
 		if err != nil && r.err == nil {
@@ -175,6 +181,29 @@ func TestSendLoopback(t *testing.T) {
 	}
 	if v.noCaptureTime > 0 || a.noCaptureTime > 0 {
 		t.Errorf("%d frames and %d audio packets without abs-capture-time", v.noCaptureTime, a.noCaptureTime)
+	}
+	// Capture to arrival on one machine: the frame's slot time to its last
+	// packet; an audio chunk's first sample to its packet, so at least the
+	// chunk's 20 ms.
+	for _, k := range []struct {
+		name     string
+		lat      []time.Duration
+		min, max time.Duration
+	}{
+		{"video", v.latencies, 0, 500 * time.Millisecond},
+		{"audio", a.latencies, capture.ChunkDuration, 500 * time.Millisecond},
+	} {
+		if len(k.lat) == 0 {
+			t.Errorf("no %s latencies", k.name)
+			continue
+		}
+		sorted := slices.Clone(k.lat)
+		slices.Sort(sorted)
+		med, worst := sorted[len(sorted)/2], sorted[len(sorted)-1]
+		t.Logf("%s capture to arrival: median %v, max %v", k.name, med, worst)
+		if sorted[0] < k.min || med > k.max {
+			t.Errorf("%s capture to arrival: min %v, median %v; want >= %v, median <= %v", k.name, sorted[0], med, k.min, k.max)
+		}
 	}
 	if len(v.counters) != v.frames {
 		t.Errorf("%d of %d frames show a readable counter", len(v.counters), v.frames)
