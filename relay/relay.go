@@ -153,8 +153,8 @@ func (r *Relay) OnKeyframeRequest(f func()) { r.self.OnKeyframeRequest(f) }
 // metrics and logged, never forwarded; use a Publisher for the error.
 func (r *Relay) Publish(b capture.Burst) {
 	if err := r.self.Publish(b); err != nil && !errors.Is(err, ErrClosed) {
-		if r.tot.rejected.Add(1)&(r.tot.rejected.Load()-1) == 0 { // log 1st, 2nd, 4th, 8th...
-			r.log.Warn("relay: rejected burst", "err", err, "rejected", r.tot.rejected.Load())
+		if n := r.tot.rejected.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th...
+			r.log.Warn("relay: rejected burst", "err", err, "rejected", n)
 		}
 	}
 }
