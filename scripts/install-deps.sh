@@ -15,6 +15,8 @@ PKGS=(
   ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # the phone page in a real browser
   chromium chromium-driver
+  # ... and in WebKit, the engine of iOS Safari (test/browser/webkit_test.go)
+  webkit2gtk-driver xvfb
   # HIL virtual machines
   qemu-system-x86 qemu-system-arm cpio gzip kmod curl bc linux-kbuild-6.1 busybox-static xz-utils libasound2-data
   # NAT lab and slow links

@@ -285,9 +285,9 @@ function render() {
   stateEl.textContent = s.state;
   stateEl.dataset.state = s.state;
   $('fps').textContent = `${s.fps.toFixed(0)} fps`;
-  $('latency').textContent = fmt(s.latencyP50, 'ms');
+  $('latency').textContent = `${fmt(s.latencyP50, 'ms')} delay`;
   $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
-  $('kbps').textContent = `${s.kbps} kbps`;
+  $('kbps').textContent = s.kbps >= 1000 ? `${(s.kbps / 1000).toFixed(1)} Mbit/s` : `${s.kbps} kbit/s`;
   let notice = '';
   if (s.state === State.UNPAIRED) notice = 'Press the button on the box' + (s.pairHint ? `\n(${s.pairHint})` : '');
   else if (s.state === State.RECONNECTING) notice = 'Reconnecting to the box…';

@@ -175,7 +175,13 @@ export class ClockSync {
 }
 
 // now is the page's clock in Unix ms with sub-millisecond resolution, the
-// clock every latency in the page is measured on.
+// clock every latency in the page is measured on: the monotonic clock
+// anchored once to the wall clock (performance.timeOrigin, or Date.now()
+// where a browser lacks it), so that wall-clock steps do not show up as
+// latency jumps.
+const origin = typeof performance.timeOrigin === 'number' && performance.timeOrigin > 0
+  ? performance.timeOrigin
+  : Date.now() - performance.now();
 export function now() {
-  return performance.timeOrigin + performance.now();
+  return origin + performance.now();
 }
