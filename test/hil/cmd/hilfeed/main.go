@@ -28,7 +28,7 @@ func sFmt() (uintptr, int) {
 	if strconv.IntSize == 64 {
 		size = 208
 	}
-	return uintptr(0xC0005605 | size<<16), size
+	return uintptr(0xC0005605) | uintptr(size)<<16, size
 }
 
 func main() {
