@@ -130,7 +130,11 @@ var Keys = map[byte]SimPress{
 }
 
 // KeyHelp is the one-line legend of Keys.
-const KeyHelp = "keys: a=mute A=call b=call x=pair r=reset(then a)"
+const KeyHelp = "keys a A b B x r"
+
+// statusWidth bounds the status line: a line longer than the terminal
+// wraps, and redrawing in place would then leave the wrapped rows behind.
+const statusWidth = 78
 
 // Key handles one key; unknown keys are ignored.
 func (s *Sim) Key(k byte) {
@@ -140,6 +144,37 @@ func (s *Sim) Key(k byte) {
 }
 
 var ansiColor = [...]string{"2;37", "31", "32", "33", "34", "35", "36", "97"}
+
+// Writer returns a writer for the program's log that keeps the status line
+// intact on a terminal: each write clears the line, writes the log text, and
+// redraws the status below it.
+func (s *Sim) Writer() io.Writer { return simLog{s} }
+
+type simLog struct{ s *Sim }
+
+func (w simLog) Write(p []byte) (int, error) {
+	s := w.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.tty || s.last == "" {
+		return s.out.Write(p)
+	}
+	io.WriteString(s.out, "\r\x1b[K")
+	n, err := s.out.Write(p)
+	io.WriteString(s.out, s.last)
+	return n, err
+}
+
+// Close ends the status line, so the shell's prompt starts on a line of
+// its own.
+func (s *Sim) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tty && s.last != "" {
+		io.WriteString(s.out, "\n")
+		s.last = ""
+	}
+}
 
 // Refresh redraws the status; pass it as BoxOptions.OnRefresh.
 func (s *Sim) Refresh() { s.render() }
@@ -152,7 +187,7 @@ func (s *Sim) render() {
 		return
 	}
 	st := s.box.Status()
-	desc := fmt.Sprintf("state %s | LED %s | %d phones | %d paired", st.State, st.LED.Name, st.Viewers, s.box.Paired())
+	desc := fmt.Sprintf("%s | LED %s | %d phones | %d paired", st.State, st.LED.Name, st.Viewers, s.box.Paired())
 	if st.Waiting > 0 {
 		desc += fmt.Sprintf(" | %d waiting", st.Waiting)
 	}
@@ -161,16 +196,25 @@ func (s *Sim) render() {
 	}
 	if !s.tty {
 		if desc != s.last {
-			fmt.Fprintf(s.out, "callbox board (simulated): %s\n", desc)
+			fmt.Fprintf(s.out, "callbox board (simulated): state %s\n", desc)
 			s.last = desc
 		}
+		return
+	}
+	if st.State == Booting {
+		// The appliance prints the page's address while booting (plain
+		// stdout); drawing starts after, so that line stays readable.
 		return
 	}
 	dot := "●"
 	if s.color == Off {
 		dot = "○"
 	}
-	line := fmt.Sprintf("\r\x1b[K\x1b[%sm%s\x1b[0m %s | %s", ansiColor[s.color&White], dot, desc, KeyHelp)
+	text := desc + " | " + KeyHelp
+	if r := []rune(text); len(r) > statusWidth-2 {
+		text = string(r[:statusWidth-3]) + "…"
+	}
+	line := fmt.Sprintf("\r\x1b[K\x1b[%sm%s\x1b[0m %s", ansiColor[s.color&White], dot, text)
 	if line != s.last {
 		io.WriteString(s.out, line)
 		s.last = line

@@ -1,6 +1,8 @@
 package board
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +114,44 @@ func TestSimTTYLine(t *testing.T) {
 	b.Booted()
 	sim.Set(Green)
 	s := out.String()
-	if !strings.HasPrefix(s, "\r\x1b[K\x1b[32m●") || !strings.Contains(s, "state ready") || strings.Contains(s, "\n") {
+	if !strings.HasPrefix(s, "\r\x1b[K\x1b[32m●") || !strings.Contains(s, "ready | LED ready") || strings.Contains(s, "\n") {
 		t.Fatalf("status line %q", s)
+	}
+}
+
+// Log lines go above the status line, which is redrawn after each.
+func TestSimLogWriter(t *testing.T) {
+	var out syncBuf
+	sim := NewSim(&out, true)
+	b := NewBox(BoxOptions{Clock: newFakeClock(), LED: sim})
+	sim.Attach(b)
+	fmt.Fprintf(sim.Writer(), "booting log\n")
+	b.Booted()
+	sim.Set(Green)
+	fmt.Fprintf(sim.Writer(), "a log line\n")
+	sim.Close()
+	s := out.String()
+	i := strings.Index(s, "a log line\n")
+	if !strings.HasPrefix(s, "booting log\n") || i < 0 || !strings.HasPrefix(s[i-len("\r\x1b[K"):], "\r\x1b[Ka log line") {
+		t.Fatalf("output %q", s)
+	}
+	rest := s[i+len("a log line\n"):]
+	if !strings.HasPrefix(rest, "\r\x1b[K\x1b[32m") || !strings.HasSuffix(rest, "\n") || !strings.Contains(rest, "ready | LED ready") {
+		t.Fatalf("status not redrawn below the log: %q", rest)
+	}
+}
+
+func TestSimLineFitsTerminal(t *testing.T) {
+	var out syncBuf
+	sim := NewSim(&out, true)
+	b := NewBox(BoxOptions{Clock: newFakeClock(), LED: sim})
+	sim.Attach(b)
+	b.Booted()
+	b.SetFault(FaultConfig, errors.New(strings.Repeat("very long message ", 20)))
+	sim.Set(Red)
+	s := out.String()
+	s = s[strings.LastIndex(s, "\x1b[0m")+len("\x1b[0m"):]
+	if n := len([]rune(s)) + 1; n > statusWidth { // + the dot
+		t.Fatalf("status line %d columns wide: %q", n, s)
 	}
 }

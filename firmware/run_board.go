@@ -133,6 +133,10 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if p.simulated {
 		p.sim = board.NewSim(os.Stderr, tty)
 		led = p.sim
+		if tty {
+			// Keep the status line below the log rather than broken by it.
+			a.log = slog.New(slog.NewTextHandler(p.sim.Writer(), nil))
+		}
 	}
 	opts := board.BoxOptions{
 		Machine: board.MachineConfig{
@@ -222,6 +226,9 @@ func (p *boardPart) stop() {
 		}
 	}
 	p.wg.Wait()
+	if p.sim != nil {
+		p.sim.Close()
+	}
 	for _, c := range closers {
 		if _, isIn := c.(gpio.Input); !isIn {
 			c.Close()
