@@ -113,6 +113,7 @@ func bound(p int) bool {
 // videoResult is what the test saw of ffmpeg's decoded video.
 type videoResult struct {
 	frames     int
+	flash      []bool   // per decoded frame: shows the sync flash
 	counters   []uint64 // the counter each decoded frame shows
 	unreadable int      // frames whose counter could not be read
 	minPSNR    float64  // worst frame, dB, all planes
@@ -183,6 +184,7 @@ func analyzeVideo(r io.Reader, cam *synth.Camera, w, h int) videoResult {
 			Rect: image.Rect(0, 0, w, h),
 		}
 		res.frames++
+		res.flash = append(res.flash, cam.ReadFlash(got))
 		n, ok := cam.ReadCounter(got)
 		if !ok {
 			res.unreadable++
@@ -248,6 +250,10 @@ type receiver struct {
 	// complaint reports whether a line of the receiver's log reports a
 	// problem (packet loss, a decode error).
 	complaint func(line string) bool
+	// timestamps, when set, returns the presentation time in seconds of
+	// every decoded video frame and of the first audio sample, on the
+	// receiver's common timeline, so the test can check audio/video sync.
+	timestamps func(dir string) (video []float64, audio0 float64, err error)
 }
 
 // runInterop starts r on a fresh SDP from callbox send --sdp-only, sends
@@ -378,7 +384,87 @@ func runInterop(t *testing.T, r receiver, width, height, fps int, duration time.
 		t.Errorf("decoded frame %d differs from the sent one: PSNR %.1f dB, want >= 35", vr.worstFrame, vr.minPSNR)
 	}
 
-	checkAudio(t, audioPath, audio["chunks"])
+	pcm := checkAudio(t, audioPath, audio["chunks"])
+	if r.timestamps != nil {
+		checkSync(t, r, dir, vr, pcm, fps)
+	}
+}
+
+// checkSync checks that the receiver presents each click within the frame
+// that shows the sync flash: the sender tied both to the same wall-clock
+// second, and its sender reports tell the receiver how the two streams'
+// clocks relate.
+func checkSync(t *testing.T, r receiver, dir string, vr videoResult, pcm []int16, fps int) {
+	t.Helper()
+	vts, a0, err := r.timestamps(dir)
+	if err != nil {
+		t.Fatalf("%s timestamps: %v", r.name, err)
+	}
+	if len(vts) != len(vr.flash) {
+		t.Fatalf("%d video timestamps for %d decoded frames", len(vts), len(vr.flash))
+	}
+	var flashes []float64
+	for i, f := range vr.flash {
+		if f {
+			flashes = append(flashes, vts[i])
+		}
+	}
+	const rate = 8000
+	clicks := synth.FindClicks(pcm, rate)
+	if len(flashes) < 3 || len(clicks) < 3 {
+		t.Fatalf("%d flashes and %d clicks: too few to check sync", len(flashes), len(clicks))
+	}
+	period := 1 / float64(fps)
+	var offsets []string
+	for _, c := range clicks {
+		at := a0 + float64(c)/rate
+		// The flash frame nearest the click.
+		best := flashes[0]
+		for _, f := range flashes {
+			if math.Abs(f-at) < math.Abs(best-at) {
+				best = f
+			}
+		}
+		d := at - best // 0 <= d < period when in sync
+		offsets = append(offsets, fmt.Sprintf("%+.1fms", 1000*d))
+		if d < -0.010 || d > period+0.010 {
+			t.Errorf("click at %.3fs, flash frame at %.3fs: audio is %+.1f ms off its frame", at, best, 1000*d)
+		}
+	}
+	t.Logf("%s: click minus flash-frame start: %s (in sync: 0 to %.1f ms)", r.name, strings.Join(offsets, " "), 1000*period)
+}
+
+// framemd5Times returns the pts column of an ffmpeg framemd5 file in
+// seconds (its time base is on a "#tb 0: 1/N" line).
+func framemd5Times(path string) ([]float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	den := 0.0
+	var out []float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "#tb 0: 1/"); ok {
+			den, err = strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: time base %q", path, line)
+			}
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) < 3 || den == 0 {
+			return nil, fmt.Errorf("%s: bad line %q", path, line)
+		}
+		pts, err := strconv.ParseInt(strings.TrimSpace(f[2]), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: bad pts in %q", path, line)
+		}
+		out = append(out, float64(pts)/den)
+	}
+	return out, nil
 }
 
 // The ffmpeg test runs the product's default, 1280x720 at 30 fps: the size
@@ -413,11 +499,28 @@ func TestFFmpegDecodesSend(t *testing.T) {
 				"-buffer_size", "4194304",
 				"-listen_timeout", strconv.Itoa(listenTimeout),
 				"-i", sdp,
+				// Input timestamps on the outputs: the common timeline
+				// ffmpeg builds from the sender reports.
+				"-copyts",
 				// One picture per decoded frame: no frame rate conversion,
 				// and the input's 90 kHz time base so that no two frames
 				// share an output timestamp.
 				"-map", "0:v", "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "rawvideo", "pipe:3",
-				"-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "8000", "-y", audioPath}
+				"-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "8000", "-y", audioPath,
+				// The timestamps of every video and audio packet.
+				"-map", "0:v", "-c", "copy", "-f", "framemd5", "-y", filepath.Join(filepath.Dir(audioPath), "video.framemd5"),
+				"-map", "0:a", "-c", "copy", "-f", "framemd5", "-y", filepath.Join(filepath.Dir(audioPath), "audio.framemd5")}
+		},
+		timestamps: func(dir string) ([]float64, float64, error) {
+			v, err := framemd5Times(filepath.Join(dir, "video.framemd5"))
+			if err != nil {
+				return nil, 0, err
+			}
+			a, err := framemd5Times(filepath.Join(dir, "audio.framemd5"))
+			if err != nil || len(a) == 0 {
+				return nil, 0, fmt.Errorf("audio timestamps: %v (%d)", err, len(a))
+			}
+			return v, a[0], nil
 		},
 		// With level+warning every line ffmpeg prints is a warning or worse
 		// (RTP loss, JPEG decode errors, concealment), except the end of
@@ -470,7 +573,7 @@ func TestGStreamerDecodesSend(t *testing.T) {
 // checkAudio checks ffmpeg's decoded PCMU: about as long as what was sent,
 // the synthetic microphone's tone at its frequency and level, and its
 // clicks one second apart.
-func checkAudio(t *testing.T, path string, chunksSent float64) {
+func checkAudio(t *testing.T, path string, chunksSent float64) []int16 {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -507,4 +610,5 @@ func checkAudio(t *testing.T, path string, chunksSent float64) {
 			t.Errorf("clicks %d and %d are %d samples apart, want %d", i-1, i, d, rate)
 		}
 	}
+	return pcm
 }
