@@ -265,9 +265,6 @@ func (p *boardPart) setHooks(h board.Hooks) {
 	}
 }
 
-// authorize is the relay's gate: nil when token may receive media.
-func (p *boardPart) authorize(token string) error { return p.box.Authorize(token) }
-
 // muted reports whether the microphone must stay silent (button A).
 func (p *boardPart) muted() bool { return p.box != nil && p.box.Muted() }
 

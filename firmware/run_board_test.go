@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -411,5 +412,29 @@ func TestBoardMuteFilter(t *testing.T) {
 	want := []capture.Kind{capture.KindVideo, capture.KindAudio, capture.KindVideo, capture.KindVideo, capture.KindAudio}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("published %v, want %v", got, want)
+	}
+}
+
+// Starting and stopping the board leaves no goroutine behind.
+func TestBoardStopLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		a.board.flags(fs)
+		fs.Parse([]string{"--board", "sim", "--data", t.TempDir()})
+		if err := a.board.start(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		a.board.booted()
+		a.board.stop()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
