@@ -299,3 +299,20 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+func TestDisconnectAll(t *testing.T) {
+	r := New(testConfig(), nil)
+	defer r.Close()
+	_, f1 := attach(t, r, capture.KindVideo)
+	_, f2 := attach(t, r, capture.KindAudio)
+	if n := r.DisconnectAll("unpaired"); n != 2 {
+		t.Fatalf("DisconnectAll ended %d sessions, want 2", n)
+	}
+	waitFor(t, "both sessions to end", func() bool { return f1.aborted.Load() && f2.aborted.Load() && r.Viewers() == 0 })
+	r.Close()
+	r.tot.mu.Lock()
+	defer r.tot.mu.Unlock()
+	if r.tot.disconnects["unpaired"] != 2 {
+		t.Fatalf("disconnects %v", r.tot.disconnects)
+	}
+}

@@ -336,8 +336,31 @@ func (p *proc) stop() {
 	}
 }
 
-// cpuSeconds is a process's user+system time from /proc/<pid>/stat.
+// cpuSeconds is a process's CPU time: the sum of its threads' run time
+// from /proc/<pid>/task/*/schedstat (nanoseconds, exact), or, where that is
+// missing, user+system from /proc/<pid>/stat (10 ms ticks).
 func cpuSeconds(pid int) (float64, error) {
+	if ts, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil && os.Getenv("RELAYBENCH_STAT") == "" {
+		total := 0.0
+		for _, t := range ts {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				continue // the thread exited
+			}
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				ns, _ := strconv.ParseFloat(f[0], 64)
+				total += ns / 1e9
+			}
+		}
+		if total > 0 {
+			return total, nil
+		}
+	}
+	return statSeconds(pid)
+}
+
+// statSeconds is user+system time from /proc/<pid>/stat.
+func statSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
