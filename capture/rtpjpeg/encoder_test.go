@@ -20,6 +20,10 @@ type encOpts struct {
 	noDHT   bool
 	quality int
 	huff    *[4]huffTable // nil: the standard tables
+	// progressive writes SOF2 and spectral selection: one interleaved DC
+	// scan, then one AC scan per component (T.81 G.1.1). Needs sizes that
+	// are multiples of the MCU; dri is ignored.
+	progressive bool
 }
 
 // unzig[i] is the natural-order index of zigzag position i.
@@ -147,7 +151,11 @@ func encodeTestJPEG(img image.Image, o encOpts) []byte {
 			out.WriteByte(byte(quant[t][unzig[i]]))
 		}
 	}
-	out.Write([]byte{0xFF, 0xC0, 0, 17, 8, byte(H >> 8), byte(H), byte(W >> 8), byte(W), 3,
+	sof := byte(0xC0)
+	if o.progressive {
+		sof = 0xC2
+	}
+	out.Write([]byte{0xFF, sof, 0, 17, 8, byte(H >> 8), byte(H), byte(W >> 8), byte(W), 3,
 		1, byte(o.h<<4 | o.v), 0, 2, 0x11, 1, 3, 0x11, 1})
 	if !o.noDHT {
 		for k := range tables {
@@ -158,39 +166,99 @@ func encodeTestJPEG(img image.Image, o encOpts) []byte {
 			out.Write(t.vals)
 		}
 	}
-	if o.dri > 0 {
+	if o.dri > 0 && !o.progressive {
 		out.Write([]byte{0xFF, 0xDD, 0, 4, byte(o.dri >> 8), byte(o.dri)})
 	}
-	out.Write([]byte{0xFF, 0xDA, 0, 12, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0})
 
-	w := &bitWriter{}
-	var pred [3]int
+	// Quantized coefficients of every block, per component, in the block
+	// grid of an interleaved scan (luma mcusX*h by mcusY*v blocks, chroma
+	// one block per MCU).
 	mcuW, mcuH := 8*o.h, 8*o.v
-	mcus := 0
-	rst := 0
-	for my := 0; my < H; my += mcuH {
-		for mx := 0; mx < W; mx += mcuW {
-			if o.dri > 0 && mcus > 0 && mcus%o.dri == 0 {
-				w.flush()
-				w.out.Write([]byte{0xFF, byte(0xD0 + rst%8)})
-				rst++
-				pred = [3]int{}
-			}
-			mcus++
-			for by := range o.v {
+	mcusX, mcusY := (W+mcuW-1)/mcuW, (H+mcuH-1)/mcuH
+	gridW := [3]int{mcusX * o.h, mcusX, mcusX}
+	var coefs [3][][64]int
+	for my := range mcusY {
+		for by := range o.v {
+			for mx := range mcusX {
 				for bx := range o.h {
-					blk := sampleBlock(planes[0], W, H, mx+8*bx, my+8*by, 1, 1)
-					pred[0] = encodeBlock(w, blk, &quant[0], pred[0], codes[0], codes[1])
+					blk := sampleBlock(planes[0], W, H, mx*mcuW+8*bx, my*mcuH+8*by, 1, 1)
+					coefs[0] = append(coefs[0], fdctQuant(blk, &quant[0]))
 				}
-			}
-			for c := 1; c < 3; c++ {
-				blk := sampleBlock(planes[c], W, H, mx, my, o.h, o.v)
-				pred[c] = encodeBlock(w, blk, &quant[1], pred[c], codes[2], codes[3])
 			}
 		}
 	}
-	w.flush()
-	out.Write(w.out.Bytes())
+	for c := 1; c < 3; c++ {
+		for my := range mcusY {
+			for mx := range mcusX {
+				coefs[c] = append(coefs[c], fdctQuant(sampleBlock(planes[c], W, H, mx*mcuW, my*mcuH, o.h, o.v), &quant[1]))
+			}
+		}
+	}
+	dcCode := [3]*huffCode{codes[0], codes[2], codes[2]}
+	acCode := [3]*huffCode{codes[1], codes[3], codes[3]}
+	// mcuBlocks calls fn for each block of an MCU in interleaved order.
+	mcuBlocks := func(mx, my int, fn func(c int, coef *[64]int)) {
+		for by := range o.v {
+			for bx := range o.h {
+				fn(0, &coefs[0][(my*o.v+by)*gridW[0]+mx*o.h+bx])
+			}
+		}
+		for c := 1; c < 3; c++ {
+			fn(c, &coefs[c][my*gridW[c]+mx])
+		}
+	}
+	w := &bitWriter{}
+	var pred [3]int
+	if !o.progressive {
+		out.Write([]byte{0xFF, 0xDA, 0, 12, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0})
+		mcus, rst := 0, 0
+		for my := range mcusY {
+			for mx := range mcusX {
+				if o.dri > 0 && mcus > 0 && mcus%o.dri == 0 {
+					w.flush()
+					w.out.Write([]byte{0xFF, byte(0xD0 + rst%8)})
+					rst++
+					pred = [3]int{}
+				}
+				mcus++
+				mcuBlocks(mx, my, func(c int, coef *[64]int) {
+					writeDC(w, coef[0]-pred[c], dcCode[c])
+					pred[c] = coef[0]
+					writeAC(w, coef, acCode[c])
+				})
+			}
+		}
+		w.flush()
+		out.Write(w.out.Bytes())
+	} else {
+		// DC first scan, all components interleaved: Ss=0, Se=0, Ah=Al=0.
+		out.Write([]byte{0xFF, 0xDA, 0, 12, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 0, 0})
+		for my := range mcusY {
+			for mx := range mcusX {
+				mcuBlocks(mx, my, func(c int, coef *[64]int) {
+					writeDC(w, coef[0]-pred[c], dcCode[c])
+					pred[c] = coef[0]
+				})
+			}
+		}
+		w.flush()
+		out.Write(w.out.Bytes())
+		// One AC scan per component (Ss=1, Se=63), blocks in raster order
+		// of the component; an EOB symbol is EOBRUN 1, as in baseline.
+		for c := range 3 {
+			sel := byte(0x00)
+			if c > 0 {
+				sel = 0x11
+			}
+			out.Write([]byte{0xFF, 0xDA, 0, 8, 1, byte(c + 1), sel, 1, 63, 0})
+			w = &bitWriter{}
+			for i := range coefs[c] {
+				writeAC(w, &coefs[c][i], acCode[c])
+			}
+			w.flush()
+			out.Write(w.out.Bytes())
+		}
+	}
 	out.Write([]byte{0xFF, 0xD9})
 	return out.Bytes()
 }
@@ -225,7 +293,7 @@ var cosTable = func() (t [8][8]float64) {
 	return t
 }()
 
-func encodeBlock(w *bitWriter, blk [64]float64, quant *[64]int, pred int, dc, ac *huffCode) int {
+func fdctQuant(blk [64]float64, quant *[64]int) [64]int {
 	var coef [64]int
 	// Separable: rows first, then columns.
 	var rows [64]float64 // rows[y*8+u]
@@ -254,10 +322,16 @@ func encodeBlock(w *bitWriter, blk [64]float64, quant *[64]int, pred int, dc, ac
 			coef[v*8+u] = int(math.Round(s * cu * cv / 4 / float64(quant[v*8+u])))
 		}
 	}
-	diff := coef[0] - pred
+	return coef
+}
+
+func writeDC(w *bitWriter, diff int, dc *huffCode) {
 	s, bits := category(diff)
 	w.put(uint32(dc.code[s]), uint(dc.size[s]))
 	w.put(bits, uint(s))
+}
+
+func writeAC(w *bitWriter, coef *[64]int, ac *huffCode) {
 	run := 0
 	for i := 1; i < 64; i++ {
 		c := coef[unzig[i]]
@@ -278,7 +352,6 @@ func encodeBlock(w *bitWriter, blk [64]float64, quant *[64]int, pred int, dc, ac
 	if run > 0 {
 		w.put(uint32(ac.code[0]), uint(ac.size[0]))
 	}
-	return coef[0]
 }
 
 // category returns the magnitude category of v and its additional bits.

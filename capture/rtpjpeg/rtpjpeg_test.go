@@ -230,6 +230,8 @@ func TestTestEncoder(t *testing.T) {
 		{encOpts{h: 2, v: 2}, image.YCbCrSubsampleRatio420},
 		{encOpts{h: 2, v: 1, dri: 3}, image.YCbCrSubsampleRatio422},
 		{encOpts{h: 1, v: 1}, image.YCbCrSubsampleRatio444},
+		{encOpts{h: 2, v: 2, progressive: true}, image.YCbCrSubsampleRatio420},
+		{encOpts{h: 2, v: 1, progressive: true}, image.YCbCrSubsampleRatio422},
 	} {
 		got := decode(t, encodeTestJPEG(pic, c.o))
 		if got.SubsampleRatio != c.want {
@@ -331,7 +333,8 @@ func TestReject(t *testing.T) {
 		data []byte
 		want error
 	}{
-		{"progressive", patch(t, base, sof, []byte{0xFF, 0xC2}), ErrProgressive},
+		{"progressive", encodeTestJPEG(pic, encOpts{h: 2, v: 2, progressive: true}), ErrProgressive},
+		{"progressive-422", encodeTestJPEG(pic, encOpts{h: 2, v: 1, progressive: true}), ErrProgressive},
 		{"12-bit", patch(t, base, sof, []byte{0xFF, 0xC1, 0, 17, 12}), ErrPrecision},
 		{"12-bit-sof0", patch(t, base, sof, []byte{0xFF, 0xC0, 0, 17, 12}), ErrPrecision},
 		{"arithmetic", patch(t, base, sof, []byte{0xFF, 0xC9}), ErrNotBaseline},
