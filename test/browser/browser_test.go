@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,6 +288,20 @@ func scenario(t *testing.T, name, url string, onEvent func(event), args ...strin
 	return result
 }
 
+// overloaded tells whether the machine was so busy during a measurement
+// (other test packages run beside this one) that timing figures from it say
+// more about the machine than about the page: a 1-minute load average above
+// twice the cores, before or after.
+func overloaded(r event) bool {
+	load, _ := r["load"].([]any)
+	for _, l := range load {
+		if f, ok := l.(float64); ok && f > 2*float64(runtime.NumCPU()) {
+			return true
+		}
+	}
+	return false
+}
+
 func pageStats(t *testing.T, r event) event {
 	t.Helper()
 	pages, ok := r["pages"].([]any)
@@ -374,25 +389,38 @@ func TestPagePlays(t *testing.T) {
 	testenv.LookPath(t, "chromium")
 	addr := freeAddr(t)
 	b := startBox(t, addr)
-	r := scenario(t, "play", "http://"+addr+"/", nil, "--seconds", "10")
-	p := pageStats(t, r)
-	t.Logf("10 s of play: %.1f fps, %v incomplete, latency p50 %.1f ms p99 %.1f ms max %.1f ms (%v samples), audio %v frames played (%v in, %v underruns), %v Health Checks sent (video %v, audio %v), %v kbps, clock offset %.2f ms rtt %.2f ms",
-		p.num("fps"), p["framesIncomplete"], p.num("latencyP50"), p.num("latencyP99"), p.num("latencyMax"), p["latencySamples"],
-		p["audioFramesPlayed"], p["audioFramesIn"], p["audioUnderruns"], p["healthChecksSent"], p["healthChecksVideo"], p["healthChecksAudio"],
-		p["kbps"], p.num("clockOffsetMs"), p.num("clockRttMs"))
-	if fps := p.num("fps"); fps < 25 {
-		t.Errorf("drew %.1f fps, want >= 25", fps)
+	var p event
+	for attempt := 1; ; attempt++ {
+		r := scenario(t, "play", "http://"+addr+"/", nil, "--seconds", "10")
+		p = pageStats(t, r)
+		t.Logf("10 s of play: %.1f fps, %v incomplete, latency p50 %.1f ms p99 %.1f ms max %.1f ms (%v samples), audio %v frames played (%v in, %v underruns), %v Health Checks sent (video %v, audio %v), %.0f kbps, clock offset %.2f ms rtt %.2f ms; Chromium used %.2f cores; load average %v",
+			p.num("fps"), p["framesIncomplete"], p.num("latencyP50"), p.num("latencyP99"), p.num("latencyMax"), p["latencySamples"],
+			p["audioFramesPlayed"], p["audioFramesIn"], p["audioUnderruns"], p["healthChecksSent"], p["healthChecksVideo"], p["healthChecksAudio"],
+			p.num("kbps"), p.num("clockOffsetMs"), p.num("clockRttMs"), r.num("chromiumCores"), r["load"])
+		var slow []string
+		if fps := p.num("fps"); fps < 25 {
+			slow = append(slow, fmt.Sprintf("drew %.1f fps, want >= 25", fps))
+		}
+		// 10 s of 20 ms packets is 500; the jitter buffer's start and the
+		// report period (250 ms) keep a few out of the count.
+		if n := p.num("audioFramesPlayed"); n < 400 {
+			slow = append(slow, fmt.Sprintf("the worklet played %v audio frames in 10 s, want >= 400", n))
+		}
+		if lat := p.num("latencyP99"); lat < 0 || lat >= 100 {
+			slow = append(slow, fmt.Sprintf("latency p99 %.1f ms, want < 100 ms on loopback", lat))
+		}
+		if len(slow) > 0 && attempt < 3 && overloaded(r) {
+			t.Logf("attempt %d: %s; the machine is overloaded (load average %v on %d cores): measuring again", attempt, strings.Join(slow, "; "), r["load"], runtime.NumCPU())
+			continue
+		}
+		for _, m := range slow {
+			t.Error(m)
+		}
+		break
 	}
+	// Never excused by load: a frame drawn half is a bug, not slowness.
 	if n := p.num("framesIncomplete"); n != 0 {
 		t.Errorf("%v incomplete frames, want 0", n)
-	}
-	// 10 s of 20 ms packets is 500; the jitter buffer's start and the
-	// report period (250 ms) keep a few out of the count.
-	if n := p.num("audioFramesPlayed"); n < 400 {
-		t.Errorf("the worklet played %v audio frames in 10 s, want >= 400", n)
-	}
-	if lat := p.num("latencyP99"); lat < 0 || lat >= 100 {
-		t.Errorf("latency p99 %.1f ms, want < 100 ms on loopback", lat)
 	}
 	hcV := b.metric(t, "callbox_relay_health_checks_total", `kind="video"`)
 	hcA := b.metric(t, "callbox_relay_health_checks_total", `kind="audio"`)
@@ -500,22 +528,33 @@ func TestTenPagesLatency(t *testing.T) {
 	startBox(t, addr)
 	out := map[string]any{}
 
-	v := startViewers(addr, 9)
-	one := scenario(t, "pages", "http://"+addr+"/", nil, "--pages", "1", "--seconds", "10")
-	pkts := v.packets.Load()
-	if errs := v.stop(); len(errs) > 0 {
-		t.Errorf("headless viewers: %v", errs)
+	var one event
+	for attempt := 1; ; attempt++ {
+		v := startViewers(addr, 9)
+		one = scenario(t, "pages", "http://"+addr+"/", nil, "--pages", "1", "--seconds", "10")
+		pkts := v.packets.Load()
+		if errs := v.stop(); len(errs) > 0 {
+			t.Errorf("headless viewers: %v", errs)
+		}
+		p := pageStats(t, one)
+		t.Logf("1 page + 9 headless viewers: latency p50 %.1f ms p99 %.1f ms (%v frames), %.1f fps; viewers got %d packets; Chromium used %.2f cores; load average %v",
+			one.num("latencyP50"), one.num("latencyP99"), one["latencySamples"], p.num("fps"), pkts, one.num("chromiumCores"), one["load"])
+		if pkts == 0 {
+			t.Errorf("the headless viewers received nothing")
+		}
+		if p.num("framesIncomplete") != 0 {
+			t.Errorf("with 9 viewers besides: %v incomplete frames", p["framesIncomplete"])
+		}
+		if p.num("fps") < 25 {
+			if attempt < 3 && overloaded(one) {
+				t.Logf("attempt %d: %.1f fps on an overloaded machine: measuring again", attempt, p.num("fps"))
+				continue
+			}
+			t.Errorf("with 9 viewers besides: %.1f fps, want >= 25", p.num("fps"))
+		}
+		break
 	}
-	p := pageStats(t, one)
-	t.Logf("1 page + 9 headless viewers: latency p50 %.1f ms p99 %.1f ms (%v frames), %.1f fps; viewers got %d packets",
-		one.num("latencyP50"), one.num("latencyP99"), one["latencySamples"], p.num("fps"), pkts)
 	out["onePagePlusNineViewers"] = one
-	if p.num("fps") < 25 || p.num("framesIncomplete") != 0 {
-		t.Errorf("with 9 viewers besides: %.1f fps, %v incomplete frames; want >= 25 and 0", p.num("fps"), p["framesIncomplete"])
-	}
-	if pkts == 0 {
-		t.Errorf("the headless viewers received nothing")
-	}
 
 	ten := scenario(t, "pages", "http://"+addr+"/", nil, "--pages", "10", "--seconds", "10")
 	pages, _ := ten["pages"].([]any)
@@ -527,8 +566,8 @@ func TestTenPagesLatency(t *testing.T) {
 			t.Errorf("a page drew incomplete frames: %v", pg["framesIncomplete"])
 		}
 	}
-	t.Logf("10 pages: latency p50 %.1f ms p99 %.1f ms (%v frames), slowest page %.1f fps",
-		ten.num("latencyP50"), ten.num("latencyP99"), ten["latencySamples"], minFPS)
+	t.Logf("10 pages: latency p50 %.1f ms p99 %.1f ms (%v frames), slowest page %.1f fps; Chromium used %.2f cores; load average %v on %v",
+		ten.num("latencyP50"), ten.num("latencyP99"), ten["latencySamples"], minFPS, ten.num("chromiumCores"), ten["load"], ten["cpu"])
 	out["tenPages"] = ten
 	if len(pages) != 10 || minFPS < 1 {
 		t.Errorf("%d pages, slowest at %.1f fps: every page must stay live", len(pages), minFPS)

@@ -8,8 +8,8 @@
 // "live" in the restart scenario) and finally {"event":"result", ...}. The
 // Go tests (browser_test.go) start the box and judge the numbers.
 import { chromium } from 'playwright-core';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, rm, mkdir, readdir, readFile } from 'node:fs/promises';
+import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -60,6 +60,34 @@ const guard = setTimeout(async () => {
   process.exit(3);
 }, Number(opt.timeout) * 1000);
 
+// chromiumCPU sums the CPU time (user + system, seconds) of this run's
+// Chromium: the process started with our profile and all its descendants
+// (renderers, GPU, network service), read from /proc. What the pages cost
+// in CPU, unlike latency, does not depend on how busy the machine is.
+async function chromiumCPU() {
+  const procs = new Map();
+  for (const d of await readdir('/proc').catch(() => [])) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      const stat = await readFile(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = await readFile(`/proc/${d}/cmdline`, 'utf8');
+      procs.set(Number(d), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), cmd });
+    } catch { /* exited meanwhile */ }
+  }
+  const roots = [...procs].filter(([, p]) => p.cmd.includes(profile) && !procs.get(p.ppid)?.cmd.includes(profile)).map(([pid]) => pid);
+  let ticks = 0;
+  const seen = new Set();
+  const walk = (pid) => {
+    if (seen.has(pid)) return;
+    seen.add(pid);
+    ticks += procs.get(pid)?.ticks || 0;
+    for (const [c, p] of procs) if (p.ppid === pid) walk(c);
+  };
+  roots.forEach(walk);
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
 async function readStats(page) {
   return page.evaluate(() => JSON.parse(JSON.stringify(window.callboxStats || null)));
 }
@@ -97,6 +125,8 @@ const live = (min) => window.callboxStats && window.callboxStats.state === 'live
 // latency samples are collected in halves so that the page's rolling window
 // (300 frames) never drops any.
 async function measure(pages, secs) {
+  const loadBefore = loadavg()[0];
+  const cpuBefore = await chromiumCPU();
   const before = await Promise.all(pages.map(readStats));
   for (const p of pages) await p.evaluate(() => { window.callboxStats.recentLatencies.length = 0; });
   const t0 = Date.now();
@@ -115,6 +145,7 @@ async function measure(pages, secs) {
     got.forEach((v, i) => lat[i].push(...v));
   }
   const elapsed = (Date.now() - t0) / 1000;
+  const chromiumCores = (await chromiumCPU() - cpuBefore) / elapsed;
   const after = await Promise.all(pages.map(readStats));
   const per = after.map((a, i) => {
     const b = before[i];
@@ -153,6 +184,12 @@ async function measure(pages, secs) {
   const all = lat.flat();
   return {
     elapsed,
+    // The machine's 1-minute load average before and after, and its CPU:
+    // latency under load says little without them.
+    load: [loadBefore, loadavg()[0]],
+    // CPU seconds per second that Chromium used for these pages, all processes.
+    chromiumCores,
+    cpu: `${cpus().length} x ${cpus()[0] ? cpus()[0].model : 'unknown'}`,
     pages: per,
     latencyP50: pct(all, 50),
     latencyP99: pct(all, 99),
