@@ -227,10 +227,15 @@ func (d *Depacketizer) begin(h *rtp.Header, typ, q, w, hh uint8, pl []byte) ([]b
 		pl = pl[restartHeaderSize:]
 	}
 	if q < 128 {
-		// Q 1-99 asks the receiver to compute tables from the RFC's formula;
-		// callbox senders always send tables, and so do ffmpeg and GStreamer
-		// by default.
-		return nil, fmt.Errorf("rtpjpeg: %w: Q %d (tables by formula) not supported", capture.ErrBadPacket, q)
+		// Q 1-99: no tables in the packet; both sides derive them from the
+		// standard tables (RFC 2435 section 4.2, appendix A).
+		if q == 0 || q >= 100 {
+			return nil, fmt.Errorf("rtpjpeg: %w: reserved Q %d", capture.ErrBadPacket, q)
+		}
+		d.qt = AppendQTables(d.qt[:0], int(q))
+		d.lumaLen = 64
+		d.startFrame(h, typ, w, hh)
+		return pl, nil
 	}
 	if len(pl) < qtHeaderSize {
 		return nil, fmt.Errorf("rtpjpeg: %w: short quantization table header", capture.ErrBadPacket)
@@ -269,6 +274,11 @@ func (d *Depacketizer) begin(h *rtp.Header, typ, q, w, hh uint8, pl []byte) ([]b
 		return nil, fmt.Errorf("rtpjpeg: %w: quantization tables of %d bytes (precision %d)", capture.ErrBadPacket, l, prec)
 	}
 	pl = pl[l:]
+	d.startFrame(h, typ, w, hh)
+	return pl, nil
+}
+
+func (d *Depacketizer) startFrame(h *rtp.Header, typ, w, hh uint8) {
 	d.state = assembling
 	d.ts, d.typ, d.w, d.h = h.Timestamp, typ, w, hh
 	d.captured = time.Time{}
@@ -277,7 +287,6 @@ func (d *Depacketizer) begin(h *rtp.Header, typ, q, w, hh uint8, pl []byte) ([]b
 	}
 	d.nextOff = 0
 	d.scan = d.scan[:0]
-	return pl, nil
 }
 
 func (d *Depacketizer) dropFrame() {

@@ -50,3 +50,34 @@ func appendDQT(dst []byte, id byte, t []byte) []byte {
 	dst = append(dst, 0xFF, mDQT, byte(l>>8), byte(l), pq<<4|id)
 	return append(dst, t...)
 }
+
+// The example tables of T.81 Annex K.1 in zigzag order, which RFC 2435
+// scales for Q 1-99.
+var stdQTables = [2][64]byte{{
+	16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40,
+	26, 24, 22, 22, 24, 49, 35, 37, 29, 40, 58, 51, 61, 60, 57, 51,
+	56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87,
+	95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
+}, {
+	17, 18, 18, 24, 21, 24, 47, 26, 26, 47, 99, 66, 56, 66, 99, 99,
+	99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+	99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+	99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+}}
+
+// AppendQTables appends the luminance and chrominance tables (zigzag
+// order) that RFC 2435 defines for Q 1-99 (appendix A, MakeTables): the
+// Annex K tables scaled like the IJG library's quality setting.
+func AppendQTables(dst []byte, q int) []byte {
+	q = max(1, min(99, q))
+	s := 200 - 2*q
+	if q < 50 {
+		s = 5000 / q
+	}
+	for t := range stdQTables {
+		for _, v := range stdQTables[t] {
+			dst = append(dst, byte(max(1, min(255, (int(v)*s+50)/100))))
+		}
+	}
+	return dst
+}

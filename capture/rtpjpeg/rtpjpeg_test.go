@@ -617,3 +617,67 @@ func TestSenderRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestQFormula: senders may send Q 1-99 and no tables; the receiver then
+// uses the RFC 2435 tables for that Q, which are exactly what image/jpeg
+// (and libjpeg) write for that quality.
+func TestQFormula(t *testing.T) {
+	for _, q := range []int{10, 50, 75, 99} {
+		data := goJPEG(t, 96, 64, q, 5)
+		im, err := ParseJPEG(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables := AppendQTables(nil, q)
+		if !bytes.Equal(tables[:64], im.QTables[0]) || !bytes.Equal(tables[64:], im.QTables[1]) {
+			t.Fatalf("Q %d: tables differ from image/jpeg's", q)
+		}
+		// Rewrite our Q=255 packets as a Q-formula sender's.
+		p, _ := NewPacketizer(400, 1, 26)
+		b, err := p.Packetize(frame(data, time.Unix(1, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDepacketizer()
+		var got Frame
+		for k, pkt := range b.Packets {
+			var rp rtp.Packet
+			if err := rp.Unmarshal(pkt); err != nil {
+				t.Fatal(err)
+			}
+			pl := append([]byte{}, rp.Payload...)
+			pl[5] = byte(q)
+			if k == 0 {
+				pl = append(pl[:mainHeaderSize], pl[mainHeaderSize+qtHeaderSize+qtBytes:]...)
+			}
+			rp.Payload = pl
+			out, err := rp.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, ok, err := d.Push(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				got = f
+			}
+		}
+		if got.Data == nil {
+			t.Fatalf("Q %d: no frame", q)
+		}
+		if err := samePixels(decode(t, data), decode(t, got.Data)); err != nil {
+			t.Fatalf("Q %d: %v", q, err)
+		}
+	}
+	// Reserved Q values are refused.
+	p, _ := NewPacketizer(0, 1, 26)
+	b, _ := p.Packetize(frame(goJPEG(t, 32, 32, 50, 1), time.Unix(1, 0)))
+	for _, q := range []byte{0, 100, 127} {
+		pkt := append([]byte{}, b.Packets[0]...)
+		pkt[rtpext.HeaderSize+5] = q
+		if _, _, err := NewDepacketizer().Push(pkt); !errors.Is(err, capture.ErrBadPacket) {
+			t.Fatalf("Q %d: %v", q, err)
+		}
+	}
+}
