@@ -13,7 +13,10 @@ import (
 
 // Hooks are the parts of the appliance the buttons reach. Each may be nil;
 // they are called without the Box's lock, so they may call back into it
-// (a Call hook typically reports SetCall as the call progresses).
+// (a Call hook typically reports SetCall as the call progresses). They run
+// on the goroutine that delivered the press, so they must return quickly:
+// a Call hook starts the call in the background and returns; the Box shows
+// "calling" until the hook's side reports SetCall.
 type Hooks struct {
 	Mute   func(muted bool) // silence or restore the microphone
 	Call   func() error     // call the configured peer
