@@ -211,6 +211,9 @@ func newAPI(cfg *CallerConfig) (*webrtc.API, error) {
 	se.SetPrflxAcceptanceMinWait(cfg.SrflxWait)
 	se.SetRelayAcceptanceMinWait(cfg.RelayWait)
 	se.SetSTUNGatherTimeout(2 * time.Second)
+	// The call closes its PeerConnection itself, after its stats sampler has
+	// stopped: pion's own close on a DTLS close_notify races with GetStats.
+	se.DisableCloseByDTLS(true)
 	// No interceptors: they would add header extensions (TWCC) that the
 	// datagram budget does not account for; the JPEG and PCMU streams need
 	// no congestion feedback to be decoded.
@@ -403,7 +406,8 @@ type Call struct {
 	done   chan struct{}
 	once   sync.Once
 
-	neg sync.Mutex // serializes negotiations (offer/answer, restart)
+	neg      sync.Mutex     // serializes negotiations (offer/answer, restart)
+	sampling sync.WaitGroup // the stats sampler
 
 	mu        sync.Mutex
 	id        string
@@ -497,6 +501,12 @@ func (call *Call) signal(kind, sdp string) error {
 
 func (call *Call) ring() {
 	if err := call.signal(KindRing, ""); err != nil {
+		if call.connectedOnce.Load() {
+			// A restart request lost with a dying hub connection: it is
+			// sent again when the hub reports the peer (or this box) back.
+			call.caller.cfg.Log.Warn("restart request not sent", "err", err)
+			return
+		}
 		call.hangUp(fmt.Errorf("peer: ring %s: %w", call.Peer.ID, err), false)
 	}
 }
@@ -540,9 +550,11 @@ func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
 	pc.OnICEConnectionStateChange(call.iceState)
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(call.pairChanged)
 	call.pc = pc
+	call.sampling.Add(1)
 	go func() {
-		// Sample the relayed byte count now and then, so that it survives a
-		// change of the selected pair.
+		// Sample the relayed byte count now and then, so that it survives
+		// an ICE restart.
+		defer call.sampling.Done()
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -705,7 +717,7 @@ func (call *Call) iceState(s webrtc.ICEConnectionState) {
 		go func() {
 			// The hub connection may have died with the path (a new
 			// address): make sure the restart does not go into a dead socket.
-			_ = call.caller.cfg.Client.Check(2 * time.Second)
+			_ = call.caller.cfg.Client.Check(time.Second)
 			if offerer {
 				call.offer(true)
 			} else {
@@ -758,8 +770,6 @@ func (call *Call) pairChanged(p *webrtc.ICECandidatePair) {
 	if p == nil || p.Local == nil || p.Remote == nil {
 		return
 	}
-	// Bytes of the pair being replaced stay counted.
-	call.relayBytes.Add(call.pairBytes.Swap(0))
 	call.lastPair.Store(p)
 	call.localCand.Store(candString(p.Local))
 	call.remoteCand.Store(candString(p.Remote))
@@ -768,32 +778,42 @@ func (call *Call) pairChanged(p *webrtc.ICECandidatePair) {
 	}
 }
 
-// path is the path of the selected candidate pair.
-func (call *Call) path() Path {
-	call.mu.Lock()
-	pc := call.pc
-	call.mu.Unlock()
-	if pc == nil {
-		return PathNone
-	}
-	p, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || p == nil || p.Local == nil || p.Remote == nil {
-		return PathNone
-	}
-	return pathOf(p.Local, p.Remote)
-}
+// path is the path of the selected candidate pair, as last reported by
+// pion's callback. (ICETransport.GetSelectedCandidatePair is not safe to
+// call while the transport starts: it races with Start in pion v4.2.)
+func (call *Call) path() Path { return call.lastPath() }
 
-// samplePairBytes reads the selected pair's byte counters if it is relayed.
+// samplePairBytes sums the bytes of the candidate pairs that use a relayed
+// candidate, from pion's stats report (which, unlike the ICETransport
+// accessors, is safe to read at any time).
 func (call *Call) samplePairBytes() {
 	call.mu.Lock()
 	pc := call.pc
 	call.mu.Unlock()
-	if pc == nil || call.path() != PathRelay {
+	if pc == nil {
 		return
 	}
-	if st, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats(); ok {
-		call.pairBytes.Store(st.BytesSent + st.BytesReceived)
+	rep := pc.GetStats()
+	relayed := map[string]bool{}
+	for _, st := range rep {
+		switch c := st.(type) {
+		case webrtc.ICECandidateStats:
+			if c.CandidateType == webrtc.ICECandidateTypeRelay {
+				relayed[c.ID] = true
+			}
+		}
 	}
+	var n uint64
+	for _, st := range rep {
+		if p, ok := st.(webrtc.ICECandidatePairStats); ok && (relayed[p.LocalCandidateID] || relayed[p.RemoteCandidateID]) {
+			n += p.BytesSent + p.BytesReceived
+		}
+	}
+	// Pairs vanish with an ICE restart: keep what they carried.
+	if old := call.pairBytes.Load(); n < old {
+		call.relayBytes.Add(old)
+	}
+	call.pairBytes.Store(n)
 }
 
 func (call *Call) notePacket(n int) {
@@ -886,13 +906,14 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 // hangUp ends the call (once); tell says whether to send the peer a bye.
 func (call *Call) hangUp(reason error, tell bool) {
 	call.once.Do(func() {
+		call.cancel()
+		call.sampling.Wait()
 		call.samplePairBytes()
 		if tell {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = call.caller.cfg.Client.SendSignal(ctx, call.Peer.ID, call.callID(), KindBye, "")
 			cancel()
 		}
-		call.cancel()
 		call.mu.Lock()
 		pc, m := call.pc, call.media
 		call.mu.Unlock()

@@ -465,8 +465,17 @@ func (c *Client) send(ctx context.Context, m *Message) error {
 		}
 		if conn != nil {
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return writeMsg(wctx, conn, m)
+			err := writeMsg(wctx, conn, m)
+			cancel()
+			c.mu.Lock()
+			replaced := c.conn != conn
+			c.mu.Unlock()
+			if err == nil || !replaced {
+				return err
+			}
+			// The connection died under the write (a network change):
+			// send on the next one.
+			continue
 		}
 		select {
 		case <-ready:

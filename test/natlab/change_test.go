@@ -28,7 +28,7 @@ func TestNATLabNetworkChange(t *testing.T) {
 		l.sh("ip", "-n", l.pfx+"hA", "route", "add", "default", "via", "10.201.1.1")
 	}()
 	start := time.Now()
-	sa, sb := l.call("hA", "hB", 10*time.Second)
+	sa, sb := l.call("hA", "hB", 12*time.Second)
 	t.Logf("calls took %v", time.Since(start).Round(time.Millisecond))
 	restarts := 0
 	for _, x := range []struct {
@@ -52,6 +52,9 @@ func TestNATLabNetworkChange(t *testing.T) {
 	if sa.LocalCandidate != "" && sa.Path == "host" {
 		t.Errorf("path %s across two NATs", sa.Path)
 	}
-	t.Logf("network change: outage as ICE saw it, to connected again: %.0f ms (hA) / %.0f ms (hB); frames decoded %d/%d of %d/%d sent",
-		sa.RecoveryMS, sb.RecoveryMS, sa.FramesDecoded, sb.FramesDecoded, sb.FramesSent, sa.FramesSent)
+	// The synthetic camera sends 15 frames a second: the frames that did
+	// not arrive measure the outage as a viewer sees it.
+	t.Logf("network change: ICE restart to connected again %.0f / %.0f ms; frames missing %d / %d (%.1f / %.1f s of video)",
+		sa.RecoveryMS, sb.RecoveryMS, sb.FramesSent-sa.FramesDecoded, sa.FramesSent-sb.FramesDecoded,
+		float64(sb.FramesSent-sa.FramesDecoded)/15, float64(sa.FramesSent-sb.FramesDecoded)/15)
 }
