@@ -44,6 +44,7 @@ func listenPair(t *testing.T) (video, audio *net.UDPConn) {
 		}
 		t.Cleanup(func() { v.Close(); a.Close() })
 		v.SetReadBuffer(4 << 20)
+		a.SetReadBuffer(1 << 20)
 		return v, a
 	}
 	t.Fatal("no free even UDP port with a free port two above")
@@ -63,6 +64,7 @@ type received struct {
 // receiveVideo depacketizes RTP/JPEG from c until it is closed.
 func receiveVideo(c *net.UDPConn, cam *synth.Camera, out chan<- received) {
 	var r received
+	var frames [][]byte
 	d := rtpjpeg.NewDepacketizer()
 	buf := make([]byte, 65536)
 	for {
@@ -85,16 +87,21 @@ func receiveVideo(c *net.UDPConn, cam *synth.Camera, out chan<- received) {
 		} else {
 			r.latencies = append(r.latencies, time.Since(f.CaptureTime))
 		}
-		img, err := jpeg.Decode(bytes.NewReader(f.Data))
+		// Decoding waits until the end: this loop must keep up with the
+		// socket, or the kernel drops datagrams on a slow machine.
+		frames = append(frames, bytes.Clone(f.Data))
+	}
+	r.lost = d.Stats().LostFrames
+	for i, f := range frames {
+		img, err := jpeg.Decode(bytes.NewReader(f))
 		if err != nil {
-			r.err = fmt.Errorf("frame %d does not decode: %w", r.frames, err)
+			r.err = fmt.Errorf("frame %d does not decode: %w", i, err)
 			continue
 		}
 		if v, ok := cam.ReadCounter(img); ok {
 			r.counters = append(r.counters, v)
 		}
 	}
-	r.lost = d.Stats().LostFrames
 	out <- r
 }
 
@@ -208,10 +215,17 @@ func TestSendLoopback(t *testing.T) {
 	if len(v.counters) != v.frames {
 		t.Errorf("%d of %d frames show a readable counter", len(v.counters), v.frames)
 	}
+	// Counters increase by one, except where the camera dropped frames
+	// because the sender fell behind (a loaded machine): those it reports.
+	skipped := 0
 	for i := 1; i < len(v.counters); i++ {
-		if v.counters[i] != v.counters[i-1]+1 {
-			t.Errorf("frame counters jump from %d to %d", v.counters[i-1], v.counters[i])
+		if v.counters[i] <= v.counters[i-1] {
+			t.Errorf("frame counters go from %d to %d", v.counters[i-1], v.counters[i])
 		}
+		skipped += int(v.counters[i]-v.counters[i-1]) - 1
+	}
+	if dropped := summaryValue(t, s, "video", "dropped_frames"); skipped != dropped {
+		t.Errorf("frame counters skip %d frames, the sender reports %d dropped", skipped, dropped)
 	}
 
 	text, err := os.ReadFile(sdpPath)
