@@ -127,7 +127,7 @@ func (p *boardPart) handlePair(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *boardPart) handleSimButton(w http.ResponseWriter, r *http.Request) {
-	if p.sim == nil {
+	if p.sim == nil || !p.netButtons {
 		// Real buttons only: the page must not be able to press them.
 		http.NotFound(w, r)
 		return

@@ -39,7 +39,9 @@ type boardPart struct {
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware
 	wiring    board.Wiring
-	simulated bool
+	simulated bool // no GPIO in use: the LED is shown in the terminal
+	// netButtons allows /api/sim/button: only without any real board.
+	netButtons bool
 
 	mu      sync.Mutex
 	hooks   board.Hooks
@@ -92,14 +94,17 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 			chips = append(chips, board.Chip{Name: c.Name, Label: c.Label})
 		}
 	}
-	w, werr := board.Resolve(cfg.Board, board.ReadModel(), chips)
-	var boardErr error
+	model := board.ReadModel()
+	_, known := board.DetectProfile(model)
+	w, werr := board.Resolve(cfg.Board, model, chips)
+	// Config-class faults, shown together as one message.
+	faults := []error{cfgErr}
 	if werr != nil {
 		p.simulated = true
-		if !errors.Is(werr, board.ErrNoBoard) || cfg.Board.Profile != "auto" && cfg.Board.Profile != "sim" {
-			// A board was asked for and cannot be driven: that is a
-			// fault to show, not a silent fallback.
-			boardErr = werr
+		if !errors.Is(werr, board.ErrNoBoard) || cfg.Board.Profile != "auto" && cfg.Board.Profile != "sim" || known {
+			// A board was asked for, or this is a known board, and it
+			// cannot be driven: a fault to show, not a silent fallback.
+			faults = append(faults, fmt.Errorf("board: %w", werr))
 		}
 		a.log.Info("board: simulated", "why", werr)
 	}
@@ -123,13 +128,18 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if !p.simulated {
 		l, closers, err := openBoardLED(w)
 		if err != nil {
-			boardErr = err
+			faults = append(faults, fmt.Errorf("board: %w", err))
 			p.simulated = true
 		} else {
 			led = l
 			p.closers = append(p.closers, closers...)
 		}
 	}
+	// Presses from the network (/api/sim/button) only where there is no
+	// real board at all: a development machine, or --board sim. A real
+	// box whose GPIO failed shows its LED in the terminal but never lets
+	// the network press its buttons, which would let anyone pair.
+	p.netButtons = p.simulated && (cfg.Board.Profile == "sim" || cfg.Board.Profile == "auto" && !known)
 	if p.simulated {
 		p.sim = board.NewSim(os.Stderr, tty)
 		led = p.sim
@@ -153,14 +163,8 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		opts.OnRefresh = p.sim.Refresh
 	}
 	p.box = board.NewBox(opts)
-	if cfgErr != nil {
-		p.box.SetFault(board.FaultConfig, cfgErr)
-	}
 	if serr != nil {
 		p.box.SetFault(board.FaultStorage, serr)
-	}
-	if boardErr != nil {
-		p.box.SetFault(board.FaultConfig, errors.Join(cfgErr, fmt.Errorf("board: %w", boardErr)))
 	}
 	// The relay starts after the board: hand it the pairing gate now, and
 	// let a factory reset cut off the clients whose tokens it revokes.
@@ -189,18 +193,21 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		}
 	} else {
 		if err := p.openButtons(w, cfg.Board.Debounce); err != nil {
-			p.box.SetFault(board.FaultConfig, fmt.Errorf("board: %w", err))
+			faults = append(faults, fmt.Errorf("board: %w", err))
 		}
 		// A box with no network cannot be reached by any phone: show it.
 		// (The simulated board runs on a developer's machine, where
 		// localhost is enough.)
 		p.goRun(func() { p.watchNetwork(ctx) })
 	}
+	if err := errors.Join(faults...); err != nil {
+		p.box.SetFault(board.FaultConfig, err)
+	}
 	p.goRun(func() { p.watchViewers(ctx, a.relay.Viewers) })
 	if cfg.Pairing.Open {
 		a.log.Warn("pairing is off (open access): every client on the network gets media")
 	}
-	a.log.Info("board", "profile", cfg.Board.Profile, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
+	a.log.Info("board", "profile", cfg.Board.Profile, "model", model, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
 	p.routes(a)
 	return nil
 }

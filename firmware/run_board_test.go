@@ -240,7 +240,12 @@ func TestBoardAPIBadInput(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET pair: %d", resp.StatusCode)
 	}
-	// Real buttons are never pressed from the network.
+	// Real buttons are never pressed from the network, not even on a
+	// real box whose GPIO failed (LED shown in the terminal instead).
+	f.a.board.netButtons = false
+	if code := f.press(t, `{"button":"a","ms":100}`); code != 404 {
+		t.Errorf("sim button on a real board: %d, want 404", code)
+	}
 	f.a.board.sim = nil
 	if code := f.press(t, `{"button":"a","ms":100}`); code != 404 {
 		t.Errorf("sim button on real hardware: %d, want 404", code)
@@ -436,5 +441,20 @@ func TestBoardStopLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A board that was asked for but cannot be driven (here: a Pi 5 profile on
+// a machine without its GPIO chip) shows the error, keeps its LED in the
+// terminal, and still refuses presses from the network.
+func TestBoardMissingHardware(t *testing.T) {
+	f := startBoard(t, "", "--board", "rpi5")
+	f.a.board.booted()
+	st := f.state(t, "")
+	if st.State != "error" || !strings.Contains(st.Message, "board:") || !st.Simulated {
+		t.Fatalf("missing board: %+v", st)
+	}
+	if code := f.press(t, `{"button":"both","ms":100}`); code != 404 {
+		t.Fatalf("network press on a real board's profile: %d, want 404", code)
 	}
 }
