@@ -59,7 +59,7 @@ func (p *boardPart) state(token string) boardAPIState {
 		LED:       st.LED.Name,
 		Message:   st.Message,
 		Name:      p.cfg.Name,
-		Simulated: p.simulated,
+		Simulated: p.netButtons, // the page offers its button row only where presses work
 		Paired:    p.box.Authorize(token) == nil,
 		Viewers:   st.Viewers,
 		Muted:     st.Muted,

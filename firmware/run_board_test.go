@@ -451,7 +451,7 @@ func TestBoardMissingHardware(t *testing.T) {
 	f := startBoard(t, "", "--board", "rpi5")
 	f.a.board.booted()
 	st := f.state(t, "")
-	if st.State != "error" || !strings.Contains(st.Message, "board:") || !st.Simulated {
+	if st.State != "error" || !strings.Contains(st.Message, "board:") || st.Simulated {
 		t.Fatalf("missing board: %+v", st)
 	}
 	if code := f.press(t, `{"button":"both","ms":100}`); code != 404 {
