@@ -172,6 +172,15 @@ func TestBoardAPIPairing(t *testing.T) {
 	if err := f.a.relay.authorize(tok); err != nil {
 		t.Fatalf("relay refuses the paired token: %v", err)
 	}
+	// Pairing mode stays open: a second phone is admitted without a press.
+	select {
+	case r2 := <-f.pair(t):
+		if r2.code != 200 || r2.body["token"] == "" || r2.body["token"] == tok {
+			t.Fatalf("second phone in pairing mode: %+v", r2)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second phone not admitted while pairing mode is open")
+	}
 
 	// Factory reset: A held 10.5 s (back-dated), then A to confirm.
 	f.press(t, `{"button":"a","ms":10500}`)
