@@ -113,8 +113,9 @@ func mdnsHostName(name string) (string, error) {
 
 // startMDNS answers A/AAAA questions for name on every multicast interface
 // (pion/mdns picks the address of the interface each question came in on).
-// The server only answers; it sends nothing unasked.
-func startMDNS(name string) (*mdns.Conn, error) {
+// The server only answers; it sends nothing unasked. Tests add options
+// (loopback).
+func startMDNS(name string, opts ...mdns.ServerOption) (*mdns.Conn, error) {
 	addr4, err := net.ResolveUDPAddr("udp4", mdns.DefaultAddressIPv4)
 	if err != nil {
 		return nil, err
@@ -132,11 +133,11 @@ func startMDNS(name string) (*mdns.Conn, error) {
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
-	c, err := mdns.NewServer(ipv4.NewPacketConn(l4), p6,
+	c, err := mdns.NewServer(ipv4.NewPacketConn(l4), p6, append([]mdns.ServerOption{
 		mdns.WithLocalNames(name),
 		mdns.WithRecordTypes(dnsmessage.TypeA, dnsmessage.TypeAAAA),
 		mdns.WithLoggerFactory(lf),
-	)
+	}, opts...)...)
 	if err != nil {
 		l4.Close()
 		if p6 != nil {
