@@ -77,6 +77,7 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 		return capture.Burst{}, ErrEmptyChunk
 	}
 	pcm := c.Samples // already 8 kHz: nothing to filter
+	at := c.CaptureTime
 	if c.Rate != Rate {
 		if p.rs == nil || p.rs.InRate() != c.Rate {
 			rs, err := NewResampler(c.Rate, Rate)
@@ -86,6 +87,8 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 			p.rs = rs
 		}
 		pcm = p.rs.Process(c.Samples)
+		// Stamp what the samples are: the filter delays the signal.
+		at = at.Add(p.rs.Offset())
 	}
 	if len(pcm) == 0 {
 		// Very short chunk: the samples stay in the filter for the next call.
@@ -94,7 +97,7 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 	// Timestamps follow the capture clock, but jitter in when a driver
 	// stamps its chunks must not make the RTP timeline wobble: within half a
 	// packet of the contiguous value, use the contiguous value.
-	ts := p.clock.Timestamp(c.CaptureTime)
+	ts := p.clock.Timestamp(at)
 	contiguous := false
 	if p.started {
 		if d := int32(ts - p.next); d > -SamplesPerPacket/2 && d < SamplesPerPacket/2 {
@@ -118,8 +121,7 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 		// RFC 3551 section 4.1: the marker bit flags the first packet after
 		// a discontinuity, so a receiver may resynchronise its playout.
 		p.hdr.Marker = i == 0 && !contiguous
-		at := c.CaptureTime.Add(time.Duration(i) * time.Second / Rate)
-		if err := rtpext.SetAbsCaptureTime(&p.hdr, &p.ext, at); err != nil {
+		if err := rtpext.SetAbsCaptureTime(&p.hdr, &p.ext, at.Add(time.Duration(i)*time.Second/Rate)); err != nil {
 			return capture.Burst{}, fmt.Errorf("pcmu: %w", err)
 		}
 		n, err := p.hdr.MarshalTo(p.buf[off:])

@@ -165,11 +165,14 @@ func TestPacketizer(t *testing.T) {
 			if rp.Marker != (k == 0) {
 				t.Fatalf("chunk %d: marker %v", k, rp.Marker)
 			}
-			if got, err := rtpext.AbsCaptureTime(pkt); err != nil || !got.Equal(ct) {
+			// Exact at 8 kHz; a resampled chunk is stamped earlier by the
+			// filter's delay (TestCaptureTimeAccuracy checks the value).
+			got, err := rtpext.AbsCaptureTime(pkt)
+			if err != nil || got.After(ct) || (rate == Rate && !got.Equal(ct)) || got.Before(ct.Add(-5*time.Millisecond)) {
 				t.Fatalf("abs-capture-time %v %v, want %v", got, err, ct)
 			}
 			c, ok, err := d.Push(pkt)
-			if err != nil || !ok || c.LostPackets != 0 || c.GapSamples != 0 || !c.CaptureTime.Equal(ct) {
+			if err != nil || !ok || c.LostPackets != 0 || c.GapSamples != 0 || !c.CaptureTime.Equal(got) {
 				t.Fatalf("depacketize: %+v %v %v", c, ok, err)
 			}
 			heard = append(heard, c.Samples...)
@@ -331,6 +334,49 @@ func TestSenderRestart(t *testing.T) {
 			if _, ok, err := d.Push(b.Packets[0]); !ok || err != nil {
 				t.Fatalf("start %d chunk %d: %v %v", start, k, ok, err)
 			}
+		}
+	}
+}
+
+// TestCaptureTimeAccuracy: a click at a known instant comes out of the
+// resampler at the sample whose abs-capture-time is that instant, within
+// one 8 kHz sample (125 us): the filter's delay is accounted for, so audio
+// lines up with video by capture time.
+func TestCaptureTimeAccuracy(t *testing.T) {
+	for _, rate := range []int{48000, 44100, 16000, 8000} {
+		p, _ := NewPacketizer(0, 1, 0)
+		d := NewDepacketizer()
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		n := rate / 50
+		click := t0.Add(130 * time.Millisecond) // inside chunk 6
+		var peakAt time.Time
+		var peak int
+		for k := range 12 {
+			ct := t0.Add(time.Duration(k) * capture.ChunkDuration)
+			s := make([]int16, n)
+			for i := range s {
+				at := ct.Add(time.Duration(i) * time.Second / time.Duration(rate))
+				if d := at.Sub(click); d >= 0 && d < time.Second/time.Duration(rate) {
+					s[i] = 30000
+				}
+			}
+			b, err := p.Packetize(capture.AudioChunk{Samples: s, Rate: rate, CaptureTime: ct, Seq: uint64(k)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ok, err := d.Push(b.Packets[0])
+			if !ok || err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range c.Samples {
+				if int(v) > peak {
+					peak = int(v)
+					peakAt = c.CaptureTime.Add(time.Duration(j) * time.Second / Rate)
+				}
+			}
+		}
+		if off := peakAt.Sub(click); off.Abs() > time.Second/Rate {
+			t.Errorf("%d Hz: click stamped %v off", rate, off)
 		}
 	}
 }

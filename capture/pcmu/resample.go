@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // ErrRate reports a sample rate the resampler cannot convert.
@@ -28,6 +29,8 @@ type Resampler struct {
 	coef []float32
 	hist []float32 // last taps-1 input samples, then the current input
 	pos  int64     // position of the next output, in units of 1/up input samples, relative to hist[taps-1]
+	half float64   // the filter's group delay, (length-1)/2, in units of 1/up input samples
+	lead time.Duration
 	dst  []int16
 }
 
@@ -78,6 +81,7 @@ func NewResampler(in, out int) (*Resampler, error) {
 		proto[i] = sinc * w * float64(r.up)
 	}
 	r.taps = taps
+	r.half = float64(n-1) / 2
 	r.coef = make([]float32, n)
 	for p := 0; p < r.up; p++ {
 		for k := 0; k < taps; k++ {
@@ -97,6 +101,9 @@ func (r *Resampler) OutRate() int { return r.out }
 // calls the output count is len(input)*out/in; a 20 ms chunk of any rate that
 // is a multiple of 50 Hz gives exactly 20 ms of output.
 func (r *Resampler) Process(src []int16) []int16 {
+	// The first output's content is the input at pos minus the filter's
+	// group delay (a linear-phase FIR delays every frequency equally).
+	r.lead = time.Duration((float64(r.pos) - r.half) * float64(time.Second) / (float64(r.in) * float64(r.up)))
 	h := r.taps - 1
 	r.hist = r.hist[:h]
 	for _, s := range src {
@@ -127,6 +134,12 @@ func (r *Resampler) Process(src []int16) []int16 {
 	r.hist = r.hist[:h]
 	return r.dst
 }
+
+// Offset returns where, relative to the first input sample of the last
+// Process call, the first output sample of that call lies in time. It is
+// negative by about the filter's delay (about 3.6 ms from 48 kHz), so
+// capture time + Offset is the capture time of the first output sample.
+func (r *Resampler) Offset() time.Duration { return r.lead }
 
 // Reset clears the filter history, e.g. after a gap in the input.
 func (r *Resampler) Reset() {
