@@ -15,6 +15,7 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtph264"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 )
 
@@ -111,11 +112,11 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 		cam.Close()
 		return err
 	}
-	vp, err := rtpjpeg.NewPacketizer(p.opts.packetSize, rtpext.Random32(), capture.PayloadTypeJPEG)
+	vp, err := newCodecPacketizer(p.opts.packetSize)
 	if err != nil {
 		cam.Close()
 		mic.Close()
-		return fmt.Errorf("video packetizer: %w", err)
+		return err
 	}
 	ap, err := pcmu.NewPacketizer(p.opts.packetSize, rtpext.Random32(), capture.PayloadTypePCMU)
 	if err != nil {
@@ -365,4 +366,41 @@ func logStats(ctx context.Context, log *slog.Logger, every time.Duration, video,
 			pv, pa, last = v, a, now
 		}
 	}
+}
+
+// codecPacketizer picks the RTP payload format by each frame's codec:
+// RTP/JPEG (PT 26) for MJPEG cameras and the synthetic one, H.264 (PT 96)
+// for cameras that encode it. The relay learns the codec from the payload
+// type. Each format has its own SSRC and sequence, as RFC 3550 wants when
+// the payload format of a stream changes (e.g. a different camera after a
+// reopen).
+type codecPacketizer struct {
+	maxSize int
+	jpeg    *rtpjpeg.Packetizer
+	h264    *rtph264.Packetizer // made on the first H.264 frame
+}
+
+func newCodecPacketizer(maxSize int) (*codecPacketizer, error) {
+	j, err := rtpjpeg.NewPacketizer(maxSize, rtpext.Random32(), capture.PayloadTypeJPEG)
+	if err != nil {
+		return nil, fmt.Errorf("video packetizer: %w", err)
+	}
+	return &codecPacketizer{maxSize: maxSize, jpeg: j}, nil
+}
+
+func (p *codecPacketizer) Packetize(f capture.VideoFrame) (capture.Burst, error) {
+	switch f.Codec {
+	case capture.CodecJPEG:
+		return p.jpeg.Packetize(f)
+	case capture.CodecH264:
+		if p.h264 == nil {
+			h, err := rtph264.NewPacketizer(p.maxSize, rtpext.Random32(), capture.PayloadTypeH264)
+			if err != nil {
+				return capture.Burst{}, fmt.Errorf("video packetizer: %w", err)
+			}
+			p.h264 = h
+		}
+		return p.h264.Packetize(f)
+	}
+	return capture.Burst{}, fmt.Errorf("video packetizer: no RTP payload format for codec %v", f.Codec)
 }

@@ -315,3 +315,35 @@ func TestPipelineNoAllocsPerUnit(t *testing.T) {
 	}
 	t.Logf("whole run: %.0f allocations for 10 frames and chunks, %.0f for 210", short, long)
 }
+
+// The appliance packetizes each frame by its codec: JPEG as PT 26, H.264
+// as PT 96, anything else is refused.
+func TestCodecPacketizer(t *testing.T) {
+	p, err := newCodecPacketizer(1200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	b, err := p.Packetize(capture.VideoFrame{Codec: capture.CodecJPEG, Data: testJPEG(t), Width: 320, Height: 240, Keyframe: true, CaptureTime: now})
+	if err != nil || len(b.Packets) == 0 || b.Packets[0][1]&0x7f != capture.PayloadTypeJPEG {
+		t.Fatalf("JPEG frame: %v, %d packets", err, len(b.Packets))
+	}
+	// An IDR access unit: SPS, PPS and an IDR slice, Annex B.
+	au := []byte{
+		0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8,
+		0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+		0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff,
+	}
+	b, err = p.Packetize(capture.VideoFrame{Codec: capture.CodecH264, Data: au, Width: 320, Height: 240, Keyframe: true, CaptureTime: now})
+	if err != nil || len(b.Packets) == 0 {
+		t.Fatalf("H.264 frame: %v, %d packets", err, len(b.Packets))
+	}
+	for _, pkt := range b.Packets {
+		if pkt[1]&0x7f != capture.PayloadTypeH264 {
+			t.Fatalf("H.264 packet with PT %d", pkt[1]&0x7f)
+		}
+	}
+	if _, err := p.Packetize(capture.VideoFrame{Codec: capture.Codec(99), Data: au}); err == nil {
+		t.Fatal("an unknown codec was packetized")
+	}
+}
