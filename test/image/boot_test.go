@@ -1,0 +1,409 @@
+package image
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// The boot test runs the arm64 firmware with the image's own boot-time
+// pieces in qemu-system-aarch64 (TCG): the overlay (S00callbox-data,
+// S99callbox, the health check), post-build.sh's fstab, and an SD card
+// written by post-image.sh (boot FAT, root, data) attached as the guest's
+// disk. The kernel is Debian's arm64 kernel and the userland BusyBox, in an
+// initramfs standing in for Buildroot's root file system; a full Buildroot
+// build needs the internet and an hour (make image BOARD=qemu).
+
+// guestModules are the Debian kernel modules the guest needs: the virtio
+// disk and network card, and the file systems of the card's partitions.
+var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "vfat", "nls_cp437", "nls_ascii"}
+
+// bootChecks are the checks the guest script reports, in order.
+var bootChecks = []string{
+	"data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
+	"page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
+	"health-stopped", "health-counts-failures", "keep-local-edits", "start-again",
+}
+
+// guestInit is PID 1 until it hands over to BusyBox init, which, as on the
+// box, runs the boot script from /etc/inittab and reaps orphaned processes.
+const guestInit = `#!/bin/busybox sh
+/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+exec /bin/busybox init
+`
+
+const guestInittab = `::sysinit:/bin/sh /boot-test.sh
+`
+
+// guestBoot brings up what Buildroot's inittab and rcS would (mounts,
+// modules, network), then runs the image's init scripts in their boot order
+// and the checks.
+const guestBoot = `export PATH=/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs -o mode=0755 run /run
+mount -t tmpfs -o mode=1777 tmp /tmp
+while read -r m; do insmod "$m" || echo "MODLOAD FAIL $m"; done </etc/modload
+ip link set lo up
+NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+ip link set "$NIC" up && ip addr add 10.0.2.15/24 dev "$NIC"
+i=0; while [ ! -b /dev/vda3 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+/etc/init.d/S00callbox-data start
+/etc/init.d/S99callbox start
+sh /selftest.sh 2>&1
+echo "SELFTEST DONE"
+`
+
+// guestSelftest runs in the guest after boot; each check prints
+// "CHECK <name> OK" or "CHECK <name> FAIL <why>".
+const guestSelftest = `
+ok() { echo "CHECK $1 OK"; }
+fail() { echo "CHECK $1 FAIL $2"; }
+page() { /usr/local/bin/wget -q -T 3 -O /dev/null http://127.0.0.1:8080/; }
+# wait_for SECONDS CMD...: true once CMD succeeds.
+wait_for() { n=$(($1 * 5)); shift; while ! "$@"; do [ $n -le 0 ] && return 1; n=$((n-1)); sleep 0.2; done; }
+pid() { cat /run/callbox.pid 2>/dev/null; }
+new_pid() { np=$(pid); [ -n "$np" ] && [ "$np" != "$1" ] && kill -0 "$np" 2>/dev/null; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+CR=$(printf '\r')
+
+if mountpoint -q /data && grep -q ' /data ext4 ' /proc/mounts; then ok data-mounted; else fail data-mounted "$(cat /proc/mounts)"; fi
+if cmp -s /boot/callbox.toml /data/etc/callbox.toml; then ok import-config; else fail import-config "boot and data copies differ"; fi
+if grep -q "$CR" /boot/wpa_supplicant.conf && ! grep -q "$CR" /data/etc/wpa_supplicant.conf && grep -q 'ssid="callbox-test"' /data/etc/wpa_supplicant.conf; then
+	ok import-wifi-crlf; else fail import-wifi-crlf "CRs or content"; fi
+m=$(stat -c %a /data/etc/wpa_supplicant.conf); [ "$m" = 600 ] && ok import-wifi-mode || fail import-wifi-mode "mode $m"
+
+if wait_for 90 page; then ok page-local; else fail page-local "no page after 90 s: $(tail -5 /var/log/callbox.log)"; fi
+p=$(pid)
+args=$(tr '\0' ' ' </proc/$p/cmdline)
+case "$args" in *"--config /data/etc/callbox.toml"*) ok runs-imported-config ;; *) fail runs-imported-config "$args" ;; esac
+/usr/libexec/callbox/healthcheck && ok health-ok || fail health-ok "exit $?"
+
+kill -9 "$p"
+if wait_for 60 new_pid "$p" && wait_for 60 page; then ok respawn; else fail respawn "pid $(pid) after killing $p"; fi
+
+p=$(pid)
+/etc/init.d/S99callbox restart >/dev/null
+if wait_for 60 new_pid "$p" && wait_for 60 page; then ok restart; else fail restart "pid $(pid), was $p"; fi
+
+p=$(pid); s=$(cat /run/callbox-supervisor.pid)
+/etc/init.d/S99callbox stop >/dev/null
+# stop returns once both are gone; init may take a moment to reap them.
+if wait_for 5 gone "$p" && wait_for 5 gone "$s" && [ ! -e /run/callbox.pid ] && ! page; then ok stop; else fail stop "callbox $p or supervisor $s still there"; fi
+
+/usr/libexec/callbox/healthcheck && ok health-stopped || fail health-stopped "failed while stopped on purpose"
+cp /etc/default/callbox /tmp/default.callbox
+printf 'HEALTH_URL=http://127.0.0.1:1/\nHEALTH_FAILURES=3\n' >>/etc/default/callbox
+rm -f /run/callbox.stopped
+r=""; for i in 1 2 3; do /usr/libexec/callbox/healthcheck 2>/dev/null; r="$r$?"; done
+cp /tmp/default.callbox /etc/default/callbox
+rm -f /run/callbox-health.failures
+[ "$r" = 001 ] && ok health-counts-failures || fail health-counts-failures "exit codes $r, want 0 0 1"
+
+echo '# changed on the box' >>/data/etc/callbox.toml
+/etc/init.d/S00callbox-data restart >/dev/null
+grep -q 'changed on the box' /data/etc/callbox.toml && ok keep-local-edits || fail keep-local-edits "the boot copy was imported again"
+
+/etc/init.d/S99callbox start >/dev/null
+if wait_for 90 page; then ok start-again; else fail start-again "no page"; fi
+# For the test's log when a check failed: the supervisor's and callbox's.
+sed 's/^/callbox.log: /' /var/log/callbox.log | tail -40
+`
+
+// Debian's busybox-static lacks two things Buildroot's BusyBox has
+// (package/busybox/busybox.config: CONFIG_MOUNTPOINT, and
+// CONFIG_FEATURE_WGET_TIMEOUT, without which its wget crashes on -T). These
+// stand-ins in /usr/local/bin give the image's scripts the same commands
+// they have on the box: mountpoint through PATH; wget, which Debian's ash
+// runs as its own applet whatever PATH says, through the health check's
+// HEALTH_WGET setting (/etc/default/callbox).
+var guestShims = map[string]string{
+	"mountpoint": `#!/bin/sh
+[ "$1" = -q ] && shift
+d=$(cd "$1" 2>/dev/null && pwd) || exit 1
+awk -v d="$d" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
+`,
+	"wget": `#!/bin/sh
+t=10
+skip=""
+for a; do
+	shift
+	if [ -n "$skip" ]; then t=$a; skip=""; continue; fi
+	if [ "$a" = -T ]; then skip=1; continue; fi
+	set -- "$@" "$a"
+done
+exec timeout "$t" busybox wget "$@"
+`,
+}
+
+// testCache is where downloaded Debian packages are kept between runs.
+func testCache(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("CALLBOX_IMAGE_TEST_CACHE")
+	if dir == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(c, "callbox-test")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "debs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// debRoot downloads (once) the arm64 package pkg and returns the directory
+// it is unpacked in.
+func debRoot(t testing.TB, cache, pkg string) string {
+	t.Helper()
+	dir := filepath.Join(cache, "root-"+pkg)
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	debs := filepath.Join(cache, "debs")
+	matches, _ := filepath.Glob(filepath.Join(debs, pkg+"_*_arm64.deb"))
+	if len(matches) == 0 {
+		out, err := exec.Command("sh", "-c", "cd \"$1\" && apt-get download \"$2:arm64\"", "sh", debs, pkg).CombinedOutput()
+		matches, _ = filepath.Glob(filepath.Join(debs, pkg+"_*_arm64.deb"))
+		if err != nil || len(matches) == 0 {
+			testenv.Unavailable(t, "apt-get download %s:arm64 failed (dpkg --add-architecture arm64; apt-get update): %v\n%s", pkg, err, out)
+		}
+	}
+	// Unpack beside the final place and rename: an interrupted unpack is
+	// never taken for a complete one.
+	tmp, err := os.MkdirTemp(cache, "unpack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	run(t, nil, "", "dpkg-deb", "-x", matches[len(matches)-1], tmp)
+	writeFile(t, filepath.Join(tmp, ".complete"), "", 0o644)
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// kernelPackage resolves Debian's current arm64 kernel image package.
+func kernelPackage(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("apt-cache", "depends", "linux-image-arm64:arm64").CombinedOutput()
+	m := regexp.MustCompile(`Depends: (linux-image-[^\s:]+)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		testenv.Unavailable(t, "apt-cache knows no linux-image-arm64:arm64 (dpkg --add-architecture arm64; apt-get update): %v\n%s", err, out)
+	}
+	return string(m[1])
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestBootQEMU(t *testing.T) {
+	testenv.Short(t)
+	requireImageTools(t)
+	for _, p := range []string{"qemu-system-aarch64", "apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe", "cpio", "timeout"} {
+		testenv.LookPath(t, p)
+	}
+	root := repoRoot(t)
+	cache := testCache(t)
+	kroot := debRoot(t, cache, kernelPackage(t))
+	busybox := filepath.Join(debRoot(t, cache, "busybox-static"), "bin", "busybox")
+	kvers, _ := filepath.Glob(filepath.Join(kroot, "lib", "modules", "*"))
+	if len(kvers) != 1 {
+		t.Fatalf("kernel package has %d module trees", len(kvers))
+	}
+	kver := filepath.Base(kvers[0])
+	if _, err := os.Stat(filepath.Join(kvers[0], "modules.dep")); err != nil {
+		run(t, nil, "", "depmod", "-b", kroot, kver)
+	}
+
+	work := t.TempDir()
+	// The firmware, static (CGO_ENABLED=0 needs no arm64 libraries in the
+	// initramfs; TestBuildrootGoBuild covers the cgo build).
+	callbox := filepath.Join(work, "callbox")
+	run(t, append(envWithout("GOOS", "GOARCH", "CGO_ENABLED", "GOFLAGS"), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0"),
+		root, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", callbox, "./cmd/callbox")
+
+	// The card: the boot partition carries a configuration that differs
+	// from the image's default, and a wpa_supplicant.conf edited on
+	// Windows (CRLF), as a person would leave them.
+	example := readFile(t, exampleConfig(t))
+	bootConfig := example + "\n# written on the boot partition by TestBootQEMU\n"
+	c := makeCard(t, "qemu", cardOptions{config: bootConfig})
+	wpa := filepath.Join(work, "wpa_supplicant.conf")
+	writeFile(t, wpa, strings.Join([]string{
+		"ctrl_interface=/run/wpa_supplicant", "country=GB", "network={", `	ssid="callbox-test"`, `	psk="not a real password"`, "}", ""}, "\r\n"), 0o644)
+	_, parts := partitions(t, c.img)
+	mtools(t, c.img, parts[0].Start, "mcopy", "-o", wpa, "::/wpa_supplicant.conf")
+
+	// The root file system: BusyBox, the firmware, the image's overlay and
+	// default configuration, fstab and inittab as post-build.sh leaves them.
+	rootfs := filepath.Join(work, "rootfs")
+	copyTree(t, filepath.Join(boardDir(t), "common", "rootfs-overlay"), rootfs)
+	copyFile(t, busybox, filepath.Join(rootfs, "bin", "busybox"))
+	copyFile(t, callbox, filepath.Join(rootfs, "usr", "bin", "callbox"))
+	writeFile(t, filepath.Join(rootfs, "etc", "callbox", "callbox.toml"), example, 0o644)
+	writeFile(t, filepath.Join(rootfs, "etc", "fstab"), skeletonFstab, 0o644)
+	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), skeletonInittab, 0o644)
+	run(t, nil, "", "sh", filepath.Join(boardDir(t), "common", "post-build.sh"), rootfs, "qemu")
+	writeFile(t, filepath.Join(rootfs, "init"), guestInit, 0o755)
+	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), guestInittab, 0o644)
+	writeFile(t, filepath.Join(rootfs, "boot-test.sh"), guestBoot, 0o755)
+	writeFile(t, filepath.Join(rootfs, "selftest.sh"), guestSelftest, 0o755)
+	for name, script := range guestShims {
+		writeFile(t, filepath.Join(rootfs, "usr", "local", "bin", name), script, 0o755)
+	}
+	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox"), "HEALTH_WGET=/usr/local/bin/wget\n", 0o644)
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var", "lib/modules"} {
+		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
+	}
+	// As in Buildroot's skeleton: /var/run and /var/log on the tmpfses.
+	os.Symlink("../run", filepath.Join(rootfs, "var", "run"))
+	os.Symlink("../tmp", filepath.Join(rootfs, "var", "log"))
+	var modload []string
+	for _, m := range guestModules {
+		out := run(t, nil, "", "modprobe", "-d", kroot, "-S", kver, "--show-depends", m)
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "insmod" {
+				continue // "builtin X"
+			}
+			guest := "/lib/modules/" + filepath.Base(f[1])
+			if !slices.Contains(modload, guest) {
+				copyFile(t, f[1], filepath.Join(rootfs, guest))
+				modload = append(modload, guest)
+			}
+		}
+	}
+	writeFile(t, filepath.Join(rootfs, "etc", "modload"), strings.Join(modload, "\n")+"\n", 0o644)
+	initrd := filepath.Join(work, "initrd.cpio.gz")
+	run(t, nil, rootfs, "sh", "-c", "find . | cpio -o -H newc -R 0:0 --quiet | gzip -1 > \"$1\"", "sh", initrd)
+
+	port := freePort(t)
+	serial := filepath.Join(work, "serial.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	qemu := exec.CommandContext(ctx, "timeout", "-k", "5", "300",
+		"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg",
+		"-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-serial", "file:"+serial,
+		"-kernel", filepath.Join(kroot, "boot", "vmlinuz-"+kver), "-initrd", initrd,
+		"-append", "console=ttyAMA0 panic=-1 quiet",
+		"-drive", "file="+c.img+",if=none,format=raw,id=hd0", "-device", "virtio-blk-pci,drive=hd0",
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:8080", port),
+		"-device", "virtio-net-pci,netdev=n0")
+	// qemu's own messages go to a file: a pipe would keep Wait waiting for
+	// as long as any process holds it.
+	qemuLog, err := os.Create(filepath.Join(work, "qemu.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qemuLog.Close()
+	qemu.Stdout, qemu.Stderr = qemuLog, qemuLog
+	// Its own process group, so the cleanup reaches qemu behind timeout(1).
+	qemu.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	qemu.Cancel = func() error { return syscall.Kill(-qemu.Process.Pid, syscall.SIGKILL) }
+	start := time.Now()
+	if err := qemu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- qemu.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+
+	// The guest reports its checks on the serial console.
+	deadline := time.Now().Add(280 * time.Second)
+	var log string
+	for {
+		b, _ := os.ReadFile(serial)
+		log = string(b)
+		if strings.Contains(log, "SELFTEST DONE") {
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("qemu exited before the checks finished: %v\n%s\nserial:\n%s", err, readFile(t, qemuLog.Name()), log)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest did not finish its checks in time; serial:\n%s", log)
+		}
+	}
+	t.Logf("guest checks done %v after qemu started", time.Since(start).Round(100*time.Millisecond))
+
+	results := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	for sc.Scan() {
+		if f := strings.SplitN(strings.TrimSpace(sc.Text()), " ", 4); len(f) >= 3 && f[0] == "CHECK" {
+			results[f[1]] = strings.Join(f[2:], " ")
+		}
+	}
+	for _, name := range bootChecks {
+		if r, ok := results[name]; !ok {
+			t.Errorf("check %s did not run", name)
+		} else if r != "OK" {
+			t.Errorf("check %s: %s", name, r)
+		}
+	}
+	if strings.Contains(log, "MODLOAD FAIL") {
+		t.Errorf("a kernel module did not load")
+	}
+
+	// The page, from the host, through qemu's port forward.
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	client := &http.Client{Timeout: 5 * time.Second}
+	var body []byte
+	for try := 0; try < 20; try++ {
+		var resp *http.Response
+		resp, err = client.Get(url)
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+		}
+		if err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("GET %s from the host: %v\nserial:\n%s", url, err, log)
+	}
+	if !strings.Contains(strings.ToLower(string(body)), "<html") {
+		t.Errorf("GET %s: not an HTML page (%d bytes): %.200q", url, len(body), body)
+	}
+	if t.Failed() {
+		t.Logf("serial:\n%s", log)
+	}
+}
