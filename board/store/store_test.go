@@ -103,7 +103,7 @@ func crashWriter(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
-	os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600)
+	told := false
 	for i := len(st.Tokens); ; i++ {
 		// Each state is self-consistent: n tokens, muted iff n is odd. A
 		// torn write would break that or fail to parse.
@@ -112,6 +112,13 @@ func crashWriter(dir string) {
 		if err := s.Save(st); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
+		}
+		if !told {
+			// Tell the test this process is writing (after one whole
+			// save, so that every kill lands among real writes, even
+			// under a slow emulator).
+			os.WriteFile(filepath.Join(dir, "ready"), nil, 0o600)
+			told = true
 		}
 	}
 }
@@ -133,6 +140,11 @@ func TestCrashSafety(t *testing.T) {
 	for i := 0; i < kills; i++ {
 		os.Remove(filepath.Join(dir, "ready"))
 		cmd := exec.Command(exe, "-test.run=^$")
+		if emu := os.Getenv("CALLBOX_TEST_EXEC"); emu != "" {
+			// Cross tests (scripts/cross.sh): a foreign binary runs
+			// under the named qemu-user emulator.
+			cmd = exec.Command(emu, exe, "-test.run=^$")
+		}
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -182,6 +194,9 @@ func TestCrashSafety(t *testing.T) {
 			}
 		}
 		prev = n
+	}
+	if prev < kills {
+		t.Fatalf("only %d states written across %d writer runs: the kills did not land among writes", prev, kills)
 	}
 	t.Logf("%d kills; the writer got %d states to disk", kills, prev)
 }
