@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -19,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,15 +97,43 @@ func freePorts(t *testing.T) int {
 	return 0
 }
 
-// bound reports whether something holds UDP port p (ffmpeg, once it
-// listens).
+// bound reports whether a UDP socket is bound to port p (the receiver, once
+// it listens). It reads the kernel's socket tables rather than trying to
+// bind the port, which for an instant would take it from the receiver.
 func bound(p int) bool {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-	if err != nil {
-		return errors.Is(err, syscall.EADDRINUSE)
+	suffix := fmt.Sprintf(":%04X", p)
+	for _, table := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 1 && strings.HasSuffix(f[1], suffix) {
+				return true
+			}
+		}
 	}
-	c.Close()
 	return false
+}
+
+// syncBuffer is a bytes.Buffer that a child process's output goroutines
+// and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // videoResult is what the test saw of ffmpeg's decoded video.
@@ -281,7 +307,7 @@ func runInterop(t *testing.T, r receiver, width, height, fps int, duration time.
 	args := r.args(sdp, audioPath)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), r.env...)
-	var rlog bytes.Buffer
+	var rlog syncBuffer
 	cmd.Stdout = &rlog
 	cmd.Stderr = &rlog
 	cmd.WaitDelay = 10 * time.Second
