@@ -16,6 +16,10 @@ import (
 // (the bound of RFC 3550 appendix A.1).
 const maxMisorder = 100
 
+// MaxAccessUnitSize bounds the payload bytes of one access unit; a 1080p
+// IDR at a high bitrate is a few hundred kilobytes.
+const MaxAccessUnitSize = 8 << 20
+
 // AccessUnit is one reassembled H.264 access unit.
 type AccessUnit struct {
 	Data        []byte // Annex B with 4-byte start codes; owned by the depacketizer, valid until the next Push
@@ -54,6 +58,7 @@ type Depacketizer struct {
 	captured time.Time
 	needKey  bool
 	nalCount int      // NAL units appended to au
+	size     int      // payload bytes of the access unit so far
 	nals     [][]byte // scratch for the emit check
 	au       []byte
 	out      []byte
@@ -121,7 +126,7 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 	}
 	if !d.active {
 		d.active, d.broken, d.keyframe, d.inFU = true, false, false, false
-		d.nalCount = 0
+		d.nalCount, d.size = 0, 0
 		d.ts = h.Timestamp
 		d.au = d.au[:0]
 		d.h264 = codecs.H264Packet{}
@@ -131,7 +136,15 @@ func (d *Depacketizer) Push(b []byte) (AccessUnit, bool, error) {
 		}
 	}
 	if !d.broken {
-		if err := d.add(d.pkt.Payload); err != nil {
+		d.size += len(d.pkt.Payload)
+		if d.size > MaxAccessUnitSize {
+			// A sender that never sets the marker must not grow our
+			// buffers (or pion's FU-A buffer) without bound.
+			d.stats.Bad++
+			d.broken, d.needKey = true, true
+			d.h264 = codecs.H264Packet{}
+			lossErr = joinErr(lossErr, fmt.Errorf("rtph264: %w: access unit over %d bytes", capture.ErrBadPacket, MaxAccessUnitSize))
+		} else if err := d.add(d.pkt.Payload); err != nil {
 			d.stats.Bad++
 			d.broken = true
 			d.needKey = true

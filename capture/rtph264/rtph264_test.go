@@ -442,3 +442,24 @@ func TestSenderRestart(t *testing.T) {
 		t.Fatalf("%d access units of 6", emitted)
 	}
 }
+
+// TestOversizedAccessUnit: a sender that never ends an access unit cannot
+// make the depacketizer buffer without bound.
+func TestOversizedAccessUnit(t *testing.T) {
+	d := NewDepacketizer()
+	payload := make([]byte, 1100)
+	payload[0] = 0x65 // IDR slice, single NAL unit packet
+	var sawErr error
+	for i := range MaxAccessUnitSize/len(payload) + 10 {
+		pkt, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 1}, Payload: payload}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Push(pkt); err != nil {
+			sawErr = err
+		}
+	}
+	if !errors.Is(sawErr, capture.ErrBadPacket) || cap(d.au) > 2*MaxAccessUnitSize {
+		t.Fatalf("err %v, buffer %d bytes", sawErr, cap(d.au))
+	}
+}
