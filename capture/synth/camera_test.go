@@ -324,3 +324,22 @@ func BenchmarkNewCamera720p(b *testing.B) {
 		c.Close()
 	}
 }
+
+// The frame sizes the pattern gives, for the docs and for a sense of the
+// bit rate per size.
+func TestCameraFrameSizes(t *testing.T) {
+	for _, sz := range []image.Point{{640, 360}, {1280, 720}, {1920, 1080}} {
+		c, _ := newVirtualCamera(t, CameraConfig{Width: sz.X, Height: sz.Y})
+		var total int
+		for i := range 30 {
+			total += len(c.AppendFrame(nil, uint64(i), i == 0))
+		}
+		avg := total / 30
+		t.Logf("%dx%d: %d bytes per frame, %.1f Mbit/s at 30 fps", sz.X, sz.Y, avg, float64(avg)*8*30/1e6)
+		// Bounds for a quality-80 picture of this much detail: more than
+		// 0.1 and less than 2 bits per pixel.
+		if bpp := float64(avg) * 8 / float64(sz.X*sz.Y); bpp < 0.1 || bpp > 2 {
+			t.Errorf("%v: %.2f bits per pixel", sz, bpp)
+		}
+	}
+}

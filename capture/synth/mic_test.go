@@ -213,3 +213,14 @@ func TestAnalyzeEdgeCases(t *testing.T) {
 		t.Errorf("RMS(nil) = %v", r)
 	}
 }
+
+func BenchmarkMicChunk(b *testing.B) {
+	m, _ := newVirtualMic(b, MicConfig{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := m.ReadChunk(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
