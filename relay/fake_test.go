@@ -24,6 +24,8 @@ type fakeConn struct {
 	stall                  chan struct{} // when set, writes block until it closes
 	mu                     sync.Mutex
 	ctrl                   [][]byte
+	pendU                  []*unit
+	pendC                  []byte
 }
 
 func newFake() *fakeConn {
@@ -61,6 +63,17 @@ func (f *fakeConn) write(units []*unit, ctrl []byte) error {
 	}
 	return nil
 }
+
+// tryWrite completes at once, unless the fake stalls: then finish waits.
+func (f *fakeConn) tryWrite(units []*unit, ctrl []byte) (bool, error) {
+	if f.stall != nil {
+		f.pendU, f.pendC = units, ctrl
+		return false, nil
+	}
+	return true, f.write(units, ctrl)
+}
+
+func (f *fakeConn) finish() error { return f.write(f.pendU, f.pendC) }
 
 func (f *fakeConn) read(buf []byte) ([]byte, error) {
 	select {
@@ -314,5 +327,38 @@ func TestDisconnectAll(t *testing.T) {
 	defer r.tot.mu.Unlock()
 	if r.tot.disconnects["unpaired"] != 2 {
 		t.Fatalf("disconnects %v", r.tot.disconnects)
+	}
+}
+
+// TestHandoffToWriter: a write that would block Publish is finished by the
+// session's writer goroutine, and Publish returns at once.
+func TestHandoffToWriter(t *testing.T) {
+	r := New(testConfig(), nil)
+	defer r.Close()
+	f := newFake()
+	f.stall = make(chan struct{})
+	s := r.newSession(capture.KindVideo, f)
+	if err := r.add(s); err != nil {
+		t.Fatal(err)
+	}
+	go s.run()
+	done := make(chan struct{})
+	go func() {
+		r.Publish(mkBurst(capture.KindVideo, 3, 100, 0, true))
+		r.Publish(mkBurst(capture.KindVideo, 3, 100, 33, true))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Publish blocked on a stalled client")
+	}
+	if f.packets.Load() != 0 {
+		t.Fatal("written through a stall")
+	}
+	close(f.stall)
+	waitFor(t, "the writer to finish both frames", func() bool { return f.packets.Load() == 6 })
+	if f.partial.Load() != 0 {
+		t.Fatal("partial frames")
 	}
 }

@@ -16,6 +16,11 @@ type transport interface {
 	// write sends ctrl (one RTCP message, possibly compound; may be empty)
 	// and then every packet of units, each unit whole.
 	write(units []*unit, ctrl []byte) error
+	// tryWrite is write without blocking: it reports whether everything
+	// was written; if not, the transport keeps the rest (units and ctrl
+	// stay valid) and finish writes it, blocking.
+	tryWrite(units []*unit, ctrl []byte) (complete bool, err error)
+	finish() error
 	// read returns the next message (an RTCP packet) from the client,
 	// in buf's memory.
 	read(buf []byte) ([]byte, error)
@@ -43,6 +48,9 @@ type session struct {
 	why  error  // reason the session ended
 	// writing: a goroutine is in pump; batch and ctrlOut are its.
 	writing bool
+	// handoff: a write that would have blocked was left to the writer
+	// goroutine to finish (writing stays set meanwhile).
+	handoff bool
 
 	wakeCh     chan struct{}
 	done       chan struct{}
@@ -77,6 +85,13 @@ func (s *session) run() {
 	s.end(err)
 	<-s.writerDone
 	s.mu.Lock()
+	if s.handoff { // the writer left before finishing: drop the write
+		s.handoff = false
+		for i, u := range s.batch {
+			u.release()
+			s.batch[i] = nil
+		}
+	}
 	s.pol.clear()
 	st := s.pol.st
 	why := s.why
@@ -100,19 +115,24 @@ func (s *session) run() {
 	s.r.ended(s, st, reason)
 }
 
-// offer queues u; it returns the publishers to ask for a keyframe.
+// offer queues u; it returns the publishers to ask for a keyframe. When
+// the session is idle, the publisher's goroutine writes at once, without
+// blocking (see pump), instead of waking the writer goroutine: one
+// goroutine handoff less per client and unit.
 func (s *session) offer(u *unit, now int64) uint64 {
 	s.mu.Lock()
 	queued, keyReq := s.pol.offer(u, now)
-	wake := queued && !s.pol.busy()
+	ready := queued && !s.pol.busy() && !s.writing
 	ej := s.pol.eject
 	s.mu.Unlock()
 	if ej != nil {
 		s.end(ej)
 		return 0
 	}
-	if wake {
-		s.wake()
+	if ready {
+		if err := s.pump(); err != nil {
+			s.end(err)
+		}
 	}
 	return keyReq
 }
@@ -140,7 +160,8 @@ func (s *session) end(why error) {
 	})
 }
 
-// writeLoop sends from the Buffer when Publish wakes it (S12).
+// writeLoop finishes the writes that would have blocked the goroutine that
+// started them, and sends CBTR replies.
 func (s *session) writeLoop() {
 	defer close(s.writerDone)
 	for {
@@ -149,7 +170,24 @@ func (s *session) writeLoop() {
 		case <-s.done:
 			return
 		}
-		if err := s.pump(); err != nil {
+		s.mu.Lock()
+		if !s.handoff {
+			s.mu.Unlock()
+			if err := s.pump(); err != nil {
+				s.end(err)
+				return
+			}
+			continue
+		}
+		s.mu.Unlock()
+		err := s.t.finish()
+		s.mu.Lock()
+		s.handoff = false
+		s.mu.Unlock()
+		if err = s.wrote(err); err == nil {
+			err = s.pumpOwned(false)
+		}
+		if err != nil {
 			s.end(err)
 			return
 		}
@@ -157,11 +195,12 @@ func (s *session) writeLoop() {
 }
 
 // pump writes from the Buffer, and any pending control reply, until the
-// policy says busy or nothing is left. Whichever goroutine finds the
-// session idle pumps: the writer when Publish wakes it, the reader right
-// after a Health Check opens the window, which saves a goroutine handoff
-// per Health Check for a client that is pacing on its window. The writing
-// flag keeps writes on the connection one at a time.
+// policy says busy or nothing is left (S12). Whichever goroutine finds the
+// session idle pumps: the publisher's after queueing a unit, the reader's
+// right after a Health Check opens the window, the writer's for a CBTR. A
+// write that cannot complete without blocking is handed to the writer
+// goroutine, so neither Publish nor the reader ever waits on a client. The
+// writing flag keeps writes on the connection one at a time.
 func (s *session) pump() error {
 	s.mu.Lock()
 	if s.writing {
@@ -169,7 +208,16 @@ func (s *session) pump() error {
 		return nil // the goroutine writing now loops and sees the news
 	}
 	s.writing = true
+	s.mu.Unlock()
+	return s.pumpOwned(true)
+}
+
+// pumpOwned is pump for the goroutine that owns the writing flag. With
+// block, it writes blocking (the writer goroutine); without, it hands a
+// write that would block to the writer.
+func (s *session) pumpOwned(nonblocking bool) error {
 	for {
+		s.mu.Lock()
 		s.batch = s.pol.take(s.batch[:0], ns(s.r.cfg.Now()))
 		s.ctrlOut = append(s.ctrlOut[:0], s.ctrl...)
 		s.ctrl = s.ctrl[:0]
@@ -179,21 +227,42 @@ func (s *session) pump() error {
 			return nil
 		}
 		s.mu.Unlock()
-		err := s.t.write(s.batch, s.ctrlOut)
-		for i, u := range s.batch {
-			u.release()
-			s.batch[i] = nil
+		var err error
+		if nonblocking {
+			var complete bool
+			complete, err = s.t.tryWrite(s.batch, s.ctrlOut)
+			if err == nil && !complete {
+				s.mu.Lock()
+				s.handoff = true
+				s.mu.Unlock()
+				s.wake()
+				return nil
+			}
+		} else {
+			err = s.t.write(s.batch, s.ctrlOut)
 		}
-		s.mu.Lock()
-		if len(s.batch) > 0 {
-			s.pol.written()
-		}
-		if err != nil {
-			s.writing = false
-			s.mu.Unlock()
+		if err := s.wrote(err); err != nil {
 			return err
 		}
 	}
+}
+
+// wrote ends a write of s.batch: it releases the units and tells the policy.
+// On error the writing flag is dropped (the session is ending).
+func (s *session) wrote(err error) error {
+	for i, u := range s.batch {
+		u.release()
+		s.batch[i] = nil
+	}
+	s.mu.Lock()
+	if len(s.batch) > 0 {
+		s.pol.written()
+	}
+	if err != nil {
+		s.writing = false
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // readLoop handles the client's RTCP until the connection fails.

@@ -135,19 +135,13 @@ type tcpTransport struct {
 	br   *bufio.Reader
 	addr string
 	iov  [][]byte    // reused backing array
-	wb   net.Buffers // consumed by WriteTo
+	wb   net.Buffers // consumed by WriteTo; what finish has left to write
 	hdr  [2]byte
+	nb   nonblocking // tryWrite's state (tcp_linux.go)
 }
 
 func (t *tcpTransport) write(units []*unit, ctrl []byte) error {
-	t.iov = t.iov[:0]
-	if len(ctrl) > 0 {
-		binary.BigEndian.PutUint16(t.hdr[:], uint16(len(ctrl)))
-		t.iov = append(t.iov, t.hdr[:], ctrl)
-	}
-	for _, u := range units {
-		t.iov = append(t.iov, u.framed)
-	}
+	t.gather(units, ctrl)
 	var err error
 	if len(t.iov) == 1 {
 		_, err = t.c.Write(t.iov[0])
@@ -157,6 +151,41 @@ func (t *tcpTransport) write(units []*unit, ctrl []byte) error {
 	}
 	clear(t.iov)
 	return err
+}
+
+// finish writes what tryWrite left, blocking.
+func (t *tcpTransport) finish() error {
+	_, err := t.wb.WriteTo(t.c)
+	clear(t.iov)
+	return err
+}
+
+// gather lines up ctrl (framed) and the units' framed bytes in t.iov.
+func (t *tcpTransport) gather(units []*unit, ctrl []byte) int {
+	t.iov = t.iov[:0]
+	total := 0
+	if len(ctrl) > 0 {
+		binary.BigEndian.PutUint16(t.hdr[:], uint16(len(ctrl)))
+		t.iov = append(t.iov, t.hdr[:], ctrl)
+		total += 2 + len(ctrl)
+	}
+	for _, u := range units {
+		t.iov = append(t.iov, u.framed)
+		total += len(u.framed)
+	}
+	return total
+}
+
+// consume drops the first n bytes from t.wb.
+func (t *tcpTransport) consume(n int) {
+	for n > 0 && len(t.wb) > 0 {
+		if n < len(t.wb[0]) {
+			t.wb[0] = t.wb[0][n:]
+			return
+		}
+		n -= len(t.wb[0])
+		t.wb = t.wb[1:]
+	}
 }
 
 func (t *tcpTransport) read(buf []byte) ([]byte, error) { return wire.ReadFrame(t.br, buf) }

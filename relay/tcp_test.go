@@ -43,6 +43,7 @@ func TestTCPWriteAllocatesNothing(t *testing.T) {
 	tr := &tcpTransport{c: c}
 	us := []*unit{mkUnit(capture.KindVideo, 14, 1200, 0, true), mkUnit(capture.KindVideo, 14, 1200, 33, true)}
 	ctrl := wire.AppendTimeReply(nil, 1, 2)
+	tr.tc = c.(*net.TCPConn)
 	for _, n := range []int{1, 2} {
 		if a := testing.AllocsPerRun(200, func() {
 			if err := tr.write(us[:n], ctrl); err != nil {
@@ -50,6 +51,20 @@ func TestTCPWriteAllocatesNothing(t *testing.T) {
 			}
 		}); a != 0 {
 			t.Fatalf("%.1f allocations per write of %d frames", a, n)
+		}
+		tr.tryWrite(us[:n], ctrl) // obtain the raw conn once
+		if a := testing.AllocsPerRun(200, func() {
+			done, err := tr.tryWrite(us[:n], ctrl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !done {
+				if err := tr.finish(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}); a != 0 {
+			t.Fatalf("%.1f allocations per non-blocking write of %d frames", a, n)
 		}
 	}
 }

@@ -84,9 +84,11 @@ func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // wsTransport sends each RTP packet as one binary message.
 type wsTransport struct {
-	c    *websocket.Conn
-	raw  net.Conn
-	addr string
+	c     *websocket.Conn
+	raw   net.Conn
+	addr  string
+	pendU []*unit // what finish writes
+	pendC []byte
 }
 
 func (t *wsTransport) write(units []*unit, ctrl []byte) error {
@@ -104,6 +106,19 @@ func (t *wsTransport) write(units []*unit, ctrl []byte) error {
 		}
 	}
 	return nil
+}
+
+// tryWrite leaves the write to finish: coder/websocket has no
+// non-blocking write.
+func (t *wsTransport) tryWrite(units []*unit, ctrl []byte) (bool, error) {
+	t.pendU, t.pendC = units, ctrl
+	return false, nil
+}
+
+func (t *wsTransport) finish() error {
+	err := t.write(t.pendU, t.pendC)
+	t.pendU, t.pendC = nil, nil
+	return err
 }
 
 func (t *wsTransport) read(buf []byte) ([]byte, error) {
