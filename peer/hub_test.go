@@ -343,6 +343,9 @@ func TestHubOverWebSocket(t *testing.T) {
 	if p, err := a.Resolve("b"); err != nil || p.ID != b.ID() {
 		t.Fatalf("resolve b: %+v %v", p, err)
 	}
+	if !a.Online(b.ID()) || !b.Online(a.ID()) {
+		t.Fatal("paired boxes do not see each other online")
+	}
 	if err := a.SendSignal(ctx, b.ID(), "call-1", KindOffer, "v=0\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -353,5 +356,19 @@ func TestHubOverWebSocket(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("signal not delivered")
+	}
+	// b leaves: the hub tells a, so a call to b waits instead of signalling
+	// into the void.
+	b.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer wcancel()
+	for a.Online(b.ID()) && wctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Online(b.ID()) {
+		t.Fatal("a still sees b online after b left")
+	}
+	if err := a.WaitOnline(wctx, b.ID()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("WaitOnline for a box that left: %v", err)
 	}
 }

@@ -20,7 +20,7 @@ PKGS=(
   # HIL virtual machines
   qemu-system-x86 qemu-system-arm cpio gzip kmod curl bc linux-kbuild-6.1 busybox-static xz-utils libasound2-data
   # NAT lab and slow links
-  iproute2 iptables conntrack iputils-ping
+  iproute2 iptables conntrack iputils-ping coturn
   # SD-card image checks
   shellcheck genimage mtools dosfstools e2fsprogs fdisk
 )

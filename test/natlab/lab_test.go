@@ -218,10 +218,10 @@ func tail(s string, n int) string {
 }
 
 // startHub runs the hub and waits until it listens.
-func (l *lab) startHub() {
+func (l *lab) startHub(extra ...string) {
 	pr, pw := io.Pipe()
-	l.start("hub", pw, "hub", "--listen", hubIP+":8443", "--stun-listen", hubIP+":3478",
-		"--public-ip", hubIP, "--data", filepath.Join(l.dir, "hub"))
+	l.start("hub", pw, append([]string{"hub", "--listen", hubIP + ":8443", "--stun-listen", hubIP + ":3478",
+		"--public-ip", hubIP, "--data", filepath.Join(l.dir, "hub")}, extra...)...)
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
