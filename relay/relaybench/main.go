@@ -467,8 +467,11 @@ func runBench(ns string, dur, warm time.Duration, nagle bool) error {
 		}
 		counts = append(counts, n)
 	}
-	for _, slow := range []bool{false, true} {
-		for _, n := range counts {
+	// Each N runs without and then with the slow client, back to back, so
+	// that the pair sees the same machine (it is shared).
+	var base []row
+	for _, n := range counts {
+		for _, slow := range []bool{false, true} {
 			rate := 0
 			if slow {
 				rate = streamRate / 4
@@ -478,7 +481,19 @@ func runBench(ns string, dur, warm time.Duration, nagle bool) error {
 				return fmt.Errorf("n=%d slow=%v: %w", n, slow, err)
 			}
 			printRow(r)
+			if !slow {
+				base = append(base, r)
+			}
 		}
+	}
+	if len(base) >= 2 {
+		// The cost of one more reader: the slope of relay CPU over the
+		// fast runs, first to last.
+		a, b := base[0], base[len(base)-1]
+		per := (b.cpuPct - a.cpuPct) / float64(b.n-a.n)
+		fmt.Printf("\nmarginal relay CPU per reader (N=%d to N=%d): %.3f%% of a core = %.3f CPU s per delivered Gbit at %.2f Mbit/s per reader\n",
+			a.n, b.n, per, per/100/(float64(streamRate)*8/1e9), float64(streamRate)*8/1e6)
+		fmt.Printf("relay RSS per reader: %.3f MB\n", (b.rss-a.rss)/float64(b.n-a.n))
 	}
 	r, err := measure(10, 0, true, 4*time.Second, warm, nagle)
 	if err != nil {
