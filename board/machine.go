@@ -124,10 +124,23 @@ type Machine struct {
 	resetUntil  time.Time // a reset confirmation is awaited before this
 }
 
-// NewMachine returns a Machine in the booting state.
+// Defaults for a zero MachineConfig field, matching the configuration's.
+const (
+	DefaultWindow       = 60 * time.Second
+	DefaultResetConfirm = 15 * time.Second
+)
+
+// NewMachine returns a Machine in the booting state. Zero fields of cfg
+// take the defaults.
 func NewMachine(clk Clock, cfg MachineConfig) *Machine {
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = DefaultTiming
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.ResetConfirm <= 0 {
+		cfg.ResetConfirm = DefaultResetConfirm
 	}
 	return &Machine{clk: clk, cfg: cfg, cls: classifier{t: cfg.Timing}, faults: map[Fault]string{}}
 }
