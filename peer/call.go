@@ -274,7 +274,7 @@ func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
 			return
 		}
 		call.start.Store(time.Now().UnixNano()) // waiting for the peer to come online is not setup time
-		if call.offerer {
+		if call.isOfferer() {
 			if call.offered.CompareAndSwap(false, true) {
 				call.offer(false)
 			}
@@ -360,7 +360,7 @@ func (c *Caller) handle(s Signal) {
 
 	switch s.Kind {
 	case KindOffer:
-		if cur.offerer {
+		if cur.isOfferer() {
 			// Glare: both offered. The smaller ID's offer stands.
 			if c.cfg.Client.ID() < s.From {
 				return
@@ -369,12 +369,12 @@ func (c *Caller) handle(s Signal) {
 		}
 		go cur.answer(s)
 	case KindAnswer:
-		if cur.offerer && s.Call == cur.callID() {
+		if cur.isOfferer() && s.Call == cur.callID() {
 			go cur.applyAnswer(s)
 		}
 	case KindRing:
 		switch {
-		case !cur.offerer:
+		case !cur.isOfferer():
 		case cur.offered.CompareAndSwap(false, true):
 			// The first ring: this box makes the offer, under the ring's call ID.
 			cur.setCallID(s.Call)
@@ -412,6 +412,8 @@ type Call struct {
 	mu        sync.Mutex
 	id        string
 	pc        *webrtc.PeerConnection
+	video     *webrtc.TrackLocalStaticRTP
+	audio     *webrtc.TrackLocalStaticRTP
 	media     *Media
 	state     State
 	restartAt time.Time
@@ -446,6 +448,12 @@ func (call *Call) setCallID(id string) {
 	call.mu.Lock()
 	call.id = id
 	call.mu.Unlock()
+}
+
+func (call *Call) isOfferer() bool {
+	call.mu.Lock()
+	defer call.mu.Unlock()
+	return call.offerer
 }
 
 func (call *Call) hasPC() bool {
@@ -528,16 +536,19 @@ func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer: new peer connection: %w", err)
 	}
-	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mimeJPEG, ClockRate: capture.VideoClockRate}, "video", "callbox")
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("peer: video track: %w", err)
+	// The tracks outlive a PeerConnection (glare replaces it): the media
+	// goroutines keep writing to the same tracks.
+	if call.video == nil {
+		if call.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mimeJPEG, ClockRate: capture.VideoClockRate}, "video", "callbox"); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("peer: video track: %w", err)
+		}
+		if call.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: capture.PCMUClockRate, Channels: 1}, "audio", "callbox"); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("peer: audio track: %w", err)
+		}
 	}
-	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: capture.PCMUClockRate, Channels: 1}, "audio", "callbox")
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("peer: audio track: %w", err)
-	}
+	video, audio := call.video, call.audio
 	for _, t := range []*webrtc.TrackLocalStaticRTP{video, audio} {
 		// sendrecv transceivers: the answerer's own tracks then ride on the
 		// offerer's m-lines.

@@ -35,7 +35,7 @@ func TestICERestartKeepsMedia(t *testing.T) {
 	waitFrames(ca, 10)
 	cb := b.caller.Current()
 	offerer := ca
-	if !ca.offerer {
+	if !ca.isOfferer() {
 		offerer = cb
 	}
 	before := ca.Summary()
@@ -50,5 +50,49 @@ func TestICERestartKeepsMedia(t *testing.T) {
 	}
 	if lost := sa.AudioLost; lost > 25 { // half a second of audio; a restart on a loaded machine pauses briefly
 		t.Errorf("%d audio packets lost across the restart", lost)
+	}
+}
+
+// TestBothCallAtOnce: two boxes calling each other at the same moment (both
+// buttons pressed) make one call: the smaller ID offers, the other rings.
+func TestBothCallAtOnce(t *testing.T) {
+	testenvShort(t)
+	l := newVLab(t)
+	a := l.box("a", "A", coneNAT, "10.201.1.2")
+	b := l.box("b", "B", coneNAT, "10.201.2.2")
+	pair(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	type res struct {
+		c   *Call
+		err error
+	}
+	ch := make(chan res, 2)
+	go func() { c, err := a.caller.Call(ctx, b.client.ID()); ch <- res{c, err} }()
+	go func() { c, err := b.caller.Call(ctx, a.client.ID()); ch <- res{c, err} }()
+	var calls []*Call
+	for i := 0; i < 2; i++ {
+		r := <-ch
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		calls = append(calls, r.c)
+	}
+	for _, c := range calls {
+		for c.Summary().FramesDecoded < 5 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no media: %+v", c.Summary())
+			case <-c.Done():
+				t.Fatalf("call ended: %+v", c.Summary())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if calls[0].callID() != calls[1].callID() {
+		t.Errorf("two calls: %s and %s", calls[0].callID(), calls[1].callID())
+	}
+	if calls[0].isOfferer() == calls[1].isOfferer() {
+		t.Errorf("both boxes offerer=%v", calls[0].isOfferer())
 	}
 }
