@@ -271,3 +271,45 @@ func TestMJPEGReadFrameDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per frame", a)
 	}
 }
+
+func TestStalledCamera(t *testing.T) {
+	bus := cameratest.NewBus()
+	dev := cameratest.NewDevice(camera.FourccMJPEG)
+	bus.Plug("/dev/video0", dev)
+	c := open(t, bus, camera.Config{Width: 64, Height: 48, FrameTimeout: 600 * time.Millisecond})
+	read(t, c)
+	dev.Stall(true)
+	t0 := time.Now()
+	_, err := c.ReadFrame(context.Background())
+	if !errors.Is(err, capture.ErrDeviceGone) {
+		t.Fatalf("stalled camera: %v, want ErrDeviceGone", err)
+	}
+	if el := time.Since(t0); el < 600*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("stall reported after %v, FrameTimeout 600ms", el)
+	}
+
+	// Close interrupts a ReadFrame waiting on a stalled device.
+	c2 := open(t, bus, camera.Config{Width: 64, Height: 48})
+	errc := make(chan error, 1)
+	go func() { _, err := c2.ReadFrame(context.Background()); errc <- err }()
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, camera.ErrClosed) {
+		t.Fatalf("ReadFrame during Close: %v", err)
+	}
+	if el := time.Since(t0); el > 2*time.Second {
+		t.Fatalf("Close took %v", el)
+	}
+
+	// A cancelled context ends the wait too.
+	dev.Stall(true)
+	c3 := open(t, bus, camera.Config{Width: 64, Height: 48})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c3.ReadFrame(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ReadFrame with expiring ctx: %v", err)
+	}
+}

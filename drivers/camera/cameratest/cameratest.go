@@ -42,6 +42,15 @@ type Device struct {
 	out       map[uint32]bool
 	released  int
 	fps       float32
+	stalled   bool
+}
+
+// Stall makes the device stop delivering frames (a hung USB camera) while
+// staying present; WaitForFrame then times out.
+func (d *Device) Stall(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stalled = on
 }
 
 // NewDevice returns a device offering the given formats.
@@ -114,6 +123,11 @@ func (d *Device) Start(buffers int) error {
 // is infinitely fast), ENODEV once unplugged.
 func (d *Device) WaitForFrame(timeout time.Duration) error {
 	d.mu.Lock()
+	if d.stalled {
+		d.mu.Unlock()
+		time.Sleep(timeout)
+		return camera.ErrTimeout
+	}
 	defer d.mu.Unlock()
 	switch {
 	case d.gone:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -105,5 +106,34 @@ func TestStartRejectsBadOptions(t *testing.T) {
 	}
 	if _, err := Start(ctx, Options{WorkDir: t.TempDir(), HostFwd: []int{70000}}); err == nil {
 		t.Error("bad port accepted")
+	}
+}
+
+func TestLibrariesOfAHostBinary(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("traces an amd64 host binary natively")
+	}
+	bin := "/bin/ls"
+	dyn, err := isDynamic(bin)
+	if err != nil {
+		t.Skipf("%s: %v", bin, err)
+	}
+	if !dyn {
+		t.Skipf("%s is static here", bin)
+	}
+	libs, err := libraries(t.Context(), arches["amd64"], bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var libc, loader bool
+	for _, l := range libs {
+		if !filepath.IsAbs(l) {
+			t.Errorf("relative library path %q", l)
+		}
+		libc = libc || filepath.Base(l) == "libc.so.6"
+		loader = loader || bytes.Contains([]byte(filepath.Base(l)), []byte("ld-linux"))
+	}
+	if !libc || !loader {
+		t.Fatalf("libraries of %s: %q lack libc or the loader", bin, libs)
 	}
 }
