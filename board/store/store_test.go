@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,15 @@ import (
 )
 
 func hash(i int) string { return fmt.Sprintf("%064x", i) }
+
+// stepOf reads back the step a crash-test token was written for.
+func stepOf(t Token) int {
+	n, err := strconv.ParseInt(t.Hash[48:], 16, 64)
+	if err != nil {
+		return -1
+	}
+	return int(n)
+}
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "data"))
@@ -103,12 +113,21 @@ func crashWriter(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
+	// Continue from the last saved step, so the steps on disk only grow.
+	i := 0
+	if n := len(st.Tokens); n > 0 {
+		i = stepOf(st.Tokens[n-1]) + 1
+	}
 	told := false
-	for i := len(st.Tokens); ; i++ {
-		// Each state is self-consistent: n tokens, muted iff n is odd. A
-		// torn write would break that or fail to parse.
-		st.Tokens = append(st.Tokens, Token{Hash: hash(i), Name: strings.Repeat("x", i%300)})
-		st.Muted = len(st.Tokens)%2 == 1
+	for ; ; i++ {
+		// Step i is self-consistent: the tokens of steps i-7..i in
+		// order, muted iff i is odd. A torn write would break that or
+		// fail to parse. The size stays bounded, so saves stay fast.
+		st.Tokens = st.Tokens[:0]
+		for j := max(0, i-7); j <= i; j++ {
+			st.Tokens = append(st.Tokens, Token{Hash: hash(j), Name: strings.Repeat("x", j%100)})
+		}
+		st.Muted = i%2 == 1
 		if err := s.Save(st); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
@@ -182,21 +201,25 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatalf("kill %d: state does not load: %v", i, err)
 		}
 		n := len(st.Tokens)
-		if n < prev {
-			t.Fatalf("kill %d: state went back from %d to %d tokens", i, prev, n)
+		if n == 0 {
+			t.Fatalf("kill %d: the state lost every token", i)
 		}
-		if st.Muted != (n%2 == 1) {
-			t.Fatalf("kill %d: inconsistent state: %d tokens, muted %v", i, n, st.Muted)
+		last := stepOf(st.Tokens[n-1])
+		if last < prev {
+			t.Fatalf("kill %d: state went back from step %d to %d", i, prev, last)
+		}
+		if st.Muted != (last%2 == 1) || n != min(last+1, 8) {
+			t.Fatalf("kill %d: inconsistent state: step %d, %d tokens, muted %v", i, last, n, st.Muted)
 		}
 		for j, tok := range st.Tokens {
-			if tok.Hash != hash(j) {
-				t.Fatalf("kill %d: token %d is %s", i, j, tok.Hash)
+			if want := last - n + 1 + j; tok.Hash != hash(want) || len(tok.Name) != want%100 {
+				t.Fatalf("kill %d: token %d is %+v, want step %d", i, j, tok, want)
 			}
 		}
-		prev = n
+		prev = last
 	}
-	if prev < kills {
-		t.Fatalf("only %d states written across %d writer runs: the kills did not land among writes", prev, kills)
+	if prev+1 < kills {
+		t.Fatalf("only %d states written across %d writer runs: the kills did not land among writes", prev+1, kills)
 	}
-	t.Logf("%d kills; the writer got %d states to disk", kills, prev)
+	t.Logf("%d kills; the writers got %d states to disk", kills, prev+1)
 }
