@@ -36,6 +36,8 @@ func cmdHub(args []string) int {
 	certFile := fs.String("tls-cert", "", "TLS certificate for wss:// (recommended in production)")
 	keyFile := fs.String("tls-key", "", "TLS key for --tls-cert")
 	ttl := fs.Duration("credential-ttl", 24*time.Hour, "lifetime of the TURN credentials handed to a box")
+	minPort := fs.Uint("relay-min-port", 49152, "lowest UDP port of a TURN relay allocation (open the range in the firewall)")
+	maxPort := fs.Uint("relay-max-port", 65535, "highest UDP port of a TURN relay allocation")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -80,7 +82,12 @@ func cmdHub(args []string) int {
 		if *turnURLs == "" {
 			cfg.TURNURLs = []string{"turn:" + hp + "?transport=udp"}
 		}
-		turn, err = peer.StartTURN(peer.TURNConfig{Listen: *stunListen, PublicIP: ip, Secret: secret, Log: log})
+		if *minPort == 0 || *maxPort > 65535 || *minPort > *maxPort {
+			fmt.Fprintf(os.Stderr, "callbox hub: relay ports %d-%d are not a port range\n", *minPort, *maxPort)
+			return 2
+		}
+		turn, err = peer.StartTURN(peer.TURNConfig{Listen: *stunListen, PublicIP: ip, Secret: secret, Log: log,
+			MinPort: uint16(*minPort), MaxPort: uint16(*maxPort)})
 		if err != nil {
 			log.Error("callbox hub", "err", err)
 			return 1

@@ -34,8 +34,11 @@ type TURNConfig struct {
 	PublicIP net.IP // the address boxes reach the hub at; advertised as the relay address
 	Secret   string // TURN REST shared secret (coturn's static-auth-secret)
 	Realm    string // default "callbox"
-	Net      transport.Net
-	Log      *slog.Logger
+	// MinPort and MaxPort bound the relay ports (default 49152-65535, what
+	// coturn uses), so a firewall can open exactly that range.
+	MinPort, MaxPort uint16
+	Net              transport.Net
+	Log              *slog.Logger
 }
 
 // TURNServer answers STUN binding requests (a box learns its external
@@ -60,6 +63,15 @@ func StartTURN(cfg TURNConfig) (*TURNServer, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.MinPort == 0 {
+		cfg.MinPort = 49152
+	}
+	if cfg.MaxPort == 0 {
+		cfg.MaxPort = 65535
+	}
+	if cfg.MinPort > cfg.MaxPort {
+		return nil, fmt.Errorf("peer: TURN relay ports %d-%d: empty range", cfg.MinPort, cfg.MaxPort)
 	}
 	if cfg.Net == nil {
 		n, err := stdnet.NewNet()
@@ -86,8 +98,9 @@ func StartTURN(cfg TURNConfig) (*TURNServer, error) {
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn: conn,
 			RelayAddressGenerator: &countingGenerator{
-				RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{
+				RelayAddressGeneratorPortRange: turn.RelayAddressGeneratorPortRange{
 					RelayAddress: cfg.PublicIP, Address: bind, Net: cfg.Net,
+					MinPort: cfg.MinPort, MaxPort: cfg.MaxPort,
 				},
 				n: &t.relayed,
 			},
@@ -132,12 +145,12 @@ func (t *TURNServer) Close() error { return t.srv.Close() }
 // countingGenerator counts what goes through each relay socket, so the hub
 // can report how much traffic it relays.
 type countingGenerator struct {
-	turn.RelayAddressGeneratorStatic
+	turn.RelayAddressGeneratorPortRange
 	n *atomic.Uint64
 }
 
 func (g *countingGenerator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	pc, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(c)
+	pc, addr, err := g.RelayAddressGeneratorPortRange.AllocatePacketConn(c)
 	if err != nil {
 		return nil, nil, err
 	}
