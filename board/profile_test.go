@@ -113,3 +113,28 @@ func FuzzDetectProfile(f *testing.F) {
 		}
 	})
 }
+
+// The configuration accepts exactly the profiles this package knows.
+func TestProfileNamesAgree(t *testing.T) {
+	var names []string
+	for _, p := range Profiles {
+		names = append(names, p.Name)
+	}
+	for _, n := range config.Profiles {
+		if n == "auto" || n == "sim" {
+			continue
+		}
+		if _, ok := ProfileByName(n); !ok {
+			t.Errorf("config accepts profile %q, board has none", n)
+		}
+	}
+	for _, n := range names {
+		found := false
+		for _, c := range config.Profiles {
+			found = found || c == n
+		}
+		if !found {
+			t.Errorf("board profile %q not accepted by the configuration", n)
+		}
+	}
+}
