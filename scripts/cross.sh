@@ -5,6 +5,8 @@
 #                                 bin/callbox-armv7 (linux/arm GOARM=7, cgo)
 #   bash scripts/cross.sh test    go test -short ./... for arm64 and armv7,
 #                                 each test binary run under qemu-user
+#   (test takes package patterns after the verb; ARMV7_CGO=0 forces the
+#   armv7 CGO_ENABLED=0 fallback)
 #
 # cgo links the multiarch libportaudio (portaudio19-dev:arm64 / :armhf) with
 # Debian's cross compilers; PKG_CONFIG=<triplet>-pkg-config finds it. When
@@ -42,10 +44,14 @@ setup() { # arch -> sets ENVS, QEMU, LABEL
       ENVS=(GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc PKG_CONFIG=aarch64-linux-gnu-pkg-config)
       QEMU=qemu-aarch64 ;;
     armv7)
-      if have_cgo arm-linux-gnueabihf; then
+      # ARMV7_CGO=0 forces the pure-Go build (what a machine without the
+      # armhf packages gets).
+      if [ "${ARMV7_CGO:-auto}" != 0 ] && have_cgo arm-linux-gnueabihf; then
         ENVS=(GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=1 CC=arm-linux-gnueabihf-gcc PKG_CONFIG=arm-linux-gnueabihf-pkg-config)
       else
-        loud "armv7: arm-linux-gnueabihf-gcc or portaudio19-dev:armhf missing; building with CGO_ENABLED=0: NO MICROPHONE in bin/callbox-armv7"
+        why="arm-linux-gnueabihf-gcc or portaudio19-dev:armhf missing"
+        [ "${ARMV7_CGO:-auto}" = 0 ] && why="ARMV7_CGO=0"
+        loud "armv7: $why; building with CGO_ENABLED=0: NO MICROPHONE in bin/callbox-armv7"
         ENVS=(GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0)
       fi
       QEMU=qemu-arm ;;
