@@ -291,11 +291,12 @@ func scenario(t *testing.T, name, url string, onEvent func(event), args ...strin
 // overloaded tells whether the machine was so busy during a measurement
 // (other test packages run beside this one) that timing figures from it say
 // more about the machine than about the page: a 1-minute load average above
-// twice the cores, before or after.
+// the number of cores, before or after (one 720p30 page alone needs about
+// half a core of Chromium on this kind of machine).
 func overloaded(r event) bool {
 	load, _ := r["load"].([]any)
 	for _, l := range load {
-		if f, ok := l.(float64); ok && f > 2*float64(runtime.NumCPU()) {
+		if f, ok := l.(float64); ok && f > float64(runtime.NumCPU()) {
 			return true
 		}
 	}
@@ -389,9 +390,9 @@ func TestPagePlays(t *testing.T) {
 	testenv.LookPath(t, "chromium")
 	addr := freeAddr(t)
 	b := startBox(t, addr)
-	var p event
+	var p, r event
 	for attempt := 1; ; attempt++ {
-		r := scenario(t, "play", "http://"+addr+"/", nil, "--seconds", "10")
+		r = scenario(t, "play", "http://"+addr+"/", nil, "--seconds", "10")
 		p = pageStats(t, r)
 		t.Logf("10 s of play: %.1f fps, %v incomplete, latency p50 %.1f ms p99 %.1f ms max %.1f ms (%v samples), audio %v frames played (%v in, %v underruns), %v Health Checks sent (video %v, audio %v), %.0f kbps, clock offset %.2f ms rtt %.2f ms; Chromium used %.2f cores; load average %v",
 			p.num("fps"), p["framesIncomplete"], p.num("latencyP50"), p.num("latencyP99"), p.num("latencyMax"), p["latencySamples"],
@@ -417,6 +418,10 @@ func TestPagePlays(t *testing.T) {
 			t.Error(m)
 		}
 		break
+	}
+	t.Logf("a tap on the picture: %v", r["fullScreen"])
+	if fs := r["fullScreen"]; fs != "fullscreen" && fs != "immersive" {
+		t.Errorf("a tap on the picture neither went full screen nor hid the overlays (%v)", fs)
 	}
 	// Never excused by load: a frame drawn half is a bug, not slowness.
 	if n := p.num("framesIncomplete"); n != 0 {

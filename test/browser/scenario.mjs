@@ -218,6 +218,15 @@ async function main() {
     await sleep(1000); // the first second includes connection set-up
     const m = await measure([page], seconds);
     await page.screenshot({ path: join(opt.artifacts, 'play-phone.png') });
+    // A tap on the picture asks for full screen (or hides the overlays
+    // where the browser has no element full screen).
+    await page.tap('#stage');
+    const fullScreen = await page.waitForFunction(
+      () => !!document.fullscreenElement || document.body.classList.contains('immersive'),
+      null, { timeout: 3000 },
+    ).then(() => page.evaluate(() => (document.fullscreenElement ? 'fullscreen' : 'immersive')), () => 'no');
+    m.fullScreen = fullScreen;
+    if (fullScreen === 'fullscreen') await page.evaluate(() => document.exitFullscreen());
     await page.setViewportSize({ width: 1280, height: 720 });
     await sleep(500);
     await page.screenshot({ path: join(opt.artifacts, 'play-landscape.png') });
