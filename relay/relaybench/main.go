@@ -336,11 +336,13 @@ func (p *proc) stop() {
 	}
 }
 
-// cpuSeconds is a process's CPU time: the sum of its threads' run time
-// from /proc/<pid>/task/*/schedstat (nanoseconds, exact), or, where that is
-// missing, user+system from /proc/<pid>/stat (10 ms ticks).
+// cpuSeconds is a process's CPU time, user+system from /proc/<pid>/stat
+// (which keeps the time of threads that have exited). With
+// RELAYBENCH_SCHEDSTAT set it sums the live threads' run time from
+// /proc/<pid>/task/*/schedstat instead (nanoseconds; the two agreed within
+// noise on this machine).
 func cpuSeconds(pid int) (float64, error) {
-	if ts, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil && os.Getenv("RELAYBENCH_STAT") == "" {
+	if ts, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil && os.Getenv("RELAYBENCH_SCHEDSTAT") != "" {
 		total := 0.0
 		for _, t := range ts {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
