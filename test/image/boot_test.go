@@ -92,7 +92,9 @@ m=$(stat -c %a /data/etc/wpa_supplicant.conf); [ "$m" = 600 ] && ok import-wifi-
 if wait_for 90 page; then ok page-local; else fail page-local "no page after 90 s: $(tail -5 /var/log/callbox.log)"; fi
 p=$(pid)
 args=$(tr '\0' ' ' </proc/$p/cmdline)
-case "$args" in *"--config /data/etc/callbox.toml"*) ok runs-imported-config ;; *) fail runs-imported-config "$args" ;; esac
+data_flag=""
+/usr/bin/callbox run -h 2>&1 | grep -q -- '-data' && data_flag="--data /data/callbox"
+case "$args" in *"--config /data/etc/callbox.toml"*"$data_flag"*) ok runs-imported-config ;; *) fail runs-imported-config "$args" ;; esac
 /usr/libexec/callbox/healthcheck && ok health-ok || fail health-ok "exit $?"
 
 kill -9 "$p"

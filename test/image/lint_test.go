@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -454,5 +455,46 @@ func TestCallboxPackage(t *testing.T) {
 	gi := readFile(t, filepath.Join(root, ".gitignore"))
 	if !regexp.MustCompile(`(?m)^/?vendor/?$`).MatchString(gi) {
 		t.Error(".gitignore does not ignore vendor/")
+	}
+}
+
+// TestOverlayConsistency ties the overlay's files to each other: what the
+// watchdog runs and where it writes its pid, and the /data directories the
+// time and random-seed daemons are pointed at, which S00callbox-data makes.
+func TestOverlayConsistency(t *testing.T) {
+	overlay := filepath.Join(boardDir(t), "common", "rootfs-overlay")
+	conf := map[string]string{}
+	for _, line := range strings.Split(readFile(t, filepath.Join(overlay, "etc", "watchdog.conf")), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			conf[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	if tb := conf["test-binary"]; tb == "" {
+		t.Error("watchdog.conf has no test-binary: a hung callbox would never reset the box")
+	} else if fi, err := os.Stat(filepath.Join(overlay, tb)); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("watchdog.conf test-binary %s is not an executable of the overlay", tb)
+	}
+	init := readFile(t, filepath.Join(overlay, "etc", "init.d", "S98watchdog"))
+	m := regexp.MustCompile(`(?m)^DAEMON="(\w+)"\n(?:.*\n)*?PIDFILE="([^"]+)"`).FindStringSubmatch(init)
+	if m == nil || strings.ReplaceAll(m[2], "$DAEMON", m[1]) != conf["pidfile"] {
+		t.Errorf("S98watchdog's PIDFILE %v is not watchdog.conf's pidfile %q", m, conf["pidfile"])
+	}
+	if to, _ := strconv.Atoi(conf["watchdog-timeout"]); to < 1 || to > 15 {
+		t.Errorf("watchdog-timeout %q: bcm2835_wdt allows 1..15 s", conf["watchdog-timeout"])
+	}
+	data := readFile(t, filepath.Join(overlay, "etc", "init.d", "S00callbox-data"))
+	for file, re := range map[string]string{
+		"etc/chrony.conf":       `(?m)^driftfile (/data/\S+)/[^/\s]+$`,
+		"etc/default/seedrng":   `--seed-dir=(/data/[^"\s]+)`,
+		"etc/init.d/S99callbox": `(?m)^CALLBOX_DATA="(/data/[^"]+)"`,
+	} {
+		m := regexp.MustCompile(re).FindStringSubmatch(readFile(t, filepath.Join(overlay, file)))
+		if m == nil {
+			t.Errorf("%s keeps no state on /data", file)
+			continue
+		}
+		if !strings.Contains(data, strings.Replace(m[1], "/data", `"$DATA`, 1)+`"`) {
+			t.Errorf("%s uses %s, which S00callbox-data does not create", file, m[1])
+		}
 	}
 }
