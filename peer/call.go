@@ -92,9 +92,9 @@ type CallerConfig struct {
 	// Net replaces the OS network (tests inject a pion/transport vnet).
 	Net transport.Net
 	// ICE timing; zero values take the defaults in parentheses.
-	DisconnectedTimeout time.Duration // no traffic for this long: reconnect (3 s)
+	DisconnectedTimeout time.Duration // no traffic for this long: reconnect (2 s; media flows at 50+ packets/s)
 	FailedTimeout       time.Duration // (8 s)
-	KeepAlive           time.Duration // ICE consent/keepalive interval; holds NAT mappings (2 s)
+	KeepAlive           time.Duration // ICE consent/keepalive interval; holds NAT mappings (1 s)
 	SrflxWait           time.Duration // how long a direct-through-NAT pair waits for a host pair (200 ms)
 	RelayWait           time.Duration // how long a relayed pair waits for a direct one (1 s)
 	// SetupTimeout bounds a call's setup (default 15 s).
@@ -133,9 +133,9 @@ func NewCaller(cfg CallerConfig) (*Caller, error) {
 			*d = v
 		}
 	}
-	def(&cfg.DisconnectedTimeout, 3*time.Second)
+	def(&cfg.DisconnectedTimeout, 2*time.Second)
 	def(&cfg.FailedTimeout, 8*time.Second)
-	def(&cfg.KeepAlive, 2*time.Second)
+	def(&cfg.KeepAlive, time.Second)
 	def(&cfg.SrflxWait, 200*time.Millisecond)
 	def(&cfg.RelayWait, time.Second)
 	def(&cfg.SetupTimeout, 15*time.Second)
