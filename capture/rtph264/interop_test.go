@@ -39,6 +39,7 @@ func framemd5(t *testing.T, ffmpeg string, stream []byte) []string {
 // depacketizer emits must decode to exactly the pictures of the same
 // encode written as a plain byte stream.
 func TestFFmpegSender(t *testing.T) {
+	testenv.Short(t) // ffmpeg encodes, sends and (H.264) decodes: seconds under load
 	ffmpeg := testenv.LookPath(t, "ffmpeg")
 	const frames = 10
 	enc := []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", fmt.Sprint(frames),

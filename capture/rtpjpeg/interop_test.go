@@ -20,6 +20,7 @@ import (
 // frame reassembles into an image that decodes pixel-identical to the JPEG
 // ffmpeg's encoder makes of the same input.
 func TestFFmpegSender(t *testing.T) {
+	testenv.Short(t) // ffmpeg encodes, sends and (H.264) decodes: seconds under load
 	ffmpeg := testenv.LookPath(t, "ffmpeg")
 	const frames = 3
 	for _, pix := range []string{"yuvj420p"} {
