@@ -545,6 +545,9 @@ func TestTenPagesLatency(t *testing.T) {
 		if errs := v.stop(); len(errs) > 0 {
 			t.Errorf("headless viewers: %v", errs)
 		}
+		a50, a99, an := v.arrivalPercentiles()
+		t.Logf("9 headless viewers: capture -> whole frame received p50 %.1f ms p99 %.1f ms (%d frames)", a50, a99, an)
+		one["viewersArrivalP50"], one["viewersArrivalP99"], one["viewersFrames"] = a50, a99, an
 		p := pageStats(t, one)
 		t.Logf("1 page + 9 headless viewers: latency p50 %.1f ms p99 %.1f ms (%v frames), %.1f fps; viewers got %d packets; Chromium used %.2f cores; load average %v",
 			one.num("latencyP50"), one.num("latencyP99"), one["latencySamples"], p.num("fps"), pkts, one.num("chromiumCores"), one["load"])

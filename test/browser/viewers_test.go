@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/relay/wire"
 	"github.com/coder/websocket"
 )
@@ -22,6 +25,9 @@ type viewers struct {
 	packets atomic.Int64
 	mu      sync.Mutex
 	errs    []error
+	// arrival holds, per complete video frame, capture -> last packet
+	// received in ms: the box's share of the latency, with no browser in it.
+	arrival []float64
 }
 
 func startViewers(addr string, n int) *viewers {
@@ -63,6 +69,7 @@ func (v *viewers) view(ctx context.Context, url string) error {
 	}
 	var since, total uint32
 	hc := make([]byte, 0, 32)
+	var captured time.Time
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
@@ -73,6 +80,15 @@ func (v *viewers) view(ctx context.Context, url string) error {
 		}
 		v.packets.Add(1)
 		total++
+		if ct, err := rtpext.AbsCaptureTime(msg); err == nil {
+			captured = ct
+		}
+		if strings.HasSuffix(url, "/video") && len(msg) > 1 && msg[1]&0x80 != 0 && !captured.IsZero() {
+			ms := float64(time.Since(captured).Microseconds()) / 1000
+			v.mu.Lock()
+			v.arrival = append(v.arrival, ms)
+			v.mu.Unlock()
+		}
 		if since++; int(since) >= h.HC {
 			hc = wire.AppendHealthCheck(hc[:0], since, total)
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -92,4 +108,21 @@ func (v *viewers) stop() []error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.errs
+}
+
+// arrivalPercentiles returns the p50 and p99 of the viewers' arrival
+// latencies (nearest rank) and how many frames they cover.
+func (v *viewers) arrivalPercentiles() (p50, p99 float64, n int) {
+	v.mu.Lock()
+	a := append([]float64(nil), v.arrival...)
+	v.mu.Unlock()
+	if len(a) == 0 {
+		return -1, -1, 0
+	}
+	sort.Float64s(a)
+	rank := func(p float64) float64 {
+		i := int(p/100*float64(len(a))+0.999999) - 1
+		return a[min(max(i, 0), len(a)-1)]
+	}
+	return rank(50), rank(99), len(a)
 }
