@@ -191,7 +191,11 @@ async function pollBox() {
       const r = await fetch(`/api/state${t ? `?token=${encodeURIComponent(t)}` : ''}`, { cache: 'no-store' });
       if (r.status === 404) { stats.box = null; render(); return; }
       if (r.ok) stats.box = await r.json();
-    } catch { /* box restarting: the sockets show that */ }
+    } catch {
+      // The box is away (restarting): its last state would mislead, and
+      // its buttons cannot be pressed now. The sockets show the rest.
+      stats.box = null;
+    }
     render();
     await sleep(2000);
   }
