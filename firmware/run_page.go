@@ -34,7 +34,7 @@ type pagePart struct {
 }
 
 func (p *pagePart) flags(fs *flag.FlagSet) {
-	fs.StringVar(&p.mdnsName, "mdns-name", "callbox", "answer mDNS queries for `name`.local on the LAN (\"\" turns mDNS off)")
+	fs.StringVar(&p.mdnsName, "mdns-name", "auto", "answer mDNS queries for `name`.local on the LAN; auto: from the box's configured name; \"\" turns mDNS off")
 }
 
 func (p *pagePart) start(ctx context.Context, a *appliance) error {
@@ -45,6 +45,19 @@ func (p *pagePart) start(ctx context.Context, a *appliance) error {
 	// "/" without a method: a method on this catch-all would conflict with
 	// method-less patterns of other parts (ServeMux panics on such pairs).
 	a.mux.Handle("/", h)
+	if p.mdnsName == "auto" {
+		p.mdnsName = "callbox"
+		if a.board.cfg != nil {
+			p.mdnsName = hostLabel(a.board.cfg.Name)
+		}
+	}
+	// A page served on loopback only is for this machine: announcing a
+	// name on the LAN would lead phones nowhere.
+	if host, _, err := net.SplitHostPort(a.httpAddr); err == nil {
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			p.mdnsName = ""
+		}
+	}
 	if p.mdnsName != "" {
 		name, err := mdnsHostName(p.mdnsName)
 		if err != nil {
@@ -109,6 +122,31 @@ func mdnsHostName(name string) (string, error) {
 		}
 	}
 	return n + ".local", nil
+}
+
+// hostLabel makes a DNS label of a box's display name ("Kitchen box" ->
+// "kitchen-box"): letters and digits kept, runs of anything else one hyphen.
+func hostLabel(name string) string {
+	var b strings.Builder
+	hyphen := false
+	for _, c := range strings.ToLower(name) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			if hyphen && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			hyphen = false
+			b.WriteRune(c)
+			if b.Len() >= 63 {
+				break
+			}
+			continue
+		}
+		hyphen = true
+	}
+	if b.Len() == 0 {
+		return "callbox"
+	}
+	return b.String()
 }
 
 // startMDNS answers A/AAAA questions for name on every multicast interface

@@ -40,6 +40,25 @@ func TestMDNSHostName(t *testing.T) {
 	}
 }
 
+func TestHostLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"callbox":                "callbox",
+		"Kitchen box":            "kitchen-box",
+		"  Oma's  Box #2 ":       "oma-s-box-2",
+		"Café":                   "caf",
+		"***":                    "callbox",
+		strings.Repeat("ab", 40): strings.Repeat("ab", 31) + "a",
+	} {
+		got := hostLabel(in)
+		if got != want {
+			t.Errorf("hostLabel(%q) = %q, want %q", in, got, want)
+		}
+		if _, err := mdnsHostName(got); err != nil {
+			t.Errorf("hostLabel(%q) = %q is no valid mDNS name: %v", in, got, err)
+		}
+	}
+}
+
 // TestPageHandler checks the embedded page: every asset index.html loads
 // is there with a type browsers accept for it, and nothing but GET/HEAD.
 func TestPageHandler(t *testing.T) {
