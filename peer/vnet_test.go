@@ -122,7 +122,8 @@ func (l *vlab) lan(name string, nat *vnet.NATType) *vnet.Router {
 	if err := r.Start(); err != nil {
 		l.t.Fatal(err)
 	}
-	l.t.Cleanup(func() { r.Stop() })
+	// No Stop here: the WAN's Stop stops its children, and gives up (leaving
+	// itself running) when one is stopped already.
 	l.lanNames[name] = r
 	return r
 }
