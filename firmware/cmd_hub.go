@@ -26,7 +26,7 @@ import (
 // use-auth-secret and the same secret) and runs no relay of its own.
 func cmdHub(args []string) int {
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
-	listen := fs.String("listen", ":8443", "HTTP address for the signalling WebSocket (/v1/ws) and /v1/stats")
+	listen := fs.String("listen", ":8443", "HTTP address for the signalling WebSocket (/v1/ws), the S7 fan-out relay (/v1/publish, /v1/fanout/) and /v1/stats")
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the STUN/TURN server (\"\" to run none)")
 	publicIP := fs.String("public-ip", "", "the hub's public IPv4 address: the TURN relay address, and the STUN/TURN URLs' host unless --public-host is given")
 	publicHost := fs.String("public-host", "", "host name boxes use in STUN/TURN URLs (default: --public-ip)")
@@ -102,8 +102,14 @@ func cmdHub(args []string) int {
 		log.Error("callbox hub", "err", err)
 		return 1
 	}
+	fanout := peer.NewFanoutHub(hub, log)
+	defer fanout.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", hub)
+	// S7: a box whose uplink cannot carry a copy per receiver publishes
+	// one copy here; the hub's relay serves the receivers.
+	mux.Handle("/v1/publish", fanout)
+	mux.Handle("/v1/fanout/", fanout)
 	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := hub.Stats()
 		if turn != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -29,7 +30,10 @@ const (
 	// TypePresence tells a box that paired boxes came online or went
 	// offline (Peers, with Online set accordingly).
 	TypePresence = "presence"
-	TypeError    = "error" // Error says why, Ref names the refused message type
+	// TypeFanout answers a publish connection (S7): Token for the
+	// receivers and URL, the relay's WebSocket base for this box.
+	TypeFanout = "fanout"
+	TypeError  = "error" // Error says why, Ref names the refused message type
 )
 
 // Signal kinds.
@@ -82,6 +86,10 @@ type Message struct {
 	Call string `json:"call,omitempty"` // call ID chosen by the caller
 	Kind string `json:"kind,omitempty"`
 	SDP  string `json:"sdp,omitempty"`
+
+	// fanout
+	Token string `json:"token,omitempty"`
+	URL   string `json:"url,omitempty"`
 
 	// error
 	Error string `json:"error,omitempty"`
@@ -200,6 +208,16 @@ func (m *Message) Validate() error {
 			if len(s.URLs) == 0 {
 				return bad("ICE server without URLs")
 			}
+		}
+	case TypeFanout:
+		if !ValidBoxID(m.Box) {
+			return bad("box ID %q", m.Box)
+		}
+		if m.Token == "" || len(m.Token) > 64 || !printableASCII(m.Token) {
+			return bad("token")
+		}
+		if !strings.HasPrefix(m.URL, "/") || len(m.URL) > 256 || !printableASCII(m.URL) {
+			return bad("url %q", m.URL)
 		}
 	case TypeError:
 		if m.Error == "" {

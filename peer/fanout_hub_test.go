@@ -1,0 +1,194 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/relay/viewer"
+)
+
+// TestFanoutThroughHub is S7 end to end: the box measures its stream, the
+// policy finds that three copies do not fit its uplink, so the box uploads
+// one copy to the hub's relay, and three receivers each get every frame,
+// decodable, while the box uploaded a third of what they received.
+func TestFanoutThroughHub(t *testing.T) {
+	testenvShort(t)
+	hub := newTestHub(t, time.Now)
+	fh := NewFanoutHub(hub, nil)
+	t.Cleanup(fh.Close)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/ws", hub)
+	mux.Handle("/v1/publish", fh)
+	mux.Handle("/v1/fanout/", fh)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	hubURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	media, err := SynthMedia(synth.CameraConfig{Width: 320, Height: 240, FPS: 15}, synth.MicConfig{Rate: 8000})(MaxRTPPacket(DefaultMaxDatagram))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+
+	// Measure the stream: a second of frames, as the box would.
+	var streamBytes int
+	start := time.Now()
+	for time.Since(start) < time.Second {
+		f, err := media.Video.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := media.VideoPacketizer.Packetize(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range b.Packets {
+			streamBytes += len(p)
+		}
+	}
+	bps := float64(streamBytes*8) / time.Since(start).Seconds()
+	const receivers = 3
+	policy := FanoutPolicy{UplinkBps: 2.5 * bps} // room for two copies, not three
+	d := policy.Decide(receivers, bps, FanoutDirect)
+	t.Logf("stream %.0f kbit/s, %d receivers: %s (%s)", bps/1e3, receivers, d.Mode, d.Reason)
+	if d.Mode != FanoutRelay {
+		t.Fatalf("policy chose %s", d.Mode)
+	}
+
+	pub, err := PublishToHub(ctx, hubURL, mustIdentity(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	// A receiver without the token is refused.
+	if bad, err := viewer.Dial(ctx, strings.Replace(pub.ViewerURL(capture.KindVideo), pub.Token(), "wrong", 1), capture.KindVideo, viewer.Options{}); err == nil {
+		bad.Close()
+		t.Error("a receiver with a wrong token was accepted")
+	}
+
+	const want = 20
+	var wg sync.WaitGroup
+	got := make([]int, receivers)
+	received := make([]int, receivers)
+	for i := 0; i < receivers; i++ {
+		v, err := viewer.Dial(ctx, pub.ViewerURL(capture.KindVideo), capture.KindVideo, viewer.Options{})
+		if err != nil {
+			t.Fatalf("receiver %d: %v", i, err)
+		}
+		defer v.Close()
+		wg.Add(1)
+		go func(i int, v *viewer.Client) {
+			defer wg.Done()
+			d := rtpjpeg.NewDepacketizer()
+			for got[i] < want {
+				pkt, err := v.Next(ctx)
+				if err != nil {
+					return
+				}
+				received[i] += len(pkt)
+				f, ok, _ := d.Push(pkt)
+				if !ok {
+					continue
+				}
+				if _, err := jpeg.Decode(bytes.NewReader(f.Data)); err != nil {
+					t.Errorf("receiver %d: frame does not decode: %v", i, err)
+					return
+				}
+				got[i]++
+			}
+		}(i, v)
+	}
+	// Publish live frames until every receiver has its frames.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatalf("receivers got %v frames", got)
+		default:
+			f, err := media.Video.ReadFrame(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := media.VideoPacketizer.Packetize(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Publish(ctx, b); err != nil && !errors.Is(err, context.Canceled) {
+				t.Fatal(err)
+			}
+			continue
+		}
+		break
+	}
+	total := 0
+	for i := range got {
+		if got[i] < want {
+			t.Errorf("receiver %d decoded %d frames, want %d", i, got[i], want)
+		}
+		total += received[i]
+	}
+	t.Logf("box uploaded %d bytes; receivers got %d bytes in total", pub.BytesSent(), total)
+	if up := pub.BytesSent(); up == 0 || uint64(total) < 2*up {
+		t.Errorf("uploaded %d bytes for %d received: not one copy for %d receivers", up, total, receivers)
+	}
+}
+
+func TestParseBurstRoundTrip(t *testing.T) {
+	pkt := func(n int) []byte {
+		b := make([]byte, n)
+		b[0] = 0x80
+		return b
+	}
+	in := capture.Burst{Kind: capture.KindVideo, Keyframe: true, CaptureTime: time.Unix(1700000000, 123),
+		Packets: [][]byte{pkt(12), pkt(1144), pkt(300)}}
+	out, err := ParseBurst(AppendBurst(nil, &in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Kind != in.Kind || out.Keyframe != in.Keyframe || !out.CaptureTime.Equal(in.CaptureTime) || len(out.Packets) != 3 || len(out.Packets[1]) != 1144 {
+		t.Fatalf("round trip: %+v", out)
+	}
+	for _, bad := range [][]byte{
+		nil,
+		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0},           // no packets
+		{3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12},    // bad kind
+		{1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12},    // bad flags
+		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1}, // truncated packet
+		append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12}, make([]byte, 12)...), // RTP version 0
+	} {
+		if _, err := ParseBurst(bad, nil); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("accepted %x", bad)
+		}
+	}
+}
+
+// FuzzParseBurst: the hub parses every burst a publishing box sends.
+func FuzzParseBurst(f *testing.F) {
+	f.Add(AppendBurst(nil, &capture.Burst{Kind: capture.KindAudio, Packets: [][]byte{append([]byte{0x80}, make([]byte, 171)...)}}))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		b, err := ParseBurst(msg, nil)
+		if err != nil {
+			return
+		}
+		again, err := ParseBurst(AppendBurst(nil, &b), nil)
+		if err != nil || len(again.Packets) != len(b.Packets) || again.Kind != b.Kind {
+			t.Fatalf("accepted burst does not round-trip: %v", err)
+		}
+	})
+}
