@@ -83,7 +83,7 @@ func DefaultConfig() Config {
 			Batch:          32,
 			MaxUnits:       8,
 			MaxBytes:       256 << 10,
-			MaxDelay:       100 * time.Millisecond,
+			MaxDelay:       66 * time.Millisecond,
 			// S14 suggests Nagle for video, for efficiency. The relay
 			// already writes whole frames with one writev, so Nagle has
 			// nothing to coalesce and only holds each frame's tail until
@@ -104,7 +104,7 @@ func DefaultConfig() Config {
 		},
 		HealthTimeout:    2 * time.Second,
 		WriteTimeout:     2 * time.Second,
-		MaxFlushes:       15,
+		MaxFlushes:       40,
 		FlushWindow:      5 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
 		MaxClients:       1024,
