@@ -19,9 +19,9 @@ const coturnIP = "198.51.100.11"
 // from coturn with them, and the call (two cone NATs: direct) must connect.
 //
 // Relaying media through coturn between a cone and a symmetric NAT does
-// not work yet in this lab (coturn accepts the allocations, permissions and
-// channel bindings, but the ICE checks through its relay never succeed);
-// see docs/peer.md.
+// not work in this lab: coturn grants allocations, permissions and channel
+// bindings, but its kernel answers packets to the relay ports with ICMP
+// port unreachable (nothing listens there); see docs/peer.md.
 func TestNATLabCoturn(t *testing.T) {
 	l := newLab(t, "ct")
 	turnserver := testenv.LookPath(t, "turnserver")
