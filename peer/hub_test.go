@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -370,5 +371,20 @@ func TestHubOverWebSocket(t *testing.T) {
 	}
 	if err := a.WaitOnline(wctx, b.ID()); !errors.Is(err, ErrOffline) {
 		t.Fatalf("WaitOnline for a box that left: %v", err)
+	}
+}
+
+func TestRelayRefusesInternalPeers(t *testing.T) {
+	for _, c := range []struct {
+		ip   string
+		want bool
+	}{
+		{"198.51.100.2", true}, {"203.0.113.9", true}, {"8.8.8.8", true},
+		{"127.0.0.1", false}, {"10.201.1.2", false}, {"192.168.1.1", false}, {"172.16.0.1", false},
+		{"169.254.1.1", false}, {"224.0.0.1", false}, {"0.0.0.0", false}, {"::1", false}, {"fd00::1", false},
+	} {
+		if got := relayPeerAllowed(nil, net.ParseIP(c.ip)); got != c.want {
+			t.Errorf("relay to %s allowed=%v, want %v", c.ip, got, c.want)
+		}
 	}
 }

@@ -96,7 +96,8 @@ func StartTURN(cfg TURNConfig) (*TURNServer, error) {
 		LoggerFactory: lf,
 		AuthHandler:   turn.LongTermTURNRESTAuthHandler(cfg.Secret, lf.NewLogger("turn-auth")),
 		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: conn,
+			PacketConn:        conn,
+			PermissionHandler: relayPeerAllowed,
 			RelayAddressGenerator: &countingGenerator{
 				RelayAddressGeneratorPortRange: turn.RelayAddressGeneratorPortRange{
 					RelayAddress: cfg.PublicIP, Address: bind, Net: cfg.Net,
@@ -120,6 +121,15 @@ func StartTURN(cfg TURNConfig) (*TURNServer, error) {
 	}
 	t.srv = srv
 	return t, nil
+}
+
+// relayPeerAllowed keeps the relay from being a way into the hub's own
+// networks: boxes are reached at public addresses (their NATs' or their
+// own), never at loopback, private, link-local, multicast or unspecified
+// ones (coturn's denied-peer-ip does the same job).
+func relayPeerAllowed(_ net.Addr, peer net.IP) bool {
+	return !(peer.IsLoopback() || peer.IsPrivate() || peer.IsLinkLocalUnicast() ||
+		peer.IsLinkLocalMulticast() || peer.IsMulticast() || peer.IsUnspecified())
 }
 
 func boxOfUser(u string) string {
