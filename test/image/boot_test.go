@@ -70,9 +70,9 @@ sh /selftest.sh 2>&1
 echo "SELFTEST DONE"
 `
 
-// guestSelftest runs in the guest after boot; each check prints
-// "CHECK <name> OK" or "CHECK <name> FAIL <why>".
-const guestSelftest = `
+// guestSelftestLib is the start of every guest's /selftest.sh: each check
+// prints "CHECK <name> OK" or "CHECK <name> FAIL <why>".
+const guestSelftestLib = `
 ok() { echo "CHECK $1 OK"; }
 fail() { echo "CHECK $1 FAIL $2"; }
 page() { /usr/local/bin/wget -q -T 3 -O /dev/null http://127.0.0.1:8080/; }
@@ -81,7 +81,11 @@ wait_for() { n=$(($1 * 5)); shift; while ! "$@"; do [ $n -le 0 ] && return 1; n=
 pid() { cat /run/callbox.pid 2>/dev/null; }
 new_pid() { np=$(pid); [ -n "$np" ] && [ "$np" != "$1" ] && kill -0 "$np" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
-CR=$(printf '\r')
+`
+
+// guestSelftest is TestBootQEMU's: the data partition, the import, and
+// the supervisor and health check of a running box.
+const guestSelftest = `CR=$(printf '\r')
 
 if mountpoint -q /data && grep -q ' /data ext4 ' /proc/mounts; then ok data-mounted; else fail data-mounted "$(cat /proc/mounts)"; fi
 if cmp -s /boot/callbox.toml /data/etc/callbox.toml; then ok import-config; else fail import-config "boot and data copies differ"; fi
@@ -226,10 +230,32 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func TestBootQEMU(t *testing.T) {
+// guestOptions vary the guest between tests.
+type guestOptions struct {
+	selftest string            // the guest's /selftest.sh
+	modules  []string          // kernel modules beyond guestModules
+	devices  []string          // extra qemu -device values
+	debs     map[string]string // guest path -> path inside an arm64 package ("pkg:path")
+	defaults string            // extra lines for /etc/default/callbox
+}
+
+// guest is a running VM.
+type guest struct {
+	port    int
+	serial  string
+	qemuLog string
+	start   time.Time
+	done    chan struct{} // closed when qemu has exited
+	err     error         // qemu's exit, valid after done
+}
+
+// startGuest builds the guest (firmware, card, initramfs) and boots it;
+// the test's cleanup stops it.
+func startGuest(t *testing.T, opt guestOptions) *guest {
+	t.Helper()
 	testenv.Short(t)
 	requireImageTools(t)
-	for _, p := range []string{"qemu-system-aarch64", "apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe", "cpio", "timeout"} {
+	for _, p := range []string{"qemu-system-aarch64", "apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe", "cpio", "timeout", "gzip"} {
 		testenv.LookPath(t, p)
 	}
 	root := repoRoot(t)
@@ -256,7 +282,7 @@ func TestBootQEMU(t *testing.T) {
 	// from the image's default, and a wpa_supplicant.conf edited on
 	// Windows (CRLF), as a person would leave them.
 	example := readFile(t, exampleConfig(t))
-	bootConfig := example + "\n# written on the boot partition by TestBootQEMU\n"
+	bootConfig := example + "\n# written on the boot partition by the boot test\n"
 	c := makeCard(t, "qemu", cardOptions{config: bootConfig})
 	wpa := filepath.Join(work, "wpa_supplicant.conf")
 	writeFile(t, wpa, strings.Join([]string{
@@ -265,7 +291,7 @@ func TestBootQEMU(t *testing.T) {
 	mtools(t, c.img, parts[0].Start, "mcopy", "-o", wpa, "::/wpa_supplicant.conf")
 
 	// The root file system: BusyBox, the firmware, the image's overlay and
-	// default configuration, fstab and inittab as post-build.sh leaves them.
+	// default configuration, fstab as post-build.sh leaves it.
 	rootfs := filepath.Join(work, "rootfs")
 	copyTree(t, filepath.Join(boardDir(t), "common", "rootfs-overlay"), rootfs)
 	copyFile(t, busybox, filepath.Join(rootfs, "bin", "busybox"))
@@ -277,11 +303,15 @@ func TestBootQEMU(t *testing.T) {
 	writeFile(t, filepath.Join(rootfs, "init"), guestInit, 0o755)
 	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), guestInittab, 0o644)
 	writeFile(t, filepath.Join(rootfs, "boot-test.sh"), guestBoot, 0o755)
-	writeFile(t, filepath.Join(rootfs, "selftest.sh"), guestSelftest, 0o755)
+	writeFile(t, filepath.Join(rootfs, "selftest.sh"), guestSelftestLib+opt.selftest, 0o755)
 	for name, script := range guestShims {
 		writeFile(t, filepath.Join(rootfs, "usr", "local", "bin", name), script, 0o755)
 	}
-	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox"), "HEALTH_WGET=/usr/local/bin/wget\n", 0o644)
+	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox"), "HEALTH_WGET=/usr/local/bin/wget\n"+opt.defaults, 0o644)
+	for to, from := range opt.debs {
+		pkg, path, _ := strings.Cut(from, ":")
+		copyFile(t, filepath.Join(debRoot(t, cache, pkg), path), filepath.Join(rootfs, to))
+	}
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var", "lib/modules"} {
 		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
 	}
@@ -289,7 +319,7 @@ func TestBootQEMU(t *testing.T) {
 	os.Symlink("../run", filepath.Join(rootfs, "var", "run"))
 	os.Symlink("../tmp", filepath.Join(rootfs, "var", "log"))
 	var modload []string
-	for _, m := range guestModules {
+	for _, m := range append(slices.Clone(guestModules), opt.modules...) {
 		out := run(t, nil, "", "modprobe", "-d", kroot, "-S", kver, "--show-depends", m)
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)
@@ -307,83 +337,117 @@ func TestBootQEMU(t *testing.T) {
 	initrd := filepath.Join(work, "initrd.cpio.gz")
 	run(t, nil, rootfs, "sh", "-c", "find . | cpio -o -H newc -R 0:0 --quiet | gzip -1 > \"$1\"", "sh", initrd)
 
-	port := freePort(t)
-	serial := filepath.Join(work, "serial.log")
-	ctx, cancel := context.WithCancel(context.Background())
-	qemu := exec.CommandContext(ctx, "timeout", "-k", "5", "300",
+	g := &guest{port: freePort(t), serial: filepath.Join(work, "serial.log"), qemuLog: filepath.Join(work, "qemu.log"), done: make(chan struct{})}
+	args := []string{"-k", "5", "300",
 		"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg",
 		"-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-serial", "file:"+serial,
+		"-serial", "file:" + g.serial,
 		"-kernel", filepath.Join(kroot, "boot", "vmlinuz-"+kver), "-initrd", initrd,
 		"-append", "console=ttyAMA0 panic=-1 quiet",
-		"-drive", "file="+c.img+",if=none,format=raw,id=hd0", "-device", "virtio-blk-pci,drive=hd0",
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:8080", port),
-		"-device", "virtio-net-pci,netdev=n0")
+		"-drive", "file=" + c.img + ",if=none,format=raw,id=hd0", "-device", "virtio-blk-pci,drive=hd0",
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:8080", g.port),
+		"-device", "virtio-net-pci,netdev=n0"}
+	for _, d := range opt.devices {
+		args = append(args, "-device", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	qemu := exec.CommandContext(ctx, "timeout", args...)
 	// qemu's own messages go to a file: a pipe would keep Wait waiting for
 	// as long as any process holds it.
-	qemuLog, err := os.Create(filepath.Join(work, "qemu.log"))
+	qemuLog, err := os.Create(g.qemuLog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer qemuLog.Close()
 	qemu.Stdout, qemu.Stderr = qemuLog, qemuLog
 	// Its own process group, so the cleanup reaches qemu behind timeout(1).
 	qemu.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	qemu.Cancel = func() error { return syscall.Kill(-qemu.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
+	g.start = time.Now()
 	if err := qemu.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- qemu.Wait() }()
+	go func() {
+		g.err = qemu.Wait()
+		qemuLog.Close()
+		close(g.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		<-exited
+		<-g.done
 	})
+	return g
+}
 
-	// The guest reports its checks on the serial console.
-	deadline := time.Now().Add(280 * time.Second)
-	var log string
+// log is the guest's serial console so far.
+func (g *guest) log() string {
+	b, _ := os.ReadFile(g.serial)
+	return string(b)
+}
+
+// waitFor waits until the serial console shows marker and returns it;
+// it fails the test when qemu exits first or time runs out.
+func (g *guest) waitFor(t *testing.T, marker string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
 	for {
-		b, _ := os.ReadFile(serial)
-		log = string(b)
-		if strings.Contains(log, "SELFTEST DONE") {
-			break
+		if log := g.log(); strings.Contains(log, marker) {
+			return log
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("qemu exited before the checks finished: %v\n%s\nserial:\n%s", err, readFile(t, qemuLog.Name()), log)
-		case <-time.After(500 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the guest did not finish its checks in time; serial:\n%s", log)
+		case <-g.done:
+			if log := g.log(); strings.Contains(log, marker) {
+				return log
+			}
+			t.Fatalf("qemu exited (%v) before the guest printed %q\n%s\nserial:\n%s", g.err, marker, readFile(t, g.qemuLog), g.log())
+		case <-deadline:
+			t.Fatalf("no %q from the guest after %v; serial:\n%s", marker, timeout, g.log())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	t.Logf("guest checks done %v after qemu started", time.Since(start).Round(100*time.Millisecond))
+}
 
+// checkResults reads the guest's "CHECK name OK|FAIL why" lines: each of
+// names ran and passed, and nothing else failed.
+func checkResults(t *testing.T, log string, names []string) {
+	t.Helper()
 	results := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(log))
 	for sc.Scan() {
-		if f := strings.SplitN(strings.TrimSpace(sc.Text()), " ", 4); len(f) >= 3 && f[0] == "CHECK" {
-			results[f[1]] = strings.Join(f[2:], " ")
+		if f := strings.SplitN(strings.TrimSpace(sc.Text()), " ", 3); len(f) == 3 && f[0] == "CHECK" {
+			results[f[1]] = f[2]
 		}
 	}
-	for _, name := range bootChecks {
+	for _, name := range names {
 		if r, ok := results[name]; !ok {
 			t.Errorf("check %s did not run", name)
 		} else if r != "OK" {
 			t.Errorf("check %s: %s", name, r)
 		}
 	}
+	for name, r := range results {
+		if r != "OK" && !slices.Contains(names, name) {
+			t.Errorf("check %s: %s", name, r)
+		}
+	}
 	if strings.Contains(log, "MODLOAD FAIL") {
 		t.Errorf("a kernel module did not load")
 	}
+	if t.Failed() {
+		t.Logf("serial:\n%s", log)
+	}
+}
+
+func TestBootQEMU(t *testing.T) {
+	g := startGuest(t, guestOptions{selftest: guestSelftest})
+	log := g.waitFor(t, "SELFTEST DONE", 280*time.Second)
+	t.Logf("guest checks done %v after qemu started", time.Since(g.start).Round(100*time.Millisecond))
+	checkResults(t, log, bootChecks)
 
 	// The page, from the host, through qemu's port forward.
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", g.port)
 	client := &http.Client{Timeout: 5 * time.Second}
 	var body []byte
+	var err error
 	for try := 0; try < 20; try++ {
 		var resp *http.Response
 		resp, err = client.Get(url)
@@ -400,12 +464,9 @@ func TestBootQEMU(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	if err != nil {
-		t.Fatalf("GET %s from the host: %v\nserial:\n%s", url, err, log)
+		t.Fatalf("GET %s from the host: %v\nserial:\n%s", url, err, g.log())
 	}
 	if !strings.Contains(strings.ToLower(string(body)), "<html") {
 		t.Errorf("GET %s: not an HTML page (%d bytes): %.200q", url, len(body), body)
-	}
-	if t.Failed() {
-		t.Logf("serial:\n%s", log)
 	}
 }
