@@ -102,6 +102,7 @@ func attach(t testing.TB, r *Relay, kind capture.Kind) (*session, *fakeConn) {
 	if err := r.add(s); err != nil {
 		t.Fatal(err)
 	}
+	r.activate(s)
 	go s.run()
 	return s, f
 }
@@ -341,6 +342,7 @@ func TestHandoffToWriter(t *testing.T) {
 	if err := r.add(s); err != nil {
 		t.Fatal(err)
 	}
+	r.activate(s)
 	go s.run()
 	done := make(chan struct{})
 	go func() {

@@ -268,7 +268,9 @@ func (r *Relay) Close() error {
 
 var errRelayClosed = errors.New("relay closed")
 
-// add registers a session; it fails when the relay is closed or full.
+// add registers a session; it fails when the relay is closed or full. The
+// session receives nothing until activate: the handshake answer must be
+// the first thing on the connection.
 func (r *Relay) add(s *session) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -279,13 +281,22 @@ func (r *Relay) add(s *session) error {
 		return errFull
 	}
 	r.sessions[s] = struct{}{}
+	r.wg.Add(1) // the session's handler; Done in run
+	return nil
+}
+
+// activate starts fanning out to a registered session.
+func (r *Relay) activate(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.sessions[s]; !ok {
+		return // ended already
+	}
 	old := *r.subs[s.kind].Load()
 	next := make([]*session, len(old), len(old)+1)
 	copy(next, old)
 	next = append(next, s)
 	r.subs[s.kind].Store(&next)
-	r.wg.Add(1) // the session's handler; Done in finish
-	return nil
 }
 
 var errFull = errors.New("relay full")

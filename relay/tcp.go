@@ -95,14 +95,22 @@ func (r *Relay) handleTCP(c net.Conn) {
 	if tc != nil {
 		_ = tc.SetNoDelay(!r.cfg.kind(h.Kind).Nagle)
 	}
+	if testHookBeforeAnswer != nil {
+		testHookBeforeAnswer(r)
+	}
 	accept := wire.AcceptFor(h.Kind, r.codec(), r.cfg.kind(h.Kind).HealthInterval)
 	frame, _ := wire.AppendFrame(nil, accept.Append(nil))
 	if _, err := c.Write(frame); err != nil {
 		s.end(err) // run then only cleans up
 	}
 	_ = c.SetDeadline(time.Time{})
+	r.activate(s)
 	s.run()
 }
+
+// testHookBeforeAnswer, set by tests, runs just before the handshake answer
+// is written.
+var testHookBeforeAnswer func(*Relay)
 
 // refuse answers "ERR <reason>" and closes so that the client, not the
 // relay, is the side that closes first: the relay keeps no TIME_WAIT even

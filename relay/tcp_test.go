@@ -182,3 +182,28 @@ func cycle(addr string, hello, garbage []byte, misbehave bool, buf []byte) error
 	}
 	return nil
 }
+
+// TestAnswerBeforeMedia: the handshake answer is always the first message;
+// a session joins the fan-out only after it is written. The hook publishes
+// right before the answer goes out.
+func TestAnswerBeforeMedia(t *testing.T) {
+	b := mkBurst(capture.KindAudio, 1, 172, 0, true)
+	testHookBeforeAnswer = func(r *Relay) { r.Publish(b) }
+	defer func() { testHookBeforeAnswer = nil }()
+	_, addr := startRelay(t, Config{})
+	hello, _ := wire.AppendFrame(nil, wire.Hello{Kind: capture.KindAudio}.Append(nil))
+	buf := make([]byte, 512)
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(hello)
+		body, err := wire.ReadFrame(c, buf)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(body), "OK ") {
+			t.Fatalf("connection %d: first message %q, %v", i, body, err)
+		}
+	}
+}

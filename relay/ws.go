@@ -55,6 +55,7 @@ func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 		if err := c.Write(ctx, websocket.MessageText, hello); err != nil {
 			s.end(err)
 		}
+		r.activate(s)
 		s.run()
 	})
 }
