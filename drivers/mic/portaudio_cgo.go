@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gordonklaus/portaudio"
@@ -38,15 +39,32 @@ func Version() string { return portaudio.VersionText() }
 
 type portAudio struct{}
 
-// paStream is a blocking PortAudio input stream. Each stream holds one
-// Initialize/Terminate pair: PortAudio counts them, and terminating the
-// last one lets the next Open enumerate devices afresh (a replugged USB
-// microphone gets a new ALSA card).
+// Stall bounds how long a read waits for the device: a card that vanished
+// (USB unplug) makes PortAudio's blocking read, and its callbacks, simply
+// stop; without a bound the pipeline would wait forever. 50 chunks is far
+// beyond any scheduling hiccup, even under qemu TCG.
+const stallTimeout = time.Second
+
+// closeTimeout bounds closing a stream whose device is gone; a close that
+// does not return is abandoned (one stuck thread) rather than stalling the
+// reopen loop.
+const closeTimeout = 2 * time.Second
+
+// paStream captures with PortAudio's callback API: the callback (on
+// PortAudio's thread) copies each buffer into a small pool and ReadChunk
+// takes them from a channel with a timeout. The blocking API was measured
+// to hang forever in Pa_ReadStream when the card disappeared.
+//
+// Each stream holds one Initialize/Terminate pair: PortAudio counts them,
+// and terminating the last one lets the next Open enumerate devices afresh
+// (a replugged USB microphone gets a new ALSA card).
 type paStream struct {
-	s    *portaudio.Stream
-	raw  []int16 // interleaved, channels x frames
-	ch   int
-	term bool
+	s      *portaudio.Stream
+	ch     int
+	free   chan []int16
+	full   chan []int16
+	over   atomic.Bool // an input overflow since the last Read
+	closed atomic.Bool
 }
 
 func (portAudio) Open(device string, rate, frames int) (Stream, error) {
@@ -58,7 +76,6 @@ func (portAudio) Open(device string, rate, frames int) (Stream, error) {
 		portaudio.Terminate()
 		return nil, err
 	}
-	st.term = true
 	return st, nil
 }
 
@@ -78,16 +95,19 @@ func openStream(device string, rate, frames int) (*paStream, error) {
 			Input: portaudio.StreamDeviceParameters{
 				Device:   dev,
 				Channels: ch,
-				// A generous ring buffer: the reader is a Go goroutine
-				// that may be descheduled (and under qemu TCG is slow);
-				// 256-frame buffers overflowed there, 100 ms did not.
+				// A generous ring buffer: the Go side may be descheduled
+				// (and under qemu TCG is slow); 100 ms did not overflow.
 				Latency: max(dev.DefaultHighInputLatency, 100*time.Millisecond),
 			},
 			SampleRate:      float64(rate),
 			FramesPerBuffer: frames,
 		}
-		st := &paStream{raw: make([]int16, frames*ch), ch: ch}
-		s, err := portaudio.OpenStream(p, st.raw)
+		// Eight chunks (160 ms) of slack between the callback and the reader.
+		st := &paStream{ch: ch, free: make(chan []int16, 8), full: make(chan []int16, 8)}
+		for i := 0; i < cap(st.free); i++ {
+			st.free <- make([]int16, frames*ch)
+		}
+		s, err := portaudio.OpenStream(p, st.callback)
 		if err != nil {
 			last = err
 			continue
@@ -100,6 +120,22 @@ func openStream(device string, rate, frames int) (*paStream, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("open %q mono S16 at %d Hz: %w", dev.Name, rate, last)
+}
+
+// callback runs on PortAudio's thread. It must not block: with no free
+// buffer (the reader is behind) the data is dropped and counted as an
+// overflow, like the driver's own overflow.
+func (st *paStream) callback(in []int16, _ portaudio.StreamCallbackTimeInfo, flags portaudio.StreamCallbackFlags) {
+	if flags&portaudio.InputOverflow != 0 {
+		st.over.Store(true)
+	}
+	select {
+	case b := <-st.free:
+		copy(b, in)
+		st.full <- b // cannot block: full has room for every buffer
+	default:
+		st.over.Store(true)
+	}
 }
 
 func findDevice(name string) (*portaudio.DeviceInfo, error) {
@@ -131,28 +167,46 @@ func findDevice(name string) (*portaudio.DeviceInfo, error) {
 	return nil, fmt.Errorf("%w: %q (inputs: %q)", ErrNoDevice, name, names)
 }
 
-func (s *paStream) Read(buf []int16) (bool, error) {
-	err := s.s.Read()
-	over := errors.Is(err, portaudio.InputOverflowed)
-	if err != nil && !over {
-		return false, err
+// errStalled reports a device that stopped delivering audio.
+var errStalled = errors.New("no audio from the device (stalled or unplugged)")
+
+func (st *paStream) Read(buf []int16) (bool, error) {
+	t := time.NewTimer(stallTimeout)
+	defer t.Stop()
+	var b []int16
+	select {
+	case b = <-st.full:
+	case <-t.C:
+		return false, fmt.Errorf("%w for %v", errStalled, stallTimeout)
 	}
-	if s.ch == 1 {
-		copy(buf, s.raw)
+	if st.ch == 1 {
+		copy(buf, b)
 	} else {
 		for i := range buf {
-			buf[i] = int16((int32(s.raw[2*i]) + int32(s.raw[2*i+1])) / 2)
+			buf[i] = int16((int32(b[2*i]) + int32(b[2*i+1])) / 2)
 		}
 	}
-	return over, nil
+	st.free <- b
+	return st.over.Swap(false), nil
 }
 
-func (s *paStream) Close() error {
-	s.s.Stop()
-	err := s.s.Close()
-	if s.term {
-		s.term = false
-		portaudio.Terminate()
+func (st *paStream) Close() error {
+	if st.closed.Swap(true) {
+		return nil
 	}
-	return err
+	done := make(chan error, 1)
+	go func() {
+		// Abort, not Stop: Stop waits for queued buffers, which a
+		// vanished device never finishes.
+		st.s.Abort()
+		err := st.s.Close()
+		portaudio.Terminate()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("closing the stream did not finish in %v; abandoned", closeTimeout)
+	}
 }

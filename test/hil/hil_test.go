@@ -36,6 +36,15 @@ AP=$!
 sleep 0.3
 hilmic -device hw:0,0 -freq 997 -amp 8000 -secs 1 2>/tmp/portaudio.err || { cat /tmp/portaudio.err; fail=1; }
 kill $AP; wait $AP
+hilmic -replug -device hw:0,0 > /tmp/replug.log 2>/tmp/portaudio.err &
+MIC=$!
+i=0; while ! grep -qs "UNPLUG NOW" /tmp/replug.log && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+D=$(basename /sys/bus/platform/drivers/snd_aloop/snd_aloop*)
+touch /tmp/unplugging
+echo "$D" > /sys/bus/platform/drivers/snd_aloop/unbind
+echo "$D" > /sys/bus/platform/drivers/snd_aloop/bind && touch /tmp/rebound
+wait $MIC || fail=1
+cat /tmp/replug.log
 exit $fail
 `
 
@@ -94,7 +103,7 @@ func runDrivers(t *testing.T, arch string) {
 	if code != 0 {
 		t.Errorf("guest script exited %d", code)
 	}
-	for _, want := range []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM REPLUG PASS", "CAM PASS /dev/video10 MJPG", "AUDIO PASS"} {
+	for _, want := range []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM REPLUG PASS", "CAM PASS /dev/video10 MJPG", "AUDIO PASS", "MIC REPLUG PASS"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("missing %q in the guest's results", want)
 		}
