@@ -65,6 +65,7 @@ type paStream struct {
 	full   chan []int16
 	over   atomic.Bool // an input overflow since the last Read
 	closed atomic.Bool
+	stall  *time.Timer // reused: no allocation per chunk
 }
 
 func (portAudio) Open(device string, rate, frames int) (Stream, error) {
@@ -171,12 +172,17 @@ func findDevice(name string) (*portaudio.DeviceInfo, error) {
 var errStalled = errors.New("no audio from the device (stalled or unplugged)")
 
 func (st *paStream) Read(buf []int16) (bool, error) {
-	t := time.NewTimer(stallTimeout)
-	defer t.Stop()
+	if st.stall == nil {
+		st.stall = time.NewTimer(stallTimeout)
+	} else {
+		// Since Go 1.23 Reset also discards a stale expiry.
+		st.stall.Reset(stallTimeout)
+	}
 	var b []int16
 	select {
 	case b = <-st.full:
-	case <-t.C:
+		st.stall.Stop()
+	case <-st.stall.C:
 		return false, fmt.Errorf("%w for %v", errStalled, stallTimeout)
 	}
 	if st.ch == 1 {
