@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -126,6 +127,7 @@ func TestInputRequestsNoBias(t *testing.T) {
 }
 
 func TestCloseEndsEvents(t *testing.T) {
+	before := runtime.NumGoroutine()
 	_, _, in := newInput(t, gpio.Low, cbgpio.InputOptions{})
 	done := make(chan error)
 	go func() { done <- in.Close() }()
@@ -142,6 +144,13 @@ func TestCloseEndsEvents(t *testing.T) {
 	}
 	if err := in.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+	// The edge loop has ended: no goroutine outlives the input.
+	for end := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(end) {
+			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
