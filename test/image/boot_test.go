@@ -34,7 +34,7 @@ var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "v
 
 // bootChecks are the checks the guest script reports, in order.
 var bootChecks = []string{
-	"data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
+	"dhcp-wired", "data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
 	"page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
 	"health-stopped", "health-counts-failures", "keep-local-edits", "start-again",
 }
@@ -61,10 +61,9 @@ mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs -o mode=1777 tmp /tmp
 while read -r m; do insmod "$m" || echo "MODLOAD FAIL $m"; done </etc/modload
 ip link set lo up
-NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
-ip link set "$NIC" up && ip addr add 10.0.2.15/24 dev "$NIC"
 i=0; while [ ! -b /dev/vda3 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 /etc/init.d/S00callbox-data start
+/etc/init.d/S41callbox-net start
 /etc/init.d/S99callbox start
 sh /selftest.sh 2>&1
 echo "SELFTEST DONE"
@@ -86,6 +85,8 @@ gone() { ! kill -0 "$1" 2>/dev/null; }
 // guestSelftest is TestBootQEMU's: the data partition, the import, and
 // the supervisor and health check of a running box.
 const guestSelftest = `CR=$(printf '\r')
+lease() { ip -4 addr show dev eth0 | grep -q 'inet 10\.0\.2\.15/24'; }
+wait_for 30 lease && ok dhcp-wired || fail dhcp-wired "$(ip -4 addr show dev eth0)"
 
 if mountpoint -q /data && grep -q ' /data ext4 ' /proc/mounts; then ok data-mounted; else fail data-mounted "$(cat /proc/mounts)"; fi
 if cmp -s /boot/callbox.toml /data/etc/callbox.toml; then ok import-config; else fail import-config "boot and data copies differ"; fi
@@ -144,6 +145,19 @@ var guestShims = map[string]string{
 [ "$1" = -q ] && shift
 d=$(cd "$1" 2>/dev/null && pwd) || exit 1
 awk -v d="$d" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
+`,
+	// Buildroot's BusyBox package installs udhcpc's script; Debian's
+	// BusyBox looks for it elsewhere. This one applies a lease the same way.
+	"udhcpc.script": `#!/bin/sh
+case "$1" in
+deconfig) ip link set "$interface" up; ip addr flush dev "$interface" ;;
+bound | renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/$mask" dev "$interface"
+	[ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+	echo "LEASE $interface $ip"
+	;;
+esac
 `,
 	"wget": `#!/bin/sh
 t=10
@@ -306,6 +320,10 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 	writeFile(t, filepath.Join(rootfs, "selftest.sh"), guestSelftestLib+opt.selftest, 0o755)
 	for name, script := range guestShims {
 		writeFile(t, filepath.Join(rootfs, "usr", "local", "bin", name), script, 0o755)
+	}
+	for _, p := range []string{"usr/share/udhcpc/default.script", "etc/udhcpc/default.script"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(rootfs, p)), 0o755)
+		os.Symlink("/usr/local/bin/udhcpc.script", filepath.Join(rootfs, p))
 	}
 	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox"), "HEALTH_WGET=/usr/local/bin/wget\n"+opt.defaults, 0o644)
 	for to, from := range opt.debs {

@@ -39,7 +39,7 @@ func TestShellcheck(t *testing.T) {
 	scripts := boardScripts(t)
 	// The init scripts, post scripts, health check and QEMU launcher: a
 	// tree that lost them would pass shellcheck vacuously.
-	for _, want := range []string{"S00callbox-data", "S41callbox-wifi", "S98watchdog", "S99callbox",
+	for _, want := range []string{"S00callbox-data", "S41callbox-net", "S98watchdog", "S99callbox",
 		"healthcheck", "post-build.sh", "post-image.sh", "start-qemu.sh", "image.sh"} {
 		found := false
 		for _, s := range scripts {
