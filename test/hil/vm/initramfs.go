@@ -112,7 +112,11 @@ func buildInitramfs(ctx context.Context, o Options, a archInfo, kt *kernelTree) 
 		return "", fmt.Errorf("/usr/share/alsa (libasound2-data): %w", err)
 	}
 	for guest, host := range o.Files {
-		r.file(guest, host, 0o644)
+		fi, err := os.Stat(host)
+		if err != nil {
+			return "", fmt.Errorf("Options.Files[%q]: %w", guest, err)
+		}
+		r.file(guest, host, uint32(fi.Mode().Perm())) // keeps a script executable
 	}
 
 	mods, err := kt.moduleClosure(ctx, append(append([]string{}, baseModules...), o.Modules...))
