@@ -301,6 +301,7 @@ func (c *Caller) newCallLocked(p PeerInfo, id string, offerer bool) *Call {
 	}
 	call.start.Store(time.Now().UnixNano())
 	call.ctx, call.cancel = context.WithCancel(c.ctx)
+	go call.watchAddrs()
 	c.cur = call
 	call.setState(PhaseCalling, PathNone, nil)
 	go func() {

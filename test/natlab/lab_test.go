@@ -300,8 +300,12 @@ func (l *lab) call(a, b string, d time.Duration) (summary, summary) {
 	l.t.Helper()
 	var outA, outB bytes.Buffer
 	args := func(self, peer string) []string {
-		return []string{"call", "--hub", hubURL, "--data", filepath.Join(l.dir, self), peer,
+		a := []string{"call", "--hub", hubURL, "--data", filepath.Join(l.dir, self), peer,
 			"--duration", d.String(), "--setup-timeout", "10s", "--json"}
+		if os.Getenv("NATLAB_STDERR") != "" {
+			a = append(a, "-v") // the call's progress in its log
+		}
+		return a
 	}
 	pa := l.start(a, &lockedWriter{w: &outA}, args(a, b)...)
 	pb := l.start(b, &lockedWriter{w: &outB}, args(b, a)...)
