@@ -413,21 +413,44 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(MaxMessageSize)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	var wmu sync.Mutex
+	// Messages to the box go through a queue and one writer, so the hub
+	// never waits for a box's socket while holding its lock: a box too slow
+	// to take its messages is hung up on instead.
+	out := make(chan []byte, 64)
 	s := &Session{
 		Send: func(m Message) error {
 			b, err := json.Marshal(&m)
 			if err != nil {
 				return fmt.Errorf("peer: encode %s: %w", m.Type, err)
 			}
-			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			defer wcancel()
-			wmu.Lock()
-			defer wmu.Unlock()
-			return c.Write(wctx, websocket.MessageText, b)
+			select {
+			case out <- b:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("peer: session closed: %w", ctx.Err())
+			default:
+				cancel()
+				return fmt.Errorf("%w: the box does not read its messages", ErrOffline)
+			}
 		},
 		Close: cancel,
 	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-out:
+				wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+				err := c.Write(wctx, websocket.MessageText, b)
+				wcancel()
+				if err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	defer c.CloseNow()
 
 	hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -443,7 +466,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.cfg.Log.Warn("registration refused", "remote", r.RemoteAddr, "err", err)
-		_ = s.Send(errorMessage(TypeHello, err))
+		writeLast(c, errorMessage(TypeHello, err))
 		c.Close(websocket.StatusPolicyViolation, "registration refused")
 		return
 	}
@@ -460,13 +483,26 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = h.Handle(s, &m)
 		}
 		if err != nil {
-			_ = s.Send(errorMessage(m.Type, err))
 			if errors.Is(err, errTooManyTries) {
+				writeLast(c, errorMessage(m.Type, err))
 				c.Close(websocket.StatusPolicyViolation, "too many wrong codes")
 				return
 			}
+			_ = s.Send(errorMessage(m.Type, err))
 		}
 	}
+}
+
+// writeLast writes a final message directly (not through the queue), so it
+// is on the wire before the connection closes.
+func writeLast(c *websocket.Conn, m Message) {
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.Write(ctx, websocket.MessageText, b)
 }
 
 // HubStats is what /v1/stats reports.

@@ -388,3 +388,17 @@ func TestRelayRefusesInternalPeers(t *testing.T) {
 		}
 	}
 }
+
+// A refused registration reaches the box with the hub's reason.
+func TestHubRefusalReachesBox(t *testing.T) {
+	h := newTestHub(t, time.Now)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	skewed := func() time.Time { return time.Now().Add(-10 * time.Minute) } // a box with a wrong clock
+	_, err := Dial(ctx, ClientConfig{HubURL: "ws" + strings.TrimPrefix(srv.URL, "http"), Identity: mustIdentity(t), Now: skewed})
+	if !errors.Is(err, ErrHub) || !strings.Contains(err.Error(), "stale") {
+		t.Fatalf("err = %v, want the hub's refusal naming the stale timestamp", err)
+	}
+}
