@@ -48,6 +48,7 @@ func main() {
 	ns := flag.String("n", "1,10,50,100,200,400", "client counts")
 	dur := flag.Duration("d", 4*time.Second, "measurement window per run")
 	warm := flag.Duration("warmup", time.Second, "warm-up before each window")
+	relayArgs := flag.String("relay-args", "", "extra flags for the relay process, e.g. \"-max-delay 100ms -idle-limit 32\"")
 	repeat := flag.Int("repeat", 3, "runs per row; the row shows the run with the median fast p99 (the machine is shared: one run can land on a burst of someone else's load)")
 	addr := flag.String("addr", "", "relay address (clients role)")
 	n := flag.Int("clients", 0, "fast clients (clients role)")
@@ -72,7 +73,7 @@ func main() {
 		if *scan {
 			err = runScan(*dur, *warm, *points)
 		} else {
-			err = runBench(*ns, *dur, *warm, *nagle, max(1, *repeat))
+			err = runBench(*ns, *dur, *warm, *nagle, max(1, *repeat), strings.Fields(*relayArgs))
 		}
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
@@ -458,7 +459,7 @@ func measure(n, slowRate int, stall bool, dur, warm time.Duration, nagle bool, r
 	return r, nil
 }
 
-func runBench(ns string, dur, warm time.Duration, nagle bool, repeat int) error {
+func runBench(ns string, dur, warm time.Duration, nagle bool, repeat int, relayArgs []string) error {
 	host, _ := os.Hostname()
 	cpu := cpuModel()
 	fmt.Printf("relaybench: %s, %s, %d CPUs, %s; %d KB frames at %d fps + PCMU, window %v after %v warm-up; each row the median-p99 run of %d\n\n",
@@ -484,7 +485,7 @@ func runBench(ns string, dur, warm time.Duration, nagle bool, repeat int) error 
 			}
 			var runs []row
 			for i := 0; i < repeat; i++ {
-				r, err := measure(n, rate, false, dur, warm, nagle)
+				r, err := measure(n, rate, false, dur, warm, nagle, relayArgs...)
 				if err != nil {
 					return fmt.Errorf("n=%d slow=%v: %w", n, slow, err)
 				}
@@ -507,7 +508,7 @@ func runBench(ns string, dur, warm time.Duration, nagle bool, repeat int) error 
 			a.n, b.n, per, per/100/(float64(streamRate)*8/1e9), float64(streamRate)*8/1e6)
 		fmt.Printf("relay RSS per reader: %.3f MB\n", (b.rss-a.rss)/float64(b.n-a.n))
 	}
-	r, err := measure(10, 0, true, 4*time.Second, warm, nagle)
+	r, err := measure(10, 0, true, 4*time.Second, warm, nagle, relayArgs...)
 	if err != nil {
 		return fmt.Errorf("stall: %w", err)
 	}
