@@ -60,7 +60,7 @@ func main() {
 	hc := flag.Int("hc", 0, "video Health Check interval (relay role; 0: default)")
 	maxDelay := flag.Duration("max-delay", 0, "video buffer media-time bound (relay role; 0: default)")
 	scan := flag.Bool("scan", false, "instead of the table, scan the video policy parameters with 10 fast clients and one at a quarter rate")
-	points := flag.String("points", "16/8/100ms,24/8/100ms,32/8/100ms,48/8/100ms,24/4/100ms,32/16/100ms,24/8/66ms,24/8/200ms,24/8/100ms/nagle",
+	points := flag.String("points", "16/8/66ms,20/8/66ms,24/8/66ms,32/8/66ms,48/8/66ms,24/4/66ms,32/16/66ms,24/8/100ms,24/8/150ms,24/8/66ms/nagle",
 		"scan points: idle-limit/hc/max-delay[/nagle], comma separated")
 	flag.Parse()
 	var err error
