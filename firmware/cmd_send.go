@@ -112,11 +112,11 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 		}
 	}
 
-	cam, camDesc, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
+	cam, camInfo, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
 	if err != nil {
 		return err
 	}
-	mic, micDesc, err := openMic(cfg.opts.mic)
+	mic, micInfo, err := openMic(cfg.opts.mic)
 	if err != nil {
 		cam.Close()
 		return err
@@ -169,7 +169,7 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	_ = vconn.SetWriteBuffer(1 << 20)
 
 	var video, audio kindStats
-	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camDesc, "mic", micDesc,
+	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camInfo.desc, "mic", micInfo.desc,
 		"packet_size", cfg.opts.packetSize, "duration", cfg.duration)
 
 	if cfg.duration > 0 {

@@ -22,29 +22,38 @@ type videoConfig struct {
 	width, height, fps int
 }
 
+// deviceInfo describes the source that was opened, for the log and the board.
+type deviceInfo struct {
+	desc string
+	// fallback is why "auto" found no real device and took the synthetic
+	// one: on a real box that is the "camera missing" error state.
+	fallback error
+}
+
 // openCamera opens the camera named by spec (auto, synthetic, or a device
-// such as /dev/video0) and returns it with a description for the log.
-func openCamera(spec string, vc videoConfig) (capture.VideoSource, string, error) {
+// such as /dev/video0).
+func openCamera(spec string, vc videoConfig) (capture.VideoSource, deviceInfo, error) {
 	switch spec {
 	case "synthetic":
-		return openSynthCamera(vc)
+		src, desc, err := openSynthCamera(vc)
+		return src, deviceInfo{desc: desc}, err
 	case "", "auto":
 		// The first real V4L2 camera, else the test pattern.
 		src, desc, err := openRealCamera("auto", vc)
 		if err == nil {
-			return src, desc, nil
+			return src, deviceInfo{desc: desc}, nil
 		}
 		src, desc, serr := openSynthCamera(vc)
-		return src, desc + " (auto: no usable V4L2 camera: " + err.Error() + ")", serr
+		return src, deviceInfo{desc: desc + " (auto: no usable V4L2 camera: " + err.Error() + ")", fallback: err}, serr
 	default:
 		if !strings.HasPrefix(spec, "/dev/") {
-			return nil, "", fmt.Errorf("camera %q (want auto, synthetic or a /dev/video* path): %w", spec, errNoDriver)
+			return nil, deviceInfo{}, fmt.Errorf("camera %q (want auto, synthetic or a /dev/video* path): %w", spec, errNoDriver)
 		}
 		src, desc, err := openRealCamera(spec, vc)
 		if err != nil {
-			return nil, "", fmt.Errorf("camera %q: %w", spec, err)
+			return nil, deviceInfo{}, fmt.Errorf("camera %q: %w", spec, err)
 		}
-		return src, desc, nil
+		return src, deviceInfo{desc: desc}, nil
 	}
 }
 
@@ -57,25 +66,26 @@ func openSynthCamera(vc videoConfig) (capture.VideoSource, string, error) {
 }
 
 // openMic opens the microphone named by spec (auto, synthetic, or a
-// device name) and returns it with a description for the log.
-func openMic(spec string) (capture.AudioSource, string, error) {
+// device name).
+func openMic(spec string) (capture.AudioSource, deviceInfo, error) {
 	switch spec {
 	case "synthetic":
-		return openSynthMic()
+		src, desc, err := openSynthMic()
+		return src, deviceInfo{desc: desc}, err
 	case "", "auto":
 		// The default ALSA input, else the test tone.
 		src, desc, err := openRealMic("auto")
 		if err == nil {
-			return src, desc, nil
+			return src, deviceInfo{desc: desc}, nil
 		}
 		src, desc, serr := openSynthMic()
-		return src, desc + " (auto: no usable microphone: " + err.Error() + ")", serr
+		return src, deviceInfo{desc: desc + " (auto: no usable microphone: " + err.Error() + ")", fallback: err}, serr
 	default:
 		src, desc, err := openRealMic(spec)
 		if err != nil {
-			return nil, "", fmt.Errorf("microphone %q: %w", spec, err)
+			return nil, deviceInfo{}, fmt.Errorf("microphone %q: %w", spec, err)
 		}
-		return src, desc, nil
+		return src, deviceInfo{desc: desc}, nil
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // machine has one (the HIL VM proves that path), else the synthetic one
 // with the reason in its description, which the appliance logs.
 func TestAutoDevicesAlwaysWork(t *testing.T) {
-	cam, desc, err := openCamera("auto", videoConfig{width: 320, height: 240, fps: 15})
+	cam, info, err := openCamera("auto", videoConfig{width: 320, height: 240, fps: 15})
+	desc := info.desc
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,8 @@ func TestAutoDevicesAlwaysWork(t *testing.T) {
 		t.Fatalf("auto camera: %v (%d bytes)", err, len(f.Data))
 	}
 
-	m, desc, err := openMic("auto")
+	m, info, err := openMic("auto")
+	desc = info.desc
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/callbox/callbox/board"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -28,6 +29,9 @@ type mediaPart struct {
 	wg     sync.WaitGroup
 	video  kindStats
 	audio  kindStats
+
+	// onFallback hears why "auto" took a synthetic source (nil: it did not).
+	onFallback func(camera, mic error)
 }
 
 // mediaOptions are the media flags `callbox run` and `callbox send` share.
@@ -93,6 +97,13 @@ func (p *mediaPart) start(ctx context.Context, a *appliance) error {
 	} else {
 		log.Warn("the relay takes no media in this build; packets are made and dropped")
 	}
+	p.onFallback = func(camErr, _ error) {
+		// A development machine has no camera by design; a real box
+		// without one shows the error state (its microphone is optional).
+		if !a.board.simulated {
+			a.board.fault(board.FaultCamera, camErr)
+		}
+	}
 	return p.launch(ctx, publish, log)
 }
 
@@ -103,11 +114,11 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 	}
 	// Open both sources now so a bad flag fails the start instead of
 	// retrying forever in the background.
-	cam, camDesc, err := openCamera(p.opts.camera, p.opts.videoConfig())
+	cam, camInfo, err := openCamera(p.opts.camera, p.opts.videoConfig())
 	if err != nil {
 		return err
 	}
-	mic, micDesc, err := openMic(p.opts.mic)
+	mic, micInfo, err := openMic(p.opts.mic)
 	if err != nil {
 		cam.Close()
 		return err
@@ -124,7 +135,10 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 		mic.Close()
 		return fmt.Errorf("audio packetizer: %w", err)
 	}
-	log.Info("media sources", "camera", camDesc, "mic", micDesc, "packet_size", p.opts.packetSize)
+	log.Info("media sources", "camera", camInfo.desc, "mic", micInfo.desc, "packet_size", p.opts.packetSize)
+	if p.onFallback != nil {
+		p.onFallback(camInfo.fallback, micInfo.fallback)
+	}
 
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(3)
