@@ -106,7 +106,9 @@ func TestMicClicks(t *testing.T) {
 		period := int(every.Seconds() * 48000)
 		// Clicks fall on multiples of the period of wall-clock time.
 		into := epoch.UnixNano() % int64(every)
-		first := int((int64(every)-into)%int64(every)) * 48000 / int(time.Second)
+		// In int64: the nanoseconds times the rate overflow a 32-bit int
+		// (armv7).
+		first := int((int64(every) - into) % int64(every) * 48000 / int64(time.Second))
 		if want := (len(s) - first + period - 1) / period; len(clicks) != want {
 			t.Fatalf("every %v: %d clicks in 3 s, want %d", every, len(clicks), want)
 		}
