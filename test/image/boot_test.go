@@ -356,7 +356,8 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 	run(t, nil, rootfs, "sh", "-c", "find . | cpio -o -H newc -R 0:0 --quiet | gzip -1 > \"$1\"", "sh", initrd)
 
 	g := &guest{port: freePort(t), serial: filepath.Join(work, "serial.log"), qemuLog: filepath.Join(work, "qemu.log"), done: make(chan struct{})}
-	args := []string{"-k", "5", "300",
+	// A hard limit on the VM's life, whatever happens to this process.
+	args := []string{"-k", "5", "420",
 		"qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg",
 		"-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "file:" + g.serial,

@@ -56,6 +56,11 @@ func TestWatchdogResetsHungBox(t *testing.T) {
 			checkResults(t, log, []string{"page", "watchdog-device", "watchdog-started", "healthy-box-runs"})
 			select {
 			case <-g.done:
+				// With -no-reboot a guest reset ends qemu with status 0;
+				// timeout(1) ending it would not.
+				if g.err != nil {
+					t.Fatalf("qemu ended with %v, not by a guest reset; serial:\n%s", g.err, g.log())
+				}
 				t.Logf("box reset %v after the hang; the console after it:\n%s", time.Since(hung).Round(100*time.Millisecond), g.log()[len(log):])
 			case <-time.After(150 * time.Second):
 				t.Fatalf("the box was not reset 150 s after the hang; serial:\n%s", g.log())
