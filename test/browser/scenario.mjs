@@ -1,7 +1,7 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core)
 // against a running `callbox run` and reports what the page measured.
 //
-//   node scenario.mjs <play|throttle|restart|pages|pair> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
+//   node scenario.mjs <play|throttle|restart|pair> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
 //
 // Output is one JSON object per line on stdout: {"event": ...} as the
 // scenario goes (the Go wrapper acts on some, e.g. restarts the box on
@@ -19,7 +19,6 @@ const { positionals, values: opt } = parseArgs({
     url: { type: 'string' },
     artifacts: { type: 'string', default: 'artifacts' },
     seconds: { type: 'string', default: '10' },
-    pages: { type: 'string', default: '10' },
     'throttle-kbps': { type: 'string', default: '0' },
     'latency-ms': { type: 'string', default: '0' },
     hcdelay: { type: 'string', default: '0' },
@@ -27,8 +26,8 @@ const { positionals, values: opt } = parseArgs({
   },
 });
 const scenario = positionals[0];
-if (!opt.url || !['play', 'throttle', 'restart', 'pages', 'pair'].includes(scenario)) {
-  console.error('usage: node scenario.mjs <play|throttle|restart|pages|pair> --url URL [--artifacts DIR] [--seconds N]');
+if (!opt.url || !['play', 'throttle', 'restart', 'pair'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pair> --url URL [--artifacts DIR] [--seconds N]');
   process.exit(2);
 }
 const seconds = Number(opt.seconds);
@@ -42,7 +41,7 @@ const ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--autoplay-policy=no-user-gesture-required',
-  // Ten pages at once must not be throttled as background tabs.
+  // Pages in background tabs must not be throttled.
   '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
   '--disable-backgrounding-occluded-windows',
 ];
@@ -297,16 +296,6 @@ async function main() {
       event: 'result', notice, pairedMs, tokenStored: !!token, liveAfterReloadMs: Date.now() - t1,
       pairedAgain: s.paired, framesIncomplete: s.framesIncomplete,
     });
-  } else if (scenario === 'pages') {
-    const n = Number(opt.pages);
-    const pages = [];
-    for (let i = 0; i < n; i++) pages.push(await openPage(opt.url));
-    for (const p of pages) await waitFor(p, live, 5, 30000, 'every page live');
-    emit({ event: 'live', pages: n });
-    await sleep(2000);
-    const m = await measure(pages, seconds);
-    await pages[0].screenshot({ path: join(opt.artifacts, 'pages.png') });
-    emit({ event: 'result', ...m });
   }
 }
 
