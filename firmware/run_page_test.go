@@ -113,11 +113,14 @@ func TestPageHandler(t *testing.T) {
 // multicast, so no packet reaches a real network.
 func TestMDNSAnswers(t *testing.T) {
 	if os.Getenv("CALLBOX_MDNS_NETNS") == "" {
+		// Real multicast through a namespace: end to end, not a unit test.
+		testenv.Short(t)
 		testenv.RequireRoot(t)
 		unshare := testenv.LookPath(t, "unshare")
 		testenv.LookPath(t, "ip")
-		script := `ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec "$0" -test.run '^TestMDNSAnswers$' -test.v`
-		cmd := exec.Command(unshare, "--net", "sh", "-c", script, os.Args[0])
+		script := `ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec "$@"`
+		cmd := exec.Command(unshare, append([]string{"--net", "sh", "-c", script, "sh"},
+			testenv.Self("-test.run=^TestMDNSAnswers$", "-test.v")...)...)
 		cmd.Env = append(os.Environ(), "CALLBOX_MDNS_NETNS=1")
 		out, err := cmd.CombinedOutput()
 		if err != nil {

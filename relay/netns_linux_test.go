@@ -47,6 +47,8 @@ func TestHelperViewer(t *testing.T) {
 // quarter of the stream). Fast clients on loopback must not notice; the
 // slow one must get whole frames with a bounded delay.
 func TestSlowLinkTBF(t *testing.T) {
+	// A shaped link and a second process: end to end, not a unit test.
+	testenv.Short(t)
 	testenv.RequireRoot(t)
 	ipCmd := testenv.LookPath(t, "ip")
 	tcCmd := testenv.LookPath(t, "tc")
@@ -87,7 +89,8 @@ func TestSlowLinkTBF(t *testing.T) {
 	const d = 5 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
 	defer cancel()
-	helper := exec.CommandContext(ctx, ipCmd, "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperViewer$", "-test.count=1")
+	helper := exec.CommandContext(ctx, ipCmd, append([]string{"netns", "exec", ns},
+		testenv.Self("-test.run=^TestHelperViewer$", "-test.count=1")...)...)
 	helper.Env = append(os.Environ(), helperEnv+"="+ln.Addr().String()+" "+d.String())
 	helper.Stderr = os.Stderr
 	out := make(chan []byte, 1)

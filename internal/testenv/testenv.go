@@ -53,3 +53,20 @@ func Short(t testing.TB) {
 		t.Skip("slow end-to-end test; skipped with -short")
 	}
 }
+
+// ExecEnv names the emulator that runs a foreign-architecture test binary:
+// scripts/cross.sh runs the arm64 and armv7 tests under qemu-user without
+// registering binfmt_misc (host-wide state), so a test binary cannot simply
+// exec itself there.
+const ExecEnv = "CALLBOX_TEST_EXEC"
+
+// Self returns the command line that runs this test binary again as a
+// helper process, followed by args: os.Args[0], behind the emulator
+// ExecEnv names when it is set.
+func Self(args ...string) []string {
+	var argv []string
+	if emu := os.Getenv(ExecEnv); emu != "" {
+		argv = append(argv, emu)
+	}
+	return append(append(argv, os.Args[0]), args...)
+}
