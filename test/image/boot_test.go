@@ -36,7 +36,7 @@ var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "v
 var bootChecks = []string{
 	"dhcp-wired", "data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
 	"page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
-	"health-stopped", "health-counts-failures", "keep-local-edits", "start-again",
+	"health-stopped", "health-counts-failures", "data-repair", "data-recreate", "keep-local-edits", "start-again",
 }
 
 // guestInit is PID 1 until it hands over to BusyBox init, which, as on the
@@ -122,6 +122,20 @@ r=""; for i in 1 2 3; do /usr/libexec/callbox/healthcheck 2>/dev/null; r="$r$?";
 cp /tmp/default.callbox /etc/default/callbox
 rm -f /run/callbox-health.failures
 [ "$r" = 001 ] && ok health-counts-failures || fail health-counts-failures "exit codes $r, want 0 0 1"
+
+# Power cuts: a data partition with a broken superblock is repaired (from
+# a backup superblock) and keeps its content; one beyond repair is made
+# anew, and the boot partition's files are imported into it again.
+echo keep >/data/callbox/marker
+/etc/init.d/S00callbox-data stop
+dd if=/dev/zero of=/dev/vda3 bs=1024 seek=1 count=1 conv=notrunc 2>/dev/null
+/etc/init.d/S00callbox-data start >/dev/null
+if mountpoint -q /data && [ "$(cat /data/callbox/marker 2>/dev/null)" = keep ]; then ok data-repair; else fail data-repair "$(cat /proc/mounts | grep data)"; fi
+/etc/init.d/S00callbox-data stop
+dd if=/dev/zero of=/dev/vda3 bs=1M count=64 2>/dev/null
+/etc/init.d/S00callbox-data start >/dev/null
+if mountpoint -q /data && [ ! -e /data/callbox/marker ] && [ -d /data/callbox ] && cmp -s /boot/callbox.toml /data/etc/callbox.toml &&
+	dumpe2fs -h /dev/vda3 2>/dev/null | grep -q 'volume name: *callbox-data$'; then ok data-recreate; else fail data-recreate "$(ls -la /data /data/etc)"; fi
 
 echo '# changed on the box' >>/data/etc/callbox.toml
 /etc/init.d/S00callbox-data restart >/dev/null
@@ -326,6 +340,8 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 		os.Symlink("/usr/local/bin/udhcpc.script", filepath.Join(rootfs, p))
 	}
 	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox"), "HEALTH_WGET=/usr/local/bin/wget\n"+opt.defaults, 0o644)
+	// Debian's ash also prefers its own mke2fs applet to /sbin/mke2fs.
+	writeFile(t, filepath.Join(rootfs, "etc", "default", "callbox-data"), "MKE2FS=/sbin/mke2fs\n", 0o644)
 	for to, from := range opt.debs {
 		pkg, path, _ := strings.Cut(from, ":")
 		copyFile(t, filepath.Join(debRoot(t, cache, pkg), path), filepath.Join(rootfs, to))
@@ -456,8 +472,39 @@ func checkResults(t *testing.T, log string, names []string) {
 	}
 }
 
+// libcDebs puts glibc in the guest for the dynamically linked programs
+// taken from Debian packages ("package:path in it").
+var libcDebs = map[string]string{
+	"/lib/aarch64-linux-gnu/libc.so.6":             "libc6:lib/aarch64-linux-gnu/libc.so.6",
+	"/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1": "libc6:lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+	"/lib/ld-linux-aarch64.so.1":                   "libc6:lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+}
+
+// e2fsprogsDebs are the e2fsprogs programs S00callbox-data runs (the image
+// has e2fsprogs; BusyBox alone has no e2fsck) and their libraries.
+var e2fsprogsDebs = map[string]string{
+	"/sbin/e2fsck":                           "e2fsprogs:sbin/e2fsck",
+	"/sbin/mke2fs":                           "e2fsprogs:sbin/mke2fs",
+	"/sbin/dumpe2fs":                         "e2fsprogs:sbin/dumpe2fs",
+	"/lib/aarch64-linux-gnu/libext2fs.so.2":  "libext2fs2:lib/aarch64-linux-gnu/libext2fs.so.2",
+	"/lib/aarch64-linux-gnu/libe2p.so.2":     "libext2fs2:lib/aarch64-linux-gnu/libe2p.so.2",
+	"/lib/aarch64-linux-gnu/libcom_err.so.2": "libcom-err2:lib/aarch64-linux-gnu/libcom_err.so.2",
+	"/lib/aarch64-linux-gnu/libblkid.so.1":   "libblkid1:usr/lib/aarch64-linux-gnu/libblkid.so.1",
+	"/lib/aarch64-linux-gnu/libuuid.so.1":    "libuuid1:usr/lib/aarch64-linux-gnu/libuuid.so.1",
+}
+
+func mergeMaps(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 func TestBootQEMU(t *testing.T) {
-	g := startGuest(t, guestOptions{selftest: guestSelftest})
+	g := startGuest(t, guestOptions{selftest: guestSelftest, debs: mergeMaps(libcDebs, e2fsprogsDebs)})
 	log := g.waitFor(t, "SELFTEST DONE", 280*time.Second)
 	t.Logf("guest checks done %v after qemu started", time.Since(g.start).Round(100*time.Millisecond))
 	checkResults(t, log, bootChecks)

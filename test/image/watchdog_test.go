@@ -42,12 +42,7 @@ func TestWatchdogResetsHungBox(t *testing.T) {
 				modules:  []string{"i6300esb"},
 				devices:  []string{"i6300esb"},
 				// Buildroot installs the daemon as /sbin/watchdog.
-				debs: map[string]string{
-					"/sbin/watchdog":                               "watchdog:usr/sbin/watchdog",
-					"/lib/aarch64-linux-gnu/libc.so.6":             "libc6:lib/aarch64-linux-gnu/libc.so.6",
-					"/lib/ld-linux-aarch64.so.1":                   "libc6:lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
-					"/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1": "libc6:lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
-				},
+				debs: mergeMaps(libcDebs, map[string]string{"/sbin/watchdog": "watchdog:usr/sbin/watchdog"}),
 				// Two failed checks instead of twelve keep the test short.
 				defaults: "HEALTH_FAILURES=2\n",
 			})
