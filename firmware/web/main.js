@@ -45,6 +45,7 @@ const stats = {
   healthChecksVideo: 0,
   healthChecksAudio: 0,
   reconnects: 0,
+  frameAgeMs: -1, // since the last frame was drawn (or the video went live)
   paired: false, // this page obtained a token by pairing
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
@@ -88,6 +89,7 @@ const network = new Rolling(300);
 const decode = new Rolling(300);
 stats.recentLatencies = latency.values;
 
+let lastDrawn = 0; // performance.now() of the last frame drawn
 video.onframe = (f) => {
   if (canvas.width !== f.width || canvas.height !== f.height) {
     canvas.width = f.width;
@@ -95,6 +97,7 @@ video.onframe = (f) => {
   }
   g.drawImage(f.image, 0, 0);
   const drawn = now();
+  lastDrawn = performance.now();
   f.close();
   stats.framesDrawn++;
   stats.width = f.frameWidth;
@@ -123,7 +126,13 @@ function onState() {
   if (s === State.UNPAIRED) pair();
   render();
 }
-video.socket.onstate = (s, detail) => { stats.videoState = s; if (detail) stats.detail = detail; onState(); };
+let liveSince = 0; // performance.now() when the video connection went live
+video.socket.onstate = (s, detail) => {
+  stats.videoState = s;
+  if (detail) stats.detail = detail;
+  if (s === State.LIVE) liveSince = performance.now();
+  onState();
+};
 audio.socket.onstate = (s, detail) => { stats.audioState = s; if (detail) stats.detail = detail; onState(); };
 
 // A token the relay no longer accepts is useless: forget it and pair again.
@@ -278,6 +287,9 @@ function tick() {
   stats.healthChecksAudio = audio.socket.healthChecksSent;
   stats.healthChecksSent = stats.healthChecksVideo + stats.healthChecksAudio;
   stats.reconnects = Math.max(0, video.socket.connects - 1);
+  // Since the last frame, or since the connection went live if none came.
+  const since = Math.max(lastDrawn, liveSince);
+  stats.frameAgeMs = since ? Math.round(t - since) : -1;
   render();
 }
 
@@ -296,8 +308,11 @@ function render() {
   if (s.state === State.UNPAIRED) notice = 'Press the button on the box' + (s.pairHint ? `\n(${s.pairHint})` : '');
   else if (s.state === State.RECONNECTING) notice = 'Reconnecting to the box…';
   else if (s.state === State.CONNECTING) notice = 'Connecting…';
+  // Connected but no picture (a camera unplugged, say): the box's message
+  // below usually says why.
+  else if (s.state === State.LIVE && s.frameAgeMs > 2000) notice = 'No picture from the box';
   const box = s.box;
-  if (box && box.message && s.state !== State.LIVE) notice += (notice ? '\n' : '') + box.message;
+  if (box && box.message && notice) notice += '\n' + box.message;
   $('notice').textContent = notice;
   $('notice').hidden = !notice;
   $('boxstate').textContent = box ? [box.state, box.message].filter(Boolean).join(': ') : '';
