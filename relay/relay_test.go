@@ -234,6 +234,17 @@ func TestStalledClientEjected(t *testing.T) {
 	t.Logf("stalled client ejected after %v", took.Round(time.Millisecond))
 	// Either rule may fire first: no Health Check for HealthTimeout, or
 	// MaxFlushes flushes without progress (one per MaxDelay of media).
+	// The session leaves the fan-out before its reason is counted (after
+	// its writer has stopped): wait for the count.
+	waitFor(t, "the disconnect to be counted", func() bool {
+		r.tot.mu.Lock()
+		defer r.tot.mu.Unlock()
+		var n uint64
+		for _, c := range r.tot.disconnects {
+			n += c
+		}
+		return n > 0
+	})
 	r.tot.mu.Lock()
 	n := r.tot.disconnects["health check timeout"] + r.tot.disconnects["flushes"]
 	t.Logf("disconnects: %v", r.tot.disconnects)
