@@ -11,7 +11,7 @@
 // Prints {"event":"live"} and then {"event":"result", ...} (or
 // {"event":"error", ...}) as JSON lines.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,17 @@ if (typeof WebSocket !== 'function') {
   process.exit(2);
 }
 
+// removeProfile deletes Chromium's profile directory. A helper process can
+// still flush a file into it just after the browser exits (seen: the
+// network service's "Network Persistent State"), so check and repeat.
+async function removeProfile(dir) {
+  for (let i = 0; i < 10; i++) {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 }).catch(() => {});
+    await sleep(200);
+    if (!(await stat(dir).then(() => true, () => false))) return;
+  }
+}
+
 const profile = await mkdtemp(join(tmpdir(), 'callbox-cdp-'));
 // The same flags as scenario.mjs; the window is the same phone viewport.
 const chromium = spawn('/usr/bin/chromium', [
@@ -51,7 +62,7 @@ async function cleanup() {
   chromium.kill('SIGTERM');
   await Promise.race([new Promise((r) => chromium.once('exit', r)), sleep(5000)]);
   if (chromium.exitCode === null && chromium.signalCode === null) chromium.kill('SIGKILL');
-  await rm(profile, { recursive: true, force: true });
+  await removeProfile(profile);
 }
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => cleanup().then(() => process.exit(1)));
 const guard = setTimeout(() => {

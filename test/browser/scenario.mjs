@@ -8,7 +8,7 @@
 // "live" in the restart scenario) and finally {"event":"result", ...}. The
 // Go tests (browser_test.go) start the box and judge the numbers.
 import { chromium } from 'playwright-core';
-import { mkdtemp, rm, mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,11 +46,22 @@ const ARGS = [
   '--disable-backgrounding-occluded-windows',
 ];
 
+// removeProfile deletes Chromium's profile directory. A helper process can
+// still flush a file into it just after the browser exits (seen: the
+// network service's "Network Persistent State"), so check and repeat.
+async function removeProfile(dir) {
+  for (let i = 0; i < 10; i++) {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 }).catch(() => {});
+    await sleep(200);
+    if (!(await stat(dir).then(() => true, () => false))) return;
+  }
+}
+
 const profile = await mkdtemp(join(tmpdir(), 'callbox-chromium-'));
 let ctx;
 const cleanup = async () => {
   try { if (ctx) await ctx.close(); } catch { /* already gone */ }
-  await rm(profile, { recursive: true, force: true });
+  await removeProfile(profile);
 };
 // A hung scenario must not outlive its test.
 const guard = setTimeout(async () => {
