@@ -17,6 +17,7 @@ const Available = true
 
 // Devices lists PortAudio's input devices ("name (N ch, R Hz)").
 func Devices() ([]string, error) {
+	quietAudioLibs()
 	if err := portaudio.Initialize(); err != nil {
 		return nil, fmt.Errorf("mic: portaudio init: %w", err)
 	}
@@ -69,6 +70,14 @@ type paStream struct {
 }
 
 func (portAudio) Open(device string, rate, frames int) (Stream, error) {
+	if device == "" {
+		// The default input on a machine with no sound card: say so
+		// instead of probing (PortAudio would only find nothing).
+		if err := soundCards(); err != nil {
+			return nil, err
+		}
+	}
+	quietAudioLibs()
 	if err := portaudio.Initialize(); err != nil {
 		return nil, fmt.Errorf("portaudio init: %w", err)
 	}
