@@ -36,7 +36,7 @@ var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "v
 var bootChecks = []string{
 	"dhcp-wired", "data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
 	"page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
-	"health-stopped", "health-counts-failures", "data-repair", "data-recreate", "keep-local-edits", "start-again",
+	"health-stopped", "health-counts-failures", "data-repair", "data-recreate", "keep-local-edits", "start-again", "log-to-syslog",
 }
 
 // guestInit is PID 1 until it hands over to BusyBox init, which, as on the
@@ -61,6 +61,8 @@ mount -t tmpfs -o mode=0755 run /run
 mount -t tmpfs -o mode=1777 tmp /tmp
 while read -r m; do insmod "$m" || echo "MODLOAD FAIL $m"; done </etc/modload
 ip link set lo up
+# As Buildroot's S01syslogd: callbox's output goes to syslog.
+syslogd
 i=0; while [ ! -b /dev/vda3 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 /etc/init.d/S00callbox-data start
 /etc/init.d/S41callbox-net start
@@ -94,7 +96,7 @@ if grep -q "$CR" /boot/wpa_supplicant.conf && ! grep -q "$CR" /data/etc/wpa_supp
 	ok import-wifi-crlf; else fail import-wifi-crlf "CRs or content"; fi
 m=$(stat -c %a /data/etc/wpa_supplicant.conf); [ "$m" = 600 ] && ok import-wifi-mode || fail import-wifi-mode "mode $m"
 
-if wait_for 90 page; then ok page-local; else fail page-local "no page after 90 s: $(tail -5 /var/log/callbox.log)"; fi
+if wait_for 90 page; then ok page-local; else fail page-local "no page after 90 s: $(tail -5 /var/log/messages)"; fi
 p=$(pid)
 args=$(tr '\0' ' ' </proc/$p/cmdline)
 data_flag=""
@@ -144,7 +146,9 @@ grep -q 'changed on the box' /data/etc/callbox.toml && ok keep-local-edits || fa
 /etc/init.d/S99callbox start >/dev/null
 if wait_for 90 page; then ok start-again; else fail start-again "no page"; fi
 # For the test's log when a check failed: the supervisor's and callbox's.
-sed 's/^/callbox.log: /' /var/log/callbox.log | tail -40
+grep ' callbox' /var/log/messages | sed 's/^/syslog: /' | tail -40
+log_ok() { grep -q 'callbox: .*page at http://' /var/log/messages; }
+log_ok && ok log-to-syslog || fail log-to-syslog "no callbox output in /var/log/messages"
 `
 
 // Debian's busybox-static lacks two things Buildroot's BusyBox has
