@@ -361,7 +361,7 @@ func TestPolicyAllocatesNothing(t *testing.T) {
 	u := mkUnit(capture.KindVideo, 12, 1200, 0, true)
 	defer u.release()
 	batch := make([]*unit, 0, 8)
-	allocs := testing.AllocsPerRun(1000, func() {
+	allocs := minAllocs(1000, func() {
 		p.offer(u, 0)
 		batch = p.take(batch[:0], 0)
 		for _, x := range batch {

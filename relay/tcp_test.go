@@ -45,7 +45,7 @@ func TestTCPWriteAllocatesNothing(t *testing.T) {
 	ctrl := wire.AppendTimeReply(nil, 1, 2)
 	tr.tc = c.(*net.TCPConn)
 	for _, n := range []int{1, 2} {
-		if a := testing.AllocsPerRun(200, func() {
+		if a := minAllocs(200, func() {
 			if err := tr.write(us[:n], ctrl); err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +53,7 @@ func TestTCPWriteAllocatesNothing(t *testing.T) {
 			t.Fatalf("%.1f allocations per write of %d frames", a, n)
 		}
 		tr.tryWrite(us[:n], ctrl) // obtain the raw conn once
-		if a := testing.AllocsPerRun(200, func() {
+		if a := minAllocs(200, func() {
 			done, err := tr.tryWrite(us[:n], ctrl)
 			if err != nil {
 				t.Fatal(err)
