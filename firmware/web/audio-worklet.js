@@ -1,11 +1,15 @@
-// AudioWorklet processor: plays the box's 8 kHz PCMU through a small jitter
+// The page's audio player: the box's 8 kHz PCMU through a small jitter
 // buffer, resampled to the AudioContext's rate.
 //
-// Runs on the audio rendering thread. The page posts each RTP payload (the
-// mu-law bytes of one 20 ms packet) here; decoding happens here too, so the
-// page's main thread only moves bytes. Counts are posted back a few times a
-// second for window.callboxStats. The file imports nothing, so that it
-// loads the same in every browser's worklet scope.
+// In an AudioWorklet (the normal case) it runs on the audio rendering
+// thread: the page posts each RTP payload (the mu-law bytes of one 20 ms
+// packet) here, decoding happens here too, and counts are posted back a few
+// times a second for window.callboxStats. Browsers offer AudioWorklet only
+// in secure contexts (https, localhost), and a phone opening
+// http://callbox.local/ is not one; there the page imports PCMUJitter from
+// this same file and drives it from a ScriptProcessorNode instead. The file
+// imports nothing, so that it loads the same in every browser's worklet
+// scope.
 
 // decodeTable maps a G.711 mu-law byte to a sample in [-1, 1): the bits are
 // stored inverted; a sign, 3 bits of segment (exponent), 4 of step.
@@ -21,31 +25,29 @@ export const decodeTable = (() => {
 
 const IN_RATE = 8000;
 
-class PCMUPlayer extends AudioWorkletProcessor {
-  constructor(options) {
-    super();
-    const o = (options && options.processorOptions) || {};
-    // Jitter buffer: start (and restart after an underrun) once targetMs is
-    // queued; past maxMs the link has delivered a burst after a stall, so the
-    // oldest audio goes to come back down to the target: late sound is worse
-    // than a short gap in a conversation.
-    this.target = Math.round(((o.targetMs || 60) / 1000) * IN_RATE);
-    this.max = Math.round(((o.maxMs || 160) / 1000) * IN_RATE);
+// PCMUJitter is the jitter buffer and resampler. It starts playing (and
+// restarts after an underrun) once targetMs is queued; past maxMs the link
+// has delivered a burst after a stall, so the oldest audio goes to come back
+// down to the target: late sound is worse than a short gap in a
+// conversation.
+export class PCMUJitter {
+  constructor(outRate, { targetMs = 60, maxMs = 160 } = {}) {
+    this.target = Math.round((targetMs / 1000) * IN_RATE);
+    this.max = Math.round((maxMs / 1000) * IN_RATE);
     this.ring = new Float32Array(IN_RATE * 2); // 2 s of 8 kHz: far beyond max
     this.read = 0; // fractional read position, in input samples
     this.write = 0; // total samples written
     this.playing = false;
-    this.step = IN_RATE / sampleRate;
+    this.step = IN_RATE / outRate;
     this.framesIn = 0;
     this.framesPlayed = 0;
     this.samplesPlayed = 0;
     this.underruns = 0;
     this.dropped = 0;
-    this.lastReport = 0;
-    this.port.onmessage = (e) => this.onPacket(e.data);
   }
 
-  onPacket(bytes) {
+  // push queues the mu-law bytes of one packet; anything else is ignored.
+  push(bytes) {
     if (!(bytes instanceof Uint8Array)) return;
     const ring = this.ring;
     const n = ring.length;
@@ -60,8 +62,8 @@ class PCMUPlayer extends AudioWorkletProcessor {
     }
   }
 
-  process(inputs, outputs) {
-    const out = outputs[0][0];
+  // render fills out (one channel at the output rate).
+  render(out) {
     const ring = this.ring;
     const n = ring.length;
     const queued = this.write - this.read;
@@ -85,23 +87,44 @@ class PCMUPlayer extends AudioWorkletProcessor {
       this.playing = false;
       this.underruns++;
     }
-    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     // One "frame played" per 20 ms (160 input samples) that left the buffer.
     const before = Math.floor(this.samplesPlayed / 160);
     this.samplesPlayed += played * this.step;
     this.framesPlayed += Math.floor(this.samplesPlayed / 160) - before;
-    if (currentTime - this.lastReport >= 0.25) {
-      this.lastReport = currentTime;
-      this.port.postMessage({
-        framesIn: this.framesIn,
-        framesPlayed: this.framesPlayed,
-        underruns: this.underruns,
-        droppedMs: (this.dropped / IN_RATE) * 1000,
-        bufferedMs: ((this.write - this.read) / IN_RATE) * 1000,
-      });
-    }
-    return true;
+  }
+
+  report() {
+    return {
+      framesIn: this.framesIn,
+      framesPlayed: this.framesPlayed,
+      underruns: this.underruns,
+      droppedMs: (this.dropped / IN_RATE) * 1000,
+      bufferedMs: ((this.write - this.read) / IN_RATE) * 1000,
+    };
   }
 }
 
-registerProcessor('callbox-pcmu', PCMUPlayer);
+// Only in an AudioWorkletGlobalScope: the page's main thread imports this
+// file too (for the fallback) and has neither of these.
+if (typeof AudioWorkletProcessor === 'function' && typeof registerProcessor === 'function') {
+  class PCMUPlayer extends AudioWorkletProcessor {
+    constructor(options) {
+      super();
+      this.jitter = new PCMUJitter(sampleRate, (options && options.processorOptions) || {});
+      this.lastReport = 0;
+      this.port.onmessage = (e) => this.jitter.push(e.data);
+    }
+
+    process(inputs, outputs) {
+      const out = outputs[0][0];
+      this.jitter.render(out);
+      for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+      if (currentTime - this.lastReport >= 0.25) {
+        this.lastReport = currentTime;
+        this.port.postMessage(this.jitter.report());
+      }
+      return true;
+    }
+  }
+  registerProcessor('callbox-pcmu', PCMUPlayer);
+}

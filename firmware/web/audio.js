@@ -1,5 +1,7 @@
 // The page's sound: PCMU over the relay's audio WebSocket into an
-// AudioWorklet (audio-worklet.js) that holds a small jitter buffer.
+// AudioWorklet (audio-worklet.js) that holds a small jitter buffer, or, where
+// the page may not have one (insecure contexts), the same jitter buffer in a
+// ScriptProcessorNode.
 //
 // Phones only let a page make sound after a tap (autoplay rules), so the
 // AudioContext starts suspended; the socket runs from the start anyway, so
@@ -18,13 +20,15 @@ export class AudioPlayer {
     this.error = '';
     this.stats = { framesIn: 0, framesPlayed: 0, underruns: 0, droppedMs: 0, bufferedMs: 0 };
     this.packetsBeforeTap = 0;
+    this.path = ''; // 'AudioWorklet' or 'ScriptProcessorNode' once set up
+    this.sink = null; // takes one packet's mu-law bytes
     this.captureTime = -1; // of the newest packet, box clock
     this.onchange = () => {};
     this.socket.onpacket = (buf) => this.onPacket(buf);
   }
 
   // running tells whether sound is actually coming out.
-  get running() { return !!(this.ctx && this.ctx.state === 'running' && this.node); }
+  get running() { return !!(this.ctx && this.ctx.state === 'running' && this.sink); }
 
   start() {
     this.socket.start();
@@ -66,7 +70,28 @@ export class AudioPlayer {
   }
 
   async setup(ctx) {
-    if (!ctx.audioWorklet) throw new Error('AudioWorklet unavailable (needs iOS 14.5+ or a recent browser)');
+    if (!ctx.audioWorklet) {
+      // No AudioWorklet: an insecure context (a phone on http://box.local)
+      // or an old browser. A ScriptProcessorNode runs the same jitter
+      // buffer on the main thread; a larger target absorbs main-thread
+      // pauses.
+      const { PCMUJitter } = await import('./audio-worklet.js');
+      const jitter = new PCMUJitter(ctx.sampleRate, { targetMs: 80, maxMs: 200 });
+      const node = ctx.createScriptProcessor(1024, 1, 1);
+      let last = 0;
+      node.onaudioprocess = (e) => {
+        jitter.render(e.outputBuffer.getChannelData(0));
+        if (e.playbackTime - last >= 0.25) {
+          last = e.playbackTime;
+          this.stats = jitter.report();
+        }
+      };
+      node.connect(ctx.destination);
+      this.path = 'ScriptProcessorNode';
+      this.sink = (bytes) => jitter.push(bytes);
+      this.node = node;
+      return;
+    }
     await ctx.audioWorklet.addModule(new URL('./audio-worklet.js', import.meta.url));
     const node = new AudioWorkletNode(ctx, 'callbox-pcmu', {
       numberOfInputs: 0,
@@ -76,6 +101,9 @@ export class AudioPlayer {
     });
     node.port.onmessage = (e) => { this.stats = e.data; };
     node.connect(ctx.destination);
+    this.path = 'AudioWorklet';
+    // The payload is transferred (not copied) to the audio thread.
+    this.sink = (bytes) => node.port.postMessage(bytes, [bytes.buffer]);
     this.node = node;
   }
 
@@ -90,8 +118,7 @@ export class AudioPlayer {
     if (pkt.payloadType !== 0) return; // only PCMU is defined for audio
     if (pkt.captureTime >= 0) this.captureTime = pkt.captureTime;
     if (!this.running) { this.packetsBeforeTap++; return; }
-    // A copy of just the payload, transferred (not cloned) to the worklet.
-    const bytes = new Uint8Array(buf, pkt.payloadOffset, pkt.payloadLength).slice();
-    this.node.port.postMessage(bytes, [bytes.buffer]);
+    // A copy of just the payload: the socket's buffer is not ours to keep.
+    this.sink(new Uint8Array(buf, pkt.payloadOffset, pkt.payloadLength).slice());
   }
 }

@@ -46,6 +46,11 @@ const stats = {
   healthChecksAudio: 0,
   reconnects: 0,
   frameAgeMs: -1, // since the last frame was drawn (or the video went live)
+  decodePath: '', // ImageDecoder, createImageBitmap or img
+  audioPath: '', // AudioWorklet or ScriptProcessorNode
+  // Over plain http to a LAN address (not localhost) the page is not a
+  // secure context: no ImageDecoder, no AudioWorklet. It works without.
+  secureContext: window.isSecureContext,
   paired: false, // this page obtained a token by pairing
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
@@ -290,6 +295,8 @@ function tick() {
   // Since the last frame, or since the connection went live if none came.
   const since = Math.max(lastDrawn, liveSince);
   stats.frameAgeMs = since ? Math.round(t - since) : -1;
+  stats.decodePath = video.decodePath;
+  stats.audioPath = audio.path;
   render();
 }
 

@@ -31,7 +31,7 @@ async function decodeJPEG(jpeg, want) {
     try {
       dec = new ImageDecoder(init);
       const { image } = await dec.decode();
-      return { image, width: image.displayWidth, height: image.displayHeight, close: () => image.close() };
+      return { image, width: image.displayWidth, height: image.displayHeight, close: () => image.close(), path: 'ImageDecoder' };
     } catch (e) {
       // A browser that has the API but not for JPEG: fall back for good.
       if (e && e.name === 'NotSupportedError') useImageDecoder = false;
@@ -43,14 +43,14 @@ async function decodeJPEG(jpeg, want) {
   const blob = new Blob([jpeg], { type: 'image/jpeg' });
   if (typeof createImageBitmap === 'function') {
     const bmp = await createImageBitmap(blob);
-    return { image: bmp, width: bmp.width, height: bmp.height, close: () => bmp.close() };
+    return { image: bmp, width: bmp.width, height: bmp.height, close: () => bmp.close(), path: 'createImageBitmap' };
   }
   const url = URL.createObjectURL(blob);
   try {
     const img = new Image();
     img.src = url;
     await img.decode();
-    return { image: img, width: img.naturalWidth, height: img.naturalHeight, close: () => {} };
+    return { image: img, width: img.naturalWidth, height: img.naturalHeight, close: () => {}, path: 'img' };
   } finally {
     URL.revokeObjectURL(url);
   }
@@ -80,6 +80,7 @@ export class JpegVideo {
     this.pending = null; // newest complete frame waiting for the decoder
     this.skipped = 0; // complete frames replaced by a newer one before decoding
     this.decodeErrors = 0;
+    this.decodePath = ''; // which decoder the last frame went through
     this.lastError = '';
     this.assembler = new JpegAssembler((f) => this.enqueue(f));
     this.socket.onpacket = (buf) => {
@@ -131,6 +132,7 @@ export class JpegVideo {
       } finally {
         this.decoding = false;
       }
+      this.decodePath = d.path;
       const captureTime = f.captureTime >= 0 && this.clock.valid ? this.clock.toLocal(f.captureTime) : -1;
       this.onframe({
         image: d.image, width: d.width, height: d.height, captureTime, close: d.close, bytes: f.jpeg.length,

@@ -622,3 +622,32 @@ func TestPagePairing(t *testing.T) {
 		t.Errorf("%v incomplete frames", n)
 	}
 }
+
+// TestPageInsecureContext loads the page the way phones do, over plain
+// http from a name that is not localhost: browsers then withhold what needs
+// a secure context (ImageDecoder, AudioWorklet), and the page must play
+// through its fallbacks (createImageBitmap, ScriptProcessorNode).
+func TestPageInsecureContext(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	startBox(t, addr)
+	r := scenario(t, "insecure", "http://"+addr+"/", nil, "--seconds", "6")
+	p := pageStats(t, r)
+	t.Logf("insecure context %v: decoded with %v, sound through %v; %.1f fps, %v incomplete, latency p50 %.1f ms p99 %.1f ms, %v audio frames played (%v in, %v underruns); load average %v",
+		r["secureContext"] == false, r["decodePath"], r["audioPath"], p.num("fps"), p["framesIncomplete"],
+		p.num("latencyP50"), p.num("latencyP99"), p["audioFramesPlayed"], p["audioFramesIn"], p["audioUnderruns"], r["load"])
+	if r["secureContext"] != false {
+		t.Fatalf("the page was a secure context (%v): the test checks nothing", r["secureContext"])
+	}
+	if r["decodePath"] != "createImageBitmap" || r["audioPath"] != "ScriptProcessorNode" {
+		t.Errorf("decoded with %v and played with %v, want createImageBitmap and ScriptProcessorNode", r["decodePath"], r["audioPath"])
+	}
+	if p.num("framesIncomplete") != 0 || p.num("decodeErrors") != 0 {
+		t.Errorf("%v incomplete frames, %v decode errors; want 0", p["framesIncomplete"], p["decodeErrors"])
+	}
+	// 6 s is 300 packets of 20 ms; a compatibility check, loose on timing.
+	if p.num("fps") < 15 || p.num("audioFramesPlayed") < 200 {
+		t.Errorf("%.1f fps and %v audio frames played in 6 s; want >= 15 and >= 200", p.num("fps"), p["audioFramesPlayed"])
+	}
+}

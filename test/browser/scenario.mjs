@@ -1,7 +1,7 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core)
 // against a running `callbox run` and reports what the page measured.
 //
-//   node scenario.mjs <play|throttle|restart|pair> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
+//   node scenario.mjs <play|throttle|restart|pair|insecure> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
 //
 // Output is one JSON object per line on stdout: {"event": ...} as the
 // scenario goes (the Go wrapper acts on some, e.g. restarts the box on
@@ -26,8 +26,8 @@ const { positionals, values: opt } = parseArgs({
   },
 });
 const scenario = positionals[0];
-if (!opt.url || !['play', 'throttle', 'restart', 'pair'].includes(scenario)) {
-  console.error('usage: node scenario.mjs <play|throttle|restart|pair> --url URL [--artifacts DIR] [--seconds N]');
+if (!opt.url || !['play', 'throttle', 'restart', 'pair', 'insecure'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pair|insecure> --url URL [--artifacts DIR] [--seconds N]');
   process.exit(2);
 }
 const seconds = Number(opt.seconds);
@@ -44,6 +44,9 @@ const ARGS = [
   // Pages in background tabs must not be throttled.
   '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
   '--disable-backgrounding-occluded-windows',
+  // A name that is not localhost, resolved to loopback: a page loaded
+  // through it is not a secure context, like a phone's http://callbox.local/.
+  '--host-resolver-rules=MAP callbox.test 127.0.0.1',
 ];
 
 // removeProfile deletes Chromium's profile directory. A helper process can
@@ -283,6 +286,19 @@ async function main() {
       event: 'result', lostState: lost.state, recoveredAfterMs: Date.now() - tLost,
       framesIncomplete: back.framesIncomplete, reconnects: back.reconnects, state: back.state,
     });
+  } else if (scenario === 'insecure') {
+    // The page as a phone on the LAN gets it: plain http, not localhost, so
+    // no secure context: no ImageDecoder, no AudioWorklet.
+    const u = new URL(opt.url);
+    u.hostname = 'callbox.test';
+    const page = await openPage(u.href);
+    await waitFor(page, live, 10, 15000, 'insecure page live with 10 frames drawn');
+    emit({ event: 'live' });
+    await sleep(1000);
+    const m = await measure([page], seconds);
+    const s = await readStats(page);
+    await page.screenshot({ path: join(opt.artifacts, 'insecure.png') });
+    emit({ event: 'result', ...m, secureContext: s.secureContext, decodePath: s.decodePath, audioPath: s.audioPath });
   } else if (scenario === 'pair') {
     // A box that needs pairing: the page asks, a person presses both
     // buttons (here: the page's simulated-button row), the page goes live,

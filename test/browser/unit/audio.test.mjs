@@ -14,7 +14,7 @@ globalThis.AudioWorkletProcessor = class {
   }
 };
 globalThis.registerProcessor = (name, cls) => { assert.equal(name, 'callbox-pcmu'); Processor = cls; };
-const { decodeTable } = await import('../../../firmware/web/audio-worklet.js');
+const { decodeTable, PCMUJitter } = await import('../../../firmware/web/audio-worklet.js');
 
 test('mu-law decodes per G.711', () => {
   assert.equal(decodeTable[0xff], 0);
@@ -53,16 +53,16 @@ test('the jitter buffer waits for its target, then plays resampled audio', () =>
   assert.ok(out.every((s) => Math.abs(s - 32124 / 32768) < 1e-6));
   // 60 ms at 48 kHz is 2880 output frames: 22.5 quanta, then an underrun.
   render(p, 30);
-  assert.equal(p.underruns, 1);
-  assert.equal(p.framesPlayed, 2); // the last 160 samples cannot all interpolate
-  assert.equal(p.framesIn, 3);
+  assert.equal(p.jitter.underruns, 1);
+  assert.equal(p.jitter.framesPlayed, 2); // the last 160 samples cannot all interpolate
+  assert.equal(p.jitter.framesIn, 3);
 });
 
 test('a burst past the maximum drops the oldest audio back to the target', () => {
   const p = new Processor({ processorOptions: { targetMs: 60, maxMs: 160 } });
   for (let i = 0; i < 10; i++) p.port.onmessage({ data: loud() }); // 200 ms at once
-  assert.ok(p.write - p.read <= 160 * 8);
-  assert.ok(p.dropped > 0);
+  assert.ok(p.jitter.write - p.jitter.read <= 160 * 8);
+  assert.ok(p.jitter.dropped > 0);
   globalThis.currentTime += 1;
   render(p, 1);
   const report = p.port.posted.at(-1);
@@ -74,5 +74,19 @@ test('non-byte messages are ignored', () => {
   const p = new Processor({});
   p.port.onmessage({ data: 'hello' });
   p.port.onmessage({ data: null });
-  assert.equal(p.framesIn, 0);
+  assert.equal(p.jitter.framesIn, 0);
+});
+
+test('the jitter buffer alone resamples to other rates (the ScriptProcessorNode fallback)', () => {
+  const j = new PCMUJitter(44100, { targetMs: 80, maxMs: 200 });
+  for (let i = 0; i < 4; i++) j.push(loud()); // 80 ms
+  const out = new Float32Array(1024);
+  j.render(out);
+  assert.ok(out.every((s) => Math.abs(s - 32124 / 32768) < 1e-6));
+  // 1024 samples at 44.1 kHz take 1024 * 8000 / 44100 = 185.8 input samples.
+  assert.ok(Math.abs(j.read - 1024 * 8000 / 44100) < 1e-6);
+  assert.equal(j.framesPlayed, 1);
+  const r = j.report();
+  assert.equal(r.framesIn, 4);
+  assert.ok(Math.abs(r.bufferedMs - (640 - 1024 * 8000 / 44100) / 8) < 1e-6);
 });
