@@ -230,6 +230,7 @@ async function main() {
     emit({ event: 'live' });
     await sleep(1000); // the first second includes connection set-up
     const m = await measure([page], seconds);
+    await sleep(700); // measure() drained the page's latency window: let the figures refill
     await page.screenshot({ path: join(opt.artifacts, 'play-phone.png') });
     // A tap on the picture asks for full screen (or hides the overlays
     // where the browser has no element full screen).
@@ -297,6 +298,7 @@ async function main() {
     await sleep(1000);
     const m = await measure([page], seconds);
     const s = await readStats(page);
+    await sleep(700); // as in play: the figures refill
     await page.screenshot({ path: join(opt.artifacts, 'insecure.png') });
     emit({ event: 'result', ...m, secureContext: s.secureContext, decodePath: s.decodePath, audioPath: s.audioPath });
   } else if (scenario === 'pair') {
