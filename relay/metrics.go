@@ -16,6 +16,7 @@ type collector struct {
 
 	clients, queueUnits, queueBytes, idle                 *prometheus.Desc
 	cSent, cSentBytes, cDrops, cFlushes, cHealth          *prometheus.Desc
+	cIdleFlushes, tIdleFlushes                            *prometheus.Desc
 	tSent, tSentBytes, tDrops, tFlushes, tHealth, tDiscon *prometheus.Desc
 	published, publishedBytes, rejected, keyRequests      *prometheus.Desc
 }
@@ -39,6 +40,8 @@ func newRegistry(r *Relay) *prometheus.Registry {
 		cDrops:         d("client_dropped_packets_total", "RTP packets dropped for the client by flushes.", cl),
 		cFlushes:       d("client_flushes_total", "Buffer flushes of the client.", cl),
 		cHealth:        d("client_health_checks_total", "Health Checks received from the client.", cl),
+		cIdleFlushes:   d("client_idle_flushes_total", "Flushes after which the client had completed nothing since the previous one (they count toward disconnection).", cl),
+		tIdleFlushes:   d("idle_flushes_total", "Flushes without progress since the previous one, all clients.", k),
 		tSent:          d("sent_packets_total", "RTP packets sent to all clients.", k),
 		tSentBytes:     d("sent_bytes_total", "Bytes sent to all clients.", k),
 		tDrops:         d("dropped_packets_total", "RTP packets dropped by flushes, all clients.", k),
@@ -55,7 +58,7 @@ func newRegistry(r *Relay) *prometheus.Registry {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.clients, c.queueUnits, c.queueBytes, c.idle, c.cSent, c.cSentBytes,
-		c.cDrops, c.cFlushes, c.cHealth, c.tSent, c.tSentBytes, c.tDrops, c.tFlushes, c.tHealth, c.tDiscon,
+		c.cDrops, c.cFlushes, c.cHealth, c.cIdleFlushes, c.tIdleFlushes, c.tSent, c.tSentBytes, c.tDrops, c.tFlushes, c.tHealth, c.tDiscon,
 		c.published, c.publishedBytes, c.rejected, c.keyRequests} {
 		ch <- d
 	}
@@ -86,11 +89,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.cDrops, counter, float64(st.dropMsgs), l...)
 		ch <- prometheus.MustNewConstMetric(c.cFlushes, counter, float64(st.flushes), l...)
 		ch <- prometheus.MustNewConstMetric(c.cHealth, counter, float64(st.healthChecks), l...)
+		ch <- prometheus.MustNewConstMetric(c.cIdleFlushes, counter, float64(st.idleFlushes), l...)
 		t := &tot[s.kind]
 		t.sentMsgs += st.sentMsgs
 		t.sentBytes += st.sentBytes
 		t.dropMsgs += st.dropMsgs
 		t.flushes += st.flushes
+		t.idleFlushes += st.idleFlushes
 		t.healthChecks += st.healthChecks
 	}
 	for k := capture.KindVideo; k <= capture.KindAudio; k++ {
@@ -101,6 +106,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.tSentBytes, counter, float64(t.sentBytes), l)
 		ch <- prometheus.MustNewConstMetric(c.tDrops, counter, float64(t.dropMsgs), l)
 		ch <- prometheus.MustNewConstMetric(c.tFlushes, counter, float64(t.flushes), l)
+		ch <- prometheus.MustNewConstMetric(c.tIdleFlushes, counter, float64(t.idleFlushes), l)
 		ch <- prometheus.MustNewConstMetric(c.tHealth, counter, float64(t.healthChecks), l)
 		ch <- prometheus.MustNewConstMetric(c.published, counter, float64(r.tot.published[k].Load()), l)
 		ch <- prometheus.MustNewConstMetric(c.publishedBytes, counter, float64(r.tot.pubBytes[k].Load()), l)

@@ -32,8 +32,7 @@ type policy struct {
 	needStart     uint64
 	flushTimes    []int64 // ring of the last maxFlushes idle-flush times
 	flushNext     int
-	idleFlushes   uint64 // flushes with no progress since the previous one
-	progress      bool   // a Health Check lowered idle since the last flush
+	progress      bool // a Health Check lowered idle since the last flush
 	eject         *EjectError
 
 	st stats
@@ -44,6 +43,7 @@ type stats struct {
 	sentMsgs, sentBytes, sentUnits uint64
 	dropMsgs, dropUnits            uint64
 	flushes, healthChecks          uint64
+	idleFlushes                    uint64 // flushes with no progress since the previous one
 	keyRequests                    uint64
 }
 
@@ -163,11 +163,11 @@ func (p *policy) flush(now int64) (keyReq uint64) {
 	// per MaxDelay) yet still delivers frames, and is worth keeping; one
 	// that delivers nothing between flushes is not (docs/relay.md).
 	if !p.progress {
-		p.idleFlushes++
+		p.st.idleFlushes++
 		p.flushTimes[p.flushNext] = now
 		p.flushNext = (p.flushNext + 1) % len(p.flushTimes)
 		// The slot after the newest holds the oldest of the last maxFlushes.
-		if p.idleFlushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow {
+		if p.st.idleFlushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow {
 			p.eject = &EjectError{Reason: "flushes"}
 		}
 	}

@@ -271,7 +271,7 @@ func TestPolicyRepeatedFlushesEject(t *testing.T) {
 	for i := int64(1); i <= 4; i++ {
 		offer(100000 + i*5500)
 		if p.eject != nil {
-			t.Fatalf("ejected after %d idle flushes 5.5 s apart", p.idleFlushes)
+			t.Fatalf("ejected after %d idle flushes 5.5 s apart", p.st.idleFlushes)
 		}
 	}
 	// Three within 10 s do.

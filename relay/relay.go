@@ -366,6 +366,7 @@ func (r *Relay) ended(s *session, st stats, reason string) {
 	e.dropMsgs += st.dropMsgs
 	e.dropUnits += st.dropUnits
 	e.flushes += st.flushes
+	e.idleFlushes += st.idleFlushes
 	e.healthChecks += st.healthChecks
 	r.tot.disconnects[reason]++
 	r.tot.mu.Unlock()

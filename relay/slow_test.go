@@ -66,6 +66,8 @@ func checkSlowBesideFast(t *testing.T, fs []viewer.Summary, slow viewer.Summary,
 }
 
 func TestThrottledReaderBesideFast(t *testing.T) {
+	// Latency bounds in real time: end to end.
+	testenv.Short(t)
 	r, addr := startRelay(t, Config{})
 	fs, slow := slowBesideFast(t, r, addr, addr, viewer.Options{Throttle: streamRate / 4}, 3, 4*time.Second)
 	checkSlowBesideFast(t, fs, slow, 100)
