@@ -13,8 +13,6 @@ export class Rolling {
     if (this.values.length > this.size) this.values.splice(0, this.values.length - this.size);
   }
 
-  clear() { this.values.length = 0; }
-
   // percentile p in [0,100] by nearest rank, or NaN when empty.
   percentile(p) {
     return percentile(this.values, p);
