@@ -67,7 +67,12 @@ if [ ! -d "$SRC" ]; then
 fi
 
 # Buildroot builds Go packages with -mod=vendor and never vendors a local
-# source tree itself (docs/image.md).
+# source tree itself (docs/image.md). A vendor/ this script made goes again
+# afterwards: while it exists, go commands in the tree use it instead of the
+# module cache, which surprises whoever adds a dependency next.
+if [ ! -e "$ROOT/vendor" ]; then
+	trap 'rm -rf "$ROOT/vendor"' EXIT
+fi
 make -C "$ROOT" vendor
 
 export BR2_DL_DIR="$CACHE/dl"
