@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/internal/testenv"
 	"github.com/callbox/callbox/relay/internal/gen"
 	"github.com/callbox/callbox/relay/viewer"
 	"github.com/callbox/callbox/relay/wire"

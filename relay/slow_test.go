@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/internal/testenv"
 	"github.com/callbox/callbox/relay/viewer"
 )
 
