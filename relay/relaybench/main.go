@@ -464,16 +464,27 @@ func runBench(ns string, dur, warm time.Duration, nagle bool, repeat int, relayA
 	cpu := cpuModel()
 	fmt.Printf("relaybench: %s, %s, %d CPUs, %s; %d KB frames at %d fps + PCMU, window %v after %v warm-up; each row the median-p99 run of %d\n\n",
 		host, cpu, numCPU(), kernel(), frameBytes>>10, fps, dur, warm, repeat)
-	fmt.Println("| clients | slow | relay CPU s/Gbit | relay CPU % | delivered Mbit/s | fast p50 ms | fast p99 ms | fast max ms | audio p99 ms | fast incomplete/gaps | slow fps | slow p99 ms | slow max ms (behind) | slow incomplete | relay RSS MB | clients CPU % | load avg |")
-	fmt.Println("|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var counts []int
 	for _, s := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return fmt.Errorf("bad client count %q", s)
+			return fmt.Errorf("bad client count %q (at least 1)", s)
 		}
 		counts = append(counts, n)
 	}
+	// The box publishing to nobody: the fixed cost under every row.
+	var idle []float64
+	for i := 0; i < repeat; i++ {
+		r, err := measure(0, 0, false, dur, warm, nagle, relayArgs...)
+		if err != nil {
+			return fmt.Errorf("no clients: %w", err)
+		}
+		idle = append(idle, r.cpuPct)
+	}
+	slices.Sort(idle)
+	fmt.Printf("relay process publishing to no client: %.2f%% of a core (median of %d)\n\n", idle[len(idle)/2], repeat)
+	fmt.Println("| clients | slow | relay CPU s/Gbit | relay CPU % | delivered Mbit/s | fast p50 ms | fast p99 ms | fast max ms | audio p99 ms | fast incomplete/gaps | slow fps | slow p99 ms | slow max ms (behind) | slow incomplete | relay RSS MB | clients CPU % | load avg |")
+	fmt.Println("|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	// Each N runs without and then with the slow client, back to back, so
 	// that the pair sees the same machine (it is shared).
 	var base []row
