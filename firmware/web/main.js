@@ -51,6 +51,7 @@ const stats = {
   // Over plain http to a LAN address (not localhost) the page is not a
   // secure context: no ImageDecoder, no AudioWorklet. It works without.
   secureContext: window.isSecureContext,
+  hiddenPauses: 0, // times the sockets were closed while the page was hidden
   paired: false, // this page obtained a token by pairing
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
@@ -332,6 +333,27 @@ audio.start();
 pollBox();
 tick();
 setInterval(tick, 500);
+
+// A page nobody looks at (another app in front, the screen locked) would
+// keep pulling the whole stream over the phone's radio: after a grace
+// period that covers a quick look elsewhere, close both sockets; open them
+// again as soon as the page is visible. The AudioContext stays, so sound
+// comes back without another tap. ?hiddengrace=ms changes the period (tests).
+const hiddenGraceMs = Number(params.get('hiddengrace')) || 10000;
+let hiddenTimer = 0;
+document.addEventListener('visibilitychange', () => {
+  clearTimeout(hiddenTimer);
+  if (document.visibilityState === 'hidden') {
+    hiddenTimer = setTimeout(() => {
+      video.stop();
+      audio.socket.stop();
+      stats.hiddenPauses++;
+    }, hiddenGraceMs);
+  } else if (video.socket.stopped) {
+    video.start();
+    audio.socket.start();
+  }
+});
 
 // Leaving the page closes the sockets at once, so the relay frees them.
 addEventListener('pagehide', () => { video.stop(); audio.stop(); });

@@ -651,3 +651,34 @@ func TestPageInsecureContext(t *testing.T) {
 		t.Errorf("%.1f fps and %v audio frames played in 6 s; want >= 15 and >= 200", p.num("fps"), p["audioFramesPlayed"])
 	}
 }
+
+// TestPageHiddenPauses: a page in the background closes its sockets after
+// a grace period (the box then serves nobody) and goes live again when it
+// is visible.
+func TestPageHiddenPauses(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	addr := freeAddr(t)
+	b := startBox(t, addr)
+	viewersWhileHidden := -1.0
+	r := scenario(t, "hidden", "http://"+addr+"/", func(ev event) {
+		if ev["event"] != "hidden" {
+			return
+		}
+		// The relay notices a closed socket on its next read or write.
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			viewersWhileHidden = b.metric(t, "callbox_relay_clients")
+			if viewersWhileHidden == 0 || time.Now().After(deadline) {
+				return
+			}
+		}
+	})
+	t.Logf("hidden: sockets closed after %.0f ms (grace 500 ms), box sessions then %v; live %.0f ms after visible again",
+		r.num("pausedAfterMs"), viewersWhileHidden, r.num("liveAgainMs"))
+	if viewersWhileHidden != 0 {
+		t.Errorf("the box still had %v sessions while the page was hidden, want 0", viewersWhileHidden)
+	}
+	if r.num("hiddenPauses") != 1 || r.num("framesIncomplete") != 0 {
+		t.Errorf("%v pauses and %v incomplete frames, want 1 and 0", r["hiddenPauses"], r["framesIncomplete"])
+	}
+}

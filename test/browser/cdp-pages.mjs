@@ -130,7 +130,9 @@ try {
   const n = Number(opt.pages);
   const sessions = [];
   for (let i = 0; i < n; i++) {
-    const { targetId } = await send('Target.createTarget', { url: opt.url });
+    // Each in its own window: tabs behind another are hidden, and a hidden
+    // page closes its sockets after a while (main.js).
+    const { targetId } = await send('Target.createTarget', { url: opt.url, newWindow: true });
     const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
     sessions.push(sessionId);
   }

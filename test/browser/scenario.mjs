@@ -1,7 +1,7 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core)
 // against a running `callbox run` and reports what the page measured.
 //
-//   node scenario.mjs <play|throttle|restart|pair|insecure> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
+//   node scenario.mjs <play|throttle|restart|pair|insecure|hidden> --url http://127.0.0.1:PORT/ --artifacts DIR [options]
 //
 // Output is one JSON object per line on stdout: {"event": ...} as the
 // scenario goes (the Go wrapper acts on some, e.g. restarts the box on
@@ -26,8 +26,8 @@ const { positionals, values: opt } = parseArgs({
   },
 });
 const scenario = positionals[0];
-if (!opt.url || !['play', 'throttle', 'restart', 'pair', 'insecure'].includes(scenario)) {
-  console.error('usage: node scenario.mjs <play|throttle|restart|pair|insecure> --url URL [--artifacts DIR] [--seconds N]');
+if (!opt.url || !['play', 'throttle', 'restart', 'pair', 'insecure', 'hidden'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pair|insecure|hidden> --url URL [--artifacts DIR] [--seconds N]');
   process.exit(2);
 }
 const seconds = Number(opt.seconds);
@@ -301,6 +301,28 @@ async function main() {
     await sleep(700); // as in play: the figures refill
     await page.screenshot({ path: join(opt.artifacts, 'insecure.png') });
     emit({ event: 'result', ...m, secureContext: s.secureContext, decodePath: s.decodePath, audioPath: s.audioPath });
+  } else if (scenario === 'hidden') {
+    // The page goes to the background (made to look so: headless pages are
+    // always visible), closes its sockets after the grace period, and
+    // comes back live when visible again.
+    const page = await openPage(`${opt.url}?hiddengrace=500`);
+    await waitFor(page, live, 5, 15000, 'page live');
+    const setVisibility = (v) => page.evaluate((v) => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => v });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, v);
+    const t0 = Date.now();
+    await setVisibility('hidden');
+    await waitFor(page, () => window.callboxStats.state === 'stopped', null, 5000, 'sockets closed while hidden');
+    const pausedAfterMs = Date.now() - t0;
+    const n = (await readStats(page)).framesDrawn;
+    emit({ event: 'hidden', pausedAfterMs });
+    await sleep(3000); // the Go side checks the box has no viewers now
+    const t1 = Date.now();
+    await setVisibility('visible');
+    await waitFor(page, (n) => window.callboxStats.state === 'live' && window.callboxStats.framesDrawn > n + 5, n, 10000, 'live again when visible');
+    const s = await readStats(page);
+    emit({ event: 'result', pausedAfterMs, liveAgainMs: Date.now() - t1, hiddenPauses: s.hiddenPauses, framesIncomplete: s.framesIncomplete });
   } else if (scenario === 'pair') {
     // A box that needs pairing: the page asks, a person presses both
     // buttons (here: the page's simulated-button row), the page goes live,
