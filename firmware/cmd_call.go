@@ -117,7 +117,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	if f.hub == "" {
 		return fmt.Errorf("%w: no hub (--hub or CALLBOX_HUB)", errUsage)
 	}
-	client, err := peer.Dial(ctx, peer.ClientConfig{HubURL: f.hub, Identity: id, Name: f.name, DataDir: f.data, Log: log})
+	client, err := dialHub(ctx, f.hub, f.data, f.name, log)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,8 @@ import (
 // (run_*.go) and has the same life cycle: flags, start, stop.
 //
 // Start order: board (configuration, LED, buttons) -> relay -> media
-// (sources and packetizers publishing into the relay) -> page and HTTP.
+// (sources and packetizers publishing into the relay) -> peer (calls to
+// other boxes) -> page and HTTP.
 // Stop runs in reverse.
 type appliance struct {
 	configPath string
@@ -29,6 +30,7 @@ type appliance struct {
 	board boardPart
 	relay relayPart
 	media mediaPart
+	peer  peerPart
 	page  pagePart
 }
 
@@ -40,6 +42,7 @@ func cmdRun(args []string) int {
 	a.board.flags(fs)
 	a.relay.flags(fs)
 	a.media.flags(fs)
+	a.peer.flags(fs)
 	a.page.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -68,6 +71,10 @@ func (a *appliance) run(ctx context.Context) error {
 		return fmt.Errorf("media: %w", err)
 	}
 	defer a.media.stop()
+	if err := a.peer.start(ctx, a); err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	defer a.peer.stop()
 	if err := a.page.start(ctx, a); err != nil {
 		return fmt.Errorf("page: %w", err)
 	}

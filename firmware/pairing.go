@@ -44,6 +44,25 @@ type boardAPIState struct {
 	Muted   bool `json:"muted"`
 	Waiting int  `json:"waiting"`
 	Open    bool `json:"open"`
+	// Call is the call to another box (docs/peer.md, "Calls from the box").
+	Call boardCallState `json:"call"`
+}
+
+// boardCallState is /api/state's "call": idle, calling (also while a lost
+// path is being re-established), direct or relayed, and the other box's
+// name (only for a paired token: who the box talks to is not for
+// strangers).
+type boardCallState struct {
+	State string `json:"state"`
+	Peer  string `json:"peer,omitempty"`
+}
+
+// callStateNames are boardCallState.State by board.Call.
+var callStateNames = map[board.Call]string{
+	board.CallIdle:    "idle",
+	board.CallDialing: "calling",
+	board.CallDirect:  "direct",
+	board.CallRelayed: "relayed",
 }
 
 func (p *boardPart) routes(a *appliance) {
@@ -54,17 +73,23 @@ func (p *boardPart) routes(a *appliance) {
 
 func (p *boardPart) state(token string) boardAPIState {
 	st := p.box.Status()
+	paired := p.box.Authorize(token) == nil
+	call := boardCallState{State: callStateNames[st.Call]}
+	if paired && st.Call != board.CallIdle && p.callPeer != nil {
+		call.Peer = p.callPeer()
+	}
 	return boardAPIState{
 		State:     st.State.String(),
 		LED:       st.LED.Name,
 		Message:   st.Message,
 		Name:      p.cfg.Name,
 		Simulated: p.netButtons, // the page offers its button row only where presses work
-		Paired:    p.box.Authorize(token) == nil,
+		Paired:    paired,
 		Viewers:   st.Viewers,
 		Muted:     st.Muted,
 		Waiting:   st.Waiting,
 		Open:      p.box.Open(),
+		Call:      call,
 	}
 }
 

@@ -42,6 +42,12 @@ type boardPart struct {
 	simulated bool // no GPIO in use: the LED is shown in the terminal
 	// netButtons allows /api/sim/button: only without any real board.
 	netButtons bool
+	// dir is the data directory in use (the peer part keeps the box's
+	// identity and paired boxes there too).
+	dir string
+	// callPeer names the box in a call, for /api/state (set by the peer
+	// part before the HTTP server starts; nil: no calls).
+	callPeer func() string
 
 	mu      sync.Mutex
 	hooks   board.Hooks
@@ -117,6 +123,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if dir == "" {
 		dir = boardDataDir(p.simulated)
 	}
+	p.dir = dir
 	st, serr := store.Open(dir)
 	if serr != nil {
 		a.log.Error("board: data dir unusable; nothing will survive a restart", "err", serr)

@@ -29,6 +29,8 @@ type mediaPart struct {
 	wg     sync.WaitGroup
 	video  kindStats
 	audio  kindStats
+	// tap hands copies of the sources' frames and chunks to a call (run_peer_media.go).
+	tap mediaTap
 
 	// onFallback hears why "auto" took a synthetic source (nil: it did not).
 	onFallback func(camera, mic error)
@@ -123,6 +125,7 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 		cam.Close()
 		return err
 	}
+	cam, mic = p.tap.wrapVideo(cam), p.tap.wrapAudio(mic)
 	vp, err := newCodecPacketizer(p.opts.packetSize)
 	if err != nil {
 		cam.Close()
@@ -147,7 +150,7 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 		vc := p.opts.videoConfig()
 		reopen := func() (capture.VideoSource, error) {
 			s, _, err := openCamera(p.opts.camera, vc)
-			return s, err
+			return p.tap.wrapVideo(s), err
 		}
 		runVideo(ctx, cam, reopen, vp, publish, &p.video, log)
 	}()
@@ -155,7 +158,7 @@ func (p *mediaPart) launch(ctx context.Context, publish func(capture.Burst), log
 		defer p.wg.Done()
 		reopen := func() (capture.AudioSource, error) {
 			s, _, err := openMic(p.opts.mic)
-			return s, err
+			return p.tap.wrapAudio(s), err
 		}
 		runAudio(ctx, mic, reopen, ap, publish, &p.audio, log)
 	}()

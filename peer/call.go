@@ -91,6 +91,9 @@ type CallerConfig struct {
 	MaxDatagram int
 	// Net replaces the OS network (tests inject a pion/transport vnet).
 	Net transport.Net
+	// LoopbackOnly gathers host candidates on loopback addresses only
+	// (tests of whole appliances on one machine; never on a box).
+	LoopbackOnly bool
 	// ICE timing; zero values take the defaults in parentheses.
 	DisconnectedTimeout time.Duration // no traffic for this long: reconnect (2 s; media flows at 50+ packets/s)
 	FailedTimeout       time.Duration // (8 s)
@@ -201,6 +204,10 @@ func newAPI(cfg *CallerConfig) (*webrtc.API, error) {
 	se.LoggerFactory = lf
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
+	}
+	if cfg.LoopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
 	se.SetReceiveMTU(uint(cfg.MaxDatagram))
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})

@@ -1,0 +1,151 @@
+package firmware
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/callbox/callbox/peer"
+)
+
+// The call API (docs/peer.md, "Calls from the box"), for paired phones
+// only (the token as ?token= or "Authorization: Bearer T"; anyone with
+// --open):
+//
+//	GET    /api/call   the call and the paired boxes
+//	POST   /api/call   call a paired box: optional body {"peer":"name or ID"}
+//	                   (default --peer, or the only paired box)
+//	DELETE /api/call   hang up (or cancel a call being set up)
+//
+// Every answer is the callAPIState after the request. /api/state carries
+// the call's state too, for everyone, and the peer's name for paired tokens.
+
+// callAPIState is /api/call's answer.
+type callAPIState struct {
+	// Enabled: the box has a hub (--hub); Registered: the hub welcomed it.
+	Enabled    bool `json:"enabled"`
+	Registered bool `json:"registered"`
+	// State is idle, calling, direct or relayed (as /api/state's call.state).
+	State string `json:"state"`
+	Peer  string `json:"peer,omitempty"`
+	// Path is host, srflx or relay while connected: host and srflx are
+	// direct (private addresses on one LAN; through the NATs).
+	Path  string        `json:"path,omitempty"`
+	Peers []callAPIPeer `json:"peers"`
+	Error string        `json:"error,omitempty"`
+	Last  *peer.Summary `json:"last,omitempty"` // the call in progress (its figures so far)
+}
+
+type callAPIPeer struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	Online bool   `json:"online"`
+}
+
+// callAPIRequest is POST /api/call's optional body.
+type callAPIRequest struct {
+	Peer string `json:"peer"`
+}
+
+func (p *peerPart) routes(a *appliance) {
+	a.mux.HandleFunc("GET /api/call", p.handleCallGet)
+	a.mux.HandleFunc("POST /api/call", p.handleCallStart)
+	a.mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
+}
+
+// callAuthorized checks the request's token against the board's pairing.
+func (p *peerPart) callAuthorized(w http.ResponseWriter, r *http.Request) bool {
+	token := r.URL.Query().Get("token")
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			token = strings.TrimSpace(t)
+		}
+	}
+	if p.a.board.box == nil || p.a.board.box.Authorize(token) != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
+		writeBoardJSON(w, http.StatusUnauthorized, map[string]string{"error": "not paired: pair this phone with the box first"})
+		return false
+	}
+	return true
+}
+
+func (p *peerPart) apiState(errMsg string) callAPIState {
+	client, caller := p.current()
+	st := callAPIState{Enabled: p.hubURL != "", Registered: client != nil, State: "idle", Peers: []callAPIPeer{}, Error: errMsg}
+	if p.a.board.box != nil {
+		st.State = callStateNames[p.a.board.box.Status().Call]
+	}
+	if client != nil {
+		for _, pi := range client.Peers() {
+			st.Peers = append(st.Peers, callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online})
+		}
+	}
+	if caller != nil {
+		if cur := caller.Current(); cur != nil {
+			cs := cur.State()
+			st.Peer = peerLabel(cs.Name, cs.Peer)
+			st.Path = string(cs.Path)
+			sum := cur.Summary()
+			st.Last = &sum
+		}
+	}
+	return st
+}
+
+func (p *peerPart) handleCallGet(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	writeBoardJSON(w, http.StatusOK, p.apiState(""))
+}
+
+func (p *peerPart) handleCallStart(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
+	if err != nil || len(body) > maxBoardAPIBody {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+		return
+	}
+	var req callAPIRequest
+	if strings.TrimSpace(string(body)) != "" {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
+			return
+		}
+	}
+	err = p.call(req.Peer)
+	code := http.StatusOK
+	switch {
+	case err == nil:
+	case errors.Is(err, errNoHub), errors.Is(err, errHubDown):
+		code = http.StatusServiceUnavailable
+	case errors.Is(err, peer.ErrUnknownPeer):
+		code = http.StatusNotFound
+	case errors.Is(err, errNoPeer):
+		code = http.StatusBadRequest
+	case errors.Is(err, errBusy):
+		code = http.StatusConflict
+	default:
+		code = http.StatusInternalServerError
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		p.log.Warn("call from the API", "err", err)
+	}
+	writeBoardJSON(w, code, p.apiState(msg))
+}
+
+func (p *peerPart) handleCallEnd(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	p.hangUp()
+	writeBoardJSON(w, http.StatusOK, p.apiState(""))
+}

@@ -1,0 +1,317 @@
+package firmware
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/peer"
+)
+
+// peerPart is the appliance's calls to other boxes (package peer): the
+// registration with the hub (so the box can be called), the Caller, the
+// board's call and hang-up buttons, and /api/call. The box's identity and
+// the boxes it has paired with live in the board's data directory, as
+// `callbox call --data DIR` keeps them, so pairing with that command makes
+// the appliance's peers.
+//
+// It starts after the media part (a call reads the camera and microphone
+// through the media part's tap) and stops before it.
+type peerPart struct {
+	hubURL   string
+	peerName string
+	callFPS  int
+	// loopbackOnly keeps calls on loopback addresses (tests).
+	loopbackOnly bool
+
+	a   *appliance
+	log *slog.Logger
+
+	mu     sync.Mutex
+	client *peer.Client // nil until registered with the hub
+	caller *peer.Caller
+	st     peer.State // the last state the caller reported
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var (
+	// errNoHub: the appliance runs without --hub; calls are off.
+	errNoHub = errors.New("no hub configured (--hub)")
+	// errHubDown: the hub has not welcomed the box yet.
+	errHubDown = errors.New("not registered with the hub yet")
+	// errNoPeer: nothing says which box to call.
+	errNoPeer = errors.New("no box to call")
+)
+
+func (p *peerPart) flags(fs *flag.FlagSet) {
+	fs.StringVar(&p.hubURL, "hub", "", "hub WebSocket URL for calls between boxes, e.g. wss://hub.example/v1/ws (empty: calls off)")
+	fs.StringVar(&p.peerName, "peer", "", "the paired box the call button calls, by name or ID (default: the only paired box)")
+	fs.IntVar(&p.callFPS, "call-fps", 15, "most video frames per second sent in a call (the camera's rate is the upper bound)")
+}
+
+func (p *peerPart) start(ctx context.Context, a *appliance) error {
+	p.a = a
+	p.log = a.log.With("part", "peer")
+	a.board.callPeer = p.peerLabel
+	a.board.setHooks(board.Hooks{
+		Call:   func() error { return p.call("") },
+		HangUp: p.hangUp,
+	})
+	p.routes(a)
+	if p.hubURL == "" {
+		p.log.Info("calls between boxes are off: no --hub")
+		return nil
+	}
+	dir := a.board.dir
+	if dir == "" {
+		dir = defaultDataDir()
+	}
+	// The identity is made now, so that a broken data dir fails the start
+	// rather than every call.
+	if _, err := peer.LoadOrCreateIdentity(dir); err != nil {
+		return err
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.register(ctx, dir)
+	}()
+	return nil
+}
+
+// register dials the hub until it welcomes the box (the hub may be
+// unreachable at boot; once registered, the client reconnects by itself)
+// and then starts the Caller, which also takes calls from paired boxes.
+func (p *peerPart) register(ctx context.Context, dir string) {
+	name := ""
+	if p.a.board.cfg != nil {
+		name = p.a.board.cfg.Name
+	}
+	backoff := time.Second
+	for {
+		client, err := dialHub(ctx, p.hubURL, dir, name, p.log)
+		if err == nil {
+			caller, err := peer.NewCaller(peer.CallerConfig{
+				Client:       client,
+				Media:        p.media,
+				OnState:      p.onState,
+				LoopbackOnly: p.loopbackOnly,
+				Log:          p.log,
+			})
+			if err != nil {
+				client.Close()
+				p.log.Error("calls off", "err", err)
+				return
+			}
+			p.mu.Lock()
+			p.client, p.caller = client, caller
+			p.mu.Unlock()
+			p.log.Info("registered with the hub", "hub", p.hubURL, "id", client.ID(), "peers", len(client.Peers()))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("hub unreachable; calls wait for it", "hub", p.hubURL, "err", err, "retry", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// dialHub opens the box's identity in dataDir and registers with the hub
+// (`callbox call` and the appliance).
+func dialHub(ctx context.Context, hubURL, dataDir, name string, log *slog.Logger) (*peer.Client, error) {
+	id, err := peer.LoadOrCreateIdentity(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return peer.Dial(ctx, peer.ClientConfig{HubURL: hubURL, Identity: id, Name: name, DataDir: dataDir, Log: log})
+}
+
+func (p *peerPart) stop() {
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	client, caller := p.client, p.caller
+	p.client, p.caller = nil, nil
+	p.mu.Unlock()
+	if caller != nil {
+		caller.Close() // hangs up, telling the other box
+	}
+	if client != nil {
+		client.Close()
+	}
+}
+
+func (p *peerPart) current() (*peer.Client, *peer.Caller) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client, p.caller
+}
+
+// call calls a paired box: want (a name or ID), else --peer, else the only
+// paired box. It returns as soon as the call is signalled; the board and
+// /api/state follow it through onState.
+func (p *peerPart) call(want string) error {
+	if p.hubURL == "" {
+		return errNoHub
+	}
+	client, caller := p.current()
+	if caller == nil {
+		return errHubDown
+	}
+	if want == "" {
+		want = p.peerName
+	}
+	target, err := choosePeer(client.Peers(), want)
+	if err != nil {
+		return err
+	}
+	if cur := caller.Current(); cur != nil && cur.Peer.ID != target.ID {
+		return fmt.Errorf("%w: in a call with %s", errBusy, peerLabel(cur.Peer.Name, cur.Peer.ID))
+	}
+	if _, err := caller.Call(context.Background(), target.ID); err != nil {
+		return err
+	}
+	p.log.Info("calling", "peer", peerLabel(target.Name, target.ID), "online", target.Online)
+	return nil
+}
+
+// errBusy: a call with another box is under way.
+var errBusy = errors.New("busy")
+
+// choosePeer picks the box to call among the paired ones.
+func choosePeer(peers []peer.PeerInfo, want string) (peer.PeerInfo, error) {
+	if want != "" {
+		var found []peer.PeerInfo
+		for _, pi := range peers {
+			if pi.ID == want {
+				return pi, nil
+			}
+			if pi.Name == want {
+				found = append(found, pi)
+			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0], nil
+		case 0:
+			return peer.PeerInfo{}, fmt.Errorf("%w: %q", peer.ErrUnknownPeer, want)
+		}
+		return peer.PeerInfo{}, fmt.Errorf("%w: %q names %d boxes; use the ID", peer.ErrUnknownPeer, want, len(found))
+	}
+	switch len(peers) {
+	case 1:
+		return peers[0], nil
+	case 0:
+		return peer.PeerInfo{}, fmt.Errorf("%w: no paired box (pair with `callbox call --data DIR --pair`)", errNoPeer)
+	}
+	return peer.PeerInfo{}, fmt.Errorf("%w: %d paired boxes; choose one with --peer or {\"peer\":...}", errNoPeer, len(peers))
+}
+
+// hangUp ends the call, or cancels one being set up.
+func (p *peerPart) hangUp() error {
+	if _, caller := p.current(); caller != nil {
+		caller.HangUp()
+	}
+	return nil
+}
+
+// onState follows the call on the board: calling (also while a lost path
+// is re-established), in a call direct (host or through the NATs) or
+// relayed, idle. It is called from the call's goroutines, sometimes with
+// the Caller's lock held: it must not call back into the Caller.
+func (p *peerPart) onState(s peer.State) {
+	p.mu.Lock()
+	p.st = s
+	p.mu.Unlock()
+	if s.Phase == peer.PhaseEnded && s.Err != nil {
+		p.log.Warn("call ended", "peer", peerLabel(s.Name, s.Peer), "err", s.Err)
+	}
+	if p.a.board.box != nil {
+		p.a.board.box.SetCall(boardCall(s))
+	}
+}
+
+// boardCall maps a call's state to the board's.
+func boardCall(s peer.State) board.Call {
+	switch s.Phase {
+	case peer.PhaseCalling, peer.PhaseReconnecting:
+		return board.CallDialing
+	case peer.PhaseConnected:
+		switch s.Path {
+		case peer.PathRelay:
+			return board.CallRelayed
+		case peer.PathNone:
+			// Connected, the selected pair not known yet (it follows at
+			// once): not "direct" for a moment on a relayed call.
+			return board.CallDialing
+		}
+		return board.CallDirect
+	}
+	return board.CallIdle
+}
+
+// state is the last reported call state (Phase "" or ended: no call).
+func (p *peerPart) state() peer.State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st
+}
+
+// peerLabel is the other box's name for /api/state ("" without a call).
+func (p *peerPart) peerLabel() string {
+	s := p.state()
+	if s.Phase == "" || s.Phase == peer.PhaseEnded {
+		return ""
+	}
+	return peerLabel(s.Name, s.Peer)
+}
+
+func peerLabel(name, id string) string {
+	if name != "" {
+		return name
+	}
+	return id
+}
+
+// media is the call's MediaFactory: the box's own camera (JPEG frames; a
+// camera that delivers H.264 sends no video in a call, calls carry RTP/JPEG
+// only) and microphone (nothing while muted), through the media part's
+// tap, packetized for the call's datagram limit.
+func (p *peerPart) media(maxPacket int) (*peer.Media, error) {
+	vp, err := rtpjpeg.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypeJPEG)
+	if err != nil {
+		return nil, fmt.Errorf("call video packetizer: %w", err)
+	}
+	ap, err := pcmu.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypePCMU)
+	if err != nil {
+		return nil, fmt.Errorf("call audio packetizer: %w", err)
+	}
+	var gap time.Duration
+	if p.callFPS > 0 {
+		gap = time.Second / time.Duration(p.callFPS)
+	}
+	v := p.a.media.tap.subscribeVideo(capture.CodecJPEG, gap)
+	au := p.a.media.tap.subscribeAudio(p.a.board.muted)
+	return &peer.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
+}

@@ -1,0 +1,404 @@
+package firmware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/peer"
+)
+
+// callBox is a whole appliance (simulated board, relay, synthetic media,
+// peer part) serving its HTTP API through httptest.
+type callBox struct {
+	a   *appliance
+	srv *httptest.Server
+}
+
+func startCallBox(t *testing.T, hubURL, dataDir, name string, args ...string) *callBox {
+	t.Helper()
+	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
+	if testing.Verbose() {
+		a.log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("box", name)
+	}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&a.httpAddr, "http", ":8080", "")
+	a.board.flags(fs)
+	a.relay.flags(fs)
+	a.media.flags(fs)
+	a.peer.flags(fs)
+	a.configPath = filepath.Join(t.TempDir(), "callbox.toml")
+	if err := os.WriteFile(a.configPath, []byte("name = \""+name+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"--board", "sim", "--data", dataDir, "--relay=", "--camera", "synthetic", "--mic", "synthetic",
+		"--size", "320x240", "--fps", "15", "--hub", hubURL}, args...)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	a.peer.loopbackOnly = true
+	ctx, cancel := context.WithCancel(context.Background())
+	var stops []func()
+	t.Cleanup(func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		cancel()
+	})
+	for _, part := range []struct {
+		start func(context.Context, *appliance) error
+		stop  func()
+	}{
+		{a.board.start, a.board.stop}, {a.relay.start, a.relay.stop}, {a.media.start, a.media.stop}, {a.peer.start, a.peer.stop},
+	} {
+		if err := part.start(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		stops = append(stops, part.stop)
+	}
+	b := &callBox{a: a, srv: httptest.NewServer(a.mux)}
+	stops = append(stops, b.srv.Close)
+	a.board.booted()
+	return b
+}
+
+func (b *callBox) state(t *testing.T, token string) boardAPIState {
+	t.Helper()
+	resp, err := http.Get(b.srv.URL + "/api/state?token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st boardAPIState
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// do sends an API request and decodes the JSON answer into v (if not nil).
+func (b *callBox) do(t *testing.T, method, path, body string, v any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatalf("%s %s: %v in %q", method, path, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+// pairBoxes pairs the identities in two data dirs through the hub, as
+// `callbox call --data DIR --pair` and `--join CODE` do.
+func pairBoxes(t *testing.T, hubURL, dirA, dirB string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	ca, err := dialHub(ctx, hubURL, dirA, "kitchen", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb, err := dialHub(ctx, hubURL, dirB, "attic", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	code, _, err := ca.RequestPairCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.JoinPairCode(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ca.Resolve(cb.ID()); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("box A never learned of the pairing")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestApplianceCallByButton: two appliances on loopback, paired through an
+// in-process hub. Button B on box A calls box B; both reach the in-call
+// state on a direct path with media decoded both ways, and /api/state says
+// so; button B again hangs up and both return to ready. Then the same by
+// the HTTP API.
+func TestApplianceCallByButton(t *testing.T) {
+	hub, err := peer.NewHub(peer.HubConfig{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/ws", hub)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	hubURL := "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/ws"
+	dirA, dirB := t.TempDir(), t.TempDir()
+	pairBoxes(t, hubURL, dirA, dirB)
+
+	a := startCallBox(t, hubURL, dirA, "kitchen", "--open")
+	b := startCallBox(t, hubURL, dirB, "attic") // pairing on: strangers see no peer name
+	registered := func(x *callBox) func() bool {
+		return func() bool { c, _ := x.a.peer.current(); return c != nil && len(c.Peers()) == 1 && c.Peers()[0].Online }
+	}
+	waitFor(t, 10*time.Second, "both boxes registered, each seeing the other online", func() bool { return registered(a)() && registered(b)() })
+
+	// B's call API is for paired phones only.
+	if code := b.do(t, "POST", "/api/call", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("POST /api/call without a token on a box with pairing: %d, want 401", code)
+	}
+	if st := a.state(t, ""); st.Call.State != "idle" || st.State != "ready" {
+		t.Fatalf("before the call: %+v", st)
+	}
+
+	inCall := func(what string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what+": both boxes in a direct call", func() bool {
+			sa, sb := a.state(t, ""), b.state(t, "")
+			return sa.State == "in-call" && sa.Call.State == "direct" && sb.State == "in-call" && sb.Call.State == "direct"
+		})
+		sa, sb := a.state(t, ""), b.state(t, "")
+		if sa.LED != "in-call-direct" || sb.LED != "in-call-direct" {
+			t.Errorf("LED %q / %q, want in-call-direct", sa.LED, sb.LED)
+		}
+		if sa.Call.Peer != "attic" {
+			t.Errorf("box A's /api/state call.peer = %q, want attic (open mode)", sa.Call.Peer)
+		}
+		if sb.Call.Peer != "" {
+			t.Errorf("box B's /api/state tells an unpaired client the peer: %q", sb.Call.Peer)
+		}
+		// Media both ways: the other box's frames decode, its audio arrives.
+		for _, x := range []*callBox{a, b} {
+			waitFor(t, 5*time.Second, what+": media both ways", func() bool {
+				_, caller := x.a.peer.current()
+				cur := caller.Current()
+				if cur == nil {
+					return false
+				}
+				s := cur.Summary()
+				return s.FramesDecoded >= 5 && s.AudioReceived >= 10
+			})
+		}
+		var st callAPIState
+		if code := a.do(t, "GET", "/api/call", "", &st); code != 200 || st.State != "direct" || st.Peer != "attic" ||
+			(st.Path != string(peer.PathHost) && st.Path != string(peer.PathSrflx)) || st.Last == nil || st.Last.FramesSent == 0 {
+			t.Errorf("GET /api/call: %d %+v", code, st)
+		} else {
+			t.Logf("%s: connected in %.0f ms, first frame %.0f ms, path %s", what, st.Last.ConnectMS, st.Last.FirstFrameMS, st.Path)
+		}
+	}
+	idle := func(what string) {
+		t.Helper()
+		waitFor(t, 5*time.Second, what+": both boxes back to ready", func() bool {
+			sa, sb := a.state(t, ""), b.state(t, "")
+			return sa.State == "ready" && sa.Call.State == "idle" && sb.State == "ready" && sb.Call.State == "idle"
+		})
+		for _, x := range []*callBox{a, b} {
+			if _, caller := x.a.peer.current(); caller.Current() != nil {
+				t.Errorf("%s: a call is still current", what)
+			}
+			if n := x.a.media.tap.n.Load(); n != 0 {
+				t.Errorf("%s: %d media tap subscribers left", what, n)
+			}
+		}
+	}
+
+	// The button: B on box A calls, B again hangs up.
+	if code := a.do(t, "POST", "/api/sim/button", `{"button":"b"}`, nil); code != 200 {
+		t.Fatalf("press B: %d", code)
+	}
+	inCall("button")
+	if code := a.do(t, "POST", "/api/sim/button", `{"button":"b"}`, nil); code != 200 {
+		t.Fatalf("press B: %d", code)
+	}
+	idle("button")
+
+	// The API: POST calls the named box, DELETE on the other box hangs up.
+	var st callAPIState
+	if code := a.do(t, "POST", "/api/call", `{"peer":"attic"}`, &st); code != 200 || !st.Enabled || !st.Registered {
+		t.Fatalf("POST /api/call: %d %+v", code, st)
+	}
+	inCall("API")
+	if code := b.do(t, "DELETE", "/api/call", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("DELETE /api/call without a token: %d, want 401", code)
+	}
+	// A paired phone on B: approve it with both buttons.
+	tok := make(chan string, 1)
+	go func() {
+		var r struct{ Token string }
+		b.do(t, "POST", "/api/pair/request", "", &r)
+		tok <- r.Token
+	}()
+	waitFor(t, 5*time.Second, "a phone waiting on box B", func() bool { return b.state(t, "").Waiting == 1 })
+	if code := b.do(t, "POST", "/api/sim/button", `{"button":"both"}`, nil); code != 200 {
+		t.Fatalf("press both: %d", code)
+	}
+	token := <-tok
+	if sb := b.state(t, token); sb.Call.Peer != "kitchen" {
+		t.Errorf("box B's /api/state for a paired phone: call.peer = %q, want kitchen", sb.Call.Peer)
+	}
+	if code := b.do(t, "DELETE", "/api/call?token="+token, "", &st); code != 200 {
+		t.Errorf("DELETE /api/call with a token: %d %+v", code, st)
+	}
+	// Pairing mode (opened by the both-buttons press) shows on B's LED
+	// until it is closed: close it so B can show ready.
+	if code := b.do(t, "POST", "/api/sim/button", `{"button":"both"}`, nil); code != 200 {
+		t.Fatalf("press both: %d", code)
+	}
+	idle("API")
+	if code := a.do(t, "POST", "/api/call", `{"peer":"nobody"}`, &st); code != http.StatusNotFound || st.Error == "" {
+		t.Errorf("POST /api/call to an unknown box: %d %+v", code, st)
+	}
+}
+
+// TestApplianceCallsOff: without --hub the button and the API say that
+// calls are off, and the box stays ready.
+func TestApplianceCallsOff(t *testing.T) {
+	a := startCallBox(t, "", t.TempDir(), "kitchen", "--open")
+	if code := a.do(t, "POST", "/api/sim/button", `{"button":"b"}`, nil); code != 200 {
+		t.Fatalf("press B: %d", code)
+	}
+	var st callAPIState
+	if code := a.do(t, "POST", "/api/call", "", &st); code != http.StatusServiceUnavailable || st.Enabled || !strings.Contains(st.Error, "no hub") {
+		t.Errorf("POST /api/call without a hub: %d %+v", code, st)
+	}
+	if s := a.state(t, ""); s.State != "ready" || s.Call.State != "idle" {
+		t.Errorf("after a call attempt without a hub: %+v", s)
+	}
+}
+
+// TestMediaTap: subscribers get copies at their frame rate, only of their
+// codec, no audio while muted, and nothing after Close.
+func TestMediaTap(t *testing.T) {
+	var tap mediaTap
+	muted := false
+	v := tap.subscribeVideo(capture.CodecJPEG, 100*time.Millisecond)
+	au := tap.subscribeAudio(func() bool { return muted })
+	t0 := time.Now()
+	data := []byte{1, 2, 3}
+	for i := range 10 { // 30 fps for a third of a second, every other frame H.264
+		codec := capture.CodecJPEG
+		if i%5 == 4 {
+			codec = capture.CodecH264
+		}
+		tap.frame(capture.VideoFrame{Codec: codec, Data: data, CaptureTime: t0.Add(time.Duration(i) * time.Second / 30), Seq: uint64(i)})
+	}
+	data[0] = 9 // the source reuses its buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var seqs []uint64
+	for len(v.ch) > 0 {
+		f, err := v.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Data[0] != 1 {
+			t.Errorf("frame %d shares the source's buffer", f.Seq)
+		}
+		seqs = append(seqs, f.Seq)
+	}
+	// 100 ms at 30 fps: frames 0 and 3 (the channel holds two; later ones drop).
+	if len(seqs) != 2 || seqs[0] != 0 || seqs[1] != 3 || v.dropped.Load() == 0 {
+		t.Errorf("frames %v, dropped %d; want [0 3] and drops", seqs, v.dropped.Load())
+	}
+	tap.chunk(capture.AudioChunk{Samples: []int16{1}, Rate: 8000})
+	muted = true
+	tap.chunk(capture.AudioChunk{Samples: []int16{2}, Rate: 8000})
+	if len(au.ch) != 1 {
+		t.Errorf("%d chunks queued, want 1 (none while muted)", len(au.ch))
+	}
+	v.Close()
+	au.Close()
+	if _, err := v.ReadFrame(ctx); err == nil {
+		t.Error("read after Close succeeded")
+	}
+	if tap.n.Load() != 0 || len(tap.video) != 0 || len(tap.audio) != 0 {
+		t.Errorf("subscribers left after Close: %d", tap.n.Load())
+	}
+}
+
+// TestBoardCallMapping: what the LED and /api/state show for each phase
+// and path of a call (relayed calls are the ones the vnet and NAT lab
+// tests make; this box-level test can only make direct ones).
+func TestBoardCallMapping(t *testing.T) {
+	for _, c := range []struct {
+		s    peer.State
+		want string
+	}{
+		{peer.State{Phase: peer.PhaseCalling}, "calling"},
+		{peer.State{Phase: peer.PhaseConnected}, "calling"},
+		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathHost}, "direct"},
+		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathSrflx}, "direct"},
+		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathRelay}, "relayed"},
+		{peer.State{Phase: peer.PhaseReconnecting, Path: peer.PathRelay}, "calling"},
+		{peer.State{Phase: peer.PhaseEnded}, "idle"},
+		{peer.State{}, "idle"},
+	} {
+		if got := callStateNames[boardCall(c.s)]; got != c.want {
+			t.Errorf("%+v: %q, want %q", c.s, got, c.want)
+		}
+	}
+}
+
+func TestChoosePeer(t *testing.T) {
+	one := []peer.PeerInfo{{ID: "AAAA", Name: "attic"}}
+	two := append([]peer.PeerInfo{{ID: "BBBB", Name: "garage"}}, one...)
+	twins := append([]peer.PeerInfo{{ID: "CCCC", Name: "attic"}}, one...)
+	for _, c := range []struct {
+		peers []peer.PeerInfo
+		want  string
+		id    string
+		err   error
+	}{
+		{one, "", "AAAA", nil},
+		{two, "", "", errNoPeer},
+		{nil, "", "", errNoPeer},
+		{two, "garage", "BBBB", nil},
+		{two, "AAAA", "AAAA", nil},
+		{two, "cellar", "", peer.ErrUnknownPeer},
+		{twins, "attic", "", peer.ErrUnknownPeer},
+		{twins, "CCCC", "CCCC", nil},
+	} {
+		p, err := choosePeer(c.peers, c.want)
+		if p.ID != c.id || !errors.Is(err, c.err) {
+			t.Errorf("choosePeer(%d peers, %q) = %q, %v; want %q, %v", len(c.peers), c.want, p.ID, err, c.id, c.err)
+		}
+	}
+}
