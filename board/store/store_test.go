@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
 )
 
 func hash(i int) string { return fmt.Sprintf("%064x", i) }
@@ -151,19 +153,12 @@ func TestCrashSafety(t *testing.T) {
 		kills = 30
 	}
 	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Behind qemu-user in the cross tests (scripts/cross.sh).
+	argv := testenv.Self("-test.run=^$")
 	prev := 0
 	for i := 0; i < kills; i++ {
 		os.Remove(filepath.Join(dir, "ready"))
-		cmd := exec.Command(exe, "-test.run=^$")
-		if emu := os.Getenv("CALLBOX_TEST_EXEC"); emu != "" {
-			// Cross tests (scripts/cross.sh): a foreign binary runs
-			// under the named qemu-user emulator.
-			cmd = exec.Command(emu, exe, "-test.run=^$")
-		}
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
