@@ -1,11 +1,13 @@
 package firmware
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/callbox/callbox/peer"
 )
@@ -18,6 +20,11 @@ import (
 //	POST   /api/call   call a paired box: optional body {"peer":"name or ID"}
 //	                   (default --peer, or the only paired box)
 //	DELETE /api/call   hang up (or cancel a call being set up)
+//	POST /api/call/pair  pair with another box through the hub: an empty
+//	                   body asks for a 6-digit code ({"code","expires"}:
+//	                   the other box enters it within 5 minutes), a body
+//	                   {"code":"123456"} enters the other box's code
+//	                   ({"paired":{"id","name"}})
 //
 // Every answer is the callAPIState after the request. /api/state carries
 // the call's state too, for everyone, and the peer's name for paired tokens.
@@ -53,6 +60,7 @@ func (p *peerPart) routes(a *appliance) {
 	a.mux.HandleFunc("GET /api/call", p.handleCallGet)
 	a.mux.HandleFunc("POST /api/call", p.handleCallStart)
 	a.mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
+	a.mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
 }
 
 // callAuthorized checks the request's token against the board's pairing.
@@ -148,4 +156,82 @@ func (p *peerPart) handleCallEnd(w http.ResponseWriter, r *http.Request) {
 	}
 	p.hangUp()
 	writeBoardJSON(w, http.StatusOK, p.apiState(""))
+}
+
+// callPairRequest is POST /api/call/pair's optional body.
+type callPairRequest struct {
+	Code string `json:"code"`
+}
+
+// handleCallPair pairs this box with another through the hub, while the
+// appliance runs: its registration is the box's identity, so a second
+// process (`callbox call --pair`) with the same identity would take its
+// place on the hub.
+func (p *peerPart) handleCallPair(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
+	if err != nil || len(body) > maxBoardAPIBody {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+		return
+	}
+	var req callPairRequest
+	if strings.TrimSpace(string(body)) != "" {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
+			return
+		}
+	}
+	client, _ := p.current()
+	switch {
+	case p.hubURL == "":
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errNoHub.Error()})
+		return
+	case client == nil:
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errHubDown.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if req.Code == "" {
+		// The box pins the other one when the hub reports the pairing,
+		// whoever is waiting for it.
+		code, exp, err := client.RequestPairCode(ctx)
+		if err != nil {
+			writeBoardJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			return
+		}
+		p.log.Info("pairing code for another box", "expires", exp.UTC().Format(time.RFC3339))
+		writeBoardJSON(w, http.StatusOK, map[string]string{"code": code, "expires": exp.UTC().Format(time.RFC3339)})
+		return
+	}
+	if !validPairCode(req.Code) {
+		// The hub drops a malformed code unanswered: say so now.
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "a pairing code is 6 digits"})
+		return
+	}
+	pi, err := client.JoinPairCode(ctx, req.Code)
+	if err != nil {
+		// The hub refuses a wrong or expired code (and ends the box's
+		// connection after five: the client registers again).
+		writeBoardJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	}
+	p.log.Info("paired with a box", "peer", peerLabel(pi.Name, pi.ID))
+	writeBoardJSON(w, http.StatusOK, map[string]any{"paired": callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online}})
+}
+
+func validPairCode(c string) bool {
+	if len(c) != 6 {
+		return false
+	}
+	for _, r := range c {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -245,7 +245,7 @@ func (p *peerPart) onState(s peer.State) {
 	p.st = s
 	p.mu.Unlock()
 	if s.Phase == peer.PhaseEnded && s.Err != nil {
-		p.log.Warn("call ended", "peer", peerLabel(s.Name, s.Peer), "err", s.Err)
+		p.log.Info("call ended", "peer", peerLabel(s.Name, s.Peer), "why", s.Err)
 	}
 	if p.a.board.box != nil {
 		p.a.board.box.SetCall(boardCall(s))

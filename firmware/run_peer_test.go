@@ -161,15 +161,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // so; button B again hangs up and both return to ready. Then the same by
 // the HTTP API.
 func TestApplianceCallByButton(t *testing.T) {
-	hub, err := peer.NewHub(peer.HubConfig{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/v1/ws", hub)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
-	hubURL := "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/ws"
+	hubURL := startTestHub(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	pairBoxes(t, hubURL, dirA, dirB)
 
@@ -286,6 +278,70 @@ func TestApplianceCallByButton(t *testing.T) {
 	if code := a.do(t, "POST", "/api/call", `{"peer":"nobody"}`, &st); code != http.StatusNotFound || st.Error == "" {
 		t.Errorf("POST /api/call to an unknown box: %d %+v", code, st)
 	}
+}
+
+// startTestHub serves an in-process hub on loopback; it returns its URL.
+func startTestHub(t *testing.T) string {
+	t.Helper()
+	hub, err := peer.NewHub(peer.HubConfig{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/ws", hub)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/ws"
+}
+
+// TestAppliancePairByAPI: two running appliances pair through
+// /api/call/pair (one asks for a code, the other enters it), and the first
+// then calls the second by the API with no peer named (the only one).
+func TestAppliancePairByAPI(t *testing.T) {
+	hubURL := startTestHub(t)
+	a := startCallBox(t, hubURL, t.TempDir(), "kitchen", "--open")
+	b := startCallBox(t, hubURL, t.TempDir(), "attic", "--open")
+	waitFor(t, 10*time.Second, "both boxes registered", func() bool {
+		ca, _ := a.a.peer.current()
+		cb, _ := b.a.peer.current()
+		return ca != nil && cb != nil
+	})
+	var st callAPIState
+	if code := a.do(t, "POST", "/api/call", "", &st); code != http.StatusBadRequest || !strings.Contains(st.Error, "no paired box") {
+		t.Errorf("POST /api/call with no paired box: %d %+v", code, st)
+	}
+	var got struct{ Code, Expires string }
+	if code := a.do(t, "POST", "/api/call/pair", "", &got); code != 200 || len(got.Code) != 6 {
+		t.Fatalf("POST /api/call/pair: %d %+v", code, got)
+	}
+	var bad struct{ Error string }
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"000000"}`, &bad); code != http.StatusConflict || bad.Error == "" {
+		t.Errorf("a wrong code: %d %+v", code, bad)
+	}
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"12x456"}`, &bad); code != http.StatusBadRequest {
+		t.Errorf("a malformed code: %d %+v", code, bad)
+	}
+	var joined struct{ Paired callAPIPeer }
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"`+got.Code+`"}`, &joined); code != 200 || joined.Paired.Name != "kitchen" {
+		t.Fatalf("POST /api/call/pair with the code: %d %+v", code, joined)
+	}
+	waitFor(t, 5*time.Second, "box A pinned box B", func() bool {
+		a.do(t, "GET", "/api/call", "", &st)
+		return len(st.Peers) == 1 && st.Peers[0].Name == "attic" && st.Peers[0].Online
+	})
+	if code := a.do(t, "POST", "/api/call", "", &st); code != 200 {
+		t.Fatalf("POST /api/call: %d %+v", code, st)
+	}
+	waitFor(t, 10*time.Second, "both boxes in a direct call", func() bool {
+		sa, sb := a.state(t, ""), b.state(t, "")
+		return sa.Call.State == "direct" && sb.Call.State == "direct" && sb.Call.Peer == "kitchen"
+	})
+	if code := a.do(t, "DELETE", "/api/call", "", &st); code != 200 {
+		t.Fatalf("DELETE /api/call: %d", code)
+	}
+	waitFor(t, 5*time.Second, "both boxes idle", func() bool {
+		return a.state(t, "").Call.State == "idle" && b.state(t, "").Call.State == "idle"
+	})
 }
 
 // TestApplianceCallsOff: without --hub the button and the API say that
