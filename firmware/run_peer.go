@@ -15,6 +15,7 @@ import (
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/relay"
 )
 
 // peerPart is the appliance's calls to other boxes (package peer): the
@@ -35,6 +36,11 @@ type peerPart struct {
 
 	a   *appliance
 	log *slog.Logger
+
+	// remote is a relay of its own for the other box's media during a
+	// call, at /ws/call/video and /ws/call/audio (the box's own stays on
+	// /ws/video and /ws/audio: the page plays one stream per socket).
+	remote *relay.Relay
 
 	mu     sync.Mutex
 	client *peer.Client // nil until registered with the hub
@@ -82,6 +88,13 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	if _, err := peer.LoadOrCreateIdentity(dir); err != nil {
 		return err
 	}
+	rcfg := relay.DefaultConfig()
+	if a.relay.authorize != nil {
+		rcfg.Authorize = a.relay.authorize // paired phones only, as for the box's own media
+	}
+	p.remote = relay.New(rcfg, p.log.With("relay", "call"))
+	a.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
+	a.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(1)
 	go func() {
@@ -107,6 +120,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				Client:       client,
 				Media:        p.media,
 				OnState:      p.onState,
+				OnMedia:      func(_ peer.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
 				LoopbackOnly: p.loopbackOnly,
 				Log:          p.log,
 			})
@@ -160,6 +174,7 @@ func (p *peerPart) stop() {
 	if client != nil {
 		client.Close()
 	}
+	p.remote.Close()
 }
 
 func (p *peerPart) current() (*peer.Client, *peer.Caller) {

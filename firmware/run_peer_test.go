@@ -1,10 +1,12 @@
 package firmware
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,7 +18,9 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/relay/viewer"
 )
 
 // callBox is a whole appliance (simulated board, relay, synthetic media,
@@ -237,6 +241,19 @@ func TestApplianceCallByButton(t *testing.T) {
 		t.Fatalf("press B: %d", code)
 	}
 	inCall("button")
+	// Phones watching box A see box B: its frames come out of A's
+	// /ws/call/video (a relay client, like the page) and decode; box B's
+	// own relay gate applies to its call stream too.
+	remoteFrames(t, "ws"+strings.TrimPrefix(a.srv.URL, "http")+"/ws/call/video", 3)
+	func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, msg := wsFirst(t, ctx, "ws"+strings.TrimPrefix(b.srv.URL, "http")+"/ws/call/video")
+		c.CloseNow()
+		if !strings.Contains(msg, "unpaired") {
+			t.Errorf("an unpaired client on box B's /ws/call/video got %q", msg)
+		}
+	}()
 	if code := a.do(t, "POST", "/api/sim/button", `{"button":"b"}`, nil); code != 200 {
 		t.Fatalf("press B: %d", code)
 	}
@@ -456,5 +473,37 @@ func TestChoosePeer(t *testing.T) {
 		if p.ID != c.id || !errors.Is(err, c.err) {
 			t.Errorf("choosePeer(%d peers, %q) = %q, %v; want %q, %v", len(c.peers), c.want, p.ID, err, c.id, c.err)
 		}
+	}
+}
+
+// remoteFrames reads the relay stream at url until n JPEG frames decode.
+func remoteFrames(t *testing.T, url string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := viewer.Dial(ctx, url, capture.KindVideo, viewer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d := rtpjpeg.NewDepacketizer()
+	decoded := 0
+	for decoded < n {
+		pkt, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v after %d frames", url, err, decoded)
+		}
+		f, ok, _ := d.Push(pkt)
+		if !ok {
+			continue
+		}
+		img, err := jpeg.Decode(bytes.NewReader(f.Data))
+		if err != nil {
+			t.Fatalf("%s: frame does not decode: %v", url, err)
+		}
+		if b := img.Bounds(); b.Dx() != 320 || b.Dy() != 240 {
+			t.Fatalf("%s: frame %v, want the other box's 320x240", url, b)
+		}
+		decoded++
 	}
 }

@@ -84,9 +84,15 @@ type CallerConfig struct {
 	Media MediaFactory
 	// Accept decides whether to take a call from a paired box (nil: accept all).
 	Accept func(PeerInfo) bool
-	// OnState is called on every state change (from the call's goroutines;
-	// it must not block).
+	// OnState is called on every state change, in order (from the call's
+	// goroutines, one at a time; it must not block or call back into the
+	// Caller).
 	OnState func(State)
+	// OnMedia, if set, hears the other box's media as it arrives, as RTP
+	// (decrypted): one burst per whole JPEG frame and one per PCMU packet,
+	// from the call's receive goroutines; it must not block. The packets
+	// are valid only while OnMedia runs: copy to keep (relay.Publish does).
+	OnMedia func(from PeerInfo, b capture.Burst)
 	// MaxDatagram caps every UDP datagram of a call (S8); default 1200.
 	MaxDatagram int
 	// Net replaces the OS network (tests inject a pion/transport vnet).
@@ -415,6 +421,7 @@ type Call struct {
 	once   sync.Once
 
 	neg      sync.Mutex     // serializes negotiations (offer/answer, restart)
+	notify   sync.Mutex     // serializes state changes with their OnState calls
 	sampling sync.WaitGroup // the stats sampler
 
 	mu        sync.Mutex
@@ -491,7 +498,18 @@ func (call *Call) State() State {
 	return call.state
 }
 
+// setState records a state and reports it. Changes come from several
+// goroutines (pion's ICE state and selected-pair callbacks, the address
+// watch, hang-up): notify makes OnState hear them in the order they were
+// made, and a connected state whose path is not known yet takes the
+// selected pair's, so the ICE state callback (which reads the path before
+// the pair callback stores it) cannot undo the path just reported.
 func (call *Call) setState(ph Phase, path Path, err error) {
+	call.notify.Lock()
+	defer call.notify.Unlock()
+	if ph == PhaseConnected && path == PathNone {
+		path = call.lastPath()
+	}
 	call.mu.Lock()
 	if call.state.Phase == PhaseEnded {
 		call.mu.Unlock()
@@ -889,6 +907,8 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	mime := strings.ToLower(tr.Codec().MimeType)
 	jd := rtpjpeg.NewDepacketizer()
 	ad := pcmu.NewDepacketizer()
+	onMedia := call.caller.cfg.OnMedia
+	var frame [][]byte // the packets of the frame being received, for OnMedia
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
@@ -897,12 +917,24 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		call.firstMedia.CompareAndSwap(0, call.since())
 		switch mime {
 		case strings.ToLower(mimeJPEG):
+			if onMedia != nil && n >= 12 {
+				// A packet of another frame (RTP timestamp) starts over:
+				// the rest of an incomplete frame is never passed on.
+				if len(frame) > 0 && !bytes.Equal(frame[0][4:8], buf[4:8]) {
+					frame = frame[:0]
+				}
+				frame = append(frame, bytes.Clone(buf[:n]))
+			}
 			f, ok, err := jd.Push(buf[:n])
 			if errors.Is(err, capture.ErrMediaLost) {
 				call.framesLost.Store(jd.Stats().LostFrames)
 			}
 			if !ok {
 				continue
+			}
+			if onMedia != nil && len(frame) > 0 {
+				onMedia(call.Peer, capture.Burst{Kind: capture.KindVideo, Keyframe: true, CaptureTime: time.Now(), Packets: frame})
+				frame = frame[:0]
 			}
 			call.framesRecv.Add(1)
 			if _, err := jpeg.Decode(bytes.NewReader(f.Data)); err != nil {
@@ -916,6 +948,9 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		case strings.ToLower(webrtc.MimeTypePCMU):
 			if _, ok, _ := ad.Push(buf[:n]); ok {
 				call.audioRecv.Add(1)
+				if onMedia != nil {
+					onMedia(call.Peer, capture.Burst{Kind: capture.KindAudio, Keyframe: true, CaptureTime: time.Now(), Packets: [][]byte{buf[:n]}})
+				}
 			}
 			call.audioLost.Store(ad.Stats().LostPackets)
 		}
