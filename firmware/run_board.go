@@ -352,6 +352,9 @@ var boardConfigFlags = []struct {
 	{[]string{"relay.max_flushes"}, "relay-max-flushes", func(c *config.Config) string { return fmt.Sprint(c.Relay.MaxFlushes) }},
 	{[]string{"relay.flush_window"}, "relay-flush-window", func(c *config.Config) string { return c.Relay.FlushWindow.String() }},
 	{[]string{"relay.video_nagle"}, "relay-video-nagle", func(c *config.Config) string { return fmt.Sprint(c.Relay.VideoNagle) }},
+	{[]string{"call.hub"}, "hub", func(c *config.Config) string { return c.Call.Hub }},
+	{[]string{"call.peer"}, "peer", func(c *config.Config) string { return c.Call.Peer }},
+	{[]string{"call.fps"}, "call-fps", func(c *config.Config) string { return fmt.Sprint(c.Call.FPS) }},
 }
 
 func applyBoardConfigFlags(fs *flag.FlagSet, cfg *config.Config, explicit map[string]bool, log *slog.Logger) {

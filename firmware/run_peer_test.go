@@ -32,6 +32,13 @@ type callBox struct {
 
 func startCallBox(t *testing.T, hubURL, dataDir, name string, args ...string) *callBox {
 	t.Helper()
+	return startCallBoxConf(t, hubURL, dataDir, name, "", args...)
+}
+
+// startCallBoxConf is startCallBox with more configuration file text
+// (after the name); hubURL "" gives no --hub flag.
+func startCallBoxConf(t *testing.T, hubURL, dataDir, name, conf string, args ...string) *callBox {
+	t.Helper()
 	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
 	if testing.Verbose() {
 		a.log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("box", name)
@@ -43,11 +50,14 @@ func startCallBox(t *testing.T, hubURL, dataDir, name string, args ...string) *c
 	a.media.flags(fs)
 	a.peer.flags(fs)
 	a.configPath = filepath.Join(t.TempDir(), "callbox.toml")
-	if err := os.WriteFile(a.configPath, []byte("name = \""+name+"\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(a.configPath, []byte("name = \""+name+"\"\n"+conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args = append([]string{"--board", "sim", "--data", dataDir, "--relay=", "--camera", "synthetic", "--mic", "synthetic",
-		"--size", "320x240", "--fps", "15", "--hub", hubURL}, args...)
+		"--size", "320x240", "--fps", "15"}, args...)
+	if hubURL != "" {
+		args = append(args, "--hub", hubURL)
+	}
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -375,6 +385,19 @@ func TestApplianceCallsOff(t *testing.T) {
 	if s := a.state(t, ""); s.State != "ready" || s.Call.State != "idle" {
 		t.Errorf("after a call attempt without a hub: %+v", s)
 	}
+}
+
+// TestApplianceCallConfig: the configuration file's [call] keys reach the
+// peer part's flags (the command line wins), and the box registers with
+// the hub the file names.
+func TestApplianceCallConfig(t *testing.T) {
+	hubURL := startTestHub(t)
+	a := startCallBoxConf(t, "", t.TempDir(), "kitchen", "[call]\nhub = \""+hubURL+"\"\npeer = \"attic\"\nfps = 5\n", "--call-fps", "10")
+	if a.a.peer.hubURL != hubURL || a.a.peer.peerName != "attic" || a.a.peer.callFPS != 10 {
+		t.Errorf("peer part: hub %q peer %q fps %d; want the file's hub and peer, the command line's fps 10",
+			a.a.peer.hubURL, a.a.peer.peerName, a.a.peer.callFPS)
+	}
+	waitFor(t, 10*time.Second, "registered with the file's hub", func() bool { c, _ := a.a.peer.current(); return c != nil })
 }
 
 // TestMediaTap: subscribers get copies at their frame rate, only of their

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -43,6 +44,7 @@ type Config struct {
 	Relay   Relay
 	Board   Board
 	Pairing Pairing
+	Call    Call
 
 	// set holds the keys the file gave a valid value, so callers can let
 	// the file override only what it actually says.
@@ -112,6 +114,13 @@ type Pairing struct {
 	ResetConfirm   time.Duration // how long the box waits for the factory reset confirmation
 }
 
+// Call configures calls to other boxes (docs/peer.md, "Calls from the box").
+type Call struct {
+	Hub  string // the hub's WebSocket URL (ws:// or wss://); "" = calls off
+	Peer string // the paired box the call button calls; "" = the only one
+	FPS  int    // most video frames per second sent in a call
+}
+
 // Default returns the configuration a box uses when the file is absent.
 func Default() *Config {
 	rd := relay.DefaultConfig()
@@ -150,6 +159,7 @@ func Default() *Config {
 			RequestTimeout: 60 * time.Second,
 			ResetConfirm:   15 * time.Second,
 		},
+		Call: Call{FPS: 15},
 	}
 }
 
@@ -291,6 +301,11 @@ func (c *Config) schema() map[string]any {
 			"debounce":        duration(&c.Board.Debounce, time.Millisecond, 500*time.Millisecond),
 			"long_press":      duration(&c.Board.LongPress, 300*time.Millisecond, 30*time.Second),
 			"very_long_press": duration(&c.Board.VeryLongPress, time.Second, 2*time.Minute),
+		},
+		"call": map[string]any{
+			"hub":  str(&c.Call.Hub, wsURL),
+			"peer": str(&c.Call.Peer, maxLen(64)),
+			"fps":  integer(&c.Call.FPS, 1, 60),
 		},
 		"pairing": map[string]any{
 			"open":            boolean(&c.Pairing.Open),
@@ -514,6 +529,18 @@ func nonEmpty(s string) error {
 	return nil
 }
 
+// wsURL accepts "" (off) or a ws:// or wss:// URL with a host.
+func wsURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return fmt.Errorf("%w: %q is not a ws:// or wss:// URL", ErrRange, s)
+	}
+	return nil
+}
+
 func maxLen(n int) strCheck {
 	return func(s string) error {
 		if len(s) > n {
@@ -651,6 +678,7 @@ func (c *Config) values() map[string]any {
 			"open": c.Pairing.Open, "window": d(c.Pairing.Window), "request_timeout": d(c.Pairing.RequestTimeout),
 			"reset_confirm": d(c.Pairing.ResetConfirm),
 		},
+		"call": map[string]any{"hub": c.Call.Hub, "peer": c.Call.Peer, "fps": i(c.Call.FPS)},
 	}
 }
 

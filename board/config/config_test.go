@@ -191,3 +191,15 @@ func TestDurationsAndTypes(t *testing.T) {
 	}
 	checkErrors(t, err, []wantErr{{"pairing.window", 6, ErrType}})
 }
+
+func TestCallKeys(t *testing.T) {
+	cfg, err := Load([]byte("[call]\nhub = \"wss://hub.example.org/v1/ws\"\npeer = \"attic\"\nfps = 10\n"))
+	if err != nil || cfg.Call != (Call{Hub: "wss://hub.example.org/v1/ws", Peer: "attic", FPS: 10}) {
+		t.Fatalf("call = %+v, %v", cfg.Call, err)
+	}
+	cfg, err = Load([]byte("[call]\nhub = \"https://hub.example.org\"\nfps = 100\n"))
+	if cfg.Call != Default().Call || cfg.IsSet("call.hub") {
+		t.Errorf("bad call keys applied: %+v", cfg.Call)
+	}
+	checkErrors(t, err, []wantErr{{"call.hub", 2, ErrRange}, {"call.fps", 3, ErrRange}})
+}
