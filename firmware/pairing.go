@@ -55,6 +55,8 @@ type boardAPIState struct {
 type boardCallState struct {
 	State string `json:"state"`
 	Peer  string `json:"peer,omitempty"`
+	// Enabled: the box has a hub (--hub), so the page offers a call button.
+	Enabled bool `json:"enabled"`
 }
 
 // callStateNames are boardCallState.State by board.Call.
@@ -74,7 +76,7 @@ func (p *boardPart) routes(a *appliance) {
 func (p *boardPart) state(token string) boardAPIState {
 	st := p.box.Status()
 	paired := p.box.Authorize(token) == nil
-	call := boardCallState{State: callStateNames[st.Call]}
+	call := boardCallState{State: callStateNames[st.Call], Enabled: p.callEnabled}
 	if paired && st.Call != board.CallIdle && p.callPeer != nil {
 		call.Peer = p.callPeer()
 	}

@@ -48,6 +48,8 @@ type boardPart struct {
 	// callPeer names the box in a call, for /api/state (set by the peer
 	// part before the HTTP server starts; nil: no calls).
 	callPeer func() string
+	// callEnabled: the peer part has a hub (set before the HTTP server starts).
+	callEnabled bool
 
 	mu      sync.Mutex
 	hooks   board.Hooks

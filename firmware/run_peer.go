@@ -70,6 +70,7 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	p.a = a
 	p.log = a.log.With("part", "peer")
 	a.board.callPeer = p.peerLabel
+	a.board.callEnabled = p.hubURL != ""
 	a.board.setHooks(board.Hooks{
 		Call:   func() error { return p.call("") },
 		HangUp: p.hangUp,

@@ -190,7 +190,7 @@ func TestApplianceCallByButton(t *testing.T) {
 	if code := b.do(t, "POST", "/api/call", "", nil); code != http.StatusUnauthorized {
 		t.Errorf("POST /api/call without a token on a box with pairing: %d, want 401", code)
 	}
-	if st := a.state(t, ""); st.Call.State != "idle" || st.State != "ready" {
+	if st := a.state(t, ""); st.Call.State != "idle" || st.State != "ready" || !st.Call.Enabled {
 		t.Fatalf("before the call: %+v", st)
 	}
 
@@ -382,7 +382,7 @@ func TestApplianceCallsOff(t *testing.T) {
 	if code := a.do(t, "POST", "/api/call", "", &st); code != http.StatusServiceUnavailable || st.Enabled || !strings.Contains(st.Error, "no hub") {
 		t.Errorf("POST /api/call without a hub: %d %+v", code, st)
 	}
-	if s := a.state(t, ""); s.State != "ready" || s.Call.State != "idle" {
+	if s := a.state(t, ""); s.State != "ready" || s.Call.State != "idle" || s.Call.Enabled {
 		t.Errorf("after a call attempt without a hub: %+v", s)
 	}
 }
