@@ -251,6 +251,32 @@ func TestApplianceCallByButton(t *testing.T) {
 		t.Fatalf("press B: %d", code)
 	}
 	inCall("button")
+	// Button A mutes box A during the call: box B stops hearing it, the
+	// call goes on (the LED shows muted, /api/state's call stays direct).
+	audioFromA := func() uint64 {
+		_, caller := b.a.peer.current()
+		if cur := caller.Current(); cur != nil {
+			return cur.Summary().AudioReceived
+		}
+		return 0
+	}
+	if code := a.do(t, "POST", "/api/sim/button", `{"button":"a"}`, nil); code != 200 {
+		t.Fatalf("press A: %d", code)
+	}
+	if st := a.state(t, ""); st.State != "muted" || st.Call.State != "direct" {
+		t.Errorf("muted in a call: %+v", st)
+	}
+	time.Sleep(300 * time.Millisecond) // chunks already on their way (the tap queues up to 200 ms)
+	before := audioFromA()
+	time.Sleep(500 * time.Millisecond)
+	if n := audioFromA() - before; n > 0 {
+		t.Errorf("box B received %d audio packets from muted box A", n)
+	}
+	if code := a.do(t, "POST", "/api/sim/button", `{"button":"a"}`, nil); code != 200 {
+		t.Fatalf("press A: %d", code)
+	}
+	before = audioFromA()
+	waitFor(t, 2*time.Second, "box A's sound again after unmuting", func() bool { return audioFromA() >= before+10 })
 	// Phones watching box A see box B: its frames come out of A's
 	// /ws/call/video (a relay client, like the page) and decode; box B's
 	// own relay gate applies to its call stream too.
