@@ -58,8 +58,10 @@ type Client struct {
 	online     map[string]bool            // paired box -> connected to the hub
 	onlineWait map[string][]chan struct{} // closed when that box comes online
 	onPresence func(id string, online bool)
-	ready      chan struct{} // closed when a connection is up; replaced on drop
-	closed     bool
+	// fanoutHandlers hear watch, unwatch and media signals (S7).
+	fanoutHandlers []*func(Signal)
+	ready          chan struct{} // closed when a connection is up; replaced on drop
+	closed         bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -248,6 +250,19 @@ func (c *Client) dispatch(m *Message) {
 			c.cfg.Log.Warn("signal refused", "err", err)
 			return
 		}
+		if m.Kind == KindWatch || m.Kind == KindUnwatch || m.Kind == KindMedia {
+			// S7 fan-out signals go to their handlers, never to a Caller.
+			c.mu.Lock()
+			hs := make([]func(Signal), 0, len(c.fanoutHandlers))
+			for _, h := range c.fanoutHandlers {
+				hs = append(hs, *h)
+			}
+			c.mu.Unlock()
+			for _, h := range hs {
+				h(Signal{From: m.From, Call: m.Call, Kind: m.Kind, SDP: m.SDP})
+			}
+			return
+		}
 		select {
 		case c.signals <- Signal{From: m.From, Call: m.Call, Kind: m.Kind, SDP: m.SDP}:
 		case <-c.ctx.Done():
@@ -376,6 +391,26 @@ func (c *Client) OnPresence(f func(id string, online bool)) {
 	c.mu.Lock()
 	c.onPresence = f
 	c.mu.Unlock()
+}
+
+// onFanoutSignal adds a handler for the S7 fan-out signals (watch,
+// unwatch, media) from paired boxes; it runs on the client's read loop and
+// must not block. The returned function removes it.
+func (c *Client) onFanoutSignal(f func(Signal)) (remove func()) {
+	h := &f
+	c.mu.Lock()
+	c.fanoutHandlers = append(c.fanoutHandlers, h)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.fanoutHandlers {
+			if x == h {
+				c.fanoutHandlers = append(c.fanoutHandlers[:i], c.fanoutHandlers[i+1:]...)
+				return
+			}
+		}
+	}
 }
 
 // Online reports whether the hub last said the paired box id is connected.

@@ -66,6 +66,13 @@ func (f *FanoutHub) Close() {
 	}
 }
 
+// Publishing reports whether box has a publish connection (a relay) now.
+func (f *FanoutHub) Publishing(box string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rooms[box] != nil
+}
+
 func (f *FanoutHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/v1/publish" {
 		f.publish(w, r)

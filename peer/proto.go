@@ -42,6 +42,11 @@ const (
 	KindAnswer = "answer" // SDP answer
 	KindRing   = "ring"   // "please call me": sent by the box that must not offer (see Caller)
 	KindBye    = "bye"    // hang up
+
+	// S7 fan-out between a box and its remote receivers (peer/fanout_box.go):
+	KindWatch   = "watch"   // receiver -> box: send me your stream
+	KindUnwatch = "unwatch" // receiver -> box: stop
+	KindMedia   = "media"   // box -> receiver: where the stream is now (SDP carries a MediaLocation as JSON)
 )
 
 // Signature contexts: one per signed message type.
@@ -58,6 +63,8 @@ const (
 	nonceSize      = 16
 	pairCodeLen    = 6
 	maxCallID      = 64
+	// maxMediaLocation bounds a media signal's JSON (mode, URL with token).
+	maxMediaLocation = 1024
 )
 
 // Message is every signalling message. Only the fields of its Type are set.
@@ -182,7 +189,11 @@ func (m *Message) Validate() error {
 			if m.SDP == "" || len(m.SDP) > maxSDP || !utf8.ValidString(m.SDP) {
 				return bad("SDP of %d bytes", len(m.SDP))
 			}
-		case KindRing, KindBye:
+		case KindMedia:
+			if m.SDP == "" || len(m.SDP) > maxMediaLocation || !utf8.ValidString(m.SDP) {
+				return bad("media location of %d bytes", len(m.SDP))
+			}
+		case KindRing, KindBye, KindWatch, KindUnwatch:
 			if m.SDP != "" {
 				return bad("%s with an SDP", m.Kind)
 			}
