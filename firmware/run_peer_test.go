@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -554,5 +555,40 @@ func remoteFrames(t *testing.T, url string, n int) {
 			t.Fatalf("%s: frame %v, want the other box's 320x240", url, b)
 		}
 		decoded++
+	}
+}
+
+// TestApplianceCallLeavesNoGoroutines: two appliances make a call by the
+// API; once both have stopped (in their cleanups, mid-call for one: its
+// stop hangs up), every goroutine they started has ended.
+func TestApplianceCallLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("call", func(t *testing.T) {
+		hubURL := startTestHub(t)
+		dirA, dirB := t.TempDir(), t.TempDir()
+		pairBoxes(t, hubURL, dirA, dirB)
+		a := startCallBox(t, hubURL, dirA, "kitchen", "--open")
+		b := startCallBox(t, hubURL, dirB, "attic", "--open")
+		waitFor(t, 10*time.Second, "both boxes registered", func() bool {
+			ca, _ := a.a.peer.current()
+			cb, _ := b.a.peer.current()
+			return ca != nil && cb != nil && len(ca.Peers()) == 1 && ca.Peers()[0].Online
+		})
+		if code := a.do(t, "POST", "/api/call", "", nil); code != 200 {
+			t.Fatalf("POST /api/call: %d", code)
+		}
+		waitFor(t, 10*time.Second, "a direct call", func() bool {
+			return a.state(t, "").Call.State == "direct" && b.state(t, "").Call.State == "direct"
+		})
+		remoteFrames(t, "ws"+strings.TrimPrefix(b.srv.URL, "http")+"/ws/call/video", 1)
+	})
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
