@@ -202,6 +202,13 @@ func (s *FanoutSender) run() {
 			}
 		case now := <-tick.C:
 			s.mu.Lock()
+			// A receiver that left the hub without unwatching (power cut,
+			// lost network) no longer counts.
+			for id := range s.receivers {
+				if !s.cfg.Client.Online(id) {
+					delete(s.receivers, id)
+				}
+			}
 			if el := now.Sub(winStart).Seconds(); el > 0 {
 				s.bps = float64(s.winBytes*8) / el
 			}

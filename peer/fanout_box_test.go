@@ -382,6 +382,11 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 	if st := sender.Stats(); st.Switches != 2 {
 		t.Errorf("box switched %d times, want 2", st.Switches)
 	}
+	// The last receiver loses its hub connection without unwatching: the
+	// box stops counting it.
+	rx[0].Close()
+	waitFor("the box to drop a receiver gone from the hub", func() bool { return sender.Stats().Receivers == 0 })
+
 	// Fan-out signals never reach a Caller's queue.
 	for _, c := range append([]*Client{box}, rx...) {
 		if n := len(c.Signals()); n != 0 {
