@@ -131,7 +131,7 @@ func (p *peerPart) handleCallStart(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	switch {
 	case err == nil:
-	case errors.Is(err, errNoHub), errors.Is(err, errHubDown):
+	case errors.Is(err, errNoHub), errors.Is(err, errHubDown), errors.Is(err, errCallsOff):
 		code = http.StatusServiceUnavailable
 	case errors.Is(err, peer.ErrUnknownPeer):
 		code = http.StatusNotFound

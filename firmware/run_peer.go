@@ -46,6 +46,7 @@ type peerPart struct {
 	client *peer.Client // nil until registered with the hub
 	caller *peer.Caller
 	st     peer.State // the last state the caller reported
+	broken error      // why calls are off although a hub is configured
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -56,6 +57,8 @@ var (
 	errNoHub = errors.New("no hub configured (--hub)")
 	// errHubDown: the hub has not welcomed the box yet.
 	errHubDown = errors.New("not registered with the hub yet")
+	// errCallsOff: a hub is configured but calls cannot work (no identity).
+	errCallsOff = errors.New("calls off")
 	// errNoPeer: nothing says which box to call.
 	errNoPeer = errors.New("no box to call")
 )
@@ -84,10 +87,13 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	if dir == "" {
 		dir = defaultDataDir()
 	}
-	// The identity is made now, so that a broken data dir fails the start
-	// rather than every call.
+	// The identity is made now: a data dir that cannot hold it turns calls
+	// off (and says why on every try) but never stops the box, whose
+	// phones do not need it.
 	if _, err := peer.LoadOrCreateIdentity(dir); err != nil {
-		return err
+		p.log.Error("calls off: no identity", "err", err)
+		p.setBroken(err)
+		return nil
 	}
 	rcfg := relay.DefaultConfig()
 	if a.relay.authorize != nil {
@@ -128,6 +134,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 			if err != nil {
 				client.Close()
 				p.log.Error("calls off", "err", err)
+				p.setBroken(err)
 				return
 			}
 			p.mu.Lock()
@@ -175,7 +182,15 @@ func (p *peerPart) stop() {
 	if client != nil {
 		client.Close()
 	}
-	p.remote.Close()
+	if p.remote != nil {
+		p.remote.Close()
+	}
+}
+
+func (p *peerPart) setBroken(err error) {
+	p.mu.Lock()
+	p.broken = err
+	p.mu.Unlock()
 }
 
 func (p *peerPart) current() (*peer.Client, *peer.Caller) {
@@ -193,6 +208,12 @@ func (p *peerPart) call(want string) error {
 	}
 	client, caller := p.current()
 	if caller == nil {
+		p.mu.Lock()
+		broken := p.broken
+		p.mu.Unlock()
+		if broken != nil {
+			return fmt.Errorf("%w: %w", errCallsOff, broken)
+		}
 		return errHubDown
 	}
 	if want == "" {

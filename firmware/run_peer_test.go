@@ -427,6 +427,20 @@ func TestApplianceCallConfig(t *testing.T) {
 	waitFor(t, 10*time.Second, "registered with the file's hub", func() bool { c, _ := a.a.peer.current(); return c != nil })
 }
 
+// TestApplianceCallsBrokenDataDir: a data dir that cannot hold the
+// identity turns calls off, with the reason, and the box still starts.
+func TestApplianceCallsBrokenDataDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startCallBox(t, "ws://127.0.0.1:1/v1/ws", file, "kitchen", "--open")
+	var st callAPIState
+	if code := a.do(t, "POST", "/api/call", "", &st); code != http.StatusServiceUnavailable || !strings.Contains(st.Error, "calls off") {
+		t.Errorf("POST /api/call with no identity: %d %+v", code, st)
+	}
+}
+
 // TestMediaTap: subscribers get copies at their frame rate, only of their
 // codec, no audio while muted, and nothing after Close.
 func TestMediaTap(t *testing.T) {
