@@ -313,7 +313,7 @@ function render() {
   $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
   $('kbps').textContent = s.kbps >= 1000 ? `${(s.kbps / 1000).toFixed(1)} Mbit/s` : `${s.kbps} kbit/s`;
   let notice = '';
-  if (s.state === State.UNPAIRED) notice = 'Press the button on the box' + (s.pairHint ? `\n(${s.pairHint})` : '');
+  if (s.state === State.UNPAIRED) notice = 'Press the button on the box\n(both buttons, A and B, together)' + (s.pairHint ? `\n(${s.pairHint})` : '');
   else if (s.state === State.RECONNECTING) notice = 'Reconnecting to the box…';
   else if (s.state === State.CONNECTING) notice = 'Connecting…';
   // Connected but no picture (a camera unplugged, say): the box's message
