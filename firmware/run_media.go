@@ -254,12 +254,69 @@ func (l *errLogger) log1(msg string, err error) {
 // on across reopens.
 func runVideo(ctx context.Context, src capture.VideoSource, reopen func() (capture.VideoSource, error),
 	pk capture.VideoPacketizer, publish func(capture.Burst), st *kindStats, log *slog.Logger) {
+	k := sourceKind[capture.VideoFrame]{
+		name: "camera", unit: "video frame",
+		seq:       func(f capture.VideoFrame) uint64 { return f.Seq },
+		packetize: pk.Packetize,
+	}
+	runSource(ctx, k, videoReader{src}, func() (unitReader[capture.VideoFrame], error) {
+		s, err := reopen()
+		if err != nil {
+			return nil, err
+		}
+		return videoReader{s}, nil
+	}, publish, st, log)
+}
+
+// runAudio is runVideo for the microphone.
+func runAudio(ctx context.Context, src capture.AudioSource, reopen func() (capture.AudioSource, error),
+	pk capture.AudioPacketizer, publish func(capture.Burst), st *kindStats, log *slog.Logger) {
+	k := sourceKind[capture.AudioChunk]{
+		name: "microphone", unit: "audio chunk",
+		seq:       func(c capture.AudioChunk) uint64 { return c.Seq },
+		packetize: pk.Packetize,
+	}
+	runSource(ctx, k, audioReader{src}, func() (unitReader[capture.AudioChunk], error) {
+		s, err := reopen()
+		if err != nil {
+			return nil, err
+		}
+		return audioReader{s}, nil
+	}, publish, st, log)
+}
+
+// unitReader is a camera or a microphone seen by runSource: it yields
+// frames or chunks.
+type unitReader[U any] interface {
+	read(ctx context.Context) (U, error)
+	Close() error
+}
+
+type videoReader struct{ capture.VideoSource }
+
+func (r videoReader) read(ctx context.Context) (capture.VideoFrame, error) { return r.ReadFrame(ctx) }
+
+type audioReader struct{ capture.AudioSource }
+
+func (r audioReader) read(ctx context.Context) (capture.AudioChunk, error) { return r.ReadChunk(ctx) }
+
+// sourceKind is what differs between the video and the audio pipeline.
+type sourceKind[U any] struct {
+	name      string // the device, for the log
+	unit      string // what it yields, for the log
+	seq       func(U) uint64
+	packetize func(U) (capture.Burst, error)
+}
+
+// runSource is the pipeline loop shared by both kinds (see runVideo).
+func runSource[U any](ctx context.Context, k sourceKind[U], src unitReader[U], reopen func() (unitReader[U], error),
+	publish func(capture.Burst), st *kindStats, log *slog.Logger) {
 	el := errLogger{log: log}
 	backoff := minBackoff
 	var seq seqTracker
 	for {
 		for src != nil {
-			f, err := src.ReadFrame(ctx)
+			u, err := src.read(ctx)
 			if err != nil {
 				src.Close()
 				src = nil
@@ -268,18 +325,18 @@ func runVideo(ctx context.Context, src capture.VideoSource, reopen func() (captu
 				}
 				st.errors.Add(1)
 				if errors.Is(err, capture.ErrDeviceGone) {
-					log.Warn("camera gone; reopening", "err", err)
+					log.Warn(k.name+" gone; reopening", "err", err)
 				} else {
-					log.Warn("camera read failed; reopening", "err", err)
+					log.Warn(k.name+" read failed; reopening", "err", err)
 				}
 				break
 			}
 			backoff = minBackoff
-			st.gaps.Add(seq.gap(f.Seq))
-			b, err := pk.Packetize(f)
+			st.gaps.Add(seq.gap(k.seq(u)))
+			b, err := k.packetize(u)
 			if err != nil {
 				st.errors.Add(1)
-				el.log1("video frame dropped", err)
+				el.log1(k.unit+" dropped", err)
 				continue
 			}
 			st.count(b)
@@ -292,58 +349,11 @@ func runVideo(ctx context.Context, src capture.VideoSource, reopen func() (captu
 		s, err := reopen()
 		if err != nil {
 			st.errors.Add(1)
-			el.log1("camera reopen failed", err)
+			el.log1(k.name+" reopen failed", err)
 			continue
 		}
 		st.reopens.Add(1)
-		log.Info("camera reopened")
-		src = s
-		seq = seqTracker{}
-	}
-}
-
-// runAudio is runVideo for the microphone.
-func runAudio(ctx context.Context, src capture.AudioSource, reopen func() (capture.AudioSource, error),
-	pk capture.AudioPacketizer, publish func(capture.Burst), st *kindStats, log *slog.Logger) {
-	el := errLogger{log: log}
-	backoff := minBackoff
-	var seq seqTracker
-	for {
-		for src != nil {
-			c, err := src.ReadChunk(ctx)
-			if err != nil {
-				src.Close()
-				src = nil
-				if ctx.Err() != nil {
-					return
-				}
-				st.errors.Add(1)
-				log.Warn("microphone read failed; reopening", "err", err)
-				break
-			}
-			backoff = minBackoff
-			st.gaps.Add(seq.gap(c.Seq))
-			b, err := pk.Packetize(c)
-			if err != nil {
-				st.errors.Add(1)
-				el.log1("audio chunk dropped", err)
-				continue
-			}
-			st.count(b)
-			publish(b)
-		}
-		if !sleepCtx(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, maxBackoff)
-		s, err := reopen()
-		if err != nil {
-			st.errors.Add(1)
-			el.log1("microphone reopen failed", err)
-			continue
-		}
-		st.reopens.Add(1)
-		log.Info("microphone reopened")
+		log.Info(k.name + " reopened")
 		src = s
 		seq = seqTracker{}
 	}
