@@ -48,7 +48,7 @@ type FanoutSenderConfig struct {
 	Direct    *relay.Relay
 	DirectURL string
 	// StreamBps is the stream's bitrate; 0 measures it from the bursts
-	// published, over each Window.
+	// published, each Window, averaged over the last few (exponentially).
 	StreamBps float64
 	// Window is how often the bitrate is measured and the policy asked
 	// again (default 1 s).
@@ -210,7 +210,15 @@ func (s *FanoutSender) run() {
 				}
 			}
 			if el := now.Sub(winStart).Seconds(); el > 0 {
-				s.bps = float64(s.winBytes*8) / el
+				// A window holds a whole number of frames (14-16 of a
+				// 15 fps stream in 1 s): average the windows, so a stream
+				// near a threshold does not cross it by counting alone.
+				sample := float64(s.winBytes*8) / el
+				if s.bps == 0 {
+					s.bps = sample
+				} else {
+					s.bps = 0.5*s.bps + 0.5*sample
+				}
 			}
 			s.winBytes, winStart = 0, now
 			s.mu.Unlock()
