@@ -69,6 +69,7 @@ type FanoutSender struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	events chan Signal
+	lost   chan struct{} // the publish connection failed
 	remove func()
 
 	mu        sync.Mutex
@@ -96,7 +97,7 @@ func NewFanoutSender(cfg FanoutSenderConfig) (*FanoutSender, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &FanoutSender{cfg: cfg, done: make(chan struct{}), events: make(chan Signal, 64), receivers: map[string]string{}}
+	s := &FanoutSender{cfg: cfg, done: make(chan struct{}), events: make(chan Signal, 64), lost: make(chan struct{}, 1), receivers: map[string]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.remove = cfg.Client.onFanoutSignal(func(sig Signal) {
 		if sig.Kind != KindWatch && sig.Kind != KindUnwatch {
@@ -114,7 +115,9 @@ func NewFanoutSender(cfg FanoutSenderConfig) (*FanoutSender, error) {
 
 // Publish sends one burst to the receivers: into the direct relay (which
 // copies it to each receiver connected there) and, in relay mode, one copy
-// to the hub. It blocks while the hub connection takes the burst.
+// to the hub. It blocks while the hub connection takes the burst. A failed
+// publish connection is dropped (the sender publishes again, or moves the
+// receivers back to direct copies); only ctx's end is returned.
 func (s *FanoutSender) Publish(ctx context.Context, b capture.Burst) error {
 	s.cfg.Direct.Publish(b)
 	n := 0
@@ -128,7 +131,26 @@ func (s *FanoutSender) Publish(ctx context.Context, b capture.Burst) error {
 	if pub == nil {
 		return nil
 	}
-	return pub.Publish(ctx, b)
+	err := pub.Publish(ctx, b)
+	if err == nil || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	lost := s.pub == pub
+	if lost {
+		s.pub = nil
+		s.hubBytes += pub.BytesSent()
+	}
+	s.mu.Unlock()
+	if lost {
+		s.cfg.Log.Warn("fan-out: publish connection to the hub lost", "err", err)
+		pub.Close()
+		select {
+		case s.lost <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // FanoutStats is what a FanoutSender reports.
@@ -222,6 +244,18 @@ func (s *FanoutSender) run() {
 			}
 			s.winBytes, winStart = 0, now
 			s.mu.Unlock()
+		case <-s.lost:
+			// The receivers on the hub's relay have lost the stream: ask
+			// the policy again from direct; if it still says relay, that
+			// publishes anew (new token) and moves everyone there.
+			s.mu.Lock()
+			wasRelay := s.mode == FanoutRelay
+			s.mode = FanoutDirect
+			s.mu.Unlock()
+			if mode, _ := s.decide(); mode == FanoutDirect && wasRelay {
+				s.moveAll() // back to direct copies rather than nothing
+			}
+			continue
 		case <-linger:
 			linger = nil
 			s.mu.Lock()
@@ -241,7 +275,7 @@ func (s *FanoutSender) run() {
 			}
 			continue
 		}
-		if s.decide() == FanoutRelay {
+		if mode, _ := s.decide(); mode == FanoutRelay {
 			linger = nil
 		} else if linger == nil && s.hasPub() && s.currentMode() == FanoutDirect {
 			linger = time.After(s.cfg.Linger)
@@ -262,8 +296,8 @@ func (s *FanoutSender) currentMode() FanoutMode {
 }
 
 // decide asks the policy and switches when it says so; it returns the mode
-// in use afterwards.
-func (s *FanoutSender) decide() FanoutMode {
+// in use afterwards and whether it changed.
+func (s *FanoutSender) decide() (FanoutMode, bool) {
 	s.mu.Lock()
 	n, bps, cur := len(s.receivers), s.streamBpsLocked(), s.mode
 	s.mu.Unlock()
@@ -272,7 +306,7 @@ func (s *FanoutSender) decide() FanoutMode {
 	s.last = d
 	s.mu.Unlock()
 	if d.Mode == cur {
-		return cur
+		return cur, false
 	}
 	if d.Mode == FanoutRelay {
 		s.mu.Lock()
@@ -284,7 +318,7 @@ func (s *FanoutSender) decide() FanoutMode {
 			cancel()
 			if err != nil {
 				s.cfg.Log.Warn("fan-out: cannot publish to the hub; staying direct", "err", err)
-				return cur
+				return cur, false
 			}
 			pub = p
 		}
@@ -295,20 +329,27 @@ func (s *FanoutSender) decide() FanoutMode {
 	s.mu.Lock()
 	s.mode = d.Mode
 	s.switches++
-	recv := make(map[string]string, len(s.receivers))
-	for id, call := range s.receivers {
-		recv[id] = call
-	}
 	s.mu.Unlock()
 	s.cfg.Log.Info("fan-out: switching", "mode", d.Mode, "receivers", n, "stream_kbps", int(bps/1e3), "reason", d.Reason)
 	if s.cfg.OnDecision != nil {
 		s.cfg.OnDecision(d)
 	}
+	s.moveAll()
+	return d.Mode, true
+}
+
+// moveAll tells every receiver where the stream is now.
+func (s *FanoutSender) moveAll() {
+	s.mu.Lock()
+	recv := make(map[string]string, len(s.receivers))
+	for id, call := range s.receivers {
+		recv[id] = call
+	}
+	s.mu.Unlock()
 	loc := s.location()
 	for id, call := range recv {
 		s.sendLocation(id, call, loc)
 	}
-	return d.Mode
 }
 
 // location is where receivers get the stream in the current mode.

@@ -154,6 +154,8 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 	// The box's own relay, reached directly by the receivers; every byte
 	// its server writes is upload.
 	var directUp, hubUp atomic.Uint64
+	var pmu sync.Mutex
+	var pubConns []net.Conn
 	const directToken = "direct-token-for-receivers"
 	rcfg := relay.DefaultConfig()
 	rcfg.Authorize = func(tok string) error {
@@ -174,6 +176,9 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
+		pmu.Lock()
+		pubConns = append(pubConns, c)
+		pmu.Unlock()
 		return countConn{c, &hubUp}, nil
 	}}}
 
@@ -353,6 +358,42 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 	}
 	checkFrames("relay x3", frames, 2)
 
+	// The publish connection breaks: the box publishes again (a new
+	// token) and moves every receiver to it.
+	before, _ := recs[0].w.Location()
+	gaps := make([]uint32, receivers)
+	for i, r := range recs {
+		r.mu.Lock()
+		gaps[i], r.maxGap = r.maxGap, 0
+		r.mu.Unlock()
+	}
+	breakAt := time.Now()
+	pmu.Lock()
+	for _, c := range pubConns {
+		c.Close()
+	}
+	pmu.Unlock()
+	waitFor("every receiver on the new publication", func() bool {
+		for _, r := range recs {
+			if loc, _ := r.w.Location(); loc.Mode != "relay" || loc.URL == before.URL {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("publish connection broken: receivers on a new publication after %v", time.Since(breakAt).Round(time.Millisecond))
+	_, _, frames = measure(time.Second, 0, 1, 2)
+	checkFrames("relay x3 after the break", frames, 1)
+	for i, r := range recs {
+		r.mu.Lock()
+		t.Logf("receiver %d: %d frame intervals without a frame across the break", i, (r.maxGap+3000)/6000-1)
+		if r.maxGap > 15*6000 {
+			t.Errorf("receiver %d: a gap of %d frame intervals across the break", i, (r.maxGap+3000)/6000)
+		}
+		r.maxGap = gaps[i]
+		r.mu.Unlock()
+	}
+
 	// Two again: inside the hysteresis band, the box stays on the relay.
 	unwatch(2)
 	time.Sleep(2500 * time.Millisecond)
@@ -384,8 +425,8 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 			t.Errorf("receiver %d: %d frame intervals between two frames", i, (gap+3000)/6000)
 		}
 	}
-	if st := sender.Stats(); st.Switches != 2 {
-		t.Errorf("box switched %d times, want 2", st.Switches)
+	if st := sender.Stats(); st.Switches != 3 {
+		t.Errorf("box switched %d times, want 3 (to the relay, to it again after the break, back)", st.Switches)
 	}
 	// The last receiver loses its hub connection without unwatching: the
 	// box stops counting it.
