@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,8 +100,25 @@ func (r *watchRecord) snapshot() (decoded, bad int, maxGap uint32) {
 // the box's upload drops to about one copy while every receiver keeps
 // decoding whole frames. Back at two receivers it stays on the relay (the
 // hysteresis band); at one it moves the receiver back and stops publishing.
+//
+// Every goroutine the box, the receivers and the hub started has ended
+// once they are closed.
 func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 	testenvShort(t)
+	before := runtime.NumGoroutine()
+	t.Run("switch", fanoutSwitch)
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
+	}
+}
+
+func fanoutSwitch(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	hub := newTestHub(t, time.Now)
 	fh := NewFanoutHub(hub, log)
