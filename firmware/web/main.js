@@ -55,6 +55,7 @@ const stats = {
   paired: false, // this page obtained a token by pairing
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
+  callError: '', // why the last call or hang-up from this page failed
 };
 // Bytes so far, read live (not at the last tick) so rates over any window are exact.
 Object.defineProperty(stats, 'bytesReceived', {
@@ -242,6 +243,35 @@ for (const b of document.querySelectorAll('[data-button]')) {
   b.addEventListener('click', (e) => e.stopPropagation());
 }
 
+// Calls to another box (docs/peer.md): the button calls the box's paired
+// box, or hangs up; /api/state's call says which, and whether direct or
+// relayed.
+function callText(call) {
+  if (!call || call.state === 'idle') return '';
+  const who = call.peer ? ` ${call.peer}` : '';
+  if (call.state === 'calling') return `calling${who}…`;
+  return `in a call${call.peer ? ` with ${call.peer}` : ''} (${call.state})`;
+}
+
+$('call').addEventListener('click', async (e) => {
+  e.stopPropagation();
+  const call = stats.box && stats.box.call;
+  if (!call) return;
+  const t = token();
+  const method = call.state === 'idle' ? 'POST' : 'DELETE';
+  try {
+    const r = await fetch(`/api/call${t ? `?token=${encodeURIComponent(t)}` : ''}`, { method });
+    const body = await r.json().catch(() => ({}));
+    stats.callError = r.ok ? '' : (body.error || `HTTP ${r.status}`);
+    if (stats.box && stats.box.call && typeof body.state === 'string') {
+      stats.box.call = { ...stats.box.call, state: body.state, peer: body.peer || '' };
+    }
+  } catch {
+    stats.callError = 'the box is away';
+  }
+  render();
+});
+
 // A tap on the picture: sound on (mobile autoplay rules need the gesture),
 // and full screen where the browser has it; iPhones lack element full
 // screen, so there the overlays hide instead.
@@ -323,7 +353,15 @@ function render() {
   if (box && box.message && notice) notice += '\n' + box.message;
   $('notice').textContent = notice;
   $('notice').hidden = !notice;
-  $('boxstate').textContent = box ? [box.state, box.message].filter(Boolean).join(': ') : '';
+  const call = box && box.call;
+  const inCall = callText(call);
+  $('boxstate').textContent = box ? [inCall || box.state, box.message, s.callError].filter(Boolean).join(': ') : '';
+  const callBtn = $('call');
+  callBtn.hidden = !(call && call.enabled && box.paired);
+  if (call) {
+    callBtn.dataset.call = call.state;
+    callBtn.textContent = call.state === 'idle' ? 'Call' : 'Hang up';
+  }
   $('sound').hidden = s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
 }
