@@ -213,9 +213,13 @@ async function pollBox() {
       stats.box = null;
     }
     render();
-    await sleep(2000);
+    // While a call is being set up, look again soon: it connects within
+    // a second or so, and the page should say so when the box does.
+    const calling = stats.box && stats.box.call && stats.box.call.state === 'calling';
+    await new Promise((r) => { const id = setTimeout(r, calling ? 250 : 2000); wakeBox = () => { clearTimeout(id); r(); }; });
   }
 }
+let wakeBox = () => {}; // ends pollBox's wait: the page changed the box's state
 
 async function simButton(button, ms) {
   try {
@@ -270,6 +274,7 @@ $('call').addEventListener('click', async (e) => {
     stats.callError = 'the box is away';
   }
   render();
+  wakeBox();
 });
 
 // A tap on the picture: sound on (mobile autoplay rules need the gesture),

@@ -1,0 +1,96 @@
+package browser
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// TestPageCall: the page's Call button calls the paired box and hangs up,
+// and the page says whether the call is direct or relayed (call.spec.mjs).
+// Two `callbox run` boxes and a `callbox hub` on this machine; the boxes
+// pair through /api/call/pair. The call's ICE uses the machine's own
+// (non-loopback) addresses, so it stays on this machine.
+func TestPageCall(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	if !hasNonLoopbackIPv4() {
+		testenv.Unavailable(t, "no non-loopback IPv4 address for the boxes' ICE host candidates")
+	}
+	bin := callbox(t)
+	hubAddr := freeAddr(t)
+	hub := exec.Command(bin, "hub", "--listen", hubAddr, "--stun-listen", "", "--public-ip", "127.0.0.1", "--data", t.TempDir())
+	hub.Env = append(os.Environ(), "CALLBOX_TURN_SECRET=browser-test")
+	var hubLog bytes.Buffer
+	hub.Stdout, hub.Stderr = &hubLog, &hubLog
+	if err := hub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Process.Kill(); hub.Wait() })
+	hubURL := "ws://" + hubAddr + "/v1/ws"
+	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL)
+	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL)
+
+	post := func(x *box, path, body string, v any) int {
+		t.Helper()
+		r, err := http.Post("http://"+x.addr+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		json.NewDecoder(r.Body).Decode(v)
+		return r.StatusCode
+	}
+	// Pair the boxes (once both are registered with the hub).
+	var code struct{ Code string }
+	deadline := time.Now().Add(15 * time.Second)
+	for post(a, "/api/call/pair", "", &code) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("box A never registered with the hub:\n%s\n%s", a.log, hubLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var joined map[string]any
+	for post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("box B could not join: %v\n%s", joined, b.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/")
+	t.Logf("button after %.0f ms; in a call %.0f ms after the tap: %q", r.num("buttonMs"), r.num("inCallMs"), r["boxstateInCall"])
+	if r["labelIdle"] != "Call" || r["labelInCall"] != "Hang up" {
+		t.Errorf("button labels %v / %v, want Call / Hang up", r["labelIdle"], r["labelInCall"])
+	}
+	if s, _ := r["boxstateInCall"].(string); !strings.Contains(s, "(direct)") {
+		t.Errorf("page's box state in the call: %q, want it to say direct", s)
+	}
+	if r["otherInCall"] != "direct" || r["otherAfter"] != "idle" {
+		t.Errorf("box B's call: %v in the call, %v after the hang-up; want direct, idle", r["otherInCall"], r["otherAfter"])
+	}
+	if r["callError"] != "" {
+		t.Errorf("page's call error: %v", r["callError"])
+	}
+}
+
+func hasNonLoopbackIPv4() bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
