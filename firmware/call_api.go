@@ -113,21 +113,11 @@ func (p *peerPart) handleCallStart(w http.ResponseWriter, r *http.Request) {
 	if !p.callAuthorized(w, r) {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
-	if err != nil || len(body) > maxBoardAPIBody {
-		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+	var req callAPIRequest
+	if !readOptionalJSON(w, r, &req) {
 		return
 	}
-	var req callAPIRequest
-	if strings.TrimSpace(string(body)) != "" {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
-			return
-		}
-	}
-	err = p.call(req.Peer)
+	err := p.call(req.Peer)
 	code := http.StatusOK
 	switch {
 	case err == nil:
@@ -171,19 +161,9 @@ func (p *peerPart) handleCallPair(w http.ResponseWriter, r *http.Request) {
 	if !p.callAuthorized(w, r) {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
-	if err != nil || len(body) > maxBoardAPIBody {
-		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
-		return
-	}
 	var req callPairRequest
-	if strings.TrimSpace(string(body)) != "" {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
-			return
-		}
+	if !readOptionalJSON(w, r, &req) {
+		return
 	}
 	client, _ := p.current()
 	switch {
@@ -232,6 +212,26 @@ func validPairCode(c string) bool {
 		if r < '0' || r > '9' {
 			return false
 		}
+	}
+	return true
+}
+
+// readOptionalJSON decodes r's body, if it has one, into v; on a bad body it
+// answers 400 and returns false.
+func readOptionalJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBoardAPIBody+1))
+	if err != nil || len(body) > maxBoardAPIBody {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or too large body"})
+		return false
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "bad request: " + err.Error()})
+		return false
 	}
 	return true
 }
