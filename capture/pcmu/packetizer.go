@@ -40,25 +40,14 @@ type Packetizer struct {
 // and payload type (capture.PayloadTypePCMU unless negotiated otherwise).
 // Sequence numbers and timestamps start at random values.
 func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
-	if maxSize == 0 {
-		maxSize = capture.DefaultMaxPacketSize
-	}
-	if maxSize < rtpext.HeaderSize+1 {
-		return nil, fmt.Errorf("pcmu: %d bytes: %w", maxSize, capture.ErrPacketSize)
-	}
-	if pt > 127 {
-		return nil, fmt.Errorf("pcmu: payload type %d out of range", pt)
+	maxSize, hdr, err := capture.NewRTPHeader(maxSize, rtpext.HeaderSize+1, ssrc, pt)
+	if err != nil {
+		return nil, fmt.Errorf("pcmu: %w", err)
 	}
 	p := &Packetizer{
 		maxPayload: maxSize - rtpext.HeaderSize,
+		hdr:        hdr,
 		clock:      rtpext.NewClock(Rate),
-	}
-	p.hdr = rtp.Header{
-		Version:        2,
-		PayloadType:    pt,
-		SSRC:           ssrc,
-		SequenceNumber: uint16(rtpext.Random32()),
-		Extensions:     make([]rtp.Extension, 0, 1),
 	}
 	return p, nil
 }

@@ -70,23 +70,11 @@ type Packetizer struct {
 // maxSize bytes (0 means capture.DefaultMaxPacketSize) with the given SSRC
 // and payload type (capture.PayloadTypeH264 unless negotiated otherwise).
 func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
-	if maxSize == 0 {
-		maxSize = capture.DefaultMaxPacketSize
+	maxSize, hdr, err := capture.NewRTPHeader(maxSize, MinPacketSize, ssrc, pt)
+	if err != nil {
+		return nil, fmt.Errorf("rtph264: %w", err)
 	}
-	if maxSize < MinPacketSize {
-		return nil, fmt.Errorf("rtph264: %d bytes, need at least %d: %w", maxSize, MinPacketSize, capture.ErrPacketSize)
-	}
-	if pt > 127 {
-		return nil, fmt.Errorf("rtph264: payload type %d out of range", pt)
-	}
-	p := &Packetizer{maxSize: maxSize, clock: rtpext.NewClock(capture.VideoClockRate)}
-	p.hdr = rtp.Header{
-		Version:        2,
-		PayloadType:    pt,
-		SSRC:           ssrc,
-		SequenceNumber: uint16(rtpext.Random32()),
-		Extensions:     make([]rtp.Extension, 0, 1),
-	}
+	p := &Packetizer{maxSize: maxSize, hdr: hdr, clock: rtpext.NewClock(capture.VideoClockRate)}
 	return p, nil
 }
 

@@ -46,23 +46,11 @@ type Packetizer struct {
 // negotiated otherwise). Sequence numbers and timestamps start at random
 // values.
 func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
-	if maxSize == 0 {
-		maxSize = capture.DefaultMaxPacketSize
+	maxSize, hdr, err := capture.NewRTPHeader(maxSize, MinPacketSize, ssrc, pt)
+	if err != nil {
+		return nil, fmt.Errorf("rtpjpeg: %w", err)
 	}
-	if maxSize < MinPacketSize {
-		return nil, fmt.Errorf("rtpjpeg: %d bytes, need at least %d: %w", maxSize, MinPacketSize, capture.ErrPacketSize)
-	}
-	if pt > 127 {
-		return nil, fmt.Errorf("rtpjpeg: payload type %d out of range", pt)
-	}
-	p := &Packetizer{maxSize: maxSize, clock: rtpext.NewClock(capture.VideoClockRate)}
-	p.hdr = rtp.Header{
-		Version:        2,
-		PayloadType:    pt,
-		SSRC:           ssrc,
-		SequenceNumber: uint16(rtpext.Random32()),
-		Extensions:     make([]rtp.Extension, 0, 1),
-	}
+	p := &Packetizer{maxSize: maxSize, hdr: hdr, clock: rtpext.NewClock(capture.VideoClockRate)}
 	return p, nil
 }
 
