@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
 HTTP    ?= 127.0.0.1:8080
 
-.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image vendor clean
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image vendor clean config-docs
 all: build
 
 build:
@@ -62,6 +62,11 @@ image:
 # vendor/ for Buildroot, which builds Go with -mod=vendor (docs/image.md).
 vendor:
 	$(GO) mod vendor
+
+# docs/config.md's key tables and board/callbox.example.toml, from the keys
+# declared in board/config/keys.go (a test fails when they drift).
+config-docs:
+	$(GO) generate ./board/config
 
 clean:
 	rm -rf bin

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/callbox/callbox/board/config"
 )
 
 // appliance is `callbox run`: the box. Each part lives in its own file
@@ -23,9 +25,14 @@ import (
 // Stop runs in reverse.
 type appliance struct {
 	configPath string
-	httpAddr   string
-	log        *slog.Logger
-	mux        *http.ServeMux
+	flags      *config.Flags // the configuration keys' flags
+	// cfg is the configuration: the file, then the command line over it
+	// (loadConfig, before any part starts). cfgErr is what was wrong with
+	// the file; the board shows it.
+	cfg    *config.Config
+	cfgErr error
+	log    *slog.Logger
+	mux    *http.ServeMux
 
 	board boardPart
 	relay relayPart
@@ -37,13 +44,7 @@ type appliance struct {
 func cmdRun(args []string) int {
 	a := &appliance{log: slog.New(slog.NewTextHandler(os.Stderr, nil)), mux: http.NewServeMux()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&a.configPath, "config", "", "configuration file (TOML); a bad file boots on defaults and shows the error")
-	fs.StringVar(&a.httpAddr, "http", ":8080", "HTTP address for the page, WebSocket and /metrics")
-	a.board.flags(fs)
-	a.relay.flags(fs)
-	a.media.flags(fs)
-	a.peer.flags(fs)
-	a.page.flags(fs)
+	a.registerFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,9 +57,34 @@ func cmdRun(args []string) int {
 	return 0
 }
 
+// registerFlags registers `callbox run`'s flags: --config, one per
+// configuration key that has one (board/config declares them), and the
+// page's --mdns-name.
+func (a *appliance) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&a.configPath, "config", "", "configuration `file` (TOML, docs/config.md); a bad file boots on defaults and shows the error")
+	a.flags = config.RegisterFlags(fs)
+	a.page.flags(fs)
+}
+
+// loadConfig reads the configuration file (--config, else the first of
+// boardConfigPaths) and applies the command line over it. A bad file is
+// not an error here (the box boots and shows it); a command line that
+// breaks a rule between keys is.
+func (a *appliance) loadConfig() error {
+	cfg, err := loadBoardConfig(a.configPath, a.log)
+	if ferr := a.flags.Apply(cfg); ferr != nil {
+		return ferr
+	}
+	a.cfg, a.cfgErr = cfg, err
+	return nil
+}
+
 func (a *appliance) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := a.loadConfig(); err != nil {
+		return err
+	}
 	if err := a.board.start(ctx, a); err != nil {
 		return fmt.Errorf("board: %w", err)
 	}
@@ -80,7 +106,7 @@ func (a *appliance) run(ctx context.Context) error {
 	}
 	defer a.page.stop()
 
-	ln, err := net.Listen("tcp", a.httpAddr)
+	ln, err := net.Listen("tcp", a.cfg.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
@@ -32,8 +33,8 @@ func cmdSend(args []string) int {
 			"receiver first (e.g. with --sdp-only), then send.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	var o mediaOptions
-	o.register(fs)
+	// The media keys of the configuration (board/config), as flags.
+	flags := config.RegisterFlags(fs, "camera.", "audio.", "relay.packet_size")
 	to := fs.String("to", "", "receiver HOST:PORT (PORT even: video to PORT, audio to PORT+2)")
 	sdpPath := fs.String("sdp", "", "write the receiver's SDP file here")
 	sdpOnly := fs.Bool("sdp-only", false, "write the SDP file and exit, so a receiver can start before the sender")
@@ -45,7 +46,12 @@ func cmdSend(args []string) int {
 		fmt.Fprintf(os.Stderr, "callbox send: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg := sendConfig{opts: o, to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
+	mc := config.Default()
+	if err := flags.Apply(mc); err != nil {
+		fmt.Fprintf(os.Stderr, "callbox send: %v\n", err)
+		return 2
+	}
+	cfg := sendConfig{opts: mediaOptionsOf(mc), to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

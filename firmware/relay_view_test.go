@@ -3,7 +3,6 @@ package firmware
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,9 +41,8 @@ func testBurst(t *testing.T, kind capture.Kind, seq uint16, at time.Time) captur
 // TestRelayPartAndView starts the appliance's relay part and views it with
 // `callbox view`'s code over TCP and WebSocket, with pairing.
 func TestRelayPartAndView(t *testing.T) {
-	a := &appliance{log: slog.New(slog.NewTextHandler(io.Discard, nil)), mux: http.NewServeMux()}
+	a := newTestAppliance(t, "", "--relay", "127.0.0.1:0")
 	p := &a.relay
-	p.addr = "127.0.0.1:0"
 	p.authorize = func(tok string) error {
 		if tok != "paired" {
 			return relay.ErrUnpaired

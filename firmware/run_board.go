@@ -3,15 +3,12 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,11 +27,6 @@ import (
 // every other part depends on what it decides: the configuration, and
 // whether a client may receive media (authorize).
 type boardPart struct {
-	fs      *flag.FlagSet
-	dataDir string
-	open    bool
-	profile string
-
 	cfg       *config.Config
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware
@@ -67,33 +59,11 @@ var boardConfigPaths = []string{"/boot/firmware/callbox.toml", "/boot/callbox.to
 // survives firmware updates).
 const boxDataDir = "/data/callbox"
 
-func (p *boardPart) flags(fs *flag.FlagSet) {
-	p.fs = fs
-	fs.StringVar(&p.dataDir, "data", "", "data `dir` for paired phones and settings (default "+boxDataDir+" on a box, the user cache dir in simulation)")
-	fs.BoolVar(&p.open, "open", false, "open access: every client gets media without pairing (trusted networks only; config pairing.open)")
-	fs.StringVar(&p.profile, "board", "", "board `profile`: "+strings.Join(config.Profiles, ", ")+" (config board.profile; default auto)")
-}
-
 func (p *boardPart) start(ctx context.Context, a *appliance) error {
-	explicit := map[string]bool{}
-	if p.fs != nil {
-		p.fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-	}
-	if explicit["board"] && !slices.Contains(config.Profiles, p.profile) {
-		return fmt.Errorf("--board %q: not one of %s", p.profile, strings.Join(config.Profiles, ", "))
-	}
-
 	// A bad file never stops the box: it runs on the defaults (plus every
-	// valid key) and shows the error.
-	cfg, cfgErr := loadBoardConfig(a.configPath, a.log)
+	// valid key) and shows the error (a.cfgErr).
+	cfg, cfgErr := a.cfg, a.cfgErr
 	p.cfg = cfg
-	if explicit["board"] {
-		cfg.Board.Profile = p.profile
-	}
-	if explicit["open"] {
-		cfg.Pairing.Open = p.open
-	}
-	applyBoardConfigFlags(p.fs, cfg, explicit, a.log)
 
 	// Hardware: real GPIO when the profile resolves, else the simulation.
 	var chips []board.Chip
@@ -119,9 +89,6 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	p.wiring = w
 
 	dir := cfg.DataDir
-	if explicit["data"] || dir == "" && p.dataDir != "" {
-		dir = p.dataDir
-	}
 	if dir == "" {
 		dir = boardDataDir(p.simulated)
 	}
@@ -323,58 +290,6 @@ func loadBoardConfig(path string, log *slog.Logger) (*config.Config, error) {
 	}
 	log.Info("configuration", "file", path)
 	return cfg, nil
-}
-
-// boardConfigFlags maps configuration keys to the flags of the parts that
-// consume them. A key the file sets becomes that flag's value unless the
-// flag was given on the command line, so the command line always wins and
-// each part keeps reading only its own flags. Flags a part does not define
-// are skipped.
-var boardConfigFlags = []struct {
-	keys  []string // the flag is set when the file sets any of these
-	flag  string
-	value func(c *config.Config) string
-}{
-	{[]string{"http"}, "http", func(c *config.Config) string { return c.HTTP }},
-	{[]string{"camera.device"}, "camera", func(c *config.Config) string { return c.Camera.Device }},
-	{[]string{"camera.width", "camera.height"}, "size", func(c *config.Config) string {
-		return fmt.Sprintf("%dx%d", c.Camera.Width, c.Camera.Height)
-	}},
-	{[]string{"camera.fps"}, "fps", func(c *config.Config) string { return fmt.Sprint(c.Camera.FPS) }},
-	{[]string{"audio.device"}, "mic", func(c *config.Config) string { return c.Audio.Device }},
-	{[]string{"relay.tcp"}, "relay", func(c *config.Config) string { return c.Relay.TCP }},
-	{[]string{"relay.packet_size"}, "packet-size", func(c *config.Config) string { return fmt.Sprint(c.Relay.PacketSize) }},
-	{[]string{"relay.health_check"}, "relay-hc", func(c *config.Config) string { return fmt.Sprint(c.Relay.HealthCheck) }},
-	{[]string{"relay.idle_limit"}, "relay-idle-limit", func(c *config.Config) string { return fmt.Sprint(c.Relay.IdleLimit) }},
-	{[]string{"relay.batch"}, "relay-batch", func(c *config.Config) string { return fmt.Sprint(c.Relay.Batch) }},
-	{[]string{"relay.max_delay"}, "relay-max-delay", func(c *config.Config) string { return c.Relay.MaxDelay.String() }},
-	{[]string{"relay.audio_max_delay"}, "relay-audio-max-delay", func(c *config.Config) string { return c.Relay.AudioMaxDelay.String() }},
-	{[]string{"relay.audio_keep"}, "relay-audio-keep", func(c *config.Config) string { return c.Relay.AudioKeep.String() }},
-	{[]string{"relay.health_timeout"}, "relay-health-timeout", func(c *config.Config) string { return c.Relay.HealthTimeout.String() }},
-	{[]string{"relay.max_flushes"}, "relay-max-flushes", func(c *config.Config) string { return fmt.Sprint(c.Relay.MaxFlushes) }},
-	{[]string{"relay.flush_window"}, "relay-flush-window", func(c *config.Config) string { return c.Relay.FlushWindow.String() }},
-	{[]string{"relay.video_nagle"}, "relay-video-nagle", func(c *config.Config) string { return fmt.Sprint(c.Relay.VideoNagle) }},
-	{[]string{"call.hub"}, "hub", func(c *config.Config) string { return c.Call.Hub }},
-	{[]string{"call.peer"}, "peer", func(c *config.Config) string { return c.Call.Peer }},
-	{[]string{"call.fps"}, "call-fps", func(c *config.Config) string { return fmt.Sprint(c.Call.FPS) }},
-}
-
-func applyBoardConfigFlags(fs *flag.FlagSet, cfg *config.Config, explicit map[string]bool, log *slog.Logger) {
-	if fs == nil {
-		return
-	}
-	for _, m := range boardConfigFlags {
-		set := false
-		for _, k := range m.keys {
-			set = set || cfg.IsSet(k)
-		}
-		if !set || explicit[m.flag] || fs.Lookup(m.flag) == nil {
-			continue
-		}
-		if err := fs.Set(m.flag, m.value(cfg)); err != nil {
-			log.Warn("configuration key not applied", "key", m.keys[0], "flag", m.flag, "err", err)
-		}
-	}
 }
 
 // boardDataDir is /data/callbox on a box; in simulation (a developer's

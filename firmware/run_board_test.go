@@ -3,15 +3,13 @@ package firmware
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,40 +17,28 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/relay"
 )
 
 // boardFixture is a started boardPart on a simulated board with its HTTP
 // API served by httptest.
 type boardFixture struct {
 	a   *appliance
-	fs  *flag.FlagSet
 	srv *httptest.Server
 }
 
 func startBoard(t *testing.T, configText string, args ...string) *boardFixture {
 	t.Helper()
-	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&a.httpAddr, "http", ":8080", "")
-	a.board.flags(fs)
-	a.relay.flags(fs)
-	if configText != "" {
-		a.configPath = filepath.Join(t.TempDir(), "callbox.toml")
-		if err := os.WriteFile(a.configPath, []byte(configText), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	args = append([]string{"--board", "sim", "--data", filepath.Join(t.TempDir(), "data")}, args...)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAppliance(t, configText, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := a.board.start(ctx, a); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	f := &boardFixture{a: a, fs: fs, srv: httptest.NewServer(a.mux)}
+	f := &boardFixture{a: a, srv: httptest.NewServer(a.mux)}
 	t.Cleanup(func() {
 		f.srv.Close()
 		cancel()
@@ -282,31 +268,43 @@ func TestBoardBadConfig(t *testing.T) {
 	}
 }
 
-// The file sets the other parts' flags; the command line wins.
-func TestBoardConfigSetsFlags(t *testing.T) {
+// The file and the command line fill one configuration; the command line
+// wins, and the parts get its typed values (the relay its relay.Config).
+func TestBoardConfigAndFlags(t *testing.T) {
 	f := startBoard(t, "http = \"127.0.0.1:9999\"\n[relay]\nhealth_check = 4\nidle_limit = 12\n", "--relay-hc", "6")
-	get := func(name string) string { return f.fs.Lookup(name).Value.String() }
-	if get("http") != "127.0.0.1:9999" || f.a.httpAddr != "127.0.0.1:9999" {
-		t.Errorf("http = %s", get("http"))
+	c := f.a.cfg
+	if c.HTTP != "127.0.0.1:9999" {
+		t.Errorf("http = %s", c.HTTP)
 	}
-	if get("relay-idle-limit") != "12" {
-		t.Errorf("relay-idle-limit = %s, want 12 from the file", get("relay-idle-limit"))
+	rc := relayConfig(c.Relay)
+	if rc.Video.IdleLimit != 12 {
+		t.Errorf("idle limit = %d, want 12 from the file", rc.Video.IdleLimit)
 	}
-	if get("relay-hc") != "6" {
-		t.Errorf("relay-hc = %s, want 6 from the command line", get("relay-hc"))
+	if rc.Video.HealthInterval != 6 {
+		t.Errorf("health interval = %d, want 6 from the command line", rc.Video.HealthInterval)
 	}
-	if get("relay-batch") != "32" {
-		t.Errorf("relay-batch = %s: a key the file does not set changed", get("relay-batch"))
+	if rc.Video.Batch != 32 {
+		t.Errorf("batch = %d: a key the file does not set changed", rc.Video.Batch)
+	}
+}
+
+// The relay's defaults are written in board/config's declaration (which
+// must not import the relay): they must be the relay's own.
+func TestConfigRelayDefaultsAreTheRelays(t *testing.T) {
+	got, want := relayConfig(config.Default().Relay), relay.DefaultConfig()
+	got.Now, want.Now = nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("config defaults give\n%+v\nthe relay's are\n%+v", got, want)
 	}
 }
 
 func TestBoardFlags(t *testing.T) {
-	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	a.board.flags(fs)
-	fs.Parse([]string{"--board", "rpi9"})
-	if err := a.board.start(context.Background(), a); err == nil || !strings.Contains(err.Error(), "rpi9") {
+	if _, err := parseTestAppliance(t, "", "--board", "rpi9"); err == nil || !strings.Contains(err.Error(), "rpi9") {
 		t.Fatalf("--board rpi9: %v", err)
+	}
+	// A command line breaking a rule between keys stops the start.
+	if _, err := parseTestAppliance(t, "[relay]\nidle_limit = 12\n", "--relay-hc", "20"); err == nil || !strings.Contains(err.Error(), "idle_limit") {
+		t.Fatalf("--relay-hc 20 over idle_limit 12: %v", err)
 	}
 }
 
@@ -433,10 +431,7 @@ func TestBoardMuteFilter(t *testing.T) {
 func TestBoardStopLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for i := 0; i < 3; i++ {
-		a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
-		fs := flag.NewFlagSet("run", flag.ContinueOnError)
-		a.board.flags(fs)
-		fs.Parse([]string{"--board", "sim", "--data", t.TempDir()})
+		a := newTestAppliance(t, "", "--board", "sim", "--data", t.TempDir())
 		if err := a.board.start(context.Background(), a); err != nil {
 			t.Fatal(err)
 		}

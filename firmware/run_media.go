@@ -3,9 +3,7 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/callbox/callbox/board"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
@@ -45,13 +45,13 @@ type mediaOptions struct {
 	packetSize int
 }
 
-func (o *mediaOptions) register(fs *flag.FlagSet) {
-	o.size = frameSize{1280, 720}
-	fs.StringVar(&o.camera, "camera", "auto", "camera: auto, synthetic or a device such as /dev/video0")
-	fs.StringVar(&o.mic, "mic", "auto", "microphone: auto, synthetic or a device name")
-	fs.Var(&o.size, "size", "video frame size WxH (multiples of 8, at most 2040)")
-	fs.IntVar(&o.fps, "fps", 30, "video frames per second")
-	fs.IntVar(&o.packetSize, "packet-size", capture.DefaultMaxPacketSize, "largest RTP packet in bytes (design S8: no IP fragmentation)")
+// mediaOptionsOf takes the media keys of a configuration.
+func mediaOptionsOf(c *config.Config) mediaOptions {
+	return mediaOptions{
+		camera: c.Camera.Device, mic: c.Audio.Device,
+		size: frameSize{c.Camera.Width, c.Camera.Height}, fps: c.Camera.FPS,
+		packetSize: c.Relay.PacketSize,
+	}
 }
 
 func (o *mediaOptions) check() error {
@@ -84,8 +84,6 @@ func (s *frameSize) Set(v string) error {
 	return nil
 }
 
-func (p *mediaPart) flags(fs *flag.FlagSet) { p.opts.register(fs) }
-
 // publisher is what the relay offers the media pipeline. Publish is called
 // from the video and the audio goroutine; the burst's packets are valid only
 // during the call.
@@ -93,6 +91,7 @@ type publisher interface{ Publish(capture.Burst) }
 
 func (p *mediaPart) start(ctx context.Context, a *appliance) error {
 	log := a.log.With("part", "media")
+	p.opts = mediaOptionsOf(a.cfg)
 	publish := func(capture.Burst) {}
 	if s, ok := any(&a.relay).(publisher); ok {
 		publish = a.board.muteFilter(s.Publish) // no audio while muted (button A)

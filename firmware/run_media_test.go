@@ -3,7 +3,6 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -161,11 +160,7 @@ func TestFrameSizeFlag(t *testing.T) {
 func TestMediaPartStartStop(t *testing.T) {
 	before := runtime.NumGoroutine()
 	var p mediaPart
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	p.flags(fs)
-	if err := fs.Parse([]string{"--size", "320x240", "--fps", "50", "--camera", "synthetic", "--mic", "auto"}); err != nil {
-		t.Fatal(err)
-	}
+	p.opts = mediaOptionsOf(newTestAppliance(t, "", "--size", "320x240", "--fps", "50", "--camera", "synthetic", "--mic", "auto").cfg)
 	var video, audio atomic.Int64
 	got := make(chan struct{})
 	var once sync.Once
@@ -206,13 +201,14 @@ func TestMediaPartBadFlags(t *testing.T) {
 		{"--mic", "hw:7"},
 		{"--size", "1281x720"},
 	} {
-		var p mediaPart
-		fs := flag.NewFlagSet("run", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		p.flags(fs)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
+		// A value out of range fails the command line; a device that
+		// cannot be opened fails the start.
+		a, err := parseTestAppliance(t, "", args...)
+		if err != nil {
+			continue
 		}
+		var p mediaPart
+		p.opts = mediaOptionsOf(a.cfg)
 		if err := p.launch(context.Background(), func(capture.Burst) {}, quietLog); err == nil {
 			p.stop()
 			t.Errorf("%v: started", args)

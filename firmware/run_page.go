@@ -53,7 +53,7 @@ func (p *pagePart) start(ctx context.Context, a *appliance) error {
 	}
 	// A page served on loopback only is for this machine: announcing a
 	// name on the LAN would lead phones nowhere.
-	if host, _, err := net.SplitHostPort(a.httpAddr); err == nil {
+	if host, _, err := net.SplitHostPort(a.cfg.HTTP); err == nil {
 		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 			p.mdnsName = ""
 		}

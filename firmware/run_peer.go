@@ -3,7 +3,6 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -63,14 +62,9 @@ var (
 	errNoPeer = errors.New("no box to call")
 )
 
-func (p *peerPart) flags(fs *flag.FlagSet) {
-	fs.StringVar(&p.hubURL, "hub", "", "hub WebSocket URL for calls between boxes, e.g. wss://hub.example/v1/ws (empty: calls off)")
-	fs.StringVar(&p.peerName, "peer", "", "the paired box the call button calls, by name or ID (default: the only paired box)")
-	fs.IntVar(&p.callFPS, "call-fps", 15, "most video frames per second sent in a call (the camera's rate is the upper bound)")
-}
-
 func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	p.a = a
+	p.hubURL, p.peerName, p.callFPS = a.cfg.Call.Hub, a.cfg.Call.Peer, a.cfg.Call.FPS
 	p.log = a.log.With("part", "peer")
 	a.board.callPeer = p.peerLabel
 	a.board.callEnabled = p.hubURL != ""
@@ -95,7 +89,9 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 		p.setBroken(err)
 		return nil
 	}
-	rcfg := relay.DefaultConfig()
+	// The call's relay serves the same phones as the box's own: the same
+	// per-client policy (docs/config.md, "The call's relay").
+	rcfg := relayConfig(a.cfg.Relay)
 	if a.relay.authorize != nil {
 		rcfg.Authorize = a.relay.authorize // paired phones only, as for the box's own media
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"image/jpeg"
 	"io"
 	"log/slog"
@@ -40,27 +39,14 @@ func startCallBox(t *testing.T, hubURL, dataDir, name string, args ...string) *c
 // (after the name); hubURL "" gives no --hub flag.
 func startCallBoxConf(t *testing.T, hubURL, dataDir, name, conf string, args ...string) *callBox {
 	t.Helper()
-	a := &appliance{log: slog.New(slog.DiscardHandler), mux: http.NewServeMux()}
-	if testing.Verbose() {
-		a.log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("box", name)
-	}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&a.httpAddr, "http", ":8080", "")
-	a.board.flags(fs)
-	a.relay.flags(fs)
-	a.media.flags(fs)
-	a.peer.flags(fs)
-	a.configPath = filepath.Join(t.TempDir(), "callbox.toml")
-	if err := os.WriteFile(a.configPath, []byte("name = \""+name+"\"\n"+conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	args = append([]string{"--board", "sim", "--data", dataDir, "--relay=", "--camera", "synthetic", "--mic", "synthetic",
 		"--size", "320x240", "--fps", "15"}, args...)
 	if hubURL != "" {
 		args = append(args, "--hub", hubURL)
 	}
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
+	a := newTestAppliance(t, "name = \""+name+"\"\n"+conf, args...)
+	if testing.Verbose() {
+		a.log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("box", name)
 	}
 	a.peer.loopbackOnly = true
 	ctx, cancel := context.WithCancel(context.Background())

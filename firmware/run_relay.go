@@ -3,20 +3,16 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
 
+	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/relay"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// DefaultRelayAddr is the relay's TCP listener: port 4571, after RFC 4571,
-// the framing it speaks.
-const DefaultRelayAddr = ":4571"
 
 // relayPart is the appliance's on-device relay (package relay): the TCP
 // listener, the WebSocket paths /ws/video and /ws/audio, and /metrics on the
@@ -24,10 +20,6 @@ const DefaultRelayAddr = ":4571"
 // board sets authorize (pairing) in its start, which runs first, and reads
 // Viewers for the LED.
 type relayPart struct {
-	addr  string
-	cfg   relay.Config
-	nagle bool
-
 	// authorize checks a client's pairing token; nil admits everyone. The
 	// board sets it before the relay starts.
 	authorize func(token string) error
@@ -39,28 +31,19 @@ type relayPart struct {
 	ptr  atomic.Pointer[relay.Relay]
 }
 
-func (p *relayPart) flags(fs *flag.FlagSet) {
-	d := relay.DefaultConfig()
-	p.cfg = d
-	fs.StringVar(&p.addr, "relay", DefaultRelayAddr, "relay TCP listener (RFC 4571 framing, docs/protocol.md); empty: WebSocket only")
-	fs.IntVar(&p.cfg.Video.HealthInterval, "relay-hc", d.Video.HealthInterval, "video: a client sends a Health Check per this many packets")
-	fs.IntVar(&p.cfg.Video.IdleLimit, "relay-idle-limit", d.Video.IdleLimit, "video: packets a client may have unacknowledged before it counts as busy")
-	fs.IntVar(&p.cfg.Video.Batch, "relay-batch", d.Video.Batch, "video: most packets one write takes from a client's buffer (whole frames)")
-	fs.DurationVar(&p.cfg.Video.MaxDelay, "relay-max-delay", d.Video.MaxDelay, "video: media time a client's buffer may hold before it is flushed")
-	fs.DurationVar(&p.cfg.Audio.MaxDelay, "relay-audio-max-delay", d.Audio.MaxDelay, "audio: media time a client's buffer may hold before it is flushed")
-	fs.DurationVar(&p.cfg.Audio.Keep, "relay-audio-keep", d.Audio.Keep, "audio: newest media time an audio flush keeps")
-	fs.DurationVar(&p.cfg.HealthTimeout, "relay-health-timeout", d.HealthTimeout, "disconnect a client that owes a Health Check this long")
-	fs.IntVar(&p.cfg.MaxFlushes, "relay-max-flushes", d.MaxFlushes, "disconnect a client flushed this many times within --relay-flush-window")
-	fs.DurationVar(&p.cfg.FlushWindow, "relay-flush-window", d.FlushWindow, "window for --relay-max-flushes")
-	fs.BoolVar(&p.nagle, "relay-video-nagle", false, "leave Nagle's algorithm on for video connections (design S14; measured slower, docs/relay.md)")
+// relayConfig is the relay's configuration from the file's [relay] keys
+// (and their flags). The call's relay takes the same (docs/config.md).
+func relayConfig(r config.Relay) relay.Config {
+	rc := relay.DefaultConfig()
+	rc.Video.HealthInterval, rc.Video.IdleLimit, rc.Video.Batch = r.HealthCheck, r.IdleLimit, r.Batch
+	rc.Video.MaxDelay, rc.Video.Nagle = r.MaxDelay, r.VideoNagle
+	rc.Audio.MaxDelay, rc.Audio.Keep = r.AudioMaxDelay, r.AudioKeep
+	rc.HealthTimeout, rc.MaxFlushes, rc.FlushWindow = r.HealthTimeout, r.MaxFlushes, r.FlushWindow
+	return rc
 }
 
 func (p *relayPart) start(ctx context.Context, a *appliance) error {
-	cfg := p.cfg
-	if cfg.Video.HealthInterval == 0 { // flags not registered (tests)
-		cfg = relay.DefaultConfig()
-	}
-	cfg.Video.Nagle = p.nagle
+	cfg := relayConfig(a.cfg.Relay)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -69,8 +52,8 @@ func (p *relayPart) start(ctx context.Context, a *appliance) error {
 	}
 	p.log = a.log.With("part", "relay")
 	r := relay.New(cfg, p.log)
-	if p.addr != "" {
-		ln, err := net.Listen("tcp", p.addr)
+	if addr := a.cfg.Relay.TCP; addr != "" {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			r.Close()
 			return fmt.Errorf("relay listen: %w", err)

@@ -7,8 +7,11 @@
 // each bad key and its line, so the appliance can boot, show the error state
 // on its LED and print the message on the page.
 //
-// Keys are documented one by one in docs/config.md; board/callbox.example.toml
-// is a complete example.
+// Every key is declared once, in Keys (keys.go): name, type, default,
+// range, flag and one line of doc. The defaults, the file's checks, the
+// command-line flags (RegisterFlags), docs/config.md and
+// board/callbox.example.toml all come from that declaration
+// (`make config-docs` writes the two files; a test fails when they drift).
 package config
 
 import (
@@ -22,10 +25,6 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/callbox/callbox/capture"
-	"github.com/callbox/callbox/capture/rtpjpeg"
-	"github.com/callbox/callbox/relay"
 )
 
 // MaxFileSize bounds the configuration file; a real one is a few kilobytes,
@@ -121,48 +120,6 @@ type Call struct {
 	FPS  int    // most video frames per second sent in a call
 }
 
-// Default returns the configuration a box uses when the file is absent.
-func Default() *Config {
-	rd := relay.DefaultConfig()
-	return &Config{
-		Name: "callbox",
-		HTTP: ":8080",
-		// The media and relay defaults are those of the parts that use
-		// them, so a file that does not mention a key changes nothing.
-		Camera: Camera{Device: "auto", Width: 1280, Height: 720, FPS: 30},
-		Audio:  Audio{Device: "auto"},
-		Relay: Relay{
-			TCP:           ":4571",
-			PacketSize:    capture.DefaultMaxPacketSize,
-			HealthCheck:   rd.Video.HealthInterval,
-			IdleLimit:     rd.Video.IdleLimit,
-			Batch:         rd.Video.Batch,
-			MaxDelay:      rd.Video.MaxDelay,
-			AudioMaxDelay: rd.Audio.MaxDelay,
-			AudioKeep:     rd.Audio.Keep,
-			HealthTimeout: rd.HealthTimeout,
-			MaxFlushes:    rd.MaxFlushes,
-			FlushWindow:   rd.FlushWindow,
-			VideoNagle:    rd.Video.Nagle,
-		},
-		Board: Board{
-			Profile:    "auto",
-			ButtonBias: "auto",
-			ButtonA:    NoPin, ButtonB: NoPin,
-			LED: NoPin, LEDRed: NoPin, LEDGreen: NoPin, LEDBlue: NoPin,
-			Debounce:      30 * time.Millisecond,
-			LongPress:     1500 * time.Millisecond,
-			VeryLongPress: 10 * time.Second,
-		},
-		Pairing: Pairing{
-			Window:         60 * time.Second,
-			RequestTimeout: 60 * time.Second,
-			ResetConfirm:   15 * time.Second,
-		},
-		Call: Call{FPS: 15},
-	}
-}
-
 // Profiles lists the accepted values of board.profile.
 var Profiles = []string{"auto", "sim", "rpi3", "rpi4", "rpi5", "rpizero2w", "generic"}
 
@@ -238,7 +195,7 @@ func Load(data []byte) (*Config, error) {
 	}
 	lines := keyLines(string(data))
 	d := &decoder{lines: lines, set: map[string]bool{}}
-	d.table("", raw, cfg.schema())
+	d.table(cfg, "", raw)
 	cfg.crossCheck(d)
 	for _, e := range d.errs {
 		delete(d.set, e.Key) // reset to its default by a cross-key rule
@@ -255,65 +212,6 @@ func Load(data []byte) (*Config, error) {
 		errs[i] = e
 	}
 	return cfg, errors.Join(errs...)
-}
-
-// schema maps every key to a setter that type-checks and range-checks the
-// value before storing it, so a bad value leaves the default in place.
-func (c *Config) schema() map[string]any {
-	return map[string]any{
-		"name":     str(&c.Name, nonEmpty, maxLen(64)),
-		"http":     str(&c.HTTP, nonEmpty),
-		"data_dir": str(&c.DataDir),
-		"camera": map[string]any{
-			"device": str(&c.Camera.Device, nonEmpty),
-			"width":  blocks(&c.Camera.Width),
-			"height": blocks(&c.Camera.Height),
-			"fps":    integer(&c.Camera.FPS, 1, 240),
-		},
-		"audio": map[string]any{
-			"device": str(&c.Audio.Device, nonEmpty),
-		},
-		"relay": map[string]any{
-			"tcp":             str(&c.Relay.TCP),
-			"packet_size":     integer(&c.Relay.PacketSize, rtpjpeg.MinPacketSize, 1472),
-			"health_check":    integer(&c.Relay.HealthCheck, 1, 1024),
-			"idle_limit":      integer(&c.Relay.IdleLimit, 1, 65536),
-			"batch":           integer(&c.Relay.Batch, 1, 4096),
-			"max_delay":       duration(&c.Relay.MaxDelay, time.Millisecond, time.Minute),
-			"audio_max_delay": duration(&c.Relay.AudioMaxDelay, time.Millisecond, time.Minute),
-			"audio_keep":      duration(&c.Relay.AudioKeep, time.Millisecond, time.Minute),
-			"health_timeout":  duration(&c.Relay.HealthTimeout, 100*time.Millisecond, time.Hour),
-			"max_flushes":     integer(&c.Relay.MaxFlushes, 1, 1<<20),
-			"flush_window":    duration(&c.Relay.FlushWindow, 100*time.Millisecond, time.Hour),
-			"video_nagle":     boolean(&c.Relay.VideoNagle),
-		},
-		"board": map[string]any{
-			"profile":         str(&c.Board.Profile, oneOf(Profiles...)),
-			"chip":            str(&c.Board.Chip),
-			"button_a":        pin(&c.Board.ButtonA),
-			"button_b":        pin(&c.Board.ButtonB),
-			"led":             pin(&c.Board.LED),
-			"led_red":         pin(&c.Board.LEDRed),
-			"led_green":       pin(&c.Board.LEDGreen),
-			"led_blue":        pin(&c.Board.LEDBlue),
-			"led_active_low":  boolean(&c.Board.LEDActiveLow),
-			"button_bias":     str(&c.Board.ButtonBias, oneOf("auto", "pull-up", "none")),
-			"debounce":        duration(&c.Board.Debounce, time.Millisecond, 500*time.Millisecond),
-			"long_press":      duration(&c.Board.LongPress, 300*time.Millisecond, 30*time.Second),
-			"very_long_press": duration(&c.Board.VeryLongPress, time.Second, 2*time.Minute),
-		},
-		"call": map[string]any{
-			"hub":  str(&c.Call.Hub, wsURL),
-			"peer": str(&c.Call.Peer, maxLen(64)),
-			"fps":  integer(&c.Call.FPS, 1, 60),
-		},
-		"pairing": map[string]any{
-			"open":            boolean(&c.Pairing.Open),
-			"window":          duration(&c.Pairing.Window, 5*time.Second, time.Hour),
-			"request_timeout": duration(&c.Pairing.RequestTimeout, time.Second, 10*time.Minute),
-			"reset_confirm":   duration(&c.Pairing.ResetConfirm, 3*time.Second, 5*time.Minute),
-		},
-	}
 }
 
 // crossCheck validates relations between keys. A violated relation resets
@@ -372,44 +270,7 @@ func (c *Config) crossCheck(d *decoder) {
 		c.Relay.IdleLimit, c.Relay.HealthCheck = def.Relay.IdleLimit, def.Relay.HealthCheck
 		d.unset("relay.idle_limit", "relay.health_check")
 	}
-	// Whatever else the relay refuses would stop the appliance at start:
-	// ask the relay itself, and fall back to its defaults.
-	if err := c.RelayConfig().Validate(); err != nil {
-		d.fail("relay", fmt.Errorf("%w: %w", ErrRange, err))
-		c.Relay = def.Relay
-		for k := range d.set {
-			if strings.HasPrefix(k, "relay.") {
-				delete(d.set, k)
-			}
-		}
-	}
 }
-
-// RelayConfig is the relay's configuration with this file's values.
-func (c *Config) RelayConfig() relay.Config {
-	rc := relay.DefaultConfig()
-	r := c.Relay
-	rc.Video.HealthInterval, rc.Video.IdleLimit, rc.Video.Batch = r.HealthCheck, r.IdleLimit, r.Batch
-	rc.Video.MaxDelay, rc.Video.Nagle = r.MaxDelay, r.VideoNagle
-	rc.Audio.MaxDelay, rc.Audio.Keep = r.AudioMaxDelay, r.AudioKeep
-	rc.HealthTimeout, rc.MaxFlushes, rc.FlushWindow = r.HealthTimeout, r.MaxFlushes, r.FlushWindow
-	return rc
-}
-
-// blocks accepts a frame dimension: RFC 2435 carries sizes in 8-pixel
-// blocks in one byte, so multiples of 8 up to 2040.
-func blocks(dst *int) setter {
-	inner := integer(dst, 16, 2040)
-	return func(v any) error {
-		if n, ok := v.(int64); ok && n%8 != 0 {
-			return fmt.Errorf("%w: must be a multiple of 8, got %d", ErrRange, n)
-		}
-		return inner(v)
-	}
-}
-
-// setter stores one value after checking it.
-type setter func(v any) error
 
 type decoder struct {
 	set   map[string]bool // keys applied; nil when only checking
@@ -455,7 +316,9 @@ func (d *decoder) line(key string) int {
 	return 0
 }
 
-func (d *decoder) table(prefix string, raw map[string]any, schema map[string]any) {
+// table applies a decoded TOML table whose dotted name is prefix ("" for
+// the document), key by key through the declaration.
+func (d *decoder) table(c *Config, prefix string, raw map[string]any) {
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
@@ -467,24 +330,26 @@ func (d *decoder) table(prefix string, raw map[string]any, schema map[string]any
 		if prefix != "" {
 			full = prefix + "." + full
 		}
-		switch s := schema[k].(type) {
-		case nil:
-			d.fail(full, ErrUnknownKey)
-		case map[string]any:
+		if sections[full] {
 			sub, ok := v.(map[string]any)
 			if !ok {
 				d.fail(full, fmt.Errorf("%w: must be a table ([%s])", ErrType, full))
 				continue
 			}
-			d.table(full, sub, s)
-		case setter:
-			if err := s(v); err != nil {
-				d.fail(full, err)
-				continue
-			}
-			if d.set != nil {
-				d.set[full] = true
-			}
+			d.table(c, full, sub)
+			continue
+		}
+		key := keyByName[full]
+		if key == nil {
+			d.fail(full, ErrUnknownKey)
+			continue
+		}
+		if err := key.v.fromTOML(c, v); err != nil {
+			d.fail(full, err)
+			continue
+		}
+		if d.set != nil {
+			d.set[full] = true
 		}
 	}
 }
@@ -559,128 +424,26 @@ func oneOf(values ...string) strCheck {
 	}
 }
 
-func str(dst *string, checks ...strCheck) setter {
-	return func(v any) error {
-		s, ok := v.(string)
-		if !ok {
-			return fmt.Errorf("%w: want a string, got %s", ErrType, typeName(v))
-		}
-		for _, c := range checks {
-			if err := c(s); err != nil {
-				return err
-			}
-		}
-		*dst = s
-		return nil
-	}
-}
-
-func integer(dst *int, lo, hi int64) setter {
-	return func(v any) error {
-		n, ok := v.(int64)
-		if !ok {
-			return fmt.Errorf("%w: want an integer, got %s", ErrType, typeName(v))
-		}
-		if n < lo || n > hi {
-			return fmt.Errorf("%w: must be between %d and %d, got %d", ErrRange, lo, hi, n)
-		}
-		*dst = int(n)
-		return nil
-	}
-}
-
-// pin accepts a GPIO line number, or -1 for "none / the profile's".
-func pin(dst *int) setter {
-	return integer(dst, NoPin, 1023)
-}
-
-func boolean(dst *bool) setter {
-	return func(v any) error {
-		b, ok := v.(bool)
-		if !ok {
-			return fmt.Errorf("%w: want true or false, got %s", ErrType, typeName(v))
-		}
-		*dst = b
-		return nil
-	}
-}
-
-// duration accepts Go duration strings ("30ms", "1.5s", "2m"): TOML has no
-// duration type, and a bare number would leave the unit to guesswork.
-func duration(dst *time.Duration, lo, hi time.Duration) setter {
-	return func(v any) error {
-		s, ok := v.(string)
-		if !ok {
-			return fmt.Errorf("%w: want a duration string such as \"1.5s\", got %s", ErrType, typeName(v))
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrType, err)
-		}
-		if d < lo || d > hi {
-			return fmt.Errorf("%w: must be between %v and %v, got %v", ErrRange, lo, hi, d)
-		}
-		*dst = d
-		return nil
-	}
-}
-
-// check re-validates a finished configuration, for tests: every key's own
-// range plus the cross-key rules. Load never returns a config failing it.
-func (c *Config) check() error {
+// Validate checks a finished configuration: every key's own range plus
+// the rules between keys. Load never returns a configuration failing it;
+// Flags.Apply uses it on the command line's values.
+func (c *Config) Validate() error {
 	d := &decoder{}
-	fresh := Default()
-	sch := fresh.schema()
-	var walk func(prefix string, sch map[string]any, vals map[string]any)
-	vals := c.values()
-	walk = func(prefix string, sch map[string]any, vals map[string]any) {
-		for k, s := range sch {
-			switch s := s.(type) {
-			case map[string]any:
-				walk(prefix+k+".", s, vals[k].(map[string]any))
-			case setter:
-				if err := s(vals[k]); err != nil {
-					d.fail(prefix+k, err)
-				}
-			}
+	for _, k := range Keys {
+		if err := k.v.fromTOML(Default(), k.v.toml(c)); err != nil {
+			d.fail(k.Name, err)
 		}
 	}
-	walk("", sch, vals)
-	copyCfg := *c
-	copyCfg.crossCheck(d)
+	cp := *c
+	cp.crossCheck(d)
 	if len(d.errs) > 0 {
 		return d.errs[0]
 	}
 	return nil
 }
 
-// values renders c as the TOML value tree the schema setters accept.
-func (c *Config) values() map[string]any {
-	i := func(n int) any { return int64(n) }
-	d := func(x time.Duration) any { return x.String() }
-	return map[string]any{
-		"name": c.Name, "http": c.HTTP, "data_dir": c.DataDir,
-		"camera": map[string]any{"device": c.Camera.Device, "width": i(c.Camera.Width), "height": i(c.Camera.Height), "fps": i(c.Camera.FPS)},
-		"audio":  map[string]any{"device": c.Audio.Device},
-		"relay": map[string]any{
-			"tcp": c.Relay.TCP, "packet_size": i(c.Relay.PacketSize), "health_check": i(c.Relay.HealthCheck),
-			"idle_limit": i(c.Relay.IdleLimit), "batch": i(c.Relay.Batch), "max_delay": d(c.Relay.MaxDelay),
-			"audio_max_delay": d(c.Relay.AudioMaxDelay), "audio_keep": d(c.Relay.AudioKeep), "health_timeout": d(c.Relay.HealthTimeout),
-			"max_flushes": i(c.Relay.MaxFlushes), "flush_window": d(c.Relay.FlushWindow), "video_nagle": c.Relay.VideoNagle,
-		},
-		"board": map[string]any{
-			"profile": c.Board.Profile, "chip": c.Board.Chip, "button_a": i(c.Board.ButtonA), "button_b": i(c.Board.ButtonB),
-			"led": i(c.Board.LED), "led_red": i(c.Board.LEDRed), "led_green": i(c.Board.LEDGreen), "led_blue": i(c.Board.LEDBlue),
-			"led_active_low": c.Board.LEDActiveLow, "button_bias": c.Board.ButtonBias, "debounce": d(c.Board.Debounce), "long_press": d(c.Board.LongPress),
-			"very_long_press": d(c.Board.VeryLongPress),
-		},
-		"pairing": map[string]any{
-			"open": c.Pairing.Open, "window": d(c.Pairing.Window), "request_timeout": d(c.Pairing.RequestTimeout),
-			"reset_confirm": d(c.Pairing.ResetConfirm),
-		},
-		"call": map[string]any{"hub": c.Call.Hub, "peer": c.Call.Peer, "fps": i(c.Call.FPS)},
-	}
-}
+// check is Validate, for the tests.
+func (c *Config) check() error { return c.Validate() }
 
 // keyErrorsOf lists the *KeyError values inside a Load error.
 func keyErrorsOf(err error) []*KeyError {

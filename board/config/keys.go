@@ -1,0 +1,142 @@
+package config
+
+import (
+	"strings"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpjpeg"
+)
+
+// Keys declares every configuration key, once: its dotted TOML name, the
+// `callbox run` flag that overrides it (if any), its default, the range it
+// accepts and one line of documentation. Default, Load, the command-line
+// flags (RegisterFlags), docs/config.md and board/callbox.example.toml are
+// all derived from this list; docs/config.md ("Adding a key") says how to
+// add one.
+var Keys = []Key{
+	// Top level.
+	stringKey("name", "", "device name shown on the page and announced to peers (1–64 bytes)",
+		"callbox", func(c *Config) *string { return &c.Name }, nonEmpty, maxLen(64)),
+	stringKey("http", "http", "address of the page, WebSocket and `/metrics`",
+		":8080", func(c *Config) *string { return &c.HTTP }, nonEmpty),
+	stringKey("data_dir", "data", "paired phones, button settings, the box's call identity; `\"\"` = `/data/callbox` on a box, the user cache dir (`~/.cache/callbox`) on the simulated board",
+		"", func(c *Config) *string { return &c.DataDir }),
+
+	// [camera]
+	stringKey("camera.device", "camera", "`auto` (the camera if present, else the test pattern on a development machine; a missing camera on a real box is a fault), `synthetic`, or a V4L2 node such as `/dev/video0`",
+		"auto", func(c *Config) *string { return &c.Camera.Device }, nonEmpty),
+	blocksKey("camera.width", "", "frame width: a multiple of 8 (RFC 2435 counts in 8-pixel blocks, one byte)",
+		1280, func(c *Config) *int { return &c.Camera.Width }),
+	blocksKey("camera.height", "", "frame height, same rules",
+		720, func(c *Config) *int { return &c.Camera.Height }),
+	intKey("camera.fps", "fps", "frames per second",
+		30, 1, 240, func(c *Config) *int { return &c.Camera.FPS }),
+
+	// [audio]
+	stringKey("audio.device", "mic", "`auto` (the default input, else the test tone), `synthetic`, or an ALSA device such as `hw:1,0`",
+		"auto", func(c *Config) *string { return &c.Audio.Device }, nonEmpty),
+
+	// [relay]
+	stringKey("relay.tcp", "relay", "RFC 4571 TCP listener (docs/protocol.md); `\"\"` = WebSocket only",
+		":4571", func(c *Config) *string { return &c.Relay.TCP }),
+	intKey("relay.packet_size", "packet-size", "largest RTP packet in bytes, video and audio (design S8: no IP fragmentation)",
+		capture.DefaultMaxPacketSize, rtpjpeg.MinPacketSize, 1472, func(c *Config) *int { return &c.Relay.PacketSize }),
+	intKey("relay.health_check", "relay-hc", "video: a client sends a Health Check per this many packets (S13)",
+		8, 1, 1024, func(c *Config) *int { return &c.Relay.HealthCheck }),
+	intKey("relay.idle_limit", "relay-idle-limit", "video: packets in flight before a client counts as busy (S12); at least `health_check`",
+		24, 1, 65536, func(c *Config) *int { return &c.Relay.IdleLimit }),
+	intKey("relay.batch", "relay-batch", "video: most packets one write takes from a client's buffer (whole frames)",
+		32, 1, 4096, func(c *Config) *int { return &c.Relay.Batch }),
+	durationKey("relay.max_delay", "relay-max-delay", "video: media time a client's buffer may hold before it is flushed",
+		66*time.Millisecond, time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.Relay.MaxDelay }),
+	durationKey("relay.audio_max_delay", "relay-audio-max-delay", "audio: media time a client's buffer may hold before it is flushed",
+		150*time.Millisecond, time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.Relay.AudioMaxDelay }),
+	durationKey("relay.audio_keep", "relay-audio-keep", "audio: the newest media time an audio flush keeps",
+		60*time.Millisecond, time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.Relay.AudioKeep }),
+	durationKey("relay.health_timeout", "relay-health-timeout", "disconnect a client owing a Health Check this long",
+		2*time.Second, 100*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.Relay.HealthTimeout }),
+	intKey("relay.max_flushes", "relay-max-flushes", "disconnect a client flushed this often within `flush_window`",
+		40, 1, 1<<20, func(c *Config) *int { return &c.Relay.MaxFlushes }),
+	durationKey("relay.flush_window", "relay-flush-window", "the window of `max_flushes`",
+		5*time.Second, 100*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.Relay.FlushWindow }),
+	boolKey("relay.video_nagle", "relay-video-nagle", "leave Nagle's algorithm on for video connections (S14; measured slower, docs/relay.md)",
+		false, func(c *Config) *bool { return &c.Relay.VideoNagle }),
+
+	// [board]
+	stringKey("board.profile", "board", "the board: "+strings.Join(Profiles, ", "),
+		"auto", func(c *Config) *string { return &c.Board.Profile }, oneOf(Profiles...)),
+	stringKey("board.chip", "", "GPIO chip by label (`pinctrl-rp1`), name (`gpiochip0`) or path; `\"\"` = the profile's (found by label)",
+		"", func(c *Config) *string { return &c.Board.Chip }),
+	pinKey("board.button_a", "main button: mute, factory reset (Raspberry Pi default wiring: GPIO17)",
+		func(c *Config) *int { return &c.Board.ButtonA }),
+	pinKey("board.button_b", "call button (default wiring: GPIO27)",
+		func(c *Config) *int { return &c.Board.ButtonB }),
+	pinKey("board.led", "single-colour LED (default wiring: GPIO22)",
+		func(c *Config) *int { return &c.Board.LED }),
+	pinKey("board.led_red", "RGB LED: `led_red`, `led_green` and `led_blue` all three or none (e.g. 5, 6, 13); replaces the single LED unless `led` is set too",
+		func(c *Config) *int { return &c.Board.LEDRed }),
+	pinKey("board.led_green", "RGB LED, green",
+		func(c *Config) *int { return &c.Board.LEDGreen }),
+	pinKey("board.led_blue", "RGB LED, blue",
+		func(c *Config) *int { return &c.Board.LEDBlue }),
+	boolKey("board.led_active_low", "", "the LED lights on a low level (common-anode RGB LED wired to 3V3)",
+		false, func(c *Config) *bool { return &c.Board.LEDActiveLow }),
+	stringKey("board.button_bias", "", "`auto` (pull-up on the Raspberry Pi profiles, none on `generic`), `pull-up`, `none` (external resistors)",
+		"auto", func(c *Config) *string { return &c.Board.ButtonBias }, oneOf("auto", "pull-up", "none")),
+	durationKey("board.debounce", "", "contact bounce filter",
+		30*time.Millisecond, time.Millisecond, 500*time.Millisecond, func(c *Config) *time.Duration { return &c.Board.Debounce }),
+	durationKey("board.long_press", "", "a press at least this long is \"long\"; more than `debounce`",
+		1500*time.Millisecond, 300*time.Millisecond, 30*time.Second, func(c *Config) *time.Duration { return &c.Board.LongPress }),
+	durationKey("board.very_long_press", "", "a press at least this long is \"very long\" (factory reset); more than `long_press`",
+		10*time.Second, time.Second, 2*time.Minute, func(c *Config) *time.Duration { return &c.Board.VeryLongPress }),
+
+	// [pairing]
+	boolKey("pairing.open", "open", "every client gets media without pairing (trusted networks only)",
+		false, func(c *Config) *bool { return &c.Pairing.Open }),
+	durationKey("pairing.window", "", "how long pairing mode stays open after A+B",
+		60*time.Second, 5*time.Second, time.Hour, func(c *Config) *time.Duration { return &c.Pairing.Window }),
+	durationKey("pairing.request_timeout", "", "how long `POST /api/pair/request` waits for the buttons before 408",
+		60*time.Second, time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.Pairing.RequestTimeout }),
+	durationKey("pairing.reset_confirm", "", "time to confirm a factory reset with a short press of A",
+		15*time.Second, 3*time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Pairing.ResetConfirm }),
+
+	// [call]
+	stringKey("call.hub", "hub", "the hub's WebSocket URL, `ws://` or `wss://` (e.g. `\"wss://hub.example.org/v1/ws\"`); `\"\"`: calls off",
+		"", func(c *Config) *string { return &c.Call.Hub }, wsURL),
+	stringKey("call.peer", "peer", "the paired box the call button calls, by name or ID; `\"\"`: the only paired box",
+		"", func(c *Config) *string { return &c.Call.Peer }, maxLen(64)),
+	intKey("call.fps", "call-fps", "most video frames per second sent in a call (the camera's rate is the upper bound)",
+		15, 1, 60, func(c *Config) *int { return &c.Call.FPS }),
+}
+
+// Sections are the file's tables, in the order docs/config.md and the
+// example file show them, each with the paragraph that introduces it.
+var Sections = []Section{
+	{Name: "", Title: "Top level"},
+	{Name: "camera"},
+	{Name: "audio"},
+	{Name: "relay", Doc: "The on-device relay's per-client policy (design S9–S15; docs/relay.md has the " +
+		"measurements behind the defaults, which are the relay's own: a test in firmware checks they agree). " +
+		"Any combination the relay would refuse resets the whole `[relay]` section to its defaults and is reported, " +
+		"instead of stopping the relay.\n\n" +
+		"**The call's relay.** During a call the other box's media reaches the phones through a second relay " +
+		"(`/ws/call/video`, `/ws/call/audio`). It serves the same phones on the same network, so it takes the same " +
+		"per-client policy: `health_check`, `idle_limit`, `batch`, `max_delay`, `audio_max_delay`, `audio_keep`, " +
+		"`health_timeout`, `max_flushes`, `flush_window` and `video_nagle`. It does not take `tcp` (it has no TCP " +
+		"listener: the page plays calls over WebSocket) nor `packet_size` (the other box packetizes for the call's " +
+		"datagram limit)."},
+	{Name: "board", Doc: "See [board.md](board.md) for the wiring and what the buttons do. GPIO numbers are the " +
+		"chip's line offsets (BCM numbers on a Raspberry Pi); `-1` means \"not set\" (the profile's default). " +
+		"The `generic` profile needs `button_a`, `button_b` and an LED; `chip` may be left empty when the machine " +
+		"has exactly one GPIO chip. On a Raspberry Pi profile, the pin keys override the default wiring one by " +
+		"one. Two roles on one GPIO line are an error."},
+	{Name: "pairing"},
+	{Name: "call", Doc: "Calls between boxes ([peer.md](peer.md#calls-from-the-box))."},
+}
+
+// Aliases are command-line flags that set several keys at once.
+var Aliases = []Alias{
+	{Flag: "size", Keys: []string{"camera.width", "camera.height"}, Doc: "video frame size `WxH` (camera.width and camera.height)",
+		parse: parseSize},
+}
