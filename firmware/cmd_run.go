@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/board/config"
+	"github.com/callbox/callbox/internal/netguard"
 )
 
 // appliance is `callbox run`: the box. Each part lives in its own file
@@ -106,11 +107,14 @@ func (a *appliance) run(ctx context.Context) error {
 	}
 	defer a.page.stop()
 
-	ln, err := net.Listen("tcp", a.cfg.HTTP)
+	// Bounded headers, timeouts and connection caps (docs/security.md):
+	// no stranger's connections can exhaust the box's memory or descriptors.
+	ln, err := netguard.Listen(a.cfg.HTTP, netguard.DefaultLimits())
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := netguard.Server(a.mux, netguard.DefaultLimits())
+	ln.Watch(srv)
 	go srv.Serve(ln)
 	a.announce(ln.Addr().(*net.TCPAddr))
 	a.board.booted() // the LED leaves "booting" once the page is served

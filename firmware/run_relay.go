@@ -10,6 +10,7 @@ import (
 
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/relay"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -53,7 +54,9 @@ func (p *relayPart) start(ctx context.Context, a *appliance) error {
 	p.log = a.log.With("part", "relay")
 	r := relay.New(cfg, p.log)
 	if addr := a.cfg.Relay.TCP; addr != "" {
-		ln, err := net.Listen("tcp", addr)
+		// The same caps as the HTTP server's (docs/security.md); the relay
+		// bounds the handshake's time and size itself.
+		ln, err := netguard.Listen(addr, netguard.DefaultLimits())
 		if err != nil {
 			r.Close()
 			return fmt.Errorf("relay listen: %w", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/relay/wire"
 )
 
@@ -56,7 +57,7 @@ func (r *Relay) ServeTCP(ln net.Listener) error {
 }
 
 func (r *Relay) handleTCP(c net.Conn) {
-	tc, _ := c.(*net.TCPConn)
+	tc := netguard.TCPConn(c) // under a netguard.Conn on a capped listener
 	_ = c.SetDeadline(time.Now().Add(r.cfg.HandshakeTimeout))
 	br := bufio.NewReaderSize(c, 256)
 	var buf [512]byte
@@ -126,7 +127,7 @@ func (r *Relay) refuse(c net.Conn, reason string) {
 
 // abort closes c with SO_LINGER 0: an RST, no TIME_WAIT (design S15).
 func abort(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc := netguard.TCPConn(c); tc != nil {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
