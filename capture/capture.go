@@ -20,7 +20,14 @@ type Codec uint8
 const (
 	CodecJPEG Codec = iota + 1 // baseline JFIF/MJPEG, one image per frame
 	CodecH264                  // one H.264 access unit in Annex B byte-stream form
+	// CodecI420 is an uncompressed picture: planar YUV 4:2:0, the Y plane
+	// (Width x Height) then U and V (each Width/2 x Height/2), rows packed
+	// with no padding, BT.601 limited range. What encoders take in.
+	CodecI420
 )
+
+// I420Size is the size in bytes of an I420 picture of w x h pixels (even).
+func I420Size(w, h int) int { return w*h + 2*((w/2)*(h/2)) }
 
 func (c Codec) String() string {
 	switch c {
@@ -28,6 +35,8 @@ func (c Codec) String() string {
 		return "jpeg"
 	case CodecH264:
 		return "h264"
+	case CodecI420:
+		return "i420"
 	}
 	return "unknown"
 }

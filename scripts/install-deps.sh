@@ -9,10 +9,10 @@ PKGS=(
   # build and cgo (PortAudio for the microphone driver)
   gcc make pkg-config portaudio19-dev libasound2-dev
   # cross builds and unit tests under qemu-user
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross portaudio19-dev:arm64
+  gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross portaudio19-dev:arm64
   qemu-user
   # interop: clients nobody here wrote
-  ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
   # the phone page in a real browser
   chromium chromium-driver
   # ... and in WebKit, the engine of iOS Safari (test/browser/webkit_test.go)
@@ -32,7 +32,7 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-ARMHF=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross portaudio19-dev:armhf)
+ARMHF=(gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross portaudio19-dev:armhf)
 armhf_missing=()
 for p in "${ARMHF[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || armhf_missing+=("$p")

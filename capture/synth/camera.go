@@ -9,7 +9,8 @@
 // Once a second, on the wall clock's second, the counter flashes (inverts)
 // while the microphone clicks.
 // Frames are baseline 4:2:0 JPEG with restart markers, spliced from tiles
-// encoded once at start-up (see tiles.go), so a frame costs microseconds.
+// encoded once at start-up (see tiles.go), so a frame costs microseconds;
+// or, for an encoder, the same picture as raw I420 (see raw.go).
 //
 // The microphone plays a tone (1 kHz by default, which survives 8 kHz PCMU)
 // with a short click at each whole second of the wall clock, so gaps and
@@ -66,6 +67,9 @@ type CameraConfig struct {
 	FPS           int   // frames per second, 1..240
 	Quality       int   // JPEG quality, 1..100
 	Clock         Clock // paces the frames; SystemClock when nil
+	// Format is what ReadFrame yields: capture.CodecJPEG (the default) or
+	// capture.CodecI420, the same picture uncompressed, for an encoder.
+	Format capture.Codec
 }
 
 func (c *CameraConfig) fill() {
@@ -83,6 +87,9 @@ func (c *CameraConfig) fill() {
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
+	}
+	if c.Format == 0 {
+		c.Format = capture.CodecJPEG
 	}
 }
 
@@ -150,6 +157,7 @@ type Camera struct {
 	cfg    CameraConfig
 	lay    layout
 	t      *tiles
+	raw    *rawPattern // when cfg.Format is I420
 	period time.Duration
 
 	buf     []byte
@@ -177,22 +185,32 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 	if cfg.Quality < 1 || cfg.Quality > 100 {
 		return nil, fmt.Errorf("synth: JPEG quality %d out of range 1..100", cfg.Quality)
 	}
+	if cfg.Format != capture.CodecJPEG && cfg.Format != capture.CodecI420 {
+		return nil, fmt.Errorf("synth: format %v: the camera yields jpeg or i420", cfg.Format)
+	}
 	lay, err := newLayout(cfg.Width, cfg.Height)
 	if err != nil {
 		return nil, err
 	}
+	// The JPEG tiles are built in both formats: AppendFrame gives the JPEG
+	// of any frame, and a raw camera's pictures are the same pattern.
 	t, err := buildTiles(&lay, cfg.Quality)
 	if err != nil {
 		return nil, err
 	}
-	return &Camera{
+	c := &Camera{
 		cfg:    cfg,
 		lay:    lay,
 		t:      t,
 		period: time.Second / time.Duration(cfg.FPS),
 		buf:    make([]byte, 0, t.maxFrame),
 		closed: make(chan struct{}),
-	}, nil
+	}
+	if cfg.Format == capture.CodecI420 {
+		c.raw = buildRaw(&lay)
+		c.buf = make([]byte, 0, capture.I420Size(cfg.Width, cfg.Height))
+	}
+	return c, nil
 }
 
 // Size returns the frame size in pixels.
@@ -249,9 +267,13 @@ func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 	// now, it stays right even if the wall clock was stepped since start.
 	capturedAt := now.Add(-now.Sub(c.start.Add(time.Duration(seq) * c.period)))
 	c.next = seq + 1
-	c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
+	if c.raw != nil {
+		c.buf = c.raw.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
+	} else {
+		c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
+	}
 	return capture.VideoFrame{
-		Codec:       capture.CodecJPEG,
+		Codec:       c.cfg.Format,
 		Data:        c.buf,
 		Width:       c.cfg.Width,
 		Height:      c.cfg.Height,
@@ -274,6 +296,20 @@ func (c *Camera) Close() error {
 func (c *Camera) AppendFrame(dst []byte, seq uint64, flash bool) []byte {
 	return c.t.appendFrame(dst, &c.lay, seq, flash)
 }
+
+// AppendI420 appends the I420 picture of frame seq, with or without the
+// sync flash, to dst: what a camera with Format capture.CodecI420 returns
+// for that Seq, for comparing an encoder's decoded output with its input.
+// It builds the raw pattern on first use when the camera yields JPEG.
+func (c *Camera) AppendI420(dst []byte, seq uint64, flash bool) []byte {
+	if c.raw == nil {
+		c.raw = buildRaw(&c.lay)
+	}
+	return c.raw.appendFrame(dst, &c.lay, seq, flash)
+}
+
+// FlashAt reports whether ReadFrame shows frame seq with the sync flash.
+func (c *Camera) FlashAt(seq uint64) bool { return c.flashAt(seq) }
 
 // flashAt reports whether frame seq's slot holds a FlashEvery boundary of
 // the wall clock.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"image"
 	"image/jpeg"
+	"math"
 	"testing"
 	"time"
+
+	"github.com/callbox/callbox/capture"
 )
 
 var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -349,5 +352,74 @@ func TestCameraFrameSizes(t *testing.T) {
 		if bpp := float64(avg) * 8 / float64(sz.X*sz.Y); bpp < 0.1 || bpp > 2 {
 			t.Errorf("%v: %.2f bits per pixel", sz, bpp)
 		}
+	}
+}
+
+// TestCameraI420: the raw camera shows the JPEG camera's picture: the frame
+// counter reads back from its I420 output, the flash shows, and luma is
+// close to the decoded JPEG's (which differs by its quantization only).
+func TestCameraI420(t *testing.T) {
+	const w, h = 640, 480
+	cam, err := NewCamera(CameraConfig{Width: w, Height: h, Format: capture.CodecI420})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+	f, err := cam.ReadFrame(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Codec != capture.CodecI420 || len(f.Data) != capture.I420Size(w, h) || !f.Keyframe {
+		t.Fatalf("frame: %v, %d bytes", f.Codec, len(f.Data))
+	}
+	yuv := func(b []byte) *image.YCbCr {
+		return &image.YCbCr{Y: b[:w*h], Cb: b[w*h : w*h+w*h/4], Cr: b[w*h+w*h/4:], YStride: w, CStride: w / 2,
+			SubsampleRatio: image.YCbCrSubsampleRatio420, Rect: image.Rect(0, 0, w, h)}
+	}
+	for _, seq := range []uint64{0, 7, 123456, 999999, 1234567} {
+		for _, flash := range []bool{false, true} {
+			img := yuv(cam.AppendI420(nil, seq, flash))
+			n, ok := cam.ReadCounter(img)
+			if !ok || n != seq%1000000 || cam.ReadFlash(img) != flash {
+				t.Fatalf("seq %d flash %v: read %d %v flash %v", seq, flash, n, ok, cam.ReadFlash(img))
+			}
+			// Against the JPEG of the same frame, in RGB: the same
+			// picture up to JPEG's loss and the range conversion.
+			jp, err := jpeg.Decode(bytes.NewReader(cam.AppendFrame(nil, seq, flash)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum, cnt float64
+			for y := 0; y < h; y += 3 {
+				for x := 0; x < w; x += 3 {
+					r1, g1, b1, _ := jp.At(x, y).RGBA()
+					c := img.YCbCrAt(x, y)
+					// limited range to full range luma
+					l1 := (299*float64(r1>>8) + 587*float64(g1>>8) + 114*float64(b1>>8)) / 1000
+					l2 := (float64(c.Y) - 16) * 255 / 219
+					sum += math.Abs(l1 - l2)
+					cnt++
+				}
+			}
+			if mad := sum / cnt; mad > 6 {
+				t.Fatalf("seq %d: raw and JPEG luma differ by %.1f on average", seq, mad)
+			}
+		}
+	}
+	if _, err := NewCamera(CameraConfig{Format: capture.CodecH264}); err == nil {
+		t.Fatal("camera accepted format h264")
+	}
+}
+
+// BenchmarkCameraI420 is the cost of one raw 720p picture.
+func BenchmarkCameraI420(b *testing.B) {
+	cam, err := NewCamera(CameraConfig{Format: capture.CodecI420})
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, capture.I420Size(DefaultWidth, DefaultHeight))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		buf = cam.AppendI420(buf[:0], uint64(i), false)
 	}
 }
