@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/peer/box"
+	"github.com/callbox/callbox/peer/proto"
 )
 
 // The call API (docs/peer.md, "Calls from the box"), for paired phones
@@ -42,7 +43,7 @@ type callAPIState struct {
 	Path  string        `json:"path,omitempty"`
 	Peers []callAPIPeer `json:"peers"`
 	Error string        `json:"error,omitempty"`
-	Last  *peer.Summary `json:"last,omitempty"` // the call in progress (its figures so far)
+	Last  *box.Summary  `json:"last,omitempty"` // the call in progress (its figures so far)
 }
 
 type callAPIPeer struct {
@@ -123,7 +124,7 @@ func (p *peerPart) handleCallStart(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 	case errors.Is(err, errNoHub), errors.Is(err, errHubDown), errors.Is(err, errCallsOff):
 		code = http.StatusServiceUnavailable
-	case errors.Is(err, peer.ErrUnknownPeer):
+	case errors.Is(err, proto.ErrUnknownPeer):
 		code = http.StatusNotFound
 	case errors.Is(err, errNoPeer):
 		code = http.StatusBadRequest

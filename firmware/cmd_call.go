@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture/synth"
-	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/peer/box"
+	"github.com/callbox/callbox/peer/proto"
 )
 
 // callFlags are `callbox call`'s flags.
@@ -52,7 +53,7 @@ func cmdCall(args []string) int {
 	fs.StringVar(&f.join, "join", "", "pair by entering the other box's code")
 	fs.BoolVar(&f.button, "button", false, "pair with another box whose button is pressed within the hub's window")
 	fs.BoolVar(&f.who, "whoami", false, "print this box's ID and paired peers")
-	fs.IntVar(&f.maxDatagram, "max-datagram", peer.DefaultMaxDatagram, "largest UDP datagram a call sends (design S8)")
+	fs.IntVar(&f.maxDatagram, "max-datagram", box.DefaultMaxDatagram, "largest UDP datagram a call sends (design S8)")
 	fs.IntVar(&f.width, "width", 320, "synthetic camera width")
 	fs.IntVar(&f.height, "height", 240, "synthetic camera height")
 	fs.IntVar(&f.fps, "fps", 15, "synthetic camera frame rate")
@@ -106,7 +107,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	if modes != 1 || len(pos) > 1 {
 		return fmt.Errorf("%w: give exactly one of PEER, --answer, --pair, --join, --button, --whoami", errUsage)
 	}
-	id, err := peer.LoadOrCreateIdentity(f.data)
+	id, err := proto.LoadOrCreateIdentity(f.data)
 	if err != nil {
 		return err
 	}
@@ -138,13 +139,13 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		waiting := make(chan struct {
-			p   peer.PeerInfo
+			p   proto.PeerInfo
 			err error
 		}, 1)
 		go func() {
 			p, err := client.WaitPaired(pctx)
 			waiting <- struct {
-				p   peer.PeerInfo
+				p   proto.PeerInfo
 				err error
 			}{p, err}
 		}()
@@ -178,14 +179,14 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	}
 
 	connected := make(chan struct{}, 1)
-	caller, err := peer.NewCaller(peer.CallerConfig{
+	caller, err := box.NewCaller(box.CallerConfig{
 		Client:       client,
-		Media:        peer.SynthMedia(synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}, synth.MicConfig{}),
+		Media:        box.SynthMedia(synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}, synth.MicConfig{}),
 		MaxDatagram:  f.maxDatagram,
 		SetupTimeout: f.setup,
 		Log:          log,
-		OnState: func(s peer.State) {
-			if s.Phase == peer.PhaseConnected {
+		OnState: func(s box.State) {
+			if s.Phase == box.PhaseConnected {
 				select {
 				case connected <- struct{}{}:
 				default:
@@ -201,7 +202,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	}
 	defer caller.Close()
 
-	var call *peer.Call
+	var call *box.Call
 	if f.answer {
 		t := time.NewTicker(20 * time.Millisecond)
 		for call == nil {

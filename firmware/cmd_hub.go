@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/peer/hub"
 )
 
 // cmdHub is `callbox hub`: the public rendezvous server for calls between
@@ -64,13 +64,13 @@ func cmdHub(args []string) int {
 	if host == "" {
 		host = ip.String()
 	}
-	cfg := peer.HubConfig{
+	cfg := hub.Config{
 		StatePath:     filepath.Join(*dataDir, "hub.json"),
 		TURNSecret:    secret,
 		CredentialTTL: *ttl,
 		Log:           log,
 	}
-	var turn *peer.TURNServer
+	var turn *hub.TURNServer
 	if *stunListen != "" {
 		_, port, err := net.SplitHostPort(*stunListen)
 		if err != nil {
@@ -86,7 +86,7 @@ func cmdHub(args []string) int {
 			fmt.Fprintf(os.Stderr, "callbox hub: relay ports %d-%d are not a port range\n", *minPort, *maxPort)
 			return 2
 		}
-		turn, err = peer.StartTURN(peer.TURNConfig{Listen: *stunListen, PublicIP: ip, Secret: secret, Log: log,
+		turn, err = hub.StartTURN(hub.TURNConfig{Listen: *stunListen, PublicIP: ip, Secret: secret, Log: log,
 			MinPort: uint16(*minPort), MaxPort: uint16(*maxPort)})
 		if err != nil {
 			log.Error("callbox hub", "err", err)
@@ -97,21 +97,21 @@ func cmdHub(args []string) int {
 	if *turnURLs != "" {
 		cfg.TURNURLs = strings.Split(*turnURLs, ",")
 	}
-	hub, err := peer.NewHub(cfg)
+	h, err := hub.New(cfg)
 	if err != nil {
 		log.Error("callbox hub", "err", err)
 		return 1
 	}
-	fanout := peer.NewFanoutHub(hub, log)
+	fanout := hub.NewFanoutRelay(h, log)
 	defer fanout.Close()
 	mux := http.NewServeMux()
-	mux.Handle("/v1/ws", hub)
+	mux.Handle("/v1/ws", h)
 	// S7: a box whose uplink cannot carry a copy per receiver publishes
 	// one copy here; the hub's relay serves the receivers.
 	mux.Handle("/v1/publish", fanout)
 	mux.Handle("/v1/fanout/", fanout)
 	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		st := hub.Stats()
+		st := h.Stats()
 		if turn != nil {
 			st.RelayedBytes = turn.RelayedBytes()
 			st.Allocations = turn.Allocations()

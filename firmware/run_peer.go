@@ -13,7 +13,8 @@ import (
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtpjpeg"
-	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/peer/box"
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay"
 )
 
@@ -42,10 +43,10 @@ type peerPart struct {
 	remote *relay.Relay
 
 	mu     sync.Mutex
-	client *peer.Client // nil until registered with the hub
-	caller *peer.Caller
-	st     peer.State // the last state the caller reported
-	broken error      // why calls are off although a hub is configured
+	client *box.Client // nil until registered with the hub
+	caller *box.Caller
+	st     box.State // the last state the caller reported
+	broken error     // why calls are off although a hub is configured
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -84,7 +85,7 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	// The identity is made now: a data dir that cannot hold it turns calls
 	// off (and says why on every try) but never stops the box, whose
 	// phones do not need it.
-	if _, err := peer.LoadOrCreateIdentity(dir); err != nil {
+	if _, err := proto.LoadOrCreateIdentity(dir); err != nil {
 		p.log.Error("calls off: no identity", "err", err)
 		p.setBroken(err)
 		return nil
@@ -119,11 +120,11 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 	for {
 		client, err := dialHub(ctx, p.hubURL, dir, name, p.log)
 		if err == nil {
-			caller, err := peer.NewCaller(peer.CallerConfig{
+			caller, err := box.NewCaller(box.CallerConfig{
 				Client:       client,
 				Media:        p.media,
 				OnState:      p.onState,
-				OnMedia:      func(_ peer.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
+				OnMedia:      func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
 				LoopbackOnly: p.loopbackOnly,
 				Log:          p.log,
 			})
@@ -154,12 +155,12 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 
 // dialHub opens the box's identity in dataDir and registers with the hub
 // (`callbox call` and the appliance).
-func dialHub(ctx context.Context, hubURL, dataDir, name string, log *slog.Logger) (*peer.Client, error) {
-	id, err := peer.LoadOrCreateIdentity(dataDir)
+func dialHub(ctx context.Context, hubURL, dataDir, name string, log *slog.Logger) (*box.Client, error) {
+	id, err := proto.LoadOrCreateIdentity(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	return peer.Dial(ctx, peer.ClientConfig{HubURL: hubURL, Identity: id, Name: name, DataDir: dataDir, Log: log})
+	return box.Dial(ctx, box.ClientConfig{HubURL: hubURL, Identity: id, Name: name, DataDir: dataDir, Log: log})
 }
 
 func (p *peerPart) stop() {
@@ -189,7 +190,7 @@ func (p *peerPart) setBroken(err error) {
 	p.mu.Unlock()
 }
 
-func (p *peerPart) current() (*peer.Client, *peer.Caller) {
+func (p *peerPart) current() (*box.Client, *box.Caller) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.client, p.caller
@@ -233,9 +234,9 @@ func (p *peerPart) call(want string) error {
 var errBusy = errors.New("busy")
 
 // choosePeer picks the box to call among the paired ones.
-func choosePeer(peers []peer.PeerInfo, want string) (peer.PeerInfo, error) {
+func choosePeer(peers []proto.PeerInfo, want string) (proto.PeerInfo, error) {
 	if want != "" {
-		var found []peer.PeerInfo
+		var found []proto.PeerInfo
 		for _, pi := range peers {
 			if pi.ID == want {
 				return pi, nil
@@ -248,17 +249,17 @@ func choosePeer(peers []peer.PeerInfo, want string) (peer.PeerInfo, error) {
 		case 1:
 			return found[0], nil
 		case 0:
-			return peer.PeerInfo{}, fmt.Errorf("%w: %q", peer.ErrUnknownPeer, want)
+			return proto.PeerInfo{}, fmt.Errorf("%w: %q", proto.ErrUnknownPeer, want)
 		}
-		return peer.PeerInfo{}, fmt.Errorf("%w: %q names %d boxes; use the ID", peer.ErrUnknownPeer, want, len(found))
+		return proto.PeerInfo{}, fmt.Errorf("%w: %q names %d boxes; use the ID", proto.ErrUnknownPeer, want, len(found))
 	}
 	switch len(peers) {
 	case 1:
 		return peers[0], nil
 	case 0:
-		return peer.PeerInfo{}, fmt.Errorf("%w: no paired box (pair with `callbox call --data DIR --pair`)", errNoPeer)
+		return proto.PeerInfo{}, fmt.Errorf("%w: no paired box (pair with `callbox call --data DIR --pair`)", errNoPeer)
 	}
-	return peer.PeerInfo{}, fmt.Errorf("%w: %d paired boxes; choose one with --peer or {\"peer\":...}", errNoPeer, len(peers))
+	return proto.PeerInfo{}, fmt.Errorf("%w: %d paired boxes; choose one with --peer or {\"peer\":...}", errNoPeer, len(peers))
 }
 
 // hangUp ends the call, or cancels one being set up.
@@ -273,11 +274,11 @@ func (p *peerPart) hangUp() error {
 // is re-established), in a call direct (host or through the NATs) or
 // relayed, idle. It is called from the call's goroutines, sometimes with
 // the Caller's lock held: it must not call back into the Caller.
-func (p *peerPart) onState(s peer.State) {
+func (p *peerPart) onState(s box.State) {
 	p.mu.Lock()
 	p.st = s
 	p.mu.Unlock()
-	if s.Phase == peer.PhaseEnded && s.Err != nil {
+	if s.Phase == box.PhaseEnded && s.Err != nil {
 		p.log.Info("call ended", "peer", peerLabel(s.Name, s.Peer), "why", s.Err)
 	}
 	if p.a.board.box != nil {
@@ -286,15 +287,15 @@ func (p *peerPart) onState(s peer.State) {
 }
 
 // boardCall maps a call's state to the board's.
-func boardCall(s peer.State) board.Call {
+func boardCall(s box.State) board.Call {
 	switch s.Phase {
-	case peer.PhaseCalling, peer.PhaseReconnecting:
+	case box.PhaseCalling, box.PhaseReconnecting:
 		return board.CallDialing
-	case peer.PhaseConnected:
+	case box.PhaseConnected:
 		switch s.Path {
-		case peer.PathRelay:
+		case box.PathRelay:
 			return board.CallRelayed
-		case peer.PathNone:
+		case box.PathNone:
 			// Connected, the selected pair not known yet (it follows at
 			// once): not "direct" for a moment on a relayed call.
 			return board.CallDialing
@@ -305,7 +306,7 @@ func boardCall(s peer.State) board.Call {
 }
 
 // state is the last reported call state (Phase "" or ended: no call).
-func (p *peerPart) state() peer.State {
+func (p *peerPart) state() box.State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st
@@ -314,7 +315,7 @@ func (p *peerPart) state() peer.State {
 // peerLabel is the other box's name for /api/state ("" without a call).
 func (p *peerPart) peerLabel() string {
 	s := p.state()
-	if s.Phase == "" || s.Phase == peer.PhaseEnded {
+	if s.Phase == "" || s.Phase == box.PhaseEnded {
 		return ""
 	}
 	return peerLabel(s.Name, s.Peer)
@@ -331,7 +332,7 @@ func peerLabel(name, id string) string {
 // camera that delivers H.264 sends no video in a call, calls carry RTP/JPEG
 // only) and microphone (nothing while muted), through the media part's
 // tap, packetized for the call's datagram limit.
-func (p *peerPart) media(maxPacket int) (*peer.Media, error) {
+func (p *peerPart) media(maxPacket int) (*box.Media, error) {
 	vp, err := rtpjpeg.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypeJPEG)
 	if err != nil {
 		return nil, fmt.Errorf("call video packetizer: %w", err)
@@ -346,5 +347,5 @@ func (p *peerPart) media(maxPacket int) (*peer.Media, error) {
 	}
 	v := p.a.media.tap.subscribeVideo(capture.CodecJPEG, gap)
 	au := p.a.media.tap.subscribeAudio(p.a.board.muted)
-	return &peer.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
+	return &box.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
 }

@@ -19,7 +19,9 @@ import (
 
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/rtpjpeg"
-	"github.com/callbox/callbox/peer"
+	"github.com/callbox/callbox/peer/box"
+	"github.com/callbox/callbox/peer/hub"
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay/viewer"
 )
 
@@ -211,7 +213,7 @@ func TestApplianceCallByButton(t *testing.T) {
 		}
 		var st callAPIState
 		if code := a.do(t, "GET", "/api/call", "", &st); code != 200 || st.State != "direct" || st.Peer != "attic" ||
-			(st.Path != string(peer.PathHost) && st.Path != string(peer.PathSrflx)) || st.Last == nil || st.Last.FramesSent == 0 {
+			(st.Path != string(box.PathHost) && st.Path != string(box.PathSrflx)) || st.Last == nil || st.Last.FramesSent == 0 {
 			t.Errorf("GET /api/call: %d %+v", code, st)
 		} else {
 			t.Logf("%s: connected in %.0f ms, first frame %.0f ms, path %s", what, st.Last.ConnectMS, st.Last.FirstFrameMS, st.Path)
@@ -327,7 +329,7 @@ func TestApplianceCallByButton(t *testing.T) {
 // startTestHub serves an in-process hub on loopback; it returns its URL.
 func startTestHub(t *testing.T) string {
 	t.Helper()
-	hub, err := peer.NewHub(peer.HubConfig{Log: slog.New(slog.DiscardHandler)})
+	hub, err := hub.New(hub.Config{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,17 +488,17 @@ func TestMediaTap(t *testing.T) {
 // tests make; this box-level test can only make direct ones).
 func TestBoardCallMapping(t *testing.T) {
 	for _, c := range []struct {
-		s    peer.State
+		s    box.State
 		want string
 	}{
-		{peer.State{Phase: peer.PhaseCalling}, "calling"},
-		{peer.State{Phase: peer.PhaseConnected}, "calling"},
-		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathHost}, "direct"},
-		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathSrflx}, "direct"},
-		{peer.State{Phase: peer.PhaseConnected, Path: peer.PathRelay}, "relayed"},
-		{peer.State{Phase: peer.PhaseReconnecting, Path: peer.PathRelay}, "calling"},
-		{peer.State{Phase: peer.PhaseEnded}, "idle"},
-		{peer.State{}, "idle"},
+		{box.State{Phase: box.PhaseCalling}, "calling"},
+		{box.State{Phase: box.PhaseConnected}, "calling"},
+		{box.State{Phase: box.PhaseConnected, Path: box.PathHost}, "direct"},
+		{box.State{Phase: box.PhaseConnected, Path: box.PathSrflx}, "direct"},
+		{box.State{Phase: box.PhaseConnected, Path: box.PathRelay}, "relayed"},
+		{box.State{Phase: box.PhaseReconnecting, Path: box.PathRelay}, "calling"},
+		{box.State{Phase: box.PhaseEnded}, "idle"},
+		{box.State{}, "idle"},
 	} {
 		if got := callStateNames[boardCall(c.s)]; got != c.want {
 			t.Errorf("%+v: %q, want %q", c.s, got, c.want)
@@ -505,11 +507,11 @@ func TestBoardCallMapping(t *testing.T) {
 }
 
 func TestChoosePeer(t *testing.T) {
-	one := []peer.PeerInfo{{ID: "AAAA", Name: "attic"}}
-	two := append([]peer.PeerInfo{{ID: "BBBB", Name: "garage"}}, one...)
-	twins := append([]peer.PeerInfo{{ID: "CCCC", Name: "attic"}}, one...)
+	one := []proto.PeerInfo{{ID: "AAAA", Name: "attic"}}
+	two := append([]proto.PeerInfo{{ID: "BBBB", Name: "garage"}}, one...)
+	twins := append([]proto.PeerInfo{{ID: "CCCC", Name: "attic"}}, one...)
 	for _, c := range []struct {
-		peers []peer.PeerInfo
+		peers []proto.PeerInfo
 		want  string
 		id    string
 		err   error
@@ -519,8 +521,8 @@ func TestChoosePeer(t *testing.T) {
 		{nil, "", "", errNoPeer},
 		{two, "garage", "BBBB", nil},
 		{two, "AAAA", "AAAA", nil},
-		{two, "cellar", "", peer.ErrUnknownPeer},
-		{twins, "attic", "", peer.ErrUnknownPeer},
+		{two, "cellar", "", proto.ErrUnknownPeer},
+		{twins, "attic", "", proto.ErrUnknownPeer},
 		{twins, "CCCC", "CCCC", nil},
 	} {
 		p, err := choosePeer(c.peers, c.want)

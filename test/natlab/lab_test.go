@@ -274,7 +274,7 @@ func (l *lab) pair(a, b string) {
 	pw.Close()
 }
 
-// summary is what `callbox call --json` prints at the end (peer.Summary).
+// summary is what `callbox call --json` prints at the end (box.Summary).
 type summary struct {
 	Peer            string  `json:"peer"`
 	Path            string  `json:"path"`

@@ -1,4 +1,4 @@
-package peer
+package proto
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ const (
 	KindRing   = "ring"   // "please call me": sent by the box that must not offer (see Caller)
 	KindBye    = "bye"    // hang up
 
-	// S7 fan-out between a box and its remote receivers (peer/fanout_box.go):
+	// S7 fan-out between a box and its remote receivers (peer/box/fanout_box.go):
 	KindWatch   = "watch"   // receiver -> box: send me your stream
 	KindUnwatch = "unwatch" // receiver -> box: stop
 	KindMedia   = "media"   // box -> receiver: where the stream is now (SDP carries a MediaLocation as JSON)
@@ -60,9 +60,10 @@ const (
 	MaxMessageSize = 64 << 10 // one signalling message
 	maxSDP         = 48 << 10
 	maxName        = 32
-	nonceSize      = 16
-	pairCodeLen    = 6
-	maxCallID      = 64
+	// NonceSize is the length of a hello's nonce.
+	NonceSize   = 16
+	pairCodeLen = 6
+	maxCallID   = 64
 	// maxMediaLocation bounds a media signal's JSON (mode, URL with token).
 	maxMediaLocation = 1024
 )
@@ -155,7 +156,7 @@ func (m *Message) Validate() error {
 		if len(m.Key) != ed25519.PublicKeySize {
 			return bad("key is %d bytes", len(m.Key))
 		}
-		if len(m.Nonce) != nonceSize {
+		if len(m.Nonce) != NonceSize {
 			return bad("nonce is %d bytes", len(m.Nonce))
 		}
 		if len(m.Sig) != ed25519.SignatureSize {
@@ -167,11 +168,11 @@ func (m *Message) Validate() error {
 	case TypePairCode, TypePairButton, TypePing, TypePong:
 		// A pair_code answer carries a code; a request does not. Both
 		// directions share the type, so a present code must be well formed.
-		if m.Code != "" && !validCode(m.Code) {
+		if m.Code != "" && !ValidPairCode(m.Code) {
 			return bad("code %q", m.Code)
 		}
 	case TypePairJoin:
-		if !validCode(m.Code) {
+		if !ValidPairCode(m.Code) {
 			return bad("code %q", m.Code)
 		}
 	case TypeSignal:
@@ -255,7 +256,8 @@ func validName(s string) error {
 	return nil
 }
 
-func validCode(s string) bool {
+// ValidPairCode reports whether s has the form of a pairing code.
+func ValidPairCode(s string) bool {
 	if len(s) != pairCodeLen {
 		return false
 	}
@@ -293,6 +295,19 @@ func NewHello(id *Identity, name string, tsMillis int64, nonce []byte) Message {
 	m := Message{Type: TypeHello, Box: id.ID, Key: id.Pub, Name: name, TS: tsMillis, Nonce: nonce}
 	m.Sig = id.Sign(ctxHello, helloParts(&m)...)
 	return m
+}
+
+// VerifyHelloSignature checks the part of a registration that needs no
+// state: the box ID belongs to the key presented and the signature is that
+// key's. The hub adds the timestamp window and the nonce check.
+func VerifyHelloSignature(m *Message) error {
+	if BoxID(m.Key) != m.Box {
+		return fmt.Errorf("%w: box ID %s does not belong to the key presented", ErrBadSignature, m.Box)
+	}
+	if !Verify(m.Key, m.Sig, ctxHello, helloParts(m)...) {
+		return fmt.Errorf("%w: registration of %s", ErrBadSignature, m.Box)
+	}
+	return nil
 }
 
 // SignSignal fills in the signature of a signal sent by id.

@@ -1,4 +1,4 @@
-package peer
+package box
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/peer/hub"
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay"
 )
 
@@ -120,11 +122,11 @@ func TestFanoutSwitchesToHubAndBack(t *testing.T) {
 
 func fanoutSwitch(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	hub := newTestHub(t, time.Now)
-	fh := NewFanoutHub(hub, log)
+	h := newTestHub(t)
+	fh := hub.NewFanoutRelay(h, log)
 	t.Cleanup(fh.Close)
 	mux := http.NewServeMux()
-	mux.Handle("/v1/ws", hub)
+	mux.Handle("/v1/ws", h)
 	mux.Handle("/v1/publish", fh)
 	mux.Handle("/v1/fanout/", fh)
 	srv := httptest.NewServer(mux)
@@ -461,29 +463,29 @@ func fanoutSwitch(t *testing.T) {
 
 func TestFanoutSignalsValidate(t *testing.T) {
 	id, to := mustIdentity(t), mustIdentity(t)
-	sig := func(kind, sdp string) Message {
-		m := Message{Type: TypeSignal, To: to.ID, Call: "watch-1", Kind: kind, SDP: sdp}
-		SignSignal(id, &m)
+	sig := func(kind, sdp string) proto.Message {
+		m := proto.Message{Type: proto.TypeSignal, To: to.ID, Call: "watch-1", Kind: kind, SDP: sdp}
+		proto.SignSignal(id, &m)
 		m.From = id.ID
 		return m
 	}
 	for _, tc := range []struct {
-		m  Message
+		m  proto.Message
 		ok bool
 	}{
-		{sig(KindWatch, ""), true},
-		{sig(KindUnwatch, ""), true},
-		{sig(KindMedia, `{"mode":"relay","url":"ws://hub/v1/fanout/x/ws/video?token=t"}`), true},
-		{sig(KindWatch, "x"), false},                       // watch carries nothing
-		{sig(KindMedia, ""), false},                        // media without a location
-		{sig(KindMedia, strings.Repeat("x", 2000)), false}, // over the limit
+		{sig(proto.KindWatch, ""), true},
+		{sig(proto.KindUnwatch, ""), true},
+		{sig(proto.KindMedia, `{"mode":"relay","url":"ws://hub/v1/fanout/x/ws/video?token=t"}`), true},
+		{sig(proto.KindWatch, "x"), false},                       // watch carries nothing
+		{sig(proto.KindMedia, ""), false},                        // media without a location
+		{sig(proto.KindMedia, strings.Repeat("x", 2000)), false}, // over the limit
 	} {
 		err := tc.m.Validate()
 		if (err == nil) != tc.ok {
 			t.Errorf("%s %q: %v", tc.m.Kind, tc.m.SDP, err)
 		}
 		if err == nil {
-			if err := VerifySignal(id.Pub, &tc.m); err != nil {
+			if err := proto.VerifySignal(id.Pub, &tc.m); err != nil {
 				t.Errorf("%s: %v", tc.m.Kind, err)
 			}
 		}

@@ -1,4 +1,4 @@
-package peer
+package box
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay"
 	"github.com/callbox/callbox/relay/viewer"
 )
@@ -22,7 +23,7 @@ import (
 // fit the uplink, every receiver takes its own copy from the box's relay
 // (Direct: the on-device relay, reached directly). When receivers x
 // bitrate passes the budget, the box publishes one copy to the hub's relay
-// (FanoutHub) and moves every receiver there with a KindMedia signal
+// (hub.FanoutRelay) and moves every receiver there with a KindMedia signal
 // carrying the relay's URL and token; below the hysteresis band it moves
 // them back and stops publishing. A Watcher is the receiver's side: it
 // follows the KindMedia signals, connecting to the new location before it
@@ -37,9 +38,9 @@ type MediaLocation struct {
 
 // FanoutSenderConfig configures a FanoutSender.
 type FanoutSenderConfig struct {
-	Client   *Client   // the box's hub connection (signalling)
-	HubURL   string    // its URL; the publish endpoint is on the same server
-	Identity *Identity // signs the publish connection's hello
+	Client   *Client         // the box's hub connection (signalling)
+	HubURL   string          // its URL; the publish endpoint is on the same server
+	Identity *proto.Identity // signs the publish connection's hello
 	// HTTPClient dials the publish connection (nil: http.DefaultClient).
 	HTTPClient *http.Client
 	Policy     FanoutPolicy
@@ -100,7 +101,7 @@ func NewFanoutSender(cfg FanoutSenderConfig) (*FanoutSender, error) {
 	s := &FanoutSender{cfg: cfg, done: make(chan struct{}), events: make(chan Signal, 64), lost: make(chan struct{}, 1), receivers: map[string]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.remove = cfg.Client.onFanoutSignal(func(sig Signal) {
-		if sig.Kind != KindWatch && sig.Kind != KindUnwatch {
+		if sig.Kind != proto.KindWatch && sig.Kind != proto.KindUnwatch {
 			return
 		}
 		select {
@@ -211,13 +212,13 @@ func (s *FanoutSender) run() {
 			return
 		case sig := <-s.events:
 			s.mu.Lock()
-			if sig.Kind == KindWatch {
+			if sig.Kind == proto.KindWatch {
 				s.receivers[sig.From] = sig.Call
 			} else {
 				delete(s.receivers, sig.From)
 			}
 			s.mu.Unlock()
-			if sig.Kind == KindWatch {
+			if sig.Kind == proto.KindWatch {
 				// Tell the new receiver where the stream is now; a switch
 				// below tells everyone again.
 				s.sendLocation(sig.From, sig.Call, s.location())
@@ -367,7 +368,7 @@ func (s *FanoutSender) sendLocation(to, call string, loc MediaLocation) {
 	if err != nil {
 		return
 	}
-	if err := s.cfg.Client.SendSignal(s.ctx, to, call, KindMedia, string(b)); err != nil {
+	if err := s.cfg.Client.SendSignal(s.ctx, to, call, proto.KindMedia, string(b)); err != nil {
 		s.cfg.Log.Warn("fan-out: cannot tell a receiver where the stream is", "to", to, "err", err)
 	}
 }
@@ -414,7 +415,7 @@ func Watch(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
 	w := &Watcher{cfg: cfg, call: "watch-" + hex.EncodeToString(id[:]), done: make(chan struct{}), notify: make(chan struct{}, 1)}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.remove = cfg.Client.onFanoutSignal(func(sig Signal) {
-		if sig.Kind != KindMedia || sig.From != cfg.Box || sig.Call != w.call {
+		if sig.Kind != proto.KindMedia || sig.From != cfg.Box || sig.Call != w.call {
 			return
 		}
 		var loc MediaLocation
@@ -430,7 +431,7 @@ func Watch(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
 		default:
 		}
 	})
-	if err := cfg.Client.SendSignal(ctx, cfg.Box, w.call, KindWatch, ""); err != nil {
+	if err := cfg.Client.SendSignal(ctx, cfg.Box, w.call, proto.KindWatch, ""); err != nil {
 		w.remove()
 		w.cancel()
 		return nil, err
@@ -450,7 +451,7 @@ func (w *Watcher) Location() (MediaLocation, int) {
 // Close tells the box to stop and closes the connections.
 func (w *Watcher) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := w.cfg.Client.SendSignal(ctx, w.cfg.Box, w.call, KindUnwatch, "")
+	err := w.cfg.Client.SendSignal(ctx, w.cfg.Box, w.call, proto.KindUnwatch, "")
 	cancel()
 	w.remove()
 	w.cancel()

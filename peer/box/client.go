@@ -1,28 +1,23 @@
-package peer
+package box
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/coder/websocket"
 )
 
 // ClientConfig configures a box's connection to its hub.
 type ClientConfig struct {
 	HubURL   string // ws://host:port/v1/ws (wss:// in production)
-	Identity *Identity
+	Identity *proto.Identity
 	Name     string // human label sent to the hub and to peers
 	// DataDir holds peers.json: the boxes this box has itself paired with.
 	// Calls are accepted only from them, so a hub cannot invent a pair.
@@ -52,9 +47,9 @@ type Client struct {
 
 	mu         sync.Mutex
 	conn       *websocket.Conn
-	welcome    Message
-	peers      map[string]PeerInfo // pinned: paired from this box
-	waiters    map[string][]chan Message
+	welcome    proto.Message
+	peers      map[string]proto.PeerInfo // pinned: paired from this box
+	waiters    map[string][]chan proto.Message
 	online     map[string]bool            // paired box -> connected to the hub
 	onlineWait map[string][]chan struct{} // closed when that box comes online
 	onPresence func(id string, online bool)
@@ -85,8 +80,8 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c := &Client{
 		cfg:        cfg,
 		signals:    make(chan Signal, 16),
-		peers:      map[string]PeerInfo{},
-		waiters:    map[string][]chan Message{},
+		peers:      map[string]proto.PeerInfo{},
+		waiters:    map[string][]chan proto.Message{},
 		online:     map[string]bool{},
 		onlineWait: map[string][]chan struct{}{},
 		ready:      make(chan struct{}),
@@ -113,13 +108,13 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer: dial hub %s: %w", c.cfg.HubURL, err)
 	}
-	conn.SetReadLimit(MaxMessageSize)
-	nonce := make([]byte, nonceSize)
+	conn.SetReadLimit(proto.MaxMessageSize)
+	nonce := make([]byte, proto.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		conn.CloseNow()
 		return nil, fmt.Errorf("peer: nonce: %w", err)
 	}
-	hello := NewHello(c.cfg.Identity, c.cfg.Name, c.cfg.Now().UnixMilli(), nonce)
+	hello := proto.NewHello(c.cfg.Identity, c.cfg.Name, c.cfg.Now().UnixMilli(), nonce)
 	if err := writeMsg(dctx, conn, &hello); err != nil {
 		conn.CloseNow()
 		return nil, err
@@ -129,18 +124,18 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		conn.CloseNow()
 		return nil, fmt.Errorf("peer: hub welcome: %w", err)
 	}
-	m, err := ParseMessage(b)
+	m, err := proto.ParseMessage(b)
 	if err != nil {
 		conn.CloseNow()
 		return nil, err
 	}
-	if m.Type == TypeError {
+	if m.Type == proto.TypeError {
 		conn.CloseNow()
-		return nil, fmt.Errorf("%w: registration: %s", ErrHub, m.Error)
+		return nil, fmt.Errorf("%w: registration: %s", proto.ErrHub, m.Error)
 	}
-	if m.Type != TypeWelcome || m.Box != c.cfg.Identity.ID {
+	if m.Type != proto.TypeWelcome || m.Box != c.cfg.Identity.ID {
 		conn.CloseNow()
-		return nil, fmt.Errorf("%w: expected welcome for %s, got %s", ErrBadMessage, c.cfg.Identity.ID, m.Type)
+		return nil, fmt.Errorf("%w: expected welcome for %s, got %s", proto.ErrBadMessage, c.cfg.Identity.ID, m.Type)
 	}
 	c.mu.Lock()
 	c.conn = conn
@@ -154,7 +149,7 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	return conn, nil
 }
 
-func writeMsg(ctx context.Context, conn *websocket.Conn, m *Message) error {
+func writeMsg(ctx context.Context, conn *websocket.Conn, m *proto.Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("peer: encode %s: %w", m.Type, err)
@@ -227,7 +222,7 @@ func (c *Client) serve(conn *websocket.Conn) {
 			}
 			return
 		}
-		m, err := ParseMessage(b)
+		m, err := proto.ParseMessage(b)
 		if err != nil {
 			c.cfg.Log.Warn("bad message from hub", "err", err)
 			continue
@@ -236,9 +231,9 @@ func (c *Client) serve(conn *websocket.Conn) {
 	}
 }
 
-func (c *Client) dispatch(m *Message) {
+func (c *Client) dispatch(m *proto.Message) {
 	switch m.Type {
-	case TypeSignal:
+	case proto.TypeSignal:
 		c.mu.Lock()
 		p, ok := c.peers[m.From]
 		c.mu.Unlock()
@@ -246,11 +241,11 @@ func (c *Client) dispatch(m *Message) {
 			c.cfg.Log.Warn("signal from a box this box never paired with", "from", m.From)
 			return
 		}
-		if err := VerifySignal(p.Key, m); err != nil {
+		if err := proto.VerifySignal(p.Key, m); err != nil {
 			c.cfg.Log.Warn("signal refused", "err", err)
 			return
 		}
-		if m.Kind == KindWatch || m.Kind == KindUnwatch || m.Kind == KindMedia {
+		if m.Kind == proto.KindWatch || m.Kind == proto.KindUnwatch || m.Kind == proto.KindMedia {
 			// S7 fan-out signals go to their handlers, never to a Caller.
 			c.mu.Lock()
 			hs := make([]func(Signal), 0, len(c.fanoutHandlers))
@@ -268,12 +263,12 @@ func (c *Client) dispatch(m *Message) {
 		case <-c.ctx.Done():
 		}
 		return
-	case TypePaired:
+	case proto.TypePaired:
 		for _, p := range m.Peers {
 			c.pin(p)
 			c.setOnline(p.ID, p.Online)
 		}
-	case TypePresence:
+	case proto.TypePresence:
 		for _, p := range m.Peers {
 			c.setOnline(p.ID, p.Online)
 		}
@@ -281,7 +276,7 @@ func (c *Client) dispatch(m *Message) {
 	c.mu.Lock()
 	ws := c.waiters[m.Type]
 	delete(c.waiters, m.Type)
-	if m.Type == TypeError {
+	if m.Type == proto.TypeError {
 		// An error answers the request named by Ref.
 		ws = append(ws, c.waiters[m.Ref]...)
 		delete(c.waiters, m.Ref)
@@ -293,78 +288,9 @@ func (c *Client) dispatch(m *Message) {
 		default: // a waiter that already has its answer
 		}
 	}
-	if m.Type == TypeError && len(ws) == 0 {
+	if m.Type == proto.TypeError && len(ws) == 0 {
 		c.cfg.Log.Warn("hub error", "ref", m.Ref, "err", m.Error)
 	}
-}
-
-// pin records a peer this box paired with (the hub's peer list is only
-// used for names and online state).
-func (c *Client) pin(p PeerInfo) {
-	if BoxID(p.Key) != p.ID {
-		return
-	}
-	c.mu.Lock()
-	c.peers[p.ID] = PeerInfo{ID: p.ID, Key: p.Key, Name: p.Name}
-	err := c.savePeersLocked()
-	c.mu.Unlock()
-	if err != nil {
-		c.cfg.Log.Warn("peers not saved", "err", err)
-	}
-}
-
-func (c *Client) peersPath() string {
-	if c.cfg.DataDir == "" {
-		return ""
-	}
-	return filepath.Join(c.cfg.DataDir, "peers.json")
-}
-
-func (c *Client) loadPeers() error {
-	p := c.peersPath()
-	if p == "" {
-		return nil
-	}
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("peer: %w", err)
-	}
-	var list []PeerInfo
-	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("peer: %s: %w", p, err)
-	}
-	for _, pi := range list {
-		if BoxID(pi.Key) == pi.ID {
-			c.peers[pi.ID] = pi
-		}
-	}
-	return nil
-}
-
-func (c *Client) savePeersLocked() error {
-	p := c.peersPath()
-	if p == "" {
-		return nil
-	}
-	list := make([]PeerInfo, 0, len(c.peers))
-	for _, pi := range c.peers {
-		list = append(list, pi)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	b, err := json.MarshalIndent(list, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(p+".tmp", p)
 }
 
 func (c *Client) setOnline(id string, on bool) {
@@ -435,7 +361,7 @@ func (c *Client) WaitOnline(ctx context.Context, id string) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %s: %w", ErrOffline, id, ctx.Err())
+		return fmt.Errorf("%w: %s: %w", proto.ErrOffline, id, ctx.Err())
 	}
 }
 
@@ -447,56 +373,20 @@ func (c *Client) Signals() <-chan Signal { return c.signals }
 
 // ICEServers are the STUN/TURN servers (with fresh TURN credentials) from
 // the latest welcome.
-func (c *Client) ICEServers() []ICEServer {
+func (c *Client) ICEServers() []proto.ICEServer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.welcome.ICE
 }
 
-// Peers lists the boxes this box has paired with, with the hub's online
-// state where the hub knows them.
-func (c *Client) Peers() []PeerInfo {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]PeerInfo, 0, len(c.peers))
-	for _, p := range c.peers {
-		p.Online = c.online[p.ID]
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// Resolve finds a paired box by ID or name.
-func (c *Client) Resolve(peer string) (PeerInfo, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p, ok := c.peers[peer]; ok {
-		return p, nil
-	}
-	var found []PeerInfo
-	for _, p := range c.peers {
-		if p.Name == peer {
-			found = append(found, p)
-		}
-	}
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return PeerInfo{}, fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
-	}
-	return PeerInfo{}, fmt.Errorf("%w: %q names %d boxes; use the ID", ErrUnknownPeer, peer, len(found))
-}
-
 // send writes one message, waiting for a connection if one is being re-established.
-func (c *Client) send(ctx context.Context, m *Message) error {
+func (c *Client) send(ctx context.Context, m *proto.Message) error {
 	for {
 		c.mu.Lock()
 		conn, ready, closed := c.conn, c.ready, c.closed
 		c.mu.Unlock()
 		if closed {
-			return ErrClosed
+			return proto.ErrClosed
 		}
 		if conn != nil {
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -522,8 +412,8 @@ func (c *Client) send(ctx context.Context, m *Message) error {
 
 // request sends m and waits for the first message of type answer (or an
 // error answering m).
-func (c *Client) request(ctx context.Context, m *Message, answer string) (Message, error) {
-	ch := make(chan Message, 2)
+func (c *Client) request(ctx context.Context, m *proto.Message, answer string) (proto.Message, error) {
+	ch := make(chan proto.Message, 2)
 	c.mu.Lock()
 	c.waiters[answer] = append(c.waiters[answer], ch)
 	if answer != m.Type {
@@ -531,75 +421,23 @@ func (c *Client) request(ctx context.Context, m *Message, answer string) (Messag
 	}
 	c.mu.Unlock()
 	if err := c.send(ctx, m); err != nil {
-		return Message{}, err
+		return proto.Message{}, err
 	}
 	select {
 	case r := <-ch:
-		if r.Type == TypeError {
-			return r, fmt.Errorf("%w: %s: %s", ErrHub, m.Type, r.Error)
+		if r.Type == proto.TypeError {
+			return r, fmt.Errorf("%w: %s: %s", proto.ErrHub, m.Type, r.Error)
 		}
 		return r, nil
 	case <-ctx.Done():
-		return Message{}, fmt.Errorf("peer: %s: %w", m.Type, ctx.Err())
+		return proto.Message{}, fmt.Errorf("peer: %s: %w", m.Type, ctx.Err())
 	}
-}
-
-// RequestPairCode asks the hub for a code the other box enters.
-func (c *Client) RequestPairCode(ctx context.Context) (code string, expires time.Time, err error) {
-	r, err := c.request(ctx, &Message{Type: TypePairCode}, TypePairCode)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return r.Code, time.Unix(r.Expires, 0), nil
-}
-
-// WaitPaired waits for the hub to report a new pairing.
-func (c *Client) WaitPaired(ctx context.Context) (PeerInfo, error) {
-	ch := make(chan Message, 1)
-	c.mu.Lock()
-	c.waiters[TypePaired] = append(c.waiters[TypePaired], ch)
-	c.mu.Unlock()
-	select {
-	case r := <-ch:
-		if len(r.Peers) == 0 {
-			return PeerInfo{}, fmt.Errorf("%w: paired without a peer", ErrBadMessage)
-		}
-		return r.Peers[0], nil
-	case <-ctx.Done():
-		return PeerInfo{}, fmt.Errorf("peer: waiting for pairing: %w", ctx.Err())
-	}
-}
-
-// JoinPairCode enters the code another box got from RequestPairCode.
-func (c *Client) JoinPairCode(ctx context.Context, code string) (PeerInfo, error) {
-	r, err := c.request(ctx, &Message{Type: TypePairJoin, Code: code}, TypePaired)
-	if err != nil {
-		return PeerInfo{}, err
-	}
-	if len(r.Peers) == 0 {
-		return PeerInfo{}, fmt.Errorf("%w: paired without a peer", ErrBadMessage)
-	}
-	return r.Peers[0], nil
-}
-
-// PressPairButton reports a button press to the hub; it returns when
-// another box's press within the hub's window has paired the two, or when
-// ctx ends. The board calls it when the pairing button is held.
-func (c *Client) PressPairButton(ctx context.Context) (PeerInfo, error) {
-	r, err := c.request(ctx, &Message{Type: TypePairButton}, TypePaired)
-	if err != nil {
-		return PeerInfo{}, err
-	}
-	if len(r.Peers) == 0 {
-		return PeerInfo{}, fmt.Errorf("%w: paired without a peer", ErrBadMessage)
-	}
-	return r.Peers[0], nil
 }
 
 // SendSignal signs and sends a signal to a paired box.
 func (c *Client) SendSignal(ctx context.Context, to, call, kind, sdp string) error {
-	m := Message{Type: TypeSignal, To: to, Call: call, Kind: kind, SDP: sdp}
-	SignSignal(c.cfg.Identity, &m)
+	m := proto.Message{Type: proto.TypeSignal, To: to, Call: call, Kind: kind, SDP: sdp}
+	proto.SignSignal(c.cfg.Identity, &m)
 	return c.send(ctx, &m)
 }
 
@@ -622,14 +460,6 @@ func (c *Client) Check(timeout time.Duration) error {
 		return fmt.Errorf("peer: hub ping: %w", err)
 	}
 	return nil
-}
-
-// PeerKey returns the pinned key of a paired box.
-func (c *Client) PeerKey(id string) (ed25519.PublicKey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.peers[id]
-	return p.Key, ok
 }
 
 // Close hangs up on the hub and stops reconnecting.

@@ -1,4 +1,4 @@
-package peer
+package hub
 
 import (
 	"context"
@@ -16,11 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/coder/websocket"
 )
 
-// HubConfig configures a Hub.
-type HubConfig struct {
+// Config configures a Hub.
+type Config struct {
 	// StatePath is the JSON file holding registered boxes and pairs, so a
 	// pairing survives a hub restart. Empty keeps the state in memory.
 	StatePath string
@@ -45,7 +46,7 @@ type HubConfig struct {
 	Log          *slog.Logger
 }
 
-func (c *HubConfig) defaults() {
+func (c *Config) defaults() {
 	if c.CredentialTTL == 0 {
 		c.CredentialTTL = 24 * time.Hour
 	}
@@ -72,7 +73,7 @@ func (c *HubConfig) defaults() {
 // Hub is the rendezvous server: registration, pairing and signalling
 // between paired boxes. It never handles media (see TURNServer for the relay).
 type Hub struct {
-	cfg HubConfig
+	cfg Config
 
 	mu       sync.Mutex
 	state    hubState
@@ -108,12 +109,12 @@ type pendingPress struct {
 // the box; Close hangs up. The WebSocket server makes them; tests make their own.
 type Session struct {
 	Box   string
-	Send  func(Message) error
+	Send  func(proto.Message) error
 	Close func()
 }
 
-// NewHub loads the state file (if any) and returns a hub.
-func NewHub(cfg HubConfig) (*Hub, error) {
+// New loads the state file (if any) and returns a hub.
+func New(cfg Config) (*Hub, error) {
 	cfg.defaults()
 	h := &Hub{
 		cfg:      cfg,
@@ -170,23 +171,20 @@ func (h *Hub) saveLocked() error {
 // signature is the key's, the timestamp is recent and the nonce unused. A
 // nonce is remembered only once the rest has verified, so a forger cannot
 // burn a real box's nonces.
-func (h *Hub) VerifyHello(m *Message) error {
-	if m.Type != TypeHello {
-		return fmt.Errorf("%w: first message must be %s, got %q", ErrBadMessage, TypeHello, m.Type)
+func (h *Hub) VerifyHello(m *proto.Message) error {
+	if m.Type != proto.TypeHello {
+		return fmt.Errorf("%w: first message must be %s, got %q", proto.ErrBadMessage, proto.TypeHello, m.Type)
 	}
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	if BoxID(m.Key) != m.Box {
-		return fmt.Errorf("%w: box ID %s does not belong to the key presented", ErrBadSignature, m.Box)
-	}
-	if !Verify(m.Key, m.Sig, ctxHello, helloParts(m)...) {
-		return fmt.Errorf("%w: registration of %s", ErrBadSignature, m.Box)
+	if err := proto.VerifyHelloSignature(m); err != nil {
+		return err
 	}
 	now := h.cfg.Now()
 	ts := time.UnixMilli(m.TS)
 	if d := now.Sub(ts); d > h.cfg.ClockSkew || d < -h.cfg.ClockSkew {
-		return fmt.Errorf("%w: timestamp %s is %v from the hub's clock (limit %v)", ErrReplay, ts.UTC().Format(time.RFC3339), d.Round(time.Second), h.cfg.ClockSkew)
+		return fmt.Errorf("%w: timestamp %s is %v from the hub's clock (limit %v)", proto.ErrReplay, ts.UTC().Format(time.RFC3339), d.Round(time.Second), h.cfg.ClockSkew)
 	}
 	key := m.Box + "/" + string(m.Nonce)
 	h.mu.Lock()
@@ -197,7 +195,7 @@ func (h *Hub) VerifyHello(m *Message) error {
 		}
 	}
 	if _, seen := h.nonces[key]; seen {
-		return fmt.Errorf("%w: nonce already used by %s", ErrReplay, m.Box)
+		return fmt.Errorf("%w: nonce already used by %s", proto.ErrReplay, m.Box)
 	}
 	h.nonces[key] = now.Add(2 * h.cfg.ClockSkew)
 	return nil
@@ -206,9 +204,9 @@ func (h *Hub) VerifyHello(m *Message) error {
 // Register verifies hello, attaches s as the box's connection (a newer
 // connection replaces an older one) and sends the box its welcome, which it
 // also returns.
-func (h *Hub) Register(s *Session, hello *Message) (Message, error) {
+func (h *Hub) Register(s *Session, hello *proto.Message) (proto.Message, error) {
 	if err := h.VerifyHello(hello); err != nil {
-		return Message{}, err
+		return proto.Message{}, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -221,13 +219,13 @@ func (h *Hub) Register(s *Session, hello *Message) (Message, error) {
 	if err := h.saveLocked(); err != nil {
 		h.cfg.Log.Warn("hub state not saved", "err", err)
 	}
-	w := Message{Type: TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}
+	w := proto.Message{Type: proto.TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}
 	// The welcome goes out under the lock, before anyone learns that this
 	// box is online: the first message a box reads is always its welcome,
 	// never a signal from a peer that was quicker.
 	if err := s.Send(w); err != nil {
 		delete(h.sessions, s.Box)
-		return Message{}, fmt.Errorf("peer: welcome %s: %w", s.Box, err)
+		return proto.Message{}, fmt.Errorf("peer: welcome %s: %w", s.Box, err)
 	}
 	h.presenceLocked(s.Box, true)
 	return w, nil
@@ -247,23 +245,23 @@ func (h *Hub) Unregister(s *Session) {
 	}
 }
 
-func (h *Hub) iceServers(box string) []ICEServer {
-	var out []ICEServer
+func (h *Hub) iceServers(box string) []proto.ICEServer {
+	var out []proto.ICEServer
 	if len(h.cfg.STUNURLs) > 0 {
-		out = append(out, ICEServer{URLs: h.cfg.STUNURLs})
+		out = append(out, proto.ICEServer{URLs: h.cfg.STUNURLs})
 	}
 	if len(h.cfg.TURNURLs) > 0 && h.cfg.TURNSecret != "" {
 		u, p := TURNCredentials(h.cfg.TURNSecret, box, h.cfg.Now().Add(h.cfg.CredentialTTL))
-		out = append(out, ICEServer{URLs: h.cfg.TURNURLs, Username: u, Credential: p})
+		out = append(out, proto.ICEServer{URLs: h.cfg.TURNURLs, Username: u, Credential: p})
 	}
 	return out
 }
 
-func (h *Hub) peersLocked(box string) []PeerInfo {
-	var out []PeerInfo
+func (h *Hub) peersLocked(box string) []proto.PeerInfo {
+	var out []proto.PeerInfo
 	for _, id := range h.state.Pairs[box] {
 		r := h.state.Boxes[id]
-		out = append(out, PeerInfo{ID: id, Key: r.Key, Name: r.Name, Online: h.sessions[id] != nil})
+		out = append(out, proto.PeerInfo{ID: id, Key: r.Key, Name: r.Name, Online: h.sessions[id] != nil})
 	}
 	return out
 }
@@ -274,7 +272,7 @@ func (h *Hub) presenceLocked(box string, online bool) {
 	r := h.state.Boxes[box]
 	for _, id := range h.state.Pairs[box] {
 		if s := h.sessions[id]; s != nil {
-			_ = s.Send(Message{Type: TypePresence, Peers: []PeerInfo{{ID: box, Key: r.Key, Name: r.Name, Online: online}}})
+			_ = s.Send(proto.Message{Type: proto.TypePresence, Peers: []proto.PeerInfo{{ID: box, Key: r.Key, Name: r.Name, Online: online}}})
 		}
 	}
 }
@@ -308,7 +306,7 @@ func (h *Hub) pairLocked(a, b string) {
 			r := h.state.Boxes[x[1]]
 			// Sent under the lock so that "paired" is ordered before any
 			// signal the other box sends once it knows the pair.
-			_ = s.Send(Message{Type: TypePaired, Peers: []PeerInfo{{ID: x[1], Key: r.Key, Name: r.Name, Online: h.sessions[x[1]] != nil}}})
+			_ = s.Send(proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{{ID: x[1], Key: r.Key, Name: r.Name, Online: h.sessions[x[1]] != nil}}})
 		}
 	}
 }
@@ -325,12 +323,12 @@ var errTooManyTries = errors.New("peer: too many wrong pairing codes")
 
 // Handle processes one message from an authenticated session. An error is
 // sent back to the box as an error message; errTooManyTries also hangs up.
-func (h *Hub) Handle(s *Session, m *Message) error {
+func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	now := h.cfg.Now()
 	switch m.Type {
-	case TypePing:
-		return s.Send(Message{Type: TypePong})
-	case TypePairCode:
+	case proto.TypePing:
+		return s.Send(proto.Message{Type: proto.TypePong})
+	case proto.TypePairCode:
 		code, err := randomCode()
 		if err != nil {
 			return err
@@ -344,22 +342,22 @@ func (h *Hub) Handle(s *Session, m *Message) error {
 		exp := now.Add(h.cfg.PairCodeTTL)
 		h.codes[code] = pendingCode{box: s.Box, expires: exp}
 		h.mu.Unlock()
-		return s.Send(Message{Type: TypePairCode, Code: code, Expires: exp.Unix()})
-	case TypePairJoin:
+		return s.Send(proto.Message{Type: proto.TypePairCode, Code: code, Expires: exp.Unix()})
+	case proto.TypePairJoin:
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		p, ok := h.codes[m.Code]
 		if !ok || now.After(p.expires) || p.box == s.Box {
 			h.tries[s]++
 			if h.tries[s] >= h.cfg.MaxCodeTries {
-				return fmt.Errorf("%w: %w", errTooManyTries, ErrBadCode)
+				return fmt.Errorf("%w: %w", errTooManyTries, proto.ErrBadCode)
 			}
-			return ErrBadCode
+			return proto.ErrBadCode
 		}
 		delete(h.codes, m.Code)
 		h.pairLocked(p.box, s.Box)
 		return nil
-	case TypePairButton:
+	case proto.TypePairButton:
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if b := h.button; b != nil && b.box != s.Box && now.Sub(b.at) <= h.cfg.ButtonWindow && h.sessions[b.box] != nil {
@@ -369,25 +367,25 @@ func (h *Hub) Handle(s *Session, m *Message) error {
 		}
 		h.button = &pendingPress{box: s.Box, at: now}
 		return nil
-	case TypeSignal:
+	case proto.TypeSignal:
 		h.mu.Lock()
 		paired := h.pairedLocked(s.Box, m.To)
 		dst := h.sessions[m.To]
 		h.mu.Unlock()
 		if !paired {
-			return fmt.Errorf("%w: %s and %s", ErrNotPaired, s.Box, m.To)
+			return fmt.Errorf("%w: %s and %s", proto.ErrNotPaired, s.Box, m.To)
 		}
 		if dst == nil {
-			return fmt.Errorf("%w: %s", ErrOffline, m.To)
+			return fmt.Errorf("%w: %s", proto.ErrOffline, m.To)
 		}
 		fwd := *m
 		fwd.From = s.Box // never trust a box's own From
 		if err := dst.Send(fwd); err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrOffline, m.To, err)
+			return fmt.Errorf("%w: %s: %w", proto.ErrOffline, m.To, err)
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: a box may not send %q", ErrBadMessage, m.Type)
+	return fmt.Errorf("%w: a box may not send %q", proto.ErrBadMessage, m.Type)
 }
 
 func randomCode() (string, error) {
@@ -399,8 +397,8 @@ func randomCode() (string, error) {
 }
 
 // errorMessage turns an error into the message sent to the box.
-func errorMessage(ref string, err error) Message {
-	return Message{Type: TypeError, Ref: ref, Error: err.Error()}
+func errorMessage(ref string, err error) proto.Message {
+	return proto.Message{Type: proto.TypeError, Ref: ref, Error: err.Error()}
 }
 
 // ServeHTTP upgrades to a WebSocket and runs one box's session: a signed
@@ -410,7 +408,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Accept has answered the request
 	}
-	c.SetReadLimit(MaxMessageSize)
+	c.SetReadLimit(proto.MaxMessageSize)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	// Messages to the box go through a queue and one writer, so the hub
@@ -418,7 +416,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// to take its messages is hung up on instead.
 	out := make(chan []byte, 64)
 	s := &Session{
-		Send: func(m Message) error {
+		Send: func(m proto.Message) error {
 			b, err := json.Marshal(&m)
 			if err != nil {
 				return fmt.Errorf("peer: encode %s: %w", m.Type, err)
@@ -430,7 +428,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return fmt.Errorf("peer: session closed: %w", ctx.Err())
 			default:
 				cancel()
-				return fmt.Errorf("%w: the box does not read its messages", ErrOffline)
+				return fmt.Errorf("%w: the box does not read its messages", proto.ErrOffline)
 			}
 		},
 		Close: cancel,
@@ -459,14 +457,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	hello, err := ParseMessage(b)
-	var welcome Message
+	hello, err := proto.ParseMessage(b)
+	var welcome proto.Message
 	if err == nil {
 		welcome, err = h.Register(s, &hello)
 	}
 	if err != nil {
 		h.cfg.Log.Warn("registration refused", "remote", r.RemoteAddr, "err", err)
-		writeLast(c, errorMessage(TypeHello, err))
+		writeLast(c, errorMessage(proto.TypeHello, err))
 		c.Close(websocket.StatusPolicyViolation, "registration refused")
 		return
 	}
@@ -478,7 +476,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.cfg.Log.Info("box disconnected", "box", s.Box, "err", err)
 			return
 		}
-		m, err := ParseMessage(b)
+		m, err := proto.ParseMessage(b)
 		if err == nil {
 			err = h.Handle(s, &m)
 		}
@@ -495,7 +493,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeLast writes a final message directly (not through the queue), so it
 // is on the wire before the connection closes.
-func writeLast(c *websocket.Conn, m Message) {
+func writeLast(c *websocket.Conn, m proto.Message) {
 	b, err := json.Marshal(&m)
 	if err != nil {
 		return
@@ -505,8 +503,8 @@ func writeLast(c *websocket.Conn, m Message) {
 	_ = c.Write(ctx, websocket.MessageText, b)
 }
 
-// HubStats is what /v1/stats reports.
-type HubStats struct {
+// Stats is what /v1/stats reports.
+type Stats struct {
 	BoxesOnline  int    `json:"boxes_online"`
 	Boxes        int    `json:"boxes"`
 	Pairs        int    `json:"pairs"`
@@ -515,12 +513,12 @@ type HubStats struct {
 }
 
 // Stats counts boxes and pairs.
-func (h *Hub) Stats() HubStats {
+func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
 	for _, ps := range h.state.Pairs {
 		n += len(ps)
 	}
-	return HubStats{BoxesOnline: len(h.sessions), Boxes: len(h.state.Boxes), Pairs: n / 2}
+	return Stats{BoxesOnline: len(h.sessions), Boxes: len(h.state.Boxes), Pairs: n / 2}
 }

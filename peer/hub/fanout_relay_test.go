@@ -1,4 +1,4 @@
-package peer
+package hub
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/peer/box"
 	"github.com/callbox/callbox/relay/viewer"
 )
 
@@ -25,7 +26,7 @@ import (
 func TestFanoutThroughHub(t *testing.T) {
 	testenvShort(t)
 	hub := newTestHub(t, time.Now)
-	fh := NewFanoutHub(hub, nil)
+	fh := NewFanoutRelay(hub, nil)
 	t.Cleanup(fh.Close)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", hub)
@@ -37,7 +38,7 @@ func TestFanoutThroughHub(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	media, err := SynthMedia(synth.CameraConfig{Width: 320, Height: 240, FPS: 15}, synth.MicConfig{Rate: 8000})(MaxRTPPacket(DefaultMaxDatagram))
+	media, err := box.SynthMedia(synth.CameraConfig{Width: 320, Height: 240, FPS: 15}, synth.MicConfig{Rate: 8000})(box.MaxRTPPacket(box.DefaultMaxDatagram))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,14 +62,14 @@ func TestFanoutThroughHub(t *testing.T) {
 	}
 	bps := float64(streamBytes*8) / time.Since(start).Seconds()
 	const receivers = 3
-	policy := FanoutPolicy{UplinkBps: 2.5 * bps} // room for two copies, not three
-	d := policy.Decide(receivers, bps, FanoutDirect)
+	policy := box.FanoutPolicy{UplinkBps: 2.5 * bps} // room for two copies, not three
+	d := policy.Decide(receivers, bps, box.FanoutDirect)
 	t.Logf("stream %.0f kbit/s, %d receivers: %s (%s)", bps/1e3, receivers, d.Mode, d.Reason)
-	if d.Mode != FanoutRelay {
+	if d.Mode != box.FanoutRelay {
 		t.Fatalf("policy chose %s", d.Mode)
 	}
 
-	pub, err := PublishToHub(ctx, hubURL, mustIdentity(t), nil)
+	pub, err := box.PublishToHub(ctx, hubURL, mustIdentity(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,48 +148,4 @@ func TestFanoutThroughHub(t *testing.T) {
 	if up := pub.BytesSent(); up == 0 || uint64(total) < 2*up {
 		t.Errorf("uploaded %d bytes for %d received: not one copy for %d receivers", up, total, receivers)
 	}
-}
-
-func TestParseBurstRoundTrip(t *testing.T) {
-	pkt := func(n int) []byte {
-		b := make([]byte, n)
-		b[0] = 0x80
-		return b
-	}
-	in := capture.Burst{Kind: capture.KindVideo, Keyframe: true, CaptureTime: time.Unix(1700000000, 123),
-		Packets: [][]byte{pkt(12), pkt(1144), pkt(300)}}
-	out, err := ParseBurst(AppendBurst(nil, &in), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.Kind != in.Kind || out.Keyframe != in.Keyframe || !out.CaptureTime.Equal(in.CaptureTime) || len(out.Packets) != 3 || len(out.Packets[1]) != 1144 {
-		t.Fatalf("round trip: %+v", out)
-	}
-	for _, bad := range [][]byte{
-		nil,
-		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0},           // no packets
-		{3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12},    // bad kind
-		{1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12},    // bad flags
-		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1}, // truncated packet
-		append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12}, make([]byte, 12)...), // RTP version 0
-	} {
-		if _, err := ParseBurst(bad, nil); !errors.Is(err, ErrBadMessage) {
-			t.Errorf("accepted %x", bad)
-		}
-	}
-}
-
-// FuzzParseBurst: the hub parses every burst a publishing box sends.
-func FuzzParseBurst(f *testing.F) {
-	f.Add(AppendBurst(nil, &capture.Burst{Kind: capture.KindAudio, Packets: [][]byte{append([]byte{0x80}, make([]byte, 171)...)}}))
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		b, err := ParseBurst(msg, nil)
-		if err != nil {
-			return
-		}
-		again, err := ParseBurst(AppendBurst(nil, &b), nil)
-		if err != nil || len(again.Packets) != len(b.Packets) || again.Kind != b.Kind {
-			t.Fatalf("accepted burst does not round-trip: %v", err)
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package peer
+package box
 
 import (
 	"context"
@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/peer/hub"
+	"github.com/callbox/callbox/peer/proto"
 	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 )
@@ -33,7 +36,7 @@ type vlab struct {
 	wan      *vnet.Router
 	routers  []*vnet.Router
 	hubURL   string
-	turn     *TURNServer
+	turn     *hub.TURNServer
 	maxUDP   atomic.Int64 // largest UDP payload seen on any router
 	nextLAN  int
 	lanNames map[string]*vnet.Router
@@ -61,12 +64,12 @@ func newVLab(t *testing.T) *vlab {
 	}
 	t.Cleanup(func() { wan.Stop() })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l.turn, err = StartTURN(TURNConfig{Listen: vnetHubIP + ":3478", PublicIP: net.ParseIP(vnetHubIP), Secret: "lab-secret", Net: hubNet, Log: log})
+	l.turn, err = hub.StartTURN(hub.TURNConfig{Listen: vnetHubIP + ":3478", PublicIP: net.ParseIP(vnetHubIP), Secret: "lab-secret", Net: hubNet, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.turn.Close() })
-	hub, err := NewHub(HubConfig{
+	h, err := hub.New(hub.Config{
 		STUNURLs:   []string{"stun:" + vnetHubIP + ":3478"},
 		TURNURLs:   []string{"turn:" + vnetHubIP + ":3478?transport=udp"},
 		TURNSecret: "lab-secret",
@@ -75,7 +78,7 @@ func newVLab(t *testing.T) *vlab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(hub)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	l.hubURL = "ws" + strings.TrimPrefix(srv.URL, "http")
 	return l
@@ -150,7 +153,7 @@ func (l *vlab) box(name, lan string, nat *vnet.NATType, ip string) *vbox {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("box", name)
-	id, err := NewIdentity()
+	id, err := proto.NewIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,4 +316,30 @@ func testenvShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("calls over virtual networks take seconds; skipped with -short")
 	}
+}
+
+// newTestHub is a hub with a state file in a temporary directory and
+// STUN/TURN URLs (nobody answers them: these tests do not gather over the
+// real network).
+func newTestHub(t *testing.T) *hub.Hub {
+	t.Helper()
+	h, err := hub.New(hub.Config{
+		StatePath:  filepath.Join(t.TempDir(), "hub.json"),
+		STUNURLs:   []string{"stun:198.51.100.10:3478"},
+		TURNURLs:   []string{"turn:198.51.100.10:3478?transport=udp"},
+		TURNSecret: "s3cret",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func mustIdentity(t *testing.T) *proto.Identity {
+	t.Helper()
+	id, err := proto.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

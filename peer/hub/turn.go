@@ -1,4 +1,4 @@
-package peer
+package hub
 
 import (
 	"crypto/hmac"

@@ -1,0 +1,299 @@
+package box
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/peer/proto"
+	transport "github.com/pion/transport/v5"
+	"github.com/pion/webrtc/v4"
+)
+
+// CallerConfig configures a Caller.
+type CallerConfig struct {
+	Client *Client
+	// Media makes the media each call sends (nil: receive only).
+	Media MediaFactory
+	// Accept decides whether to take a call from a paired box (nil: accept all).
+	Accept func(proto.PeerInfo) bool
+	// OnState is called on every state change, in order (from the call's
+	// goroutines, one at a time; it must not block or call back into the
+	// Caller).
+	OnState func(State)
+	// OnMedia, if set, hears the other box's media as it arrives, as RTP
+	// (decrypted): one burst per whole JPEG frame and one per PCMU packet,
+	// from the call's receive goroutines; it must not block. The packets
+	// are valid only while OnMedia runs: copy to keep (relay.Publish does).
+	OnMedia func(from proto.PeerInfo, b capture.Burst)
+	// MaxDatagram caps every UDP datagram of a call (S8); default 1200.
+	MaxDatagram int
+	// Net replaces the OS network (tests inject a pion/transport vnet).
+	Net transport.Net
+	// LoopbackOnly gathers host candidates on loopback addresses only
+	// (tests of whole appliances on one machine; never on a box).
+	LoopbackOnly bool
+	// ICE timing; zero values take the defaults in parentheses.
+	DisconnectedTimeout time.Duration // no traffic for this long: reconnect (2 s; media flows at 50+ packets/s)
+	FailedTimeout       time.Duration // (8 s)
+	KeepAlive           time.Duration // ICE consent/keepalive interval; holds NAT mappings (1 s)
+	SrflxWait           time.Duration // how long a direct-through-NAT pair waits for a host pair (200 ms)
+	RelayWait           time.Duration // how long a relayed pair waits for a direct one (1 s)
+	// SetupTimeout bounds a call's setup (default 15 s).
+	SetupTimeout time.Duration
+	Log          *slog.Logger
+}
+
+// Caller makes and takes calls for one box, one call at a time (a box has
+// one camera). The board calls Call and HangUp; OnState drives the LED.
+type Caller struct {
+	cfg CallerConfig
+	api *webrtc.API
+
+	mu  sync.Mutex
+	cur *Call
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewCaller builds the WebRTC API (codecs, datagram limit, ICE timing) and
+// starts handling incoming signals.
+func NewCaller(cfg CallerConfig) (*Caller, error) {
+	if cfg.Client == nil {
+		return nil, fmt.Errorf("peer: caller needs a hub client")
+	}
+	if cfg.MaxDatagram == 0 {
+		cfg.MaxDatagram = DefaultMaxDatagram
+	}
+	if cfg.MaxDatagram < MinMaxDatagram {
+		return nil, fmt.Errorf("peer: max datagram %d below the minimum %d", cfg.MaxDatagram, MinMaxDatagram)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.DisconnectedTimeout, 2*time.Second)
+	def(&cfg.FailedTimeout, 8*time.Second)
+	def(&cfg.KeepAlive, time.Second)
+	def(&cfg.SrflxWait, 200*time.Millisecond)
+	def(&cfg.RelayWait, time.Second)
+	def(&cfg.SetupTimeout, 15*time.Second)
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.OnState == nil {
+		cfg.OnState = func(State) {}
+	}
+	if cfg.Accept == nil {
+		cfg.Accept = func(proto.PeerInfo) bool { return true }
+	}
+	api, err := newAPI(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Caller{cfg: cfg, api: api, done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	cfg.Client.OnPresence(c.presence)
+	go c.loop()
+	return c, nil
+}
+
+// presence resumes a call whose path was lost when its peer (or this box)
+// is back on the hub: signals sent while one of them was reconnecting to
+// the hub were lost, so the restart is signalled again.
+func (c *Caller) presence(id string, online bool) {
+	cur := c.Current()
+	if !online || cur == nil || cur.Peer.ID != id || cur.State().Phase != PhaseReconnecting {
+		return
+	}
+	cur.mu.Lock()
+	offerer := cur.offerer
+	cur.restartAt = time.Now()
+	cur.mu.Unlock()
+	if offerer {
+		go cur.offer(true)
+	} else {
+		go cur.ring()
+	}
+}
+
+// Close hangs up and stops the caller (not the hub client).
+func (c *Caller) Close() error {
+	c.HangUp()
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// Current returns the active call, or nil.
+func (c *Caller) Current() *Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// HangUp ends the active call, telling the peer.
+func (c *Caller) HangUp() {
+	c.mu.Lock()
+	cur := c.cur
+	c.mu.Unlock()
+	if cur != nil {
+		cur.hangUp(nil, true)
+	}
+}
+
+// Call calls a paired box (by ID or name) and returns the call at once;
+// watch State, Done and Summary for its progress. Of two boxes the one with
+// the smaller ID always makes the offer: the other sends a ring, so two
+// boxes calling each other at the same moment make one call, not two.
+func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
+	p, err := c.cfg.Client.Resolve(peer)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.cur != nil {
+		cur := c.cur
+		c.mu.Unlock()
+		if cur.Peer.ID == p.ID {
+			return cur, nil // already calling (or called by) this peer
+		}
+		return nil, fmt.Errorf("peer: busy with a call to %s", cur.Peer.ID)
+	}
+	call := c.newCallLocked(p, newCallID(), c.cfg.Client.ID() < p.ID)
+	c.mu.Unlock()
+	go func() {
+		// Signalling a box that is not connected to the hub would be lost:
+		// wait for it (the call's setup timeout still applies).
+		if err := c.cfg.Client.WaitOnline(call.ctx, p.ID); err != nil {
+			return
+		}
+		call.start.Store(time.Now().UnixNano()) // waiting for the peer to come online is not setup time
+		if call.isOfferer() {
+			if call.offered.CompareAndSwap(false, true) {
+				call.offer(false)
+			}
+		} else {
+			call.ring()
+		}
+	}()
+	return call, nil
+}
+
+func newCallID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *Caller) newCallLocked(p proto.PeerInfo, id string, offerer bool) *Call {
+	call := &Call{
+		caller:  c,
+		Peer:    p,
+		id:      id,
+		offerer: offerer,
+		done:    make(chan struct{}),
+	}
+	call.start.Store(time.Now().UnixNano())
+	call.ctx, call.cancel = context.WithCancel(c.ctx)
+	go call.watchAddrs()
+	c.cur = call
+	call.setState(PhaseCalling, PathNone, nil)
+	go func() {
+		// A call that never connects ends on its own.
+		select {
+		case <-time.After(c.cfg.SetupTimeout):
+			if !call.connectedOnce.Load() {
+				call.hangUp(fmt.Errorf("peer: no connection to %s within %v", p.ID, c.cfg.SetupTimeout), true)
+			}
+		case <-call.done:
+		}
+	}()
+	return call
+}
+
+// loop handles signals from paired boxes.
+func (c *Caller) loop() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case s := <-c.cfg.Client.Signals():
+			c.handle(s)
+		}
+	}
+}
+
+func (c *Caller) handle(s Signal) {
+	p, err := c.cfg.Client.Resolve(s.From)
+	if err != nil {
+		return // dispatch only passes pinned peers; a race with unpairing
+	}
+	c.mu.Lock()
+	cur := c.cur
+	if cur != nil && cur.Peer.ID != s.From {
+		c.mu.Unlock()
+		if s.Kind != proto.KindBye {
+			c.cfg.Log.Info("busy: refusing a call", "from", s.From)
+			go c.cfg.Client.SendSignal(c.ctx, s.From, s.Call, proto.KindBye, "")
+		}
+		return
+	}
+	if cur == nil {
+		if s.Kind != proto.KindOffer && s.Kind != proto.KindRing {
+			c.mu.Unlock()
+			return
+		}
+		if !c.cfg.Accept(p) {
+			c.mu.Unlock()
+			go c.cfg.Client.SendSignal(c.ctx, s.From, s.Call, proto.KindBye, "")
+			return
+		}
+		cur = c.newCallLocked(p, s.Call, s.Kind == proto.KindRing)
+	}
+	c.mu.Unlock()
+
+	switch s.Kind {
+	case proto.KindOffer:
+		if cur.isOfferer() {
+			// Glare: both offered. The smaller ID's offer stands.
+			if c.cfg.Client.ID() < s.From {
+				return
+			}
+			cur.becomeAnswerer()
+		}
+		go cur.answer(s)
+	case proto.KindAnswer:
+		if cur.isOfferer() && s.Call == cur.callID() {
+			go cur.applyAnswer(s)
+		}
+	case proto.KindRing:
+		switch {
+		case !cur.isOfferer():
+		case cur.offered.CompareAndSwap(false, true):
+			// The first ring: this box makes the offer, under the ring's call ID.
+			cur.setCallID(s.Call)
+			go cur.offer(false)
+		case cur.connectedOnce.Load():
+			// A ring on a call that was connected asks for an ICE restart:
+			// the answerer lost connectivity (a network change). This box
+			// may have started one already.
+			if cur.restartDue() {
+				go cur.offer(true)
+			}
+		}
+		// Otherwise this box's own offer is already on its way.
+
+	case proto.KindBye:
+		cur.hangUp(fmt.Errorf("peer: %s hung up", s.From), false)
+	}
+}
