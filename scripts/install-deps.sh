@@ -21,6 +21,8 @@ PKGS=(
   qemu-system-x86 qemu-system-arm cpio gzip kmod curl bc linux-kbuild-6.1 busybox-static xz-utils libasound2-data
   # NAT lab and slow links
   iproute2 iptables conntrack iputils-ping coturn
+  # the hub's store contract on a real PostgreSQL, and hub instances over a real NATS
+  postgresql nats-server
   # SD-card image checks
   shellcheck genimage mtools dosfstools e2fsprogs fdisk
 )
