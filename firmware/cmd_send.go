@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtpjpeg"
+	"github.com/callbox/callbox/media"
 )
 
 // cmdSend is `callbox send`: the box's media as plain RTP over UDP to one
@@ -51,7 +51,7 @@ func cmdSend(args []string) int {
 		fmt.Fprintf(os.Stderr, "callbox send: %v\n", err)
 		return 2
 	}
-	cfg := sendConfig{opts: mediaOptionsOf(mc), to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
+	cfg := sendConfig{opts: mediaConfig(mc), to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -63,7 +63,7 @@ func cmdSend(args []string) int {
 }
 
 type sendConfig struct {
-	opts     mediaOptions
+	opts     media.Config
 	to       string
 	sdpPath  string
 	sdpOnly  bool
@@ -94,9 +94,6 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	if cfg.sdpOnly && cfg.sdpPath == "" {
 		return errors.New("--sdp-only needs --sdp FILE")
 	}
-	if err := cfg.opts.check(); err != nil {
-		return err
-	}
 	vaddr, aaddr, err := sendTargets(cfg.to)
 	if err != nil {
 		return err
@@ -104,7 +101,7 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	if cfg.sdpPath != "" {
 		ip := vaddr.AddrPort().Addr()
 		text, err := sendSDP{
-			Addr: ip, VideoPort: vaddr.Port, AudioPort: aaddr.Port, FPS: cfg.opts.fps,
+			Addr: ip, VideoPort: vaddr.Port, AudioPort: aaddr.Port, FPS: cfg.opts.Video.FPS,
 			SessionID: uint64(time.Now().Unix()), Version: Version,
 		}.marshal()
 		if err != nil {
@@ -118,121 +115,108 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 		}
 	}
 
-	cam, camInfo, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
-	if err != nil {
-		return err
-	}
-	mic, micInfo, err := openMic(cfg.opts.mic)
-	if err != nil {
-		cam.Close()
-		return err
-	}
-	closeAll := func() { cam.Close(); mic.Close() }
 	vssrc, assrc := rtpext.Random32(), rtpext.Random32()
 	vbase, abase := rtpext.Random32(), rtpext.Random32()
-	vp, err := rtpjpeg.NewPacketizer(cfg.opts.packetSize, vssrc, capture.PayloadTypeJPEG)
+	vp, err := rtpjpeg.NewPacketizer(cfg.opts.PacketSize, vssrc, capture.PayloadTypeJPEG)
 	if err != nil {
-		closeAll()
 		return fmt.Errorf("video packetizer: %w", err)
 	}
-	ap, err := pcmu.NewPacketizer(cfg.opts.packetSize, assrc, capture.PayloadTypePCMU)
+	ap, err := pcmu.NewPacketizer(cfg.opts.PacketSize, assrc, capture.PayloadTypePCMU)
 	if err != nil {
-		closeAll()
 		return fmt.Errorf("audio packetizer: %w", err)
 	}
-	vconn, err := net.DialUDP("udp", nil, vaddr)
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("video socket: %w", err)
-	}
-	defer vconn.Close()
-	aconn, err := net.DialUDP("udp", nil, aaddr)
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("audio socket: %w", err)
-	}
-	defer aconn.Close()
 	// The RTP timestamp bases are chosen here so that the sender reports
 	// can state the same mapping the packetizers use.
 	vp.SetStart(uint16(rtpext.Random32()), vbase)
 	ap.SetStart(uint16(rtpext.Random32()), abase)
-	vrtcp, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: vaddr.IP, Port: vaddr.Port + 1, Zone: vaddr.Zone})
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("video RTCP socket: %w", err)
+	dial := func(what string, addr *net.UDPAddr) (*net.UDPConn, error) {
+		c, err := net.DialUDP("udp", nil, addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s socket: %w", what, err)
+		}
+		return c, nil
 	}
-	defer vrtcp.Close()
-	artcp, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: aaddr.IP, Port: aaddr.Port + 1, Zone: aaddr.Zone})
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("audio RTCP socket: %w", err)
+	var conns []*net.UDPConn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var vconn, aconn, vrtcp, artcp *net.UDPConn
+	for _, c := range []struct {
+		what string
+		addr *net.UDPAddr
+		conn **net.UDPConn
+	}{
+		{"video", vaddr, &vconn}, {"audio", aaddr, &aconn},
+		{"video RTCP", &net.UDPAddr{IP: vaddr.IP, Port: vaddr.Port + 1, Zone: vaddr.Zone}, &vrtcp},
+		{"audio RTCP", &net.UDPAddr{IP: aaddr.IP, Port: aaddr.Port + 1, Zone: aaddr.Zone}, &artcp},
+	} {
+		conn, err := dial(c.what, c.addr)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, conn)
+		*c.conn = conn
 	}
-	defer artcp.Close()
 	vsr := newSRStream(vrtcp, vssrc, capture.VideoClockRate, vbase)
 	asr := newSRStream(artcp, assrc, capture.PCMUClockRate, abase)
 	// A 1280x720 frame is a burst of ~50 datagrams; room for a few frames
 	// keeps the burst from blocking on the socket.
 	_ = vconn.SetWriteBuffer(1 << 20)
 
-	var video, audio kindStats
-	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camInfo.desc, "mic", micInfo.desc,
-		"packet_size", cfg.opts.packetSize, "duration", cfg.duration)
-
 	if cfg.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
+	var video, audio media.Stats
+	sendVideo := observed(udpPublisher(vconn, &video), vsr)
+	sendAudio := observed(udpPublisher(aconn, &audio), asr)
+	mc := cfg.opts
+	mc.VideoPacketizer, mc.AudioPacketizer = vp, ap
+	mc.VideoStats, mc.AudioStats = &video, &audio
+	mc.SyntheticFallback = true // a tool for development machines and tests
+	mc.Log = log
+	mc.Publish = func(b capture.Burst) {
+		if b.Kind == capture.KindVideo {
+			sendVideo(b)
+		} else {
+			sendAudio(b)
+		}
+	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		reopen := func() (capture.VideoSource, error) {
-			s, _, err := openCamera(cfg.opts.camera, cfg.opts.videoConfig())
-			return s, err
-		}
-		runVideo(ctx, cam, reopen, vp, observed(udpPublisher(vconn, &video), vsr), &video, log)
-	}()
-	go func() {
-		defer wg.Done()
-		reopen := func() (capture.AudioSource, error) {
-			s, _, err := openMic(cfg.opts.mic)
-			return s, err
-		}
-		runAudio(ctx, mic, reopen, ap, observed(udpPublisher(aconn, &audio), asr), &audio, log)
-	}()
-	go func() {
-		defer wg.Done()
-		logStats(ctx, log, 10*time.Second, &video, &audio)
-	}()
-	go func() {
-		defer wg.Done()
-		sendReports(ctx, senderCNAME(vssrc), vsr, asr)
-	}()
-	wg.Wait()
+	pipe, err := media.Start(ctx, mc)
+	if err != nil {
+		return err
+	}
+	camDesc, micDesc := pipe.Describe()
+	log.Info("sending", "video", vaddr.String(), "audio", aaddr.String(), "camera", camDesc, "mic", micDesc,
+		"packet_size", cfg.opts.PacketSize, "duration", cfg.duration)
+	sendReports(ctx, senderCNAME(vssrc), vsr, asr)
+	pipe.Stop()
 	elapsed := time.Since(start)
 
-	v, a := video.snapshot(), audio.snapshot()
+	v, a := video.Snapshot(), audio.Snapshot()
 	fmt.Fprintf(out, "callbox send: video frames=%d packets=%d bytes=%d dropped_frames=%d errors=%d\n",
-		v.units, v.packets, v.bytes, v.gaps, v.errors)
+		v.Units, v.Packets, v.Bytes, v.Gaps, v.Errors)
 	fmt.Fprintf(out, "callbox send: audio chunks=%d packets=%d bytes=%d lost_chunks=%d errors=%d\n",
-		a.units, a.packets, a.bytes, a.gaps, a.errors)
+		a.Units, a.Packets, a.Bytes, a.Gaps, a.Errors)
 	fmt.Fprintf(out, "callbox send: elapsed=%.3fs video_kbps=%.0f\n",
-		elapsed.Seconds(), float64(v.bytes)*8/elapsed.Seconds()/1000)
+		elapsed.Seconds(), float64(v.Bytes)*8/elapsed.Seconds()/1000)
 	return nil
 }
 
 // udpPublisher returns a publish function that sends each packet of a
 // burst as one datagram on conn.
-func udpPublisher(conn *net.UDPConn, st *kindStats) func(capture.Burst) {
+func udpPublisher(conn *net.UDPConn, st *media.Stats) func(capture.Burst) {
 	return func(b capture.Burst) {
 		for _, p := range b.Packets {
 			// A refused or unreachable port shows up as a write error on a
 			// later datagram; count it and keep sending, so a receiver can
 			// come and go.
 			if _, err := conn.Write(p); err != nil {
-				st.errors.Add(1)
+				st.Errors.Add(1)
 			}
 		}
 	}

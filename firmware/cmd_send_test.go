@@ -20,6 +20,7 @@ import (
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/capture/synth"
+	"github.com/callbox/callbox/media"
 	"github.com/pion/sdp/v3"
 )
 
@@ -159,7 +160,7 @@ func TestSendLoopback(t *testing.T) {
 	dir := t.TempDir()
 	sdpPath := filepath.Join(dir, "s.sdp")
 	cfg := sendConfig{to: fmt.Sprintf("127.0.0.1:%d", port), sdpPath: sdpPath, duration: time.Second}
-	cfg.opts = mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 500}
+	cfg.opts = media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 500}
 	var out bytes.Buffer
 	if err := runSend(context.Background(), cfg, &out, quietLog); err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestSendSDPOnly(t *testing.T) {
 	port := vc.LocalAddr().(*net.UDPAddr).Port
 	path := filepath.Join(t.TempDir(), "s.sdp")
 	cfg := sendConfig{to: fmt.Sprintf("127.0.0.1:%d", port), sdpPath: path, sdpOnly: true}
-	cfg.opts = mediaOptions{camera: "auto", mic: "auto", size: frameSize{1280, 720}, fps: 30, packetSize: 1200}
+	cfg.opts = media.Config{Camera: "auto", Mic: "auto", Video: media.VideoConfig{Width: 1280, Height: 720, FPS: 30}, PacketSize: 1200}
 	var out bytes.Buffer
 	if err := runSend(context.Background(), cfg, &out, quietLog); err != nil {
 		t.Fatal(err)
@@ -262,7 +263,7 @@ func TestSendSDPOnly(t *testing.T) {
 }
 
 func TestSendErrors(t *testing.T) {
-	good := mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 1200}
+	good := media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 1200}
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
@@ -275,9 +276,9 @@ func TestSendErrors(t *testing.T) {
 		{"no host", sendConfig{opts: good, to: ":5004"}},
 		{"sdp-only without sdp", sendConfig{opts: good, to: "127.0.0.1:5004", sdpOnly: true}},
 		{"unwritable sdp", sendConfig{opts: good, to: "127.0.0.1:5004", sdpPath: filepath.Join(dir, "no", "such", "dir", "s.sdp")}},
-		{"unknown camera", sendConfig{opts: mediaOptions{camera: "/dev/video9", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 1200}, to: "127.0.0.1:5004"}},
-		{"bad size", sendConfig{opts: mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{100, 100}, fps: 25, packetSize: 1200}, to: "127.0.0.1:5004"}},
-		{"tiny packets", sendConfig{opts: mediaOptions{camera: "synthetic", mic: "synthetic", size: frameSize{320, 240}, fps: 25, packetSize: 64}, to: "127.0.0.1:5004"}},
+		{"unknown camera", sendConfig{opts: media.Config{Camera: "/dev/video9", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 1200}, to: "127.0.0.1:5004"}},
+		{"bad size", sendConfig{opts: media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 100, Height: 100, FPS: 25}, PacketSize: 1200}, to: "127.0.0.1:5004"}},
+		{"tiny packets", sendConfig{opts: media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 64}, to: "127.0.0.1:5004"}},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := runSend(ctx, tc.cfg, &bytes.Buffer{}, quietLog)

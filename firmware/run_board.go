@@ -17,7 +17,6 @@ import (
 	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/board/store"
-	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/drivers/gpio"
 )
 
@@ -250,18 +249,6 @@ func (p *boardPart) setHooks(h board.Hooks) {
 
 // muted reports whether the microphone must stay silent (button A).
 func (p *boardPart) muted() bool { return p.box != nil && p.box.Muted() }
-
-// muteFilter wraps the media pipeline's publish: while the box is muted
-// (button A) no audio leaves it. Dropping the packets, rather than sending
-// silence, means nothing from the microphone exists on the network at all.
-func (p *boardPart) muteFilter(publish func(capture.Burst)) func(capture.Burst) {
-	return func(b capture.Burst) {
-		if b.Kind == capture.KindAudio && p.muted() {
-			return
-		}
-		publish(b)
-	}
-}
 
 // fault sets (err != nil) or clears a fault such as board.FaultCamera.
 func (p *boardPart) fault(f board.Fault, err error) {

@@ -18,7 +18,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/callbox/callbox/board/config"
-	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/relay"
 )
 
@@ -408,22 +407,18 @@ func TestBoardRelayGate(t *testing.T) {
 	}
 }
 
-func TestBoardMuteFilter(t *testing.T) {
+// Button A mutes: the media pipeline (media.Config.Muted, tested in
+// package media) reads board.muted.
+func TestBoardMute(t *testing.T) {
 	f := startBoard(t, "")
-	var got []capture.Kind
-	publish := f.a.board.muteFilter(func(b capture.Burst) { got = append(got, b.Kind) })
-	send := func() {
-		publish(capture.Burst{Kind: capture.KindVideo})
-		publish(capture.Burst{Kind: capture.KindAudio})
-	}
-	send()
+	var got []bool
+	got = append(got, f.a.board.muted())
 	f.press(t, `{"button":"a","ms":100}`) // mute
-	send()
+	got = append(got, f.a.board.muted())
 	f.press(t, `{"button":"a","ms":100}`) // unmute
-	send()
-	want := []capture.Kind{capture.KindVideo, capture.KindAudio, capture.KindVideo, capture.KindVideo, capture.KindAudio}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("published %v, want %v", got, want)
+	got = append(got, f.a.board.muted())
+	if fmt.Sprint(got) != "[false true false]" {
+		t.Fatalf("muted %v, want [false true false]", got)
 	}
 }
 

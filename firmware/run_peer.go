@@ -345,7 +345,7 @@ func (p *peerPart) media(maxPacket int) (*box.Media, error) {
 	if p.callFPS > 0 {
 		gap = time.Second / time.Duration(p.callFPS)
 	}
-	v := p.a.media.tap.subscribeVideo(capture.CodecJPEG, gap)
-	au := p.a.media.tap.subscribeAudio(p.a.board.muted)
+	v := p.a.media.pipe.SubscribeVideo(capture.CodecJPEG, gap)
+	au := p.a.media.pipe.SubscribeAudio() // nothing while muted
 	return &box.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
 }

@@ -229,7 +229,7 @@ func TestApplianceCallByButton(t *testing.T) {
 			if _, caller := x.a.peer.current(); caller.Current() != nil {
 				t.Errorf("%s: a call is still current", what)
 			}
-			if n := x.a.media.tap.n.Load(); n != 0 {
+			if n := x.a.media.pipe.Subscribers(); n != 0 {
 				t.Errorf("%s: %d media tap subscribers left", what, n)
 			}
 		}
@@ -430,56 +430,6 @@ func TestApplianceCallsBrokenDataDir(t *testing.T) {
 	var st callAPIState
 	if code := a.do(t, "POST", "/api/call", "", &st); code != http.StatusServiceUnavailable || !strings.Contains(st.Error, "calls off") {
 		t.Errorf("POST /api/call with no identity: %d %+v", code, st)
-	}
-}
-
-// TestMediaTap: subscribers get copies at their frame rate, only of their
-// codec, no audio while muted, and nothing after Close.
-func TestMediaTap(t *testing.T) {
-	var tap mediaTap
-	muted := false
-	v := tap.subscribeVideo(capture.CodecJPEG, 100*time.Millisecond)
-	au := tap.subscribeAudio(func() bool { return muted })
-	t0 := time.Now()
-	data := []byte{1, 2, 3}
-	for i := range 10 { // 30 fps for a third of a second, every other frame H.264
-		codec := capture.CodecJPEG
-		if i%5 == 4 {
-			codec = capture.CodecH264
-		}
-		tap.frame(capture.VideoFrame{Codec: codec, Data: data, CaptureTime: t0.Add(time.Duration(i) * time.Second / 30), Seq: uint64(i)})
-	}
-	data[0] = 9 // the source reuses its buffer
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	var seqs []uint64
-	for len(v.ch) > 0 {
-		f, err := v.ReadFrame(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Data[0] != 1 {
-			t.Errorf("frame %d shares the source's buffer", f.Seq)
-		}
-		seqs = append(seqs, f.Seq)
-	}
-	// 100 ms at 30 fps: frames 0 and 3 (the channel holds two; later ones drop).
-	if len(seqs) != 2 || seqs[0] != 0 || seqs[1] != 3 || v.dropped.Load() == 0 {
-		t.Errorf("frames %v, dropped %d; want [0 3] and drops", seqs, v.dropped.Load())
-	}
-	tap.chunk(capture.AudioChunk{Samples: []int16{1}, Rate: 8000})
-	muted = true
-	tap.chunk(capture.AudioChunk{Samples: []int16{2}, Rate: 8000})
-	if len(au.ch) != 1 {
-		t.Errorf("%d chunks queued, want 1 (none while muted)", len(au.ch))
-	}
-	v.Close()
-	au.Close()
-	if _, err := v.ReadFrame(ctx); err == nil {
-		t.Error("read after Close succeeded")
-	}
-	if tap.n.Load() != 0 || len(tap.video) != 0 || len(tap.audio) != 0 {
-		t.Errorf("subscribers left after Close: %d", tap.n.Load())
 	}
 }
 

@@ -34,7 +34,7 @@ var Keys = []Key{
 		30, 1, 240, func(c *Config) *int { return &c.Camera.FPS }),
 
 	// [audio]
-	stringKey("audio.device", "mic", "`auto` (the default input, else the test tone), `synthetic`, or an ALSA device such as `hw:1,0`",
+	stringKey("audio.device", "mic", "`auto` (the default input; on a development machine the test tone when there is none; a missing microphone on a real box is a fault), `synthetic`, or an ALSA device such as `hw:1,0`",
 		"auto", func(c *Config) *string { return &c.Audio.Device }, nonEmpty),
 
 	// [relay]

@@ -1,0 +1,258 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
+	"github.com/callbox/callbox/capture/rtpext"
+)
+
+// Config is a pipeline: which devices, how to packetize, where the packets
+// go.
+type Config struct {
+	Camera string // "auto", "synthetic" or a V4L2 node (config camera.device)
+	Mic    string // "auto", "synthetic" or an ALSA device (config audio.device)
+	Video  VideoConfig
+	// PacketSize is the largest RTP packet (config relay.packet_size).
+	PacketSize int
+	// SyntheticFallback lets "auto" take the test pattern and tone when
+	// there is no device (a development machine). Without it a missing
+	// device is reported through OnDevice and waited for.
+	SyntheticFallback bool
+
+	// VideoPacketizer and AudioPacketizer replace the default ones (by
+	// codec; PCMU) when set: `callbox send` chooses its timestamp bases.
+	VideoPacketizer capture.VideoPacketizer
+	AudioPacketizer capture.AudioPacketizer
+	// Encode, when set, puts an encoder stage between each camera source
+	// the pipeline opens and the packetizer (H.264).
+	Encode func(camera capture.VideoSource) (VideoEncoder, error)
+
+	// Publish is the sink: it gets every burst, from the video and the
+	// audio goroutine; the packets are valid only during the call.
+	Publish func(capture.Burst)
+	// Muted drops the microphone's packets and its tap copies while it
+	// reports true (button A). Dropping rather than sending silence means
+	// nothing from the microphone exists on the network at all.
+	Muted func() bool
+	// OnDevice hears a device's state: an error while it is missing or
+	// failed, nil once it works. May be nil.
+	OnDevice func(kind capture.Kind, err error)
+	// VideoStats and AudioStats receive the counts (nil: the pipeline's own).
+	VideoStats, AudioStats *Stats
+	// StatsEvery is how often the rates are logged (0: every 10 s).
+	StatsEvery time.Duration
+	Log        *slog.Logger
+}
+
+// Pipeline is a running Config.
+type Pipeline struct {
+	cfg          Config
+	videoTap     Tap[capture.VideoFrame]
+	audioTap     Tap[capture.AudioChunk]
+	camera, mic  string // descriptions
+	enc          sync.Mutex
+	encoder      VideoEncoder // the current one, if Encode is set
+	video, audio *Stats
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+// Start opens the sources and starts the pipeline's goroutines. A device
+// named explicitly that cannot be opened fails the start (a wrong flag);
+// "auto" never does.
+func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Publish == nil {
+		cfg.Publish = func(capture.Burst) {}
+	}
+	p := &Pipeline{cfg: cfg, video: cfg.VideoStats, audio: cfg.AudioStats}
+	if p.video == nil {
+		p.video = new(Stats)
+	}
+	if p.audio == nil {
+		p.audio = new(Stats)
+	}
+	cam, err := openCamera(cfg.Camera, cfg.Video, cfg.SyntheticFallback)
+	if err != nil {
+		return nil, err
+	}
+	mic, err := openMic(cfg.Mic, cfg.SyntheticFallback)
+	if err != nil {
+		closeSource(cam.first)
+		return nil, err
+	}
+	fail := func(err error) (*Pipeline, error) {
+		closeSource(cam.first)
+		closeSource(mic.first)
+		return nil, err
+	}
+	vp := cfg.VideoPacketizer
+	if vp == nil {
+		cp, err := NewCodecPacketizer(cfg.PacketSize)
+		if err != nil {
+			return fail(err)
+		}
+		vp = cp
+	}
+	ap := cfg.AudioPacketizer
+	if ap == nil {
+		a, err := pcmu.NewPacketizer(cfg.PacketSize, rtpext.Random32(), capture.PayloadTypePCMU)
+		if err != nil {
+			return fail(fmt.Errorf("audio packetizer: %w", err))
+		}
+		ap = a
+	}
+	// The camera's stages: the tap (calls get the camera's own frames),
+	// then the encoder if any.
+	videoStages := func(s Source[capture.VideoFrame]) (Source[capture.VideoFrame], error) {
+		if s == nil {
+			return nil, nil
+		}
+		s = tee[capture.VideoFrame]{s, &p.videoTap}
+		if cfg.Encode == nil {
+			return s, nil
+		}
+		e, err := cfg.Encode(videoFromSource{s})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("encoder: %w", err)
+		}
+		p.enc.Lock()
+		p.encoder = e
+		p.enc.Unlock()
+		return VideoSource(e), nil
+	}
+	firstVideo, err := videoStages(cam.first)
+	if err != nil {
+		closeSource(mic.first)
+		return nil, err
+	}
+	var firstAudio Source[capture.AudioChunk]
+	if mic.first != nil {
+		firstAudio = tee[capture.AudioChunk]{mic.first, &p.audioTap}
+	}
+	p.camera, p.mic = cam.desc, mic.desc
+	cfg.Log.Info("media sources", "camera", cam.desc, "mic", mic.desc, "packet_size", cfg.PacketSize)
+	onDevice := func(kind capture.Kind) func(error) {
+		if cfg.OnDevice == nil {
+			return nil
+		}
+		return func(err error) { cfg.OnDevice(kind, err) }
+	}
+	if cfg.OnDevice != nil {
+		cfg.OnDevice(capture.KindVideo, cam.missing)
+		cfg.OnDevice(capture.KindAudio, mic.missing)
+	}
+	publishAudio := cfg.Publish
+	if cfg.Muted != nil {
+		publishAudio = func(b capture.Burst) {
+			if !cfg.Muted() {
+				cfg.Publish(b)
+			}
+		}
+	}
+	video := &Track[capture.VideoFrame]{
+		Name: "camera", Source: firstVideo, Packetize: vp.Packetize, Publish: cfg.Publish,
+		Stats: p.video, Log: cfg.Log, OnDevice: onDevice(capture.KindVideo),
+		Open: func() (Source[capture.VideoFrame], error) {
+			s, err := cam.open()
+			if err != nil {
+				return nil, err
+			}
+			return videoStages(s)
+		},
+	}
+	audio := &Track[capture.AudioChunk]{
+		Name: "microphone", Source: firstAudio, Packetize: ap.Packetize, Publish: publishAudio,
+		Stats: p.audio, Log: cfg.Log, OnDevice: onDevice(capture.KindAudio),
+		Open: func() (Source[capture.AudioChunk], error) {
+			s, err := mic.open()
+			if err != nil {
+				return nil, err
+			}
+			return tee[capture.AudioChunk]{s, &p.audioTap}, nil
+		},
+	}
+	if cam.missing != nil && cam.first == nil {
+		video.markDown()
+	}
+	if mic.missing != nil && mic.first == nil {
+		audio.markDown()
+	}
+	every := cfg.StatsEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.wg.Add(3)
+	go func() { defer p.wg.Done(); video.Run(ctx) }()
+	go func() { defer p.wg.Done(); audio.Run(ctx) }()
+	go func() { defer p.wg.Done(); LogStats(ctx, cfg.Log, every, p.video, p.audio) }()
+	return p, nil
+}
+
+func closeSource[U Unit](s Source[U]) {
+	if s != nil {
+		s.Close()
+	}
+}
+
+// videoFromSource is a Source as a capture.VideoSource (an encoder's input).
+type videoFromSource struct{ Source[capture.VideoFrame] }
+
+func (s videoFromSource) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
+	return s.Read(ctx)
+}
+
+// Stop ends the pipeline and closes its sources.
+func (p *Pipeline) Stop() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	p.wg.Wait()
+}
+
+// Stats returns the video and the audio track's counts.
+func (p *Pipeline) Stats() (video, audio *Stats) { return p.video, p.audio }
+
+// Describe says which camera and microphone the pipeline uses.
+func (p *Pipeline) Describe() (camera, mic string) { return p.camera, p.mic }
+
+// RequestKeyframe asks the encoder, if any, for a frame a decoder can
+// start from (a client joined or lost packets). Without an encoder every
+// frame is one (JPEG) and it does nothing.
+func (p *Pipeline) RequestKeyframe() {
+	p.enc.Lock()
+	e := p.encoder
+	p.enc.Unlock()
+	if e != nil {
+		e.RequestKeyframe()
+	}
+}
+
+// SubscribeVideo returns a source of copies of the camera's frames of codec
+// (0: any), at most one per minGap of capture time (0: every frame).
+func (p *Pipeline) SubscribeVideo(codec capture.Codec, minGap time.Duration) VideoSub {
+	return VideoSub{p.videoTap.Subscribe(2, VideoFilter(codec, minGap))}
+}
+
+// SubscribeAudio returns a source of copies of the microphone's chunks;
+// none while muted.
+func (p *Pipeline) SubscribeAudio() AudioSub {
+	muted := p.cfg.Muted
+	return AudioSub{p.audioTap.Subscribe(10, func(capture.AudioChunk) bool { return muted == nil || !muted() })}
+}
+
+// Subscribers counts the open tap subscribers of both kinds.
+func (p *Pipeline) Subscribers() int {
+	return p.videoTap.Subscribers() + p.audioTap.Subscribers()
+}
