@@ -54,6 +54,10 @@ type Config struct {
 	// counts cannot tell a usable slow link from a useless one.
 	MaxFlushes  int
 	FlushWindow time.Duration
+	// KeyframeInterval is the shortest time between two keyframe requests
+	// to one publisher (flushed sessions, PLI/FIR from clients); requests
+	// in between are merged into one made when it has passed.
+	KeyframeInterval time.Duration
 	// HandshakeTimeout bounds the handshake of a new connection.
 	HandshakeTimeout time.Duration
 	// MaxClients bounds concurrent sessions (all kinds); more are refused.
@@ -107,6 +111,7 @@ func DefaultConfig() Config {
 		MaxFlushes:       40,
 		FlushWindow:      5 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
+		KeyframeInterval: 500 * time.Millisecond,
 		MaxClients:       1024,
 		CheckEvery:       200 * time.Millisecond,
 		VideoCodec:       capture.CodecJPEG,
@@ -127,6 +132,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, d.WriteTimeout)
 	def(&c.FlushWindow, d.FlushWindow)
 	def(&c.HandshakeTimeout, d.HandshakeTimeout)
+	def(&c.KeyframeInterval, d.KeyframeInterval)
 	def(&c.CheckEvery, d.CheckEvery)
 	if c.MaxFlushes == 0 {
 		c.MaxFlushes = d.MaxFlushes

@@ -48,8 +48,14 @@ type stats struct {
 }
 
 func newPolicy(kind capture.Kind, cfg *Config) *policy {
-	k := *cfg.kind(kind)
-	return &policy{
+	return newPolicyWith(kind, cfg.kind(kind), cfg)
+}
+
+// newPolicyWith takes the kind's parameters from kc (a transport's own)
+// and the disconnect rules from cfg.
+func newPolicyWith(kind capture.Kind, kc *KindConfig, cfg *Config) *policy {
+	k := *kc
+	p := &policy{
 		kind:          kind,
 		k:             k,
 		healthTimeout: int64(cfg.HealthTimeout),
@@ -60,6 +66,13 @@ func newPolicy(kind capture.Kind, cfg *Config) *policy {
 		progress:      true, // the first flush is never "repeated"
 		flushTimes:    make([]int64, cfg.MaxFlushes),
 	}
+	if kind == capture.KindVideo {
+		// Every client starts at a frame a decoder can start from: an
+		// H.264 client joining between IDRs would otherwise get frames it
+		// cannot decode (JPEG frames all qualify).
+		p.needStart = ^uint64(0)
+	}
+	return p
 }
 
 // busy reports S12's condition: a write is in flight or idle reached the limit.

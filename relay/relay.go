@@ -104,6 +104,10 @@ type Publisher struct {
 	idx        uint8
 	name       string
 	onKeyframe atomic.Pointer[func()]
+	// lastKey is when the keyframe callback last ran (Unix ns); keyLater
+	// is set while a request that came too soon waits for its turn.
+	lastKey  atomic.Int64
+	keyLater atomic.Bool
 }
 
 // NewPublisher adds a publisher. At most 64 publishers exist at a time.
@@ -196,17 +200,43 @@ func (p *Publisher) Publish(b capture.Burst) error {
 	return nil
 }
 
+// requestKeyframes asks the publishers in mask for a frame a decoder can
+// start from, at most once per KeyframeInterval each: a saturated link
+// flushes many sessions, and an encoder forced to an IDR per flush would
+// only add to the load. A request that comes too soon is kept and made when
+// the interval has passed, so no session waits longer than that plus the
+// encoder's delay.
 func (r *Relay) requestKeyframes(mask uint64) {
+	now := ns(r.cfg.Now())
+	gap := int64(r.cfg.KeyframeInterval)
 	r.mu.Lock()
 	var fs [maxPublishers]func()
 	n := 0
 	for _, p := range r.pubs {
-		if mask&(1<<p.idx) != 0 {
-			if f := p.onKeyframe.Load(); f != nil && *f != nil {
-				fs[n] = *f
-				n++
-			}
+		if mask&(1<<p.idx) == 0 {
+			continue
 		}
+		f := p.onKeyframe.Load()
+		if f == nil || *f == nil {
+			continue
+		}
+		if last := p.lastKey.Load(); last != 0 && now-last < gap {
+			if p.keyLater.CompareAndSwap(false, true) {
+				p := p
+				time.AfterFunc(time.Duration(gap-(now-last)), func() {
+					p.keyLater.Store(false)
+					select {
+					case <-r.done:
+					default:
+						r.requestKeyframes(1 << p.idx)
+					}
+				})
+			}
+			continue
+		}
+		p.lastKey.Store(now)
+		fs[n] = *f
+		n++
 	}
 	r.mu.Unlock()
 	for _, f := range fs[:n] {
@@ -285,11 +315,12 @@ func (r *Relay) add(s *session) error {
 	return nil
 }
 
-// activate starts fanning out to a registered session.
+// activate starts fanning out to a registered session. A new H.264 video
+// session waits for the next IDR, which the publishers are asked for.
 func (r *Relay) activate(s *session) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, ok := r.sessions[s]; !ok {
+		r.mu.Unlock()
 		return // ended already
 	}
 	old := *r.subs[s.kind].Load()
@@ -297,6 +328,10 @@ func (r *Relay) activate(s *session) {
 	copy(next, old)
 	next = append(next, s)
 	r.subs[s.kind].Store(&next)
+	r.mu.Unlock()
+	if s.kind == capture.KindVideo && r.codec() == capture.CodecH264 {
+		r.requestKeyframes(^uint64(0))
+	}
 }
 
 var errFull = errors.New("relay full")
@@ -371,3 +406,7 @@ func (r *Relay) ended(s *session, st stats, reason string) {
 	r.tot.disconnects[reason]++
 	r.tot.mu.Unlock()
 }
+
+// VideoCodec is the codec of the box's video: the configured one until the
+// first video burst, then the published one.
+func (r *Relay) VideoCodec() capture.Codec { return r.codec() }

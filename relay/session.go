@@ -63,17 +63,23 @@ type session struct {
 }
 
 func (r *Relay) newSession(kind capture.Kind, t transport) *session {
+	return r.newSessionWith(kind, t, r.cfg.kind(kind))
+}
+
+// newSessionWith is newSession with a transport's own pacing parameters
+// (WebRTC's feedback comes in larger, rarer batches than Health Checks).
+func (r *Relay) newSessionWith(kind capture.Kind, t transport, k *KindConfig) *session {
 	return &session{
 		r:          r,
 		id:         r.nextID.Add(1),
 		kind:       kind,
 		origin:     noPublisher,
 		t:          t,
-		pol:        newPolicy(kind, &r.cfg),
+		pol:        newPolicyWith(kind, k, &r.cfg),
 		wakeCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
-		batch:      make([]*unit, 0, r.cfg.kind(kind).MaxUnits+1),
+		batch:      make([]*unit, 0, k.MaxUnits+1),
 	}
 }
 

@@ -1,0 +1,399 @@
+package webrtc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtph264"
+	"github.com/callbox/callbox/relay/viewer"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	pion "github.com/pion/webrtc/v4"
+)
+
+// TimeHeader carries the box's clock (Unix nanoseconds) on every WHEP
+// response, so a client can estimate the clock offset for capture-to-
+// arrival latency from the requests with the smallest round trip.
+const TimeHeader = "Callbox-Time"
+
+// ClientOptions configure Dial.
+type ClientOptions struct {
+	Token string // pairing token (Authorization: Bearer)
+	// FeedbackInterval is how often the client sends transport-wide
+	// feedback (default 50 ms, like Chrome at these rates).
+	FeedbackInterval time.Duration
+	// H264Out, when set, receives every decodable access unit in Annex B
+	// form (for ffmpeg).
+	H264Out io.Writer
+	// HTTPClient is the client for the WHEP requests (nil: a default one).
+	HTTPClient *http.Client
+	// Loopback lets ICE use 127.0.0.1 (tests on one machine).
+	Loopback bool
+	// TimeProbes is how many OPTIONS requests estimate the clock offset
+	// (default 5; negative: none, offset 0).
+	TimeProbes int
+}
+
+// Client is a headless WHEP viewer (pion): it receives the box's H.264
+// and audio, sends the feedback a browser sends (transport-wide congestion
+// control, NACK, receiver reports) and measures what arrives like the
+// TCP/WebSocket viewer: whole frames, fps, kbit/s, capture-to-arrival
+// latency, keyframe waits.
+type Client struct {
+	pc       *pion.PeerConnection
+	resource string
+	hc       *http.Client
+	token    string
+	offset   time.Duration
+	start    time.Time
+
+	mu        sync.Mutex
+	video     *viewer.Tracker
+	audio     *viewer.Tracker
+	dep       *rtph264.Depacketizer
+	decodable uint64
+	keyWait   []time.Duration // from the start and from each gap to the next IDR
+	waitFrom  time.Time
+	h264Out   io.Writer
+	writeErr  error
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// Dial posts a WHEP offer to url (http://box/whep) and starts receiving.
+func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, error) {
+	if opt.FeedbackInterval == 0 {
+		opt.FeedbackInterval = 50 * time.Millisecond
+	}
+	if opt.TimeProbes == 0 {
+		opt.TimeProbes = 5
+	}
+	hc := opt.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
+		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
+		h264Out: opt.H264Out, done: make(chan struct{})}
+	if opt.TimeProbes > 0 {
+		off, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
+		if err != nil {
+			return nil, err
+		}
+		c.offset = off
+	}
+	m, err := MediaEngine(true)
+	if err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	tw, err := twcc.NewSenderInterceptor(twcc.SendInterval(opt.FeedbackInterval))
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(tw)
+	ng, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(20 * time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(ng)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	reg.Add(rr)
+	var se pion.SettingEngine
+	se.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(opt.Loopback)
+	api := pion.NewAPI(pion.WithMediaEngine(m), pion.WithInterceptorRegistry(reg), pion.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	c.pc = pc
+	for _, k := range []pion.RTPCodecType{pion.RTPCodecTypeVideo, pion.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionRecvonly}); err != nil {
+			pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(t *pion.TrackRemote, _ *pion.RTPReceiver) {
+		c.wg.Add(1)
+		go c.receive(t)
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	gathered := pion.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		pc.Close()
+		return nil, err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		pc.Close()
+		return nil, ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, whepURL, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	if opt.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+opt.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxOffer))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		pc.Close()
+		return nil, &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("webrtc: WHEP answer without Location: %w", err)
+	}
+	c.resource = loc.String()
+	c.start = time.Now()
+	c.waitFrom = c.start
+	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("webrtc: answer: %w", err)
+	}
+	return c, nil
+}
+
+// StatusError is a WHEP request the box refused.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("webrtc: WHEP: %d %s", e.Code, e.Body) }
+
+// probeOffset estimates the box's clock minus ours from OPTIONS requests:
+// the one with the smallest round trip is the least queued, so half its
+// round trip is the best guess of the one-way delay.
+func probeOffset(ctx context.Context, hc *http.Client, u string, n int) (time.Duration, error) {
+	best := time.Duration(-1)
+	var off time.Duration
+	for i := 0; i < n; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodOptions, u, nil)
+		if err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		t1 := time.Now()
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		v, err := strconv.ParseInt(resp.Header.Get(TimeHeader), 10, 64)
+		if err != nil {
+			return 0, nil // an endpoint without the header: no offset
+		}
+		if rtt := t1.Sub(t0); best < 0 || rtt < best {
+			best = rtt
+			off = time.Unix(0, v).Sub(t0.Add(rtt / 2))
+		}
+	}
+	return off, nil
+}
+
+func (c *Client) receive(t *pion.TrackRemote) {
+	defer c.wg.Done()
+	kind := capture.KindVideo
+	if t.Kind() == pion.RTPCodecTypeAudio {
+		kind = capture.KindAudio
+	}
+	ro := newReorder()
+	buf := make([]byte, 1600)
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		ro.push(buf[:n], func(pkt []byte) { c.account(kind, pkt, now) })
+	}
+}
+
+// account measures one packet, in sequence order.
+func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if kind == capture.KindAudio {
+		c.audio.Add(pkt, now, c.offset)
+		return
+	}
+	gaps := c.video.Gaps
+	c.video.Add(pkt, now, c.offset)
+	if c.video.Gaps != gaps && c.waitFrom.IsZero() {
+		c.waitFrom = now
+	}
+	au, ok, err := c.dep.Push(pkt)
+	if err != nil || !ok {
+		return
+	}
+	c.decodable++
+	if au.Keyframe && !c.waitFrom.IsZero() {
+		c.keyWait = append(c.keyWait, now.Sub(c.waitFrom))
+		c.waitFrom = time.Time{}
+	}
+	if c.h264Out != nil && c.writeErr == nil {
+		_, c.writeErr = c.h264Out.Write(au.Data)
+	}
+}
+
+// Stats is what the client measured so far.
+type Stats struct {
+	Video, Audio    viewer.Summary
+	Decodable       uint64          // H.264 access units the depacketizer emitted whole
+	KeyframeWaits   []time.Duration // from the start (and from each flush) to the next IDR
+	ClockOffset     time.Duration
+	DurationSeconds float64
+	Depacketizer    rtph264.Stats
+}
+
+// Stats returns the measurements so far.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Stats{Video: c.video.Summary(), Audio: c.audio.Summary(), Decodable: c.decodable,
+		KeyframeWaits: append([]time.Duration(nil), c.keyWait...), ClockOffset: c.offset,
+		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats()}
+}
+
+// ResetStats forgets what was measured (a warm-up), keeping frame state.
+func (c *Client) ResetStats() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.video.Reset()
+	c.audio.Reset()
+	c.decodable = 0
+	c.keyWait = c.keyWait[:0]
+	c.start = time.Now()
+}
+
+// Connected reports whether the PeerConnection is up.
+func (c *Client) Connected() bool { return c.pc.ConnectionState() == pion.PeerConnectionStateConnected }
+
+// Resource is the session's URL (the WHEP Location).
+func (c *Client) Resource() string { return c.resource }
+
+// Close sends DELETE for the session and closes the PeerConnection.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		if c.resource != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			req, rerr := http.NewRequestWithContext(ctx, http.MethodDelete, c.resource, nil)
+			if rerr == nil {
+				if c.token != "" {
+					req.Header.Set("Authorization", "Bearer "+c.token)
+				}
+				if resp, derr := c.hc.Do(req); derr == nil {
+					resp.Body.Close()
+				} else if !errors.Is(derr, context.Canceled) {
+					err = derr
+				}
+			}
+			cancel()
+		}
+		if cerr := c.pc.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		c.wg.Wait()
+		close(c.done)
+	})
+	return err
+}
+
+// reorder puts packets back in sequence order: retransmissions answer
+// NACKs out of order. It holds at most reorderMax packets; past that, or
+// when the missing one has not come for reorderWait packets, it moves on
+// and the tracker sees the gap.
+type reorder struct {
+	next  uint16
+	init  bool
+	slots [reorderMax]struct {
+		ok  bool
+		seq uint16
+		b   []byte
+	}
+	held int
+}
+
+const reorderMax = 256
+
+func newReorder() *reorder { return &reorder{} }
+
+func (r *reorder) push(pkt []byte, emit func([]byte)) {
+	if len(pkt) < 12 {
+		return
+	}
+	seq := uint16(pkt[2])<<8 | uint16(pkt[3])
+	if !r.init {
+		r.init, r.next = true, seq
+	}
+	d := int16(seq - r.next)
+	if d < 0 {
+		return // late duplicate or a retransmission after we moved on
+	}
+	if d >= reorderMax/2 {
+		// Far ahead: give up on what is missing.
+		r.drain(emit, true)
+		r.next = seq
+	}
+	s := &r.slots[seq%reorderMax]
+	if !s.ok {
+		s.ok, s.seq = true, seq
+		s.b = append(s.b[:0], pkt...)
+		r.held++
+	}
+	r.drain(emit, false)
+	if r.held > reorderMax/4 {
+		r.drain(emit, true)
+	}
+}
+
+// drain emits what is in order; with skip, it skips missing packets until
+// nothing is held.
+func (r *reorder) drain(emit func([]byte), skip bool) {
+	for r.held > 0 {
+		s := &r.slots[r.next%reorderMax]
+		if s.ok && s.seq == r.next {
+			emit(s.b)
+			s.ok = false
+			r.held--
+			r.next++
+			continue
+		}
+		if !skip {
+			return
+		}
+		r.next++
+	}
+}

@@ -1,0 +1,467 @@
+package webrtc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/relay"
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	pion "github.com/pion/webrtc/v4"
+)
+
+// H264Fmtp is the one H.264 format the box answers: constrained baseline,
+// level 3.1, packetization mode 1 (what every WebRTC browser decodes,
+// in hardware on phones).
+const H264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+
+// Config configures the WHEP endpoint.
+type Config struct {
+	// Authorize checks the bearer token of a request (the pairing token);
+	// nil admits everyone (--open).
+	Authorize func(token string) error
+	// Video and Audio are the relay policy's parameters for WebRTC
+	// sessions; zero fields take DefaultVideo / DefaultAudio, then the
+	// relay's own.
+	Video, Audio relay.KindConfig
+	// IPFilter limits the host candidates to the addresses it keeps; nil
+	// keeps every address of the box.
+	IPFilter func(net.IP) bool
+	// Loopback offers 127.0.0.1 as a candidate too (tests on one machine).
+	Loopback bool
+	// UDPPortMin and UDPPortMax bound the ports of the host candidates
+	// (both zero: any).
+	UDPPortMin, UDPPortMax uint16
+	// MaxPeers bounds concurrent WHEP sessions; more get 503.
+	MaxPeers int
+	// ConnectTimeout ends a session whose connection is not up this long
+	// after its offer.
+	ConnectTimeout time.Duration
+	Log            *slog.Logger
+}
+
+// DefaultVideo is the video policy of a WebRTC session. Transport-wide
+// feedback comes every 50-100 ms (Chrome; pion's receiver: 100 ms)
+// instead of a Health Check every 8 packets, so the window of packets in
+// flight must cover a feedback interval of the stream and a keyframe: 64
+// packets are about 77 KB, 0.25 s of a 2.5 Mbit/s stream, and bound a slow
+// client's delay like the TCP window does (0.6 s at 1 Mbit/s).
+// MaxDelay is longer than TCP's for the same reason: a window waits for
+// feedback for up to an interval.
+var DefaultVideo = relay.KindConfig{
+	HealthInterval: 16,
+	IdleLimit:      64,
+	Batch:          64,
+	MaxUnits:       8,
+	MaxBytes:       512 << 10,
+	MaxDelay:       150 * time.Millisecond,
+}
+
+// DefaultAudio is the audio policy of a WebRTC session: 20 ms packets, so
+// 10 in flight cover 200 ms of feedback delay.
+var DefaultAudio = relay.KindConfig{
+	HealthInterval: 4,
+	IdleLimit:      12,
+	Batch:          12,
+	MaxUnits:       12,
+	MaxBytes:       16 << 10,
+	MaxDelay:       200 * time.Millisecond,
+	Keep:           60 * time.Millisecond,
+}
+
+// Server is the WHEP endpoint (RFC 9725) of a relay: each session is a
+// PeerConnection whose video and audio are sessions of the relay, under
+// the same policy as TCP and WebSocket clients.
+type Server struct {
+	r    *relay.Relay
+	cfg  Config
+	log  *slog.Logger
+	api  *pion.API
+	hist history
+
+	mu     sync.Mutex
+	peers  map[string]*peer
+	closed bool
+}
+
+// New makes the WHEP endpoint for r.
+func New(r *relay.Relay, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxPeers == 0 {
+		cfg.MaxPeers = 64
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	cfg.Video = withDefaults(cfg.Video, DefaultVideo)
+	cfg.Audio = withDefaults(cfg.Audio, DefaultAudio)
+	m, err := MediaEngine(false)
+	if err != nil {
+		return nil, err
+	}
+	var se pion.SettingEngine
+	se.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4})
+	// No STUN on the LAN, and no mDNS: phones that hide their host
+	// candidates behind .local names reach the box's host candidates
+	// anyway and become peer-reflexive candidates.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
+	se.SetIncludeLoopbackCandidate(cfg.Loopback)
+	if cfg.IPFilter != nil {
+		se.SetIPFilter(cfg.IPFilter)
+	}
+	if cfg.UDPPortMin != 0 || cfg.UDPPortMax != 0 {
+		if err := se.SetEphemeralUDPPortRange(cfg.UDPPortMin, cfg.UDPPortMax); err != nil {
+			return nil, fmt.Errorf("webrtc: %w", err)
+		}
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	lf.Writer = io.Discard
+	se.LoggerFactory = lf
+	return &Server{
+		r:     r,
+		cfg:   cfg,
+		log:   cfg.Log,
+		api:   pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se)),
+		peers: make(map[string]*peer),
+	}, nil
+}
+
+func withDefaults(k, d relay.KindConfig) relay.KindConfig {
+	if k.HealthInterval == 0 {
+		k.HealthInterval = d.HealthInterval
+	}
+	if k.IdleLimit == 0 {
+		k.IdleLimit = d.IdleLimit
+	}
+	if k.Batch == 0 {
+		k.Batch = d.Batch
+	}
+	if k.MaxUnits == 0 {
+		k.MaxUnits = d.MaxUnits
+	}
+	if k.MaxBytes == 0 {
+		k.MaxBytes = d.MaxBytes
+	}
+	if k.MaxDelay == 0 {
+		k.MaxDelay = d.MaxDelay
+	}
+	if k.Keep == 0 {
+		k.Keep = d.Keep
+	}
+	return k
+}
+
+// MediaEngine is the codecs and header extensions of the box (and, with
+// receiver, of the WHEP client): H.264 42e01f packetization mode 1 with
+// NACK, PLI, FIR and transport-cc feedback; PCMU; transport-wide sequence
+// numbers and abs-capture-time.
+func MediaEngine(receiver bool) (*pion.MediaEngine, error) {
+	m := &pion.MediaEngine{}
+	fb := []pion.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+		{Type: pion.TypeRTCPFBTransportCC}}
+	if err := m.RegisterCodec(pion.RTPCodecParameters{
+		RTPCodecCapability: pion.RTPCodecCapability{MimeType: pion.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264Fmtp, RTCPFeedback: fb},
+		PayloadType:        capture.PayloadTypeH264,
+	}, pion.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	if err := m.RegisterCodec(pion.RTPCodecParameters{
+		RTPCodecCapability: pion.RTPCodecCapability{MimeType: pion.MimeTypePCMU, ClockRate: 8000, Channels: 1,
+			RTCPFeedback: []pion.RTCPFeedback{{Type: pion.TypeRTCPFBTransportCC}}},
+		PayloadType: capture.PayloadTypePCMU,
+	}, pion.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	for _, e := range []struct {
+		uri  string
+		kind pion.RTPCodecType
+	}{
+		// abs-capture-time first: in the client's offer it gets ID 1,
+		// callbox's own ID, so relay/viewer's tracker reads it as is.
+		{rtpext.AbsCaptureTimeURI, pion.RTPCodecTypeVideo},
+		{rtpext.AbsCaptureTimeURI, pion.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, pion.RTPCodecTypeVideo},
+		{sdp.TransportCCURI, pion.RTPCodecTypeAudio},
+	} {
+		if err := m.RegisterHeaderExtension(pion.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ServeHTTP serves POST /whep and DELETE /whep/{id}; mount it at both.
+func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set(TimeHeader, strconv.FormatInt(time.Now().UnixNano(), 10))
+	path := strings.TrimSuffix(req.URL.Path, "/")
+	i := strings.LastIndex(path, "/whep")
+	if i < 0 {
+		http.NotFound(w, req)
+		return
+	}
+	id := strings.TrimPrefix(path[i+len("/whep"):], "/")
+	if id == "" {
+		switch req.Method {
+		case http.MethodPost:
+			s.offer(w, req)
+		case http.MethodOptions:
+			w.Header().Set("Accept-Post", "application/sdp")
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Header().Set("Allow", "POST, OPTIONS")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}
+		return
+	}
+	if !s.authorized(w, req) {
+		return
+	}
+	s.mu.Lock()
+	p := s.peers[id]
+	s.mu.Unlock()
+	if p == nil {
+		http.NotFound(w, req)
+		return
+	}
+	switch req.Method {
+	case http.MethodDelete:
+		p.close("DELETE")
+		w.WriteHeader(http.StatusOK)
+	default:
+		// No trickle ICE and no ICE restart (RFC 9725 4.3: 405).
+		w.Header().Set("Allow", "DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
+	if s.cfg.Authorize == nil {
+		return true
+	}
+	tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if ok {
+		if err := s.cfg.Authorize(strings.TrimSpace(tok)); err == nil {
+			return true
+		} else {
+			s.log.Info("webrtc: refused WHEP client", "remote", req.RemoteAddr, "err", err)
+		}
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
+	http.Error(w, "unpaired", http.StatusUnauthorized)
+	return false
+}
+
+// maxOffer bounds an SDP offer (a browser's is 4-8 KB).
+const maxOffer = 64 << 10
+
+func (s *Server) offer(w http.ResponseWriter, req *http.Request) {
+	ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || ct != "application/sdp" {
+		http.Error(w, "want Content-Type: application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	if !s.authorized(w, req) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxOffer+1))
+	if err != nil {
+		http.Error(w, "reading the offer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) > maxOffer {
+		http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if c := s.r.VideoCodec(); c != capture.CodecH264 {
+		// A browser cannot play the box's JPEG over WebRTC: the page
+		// falls back to its WebSocket path.
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "the box's video is "+c.String()+", not H.264: use the WebSocket path", http.StatusServiceUnavailable)
+		return
+	}
+	p, answer, err := s.newPeer(req, string(body))
+	if err != nil {
+		var bad *badOfferError
+		switch {
+		case errors.As(err, &bad):
+			http.Error(w, bad.Error(), http.StatusBadRequest)
+		case errors.Is(err, errFull), errors.Is(err, relay.ErrClosed):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		default:
+			s.log.Warn("webrtc: WHEP offer failed", "remote", req.RemoteAddr, "err", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+		return
+	}
+	loc := strings.TrimSuffix(req.URL.Path, "/") + "/" + p.id
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+type badOfferError struct{ err error }
+
+func (e *badOfferError) Error() string { return "bad offer: " + e.err.Error() }
+
+var errFull = errors.New("webrtc: too many sessions")
+
+func (s *Server) newPeer(req *http.Request, offer string) (*peer, string, error) {
+	var idb [16]byte
+	_, _ = rand.Read(idb[:])
+	p := &peer{srv: s, id: hex.EncodeToString(idb[:]), remote: req.RemoteAddr, start: time.Now(),
+		done: make(chan struct{}), twAcked: 0xffff}
+	p.video = newSender(p, capture.KindVideo)
+	p.audio = newSender(p, capture.KindAudio)
+
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil, "", &badOfferError{err}
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return nil, "", relay.ErrClosed
+	case len(s.peers) >= s.cfg.MaxPeers:
+		s.mu.Unlock()
+		return nil, "", errFull
+	}
+	s.peers[p.id] = p
+	s.mu.Unlock()
+	fail := func(err error) (*peer, string, error) {
+		p.close("offer failed")
+		return nil, "", err
+	}
+
+	pc, err := s.api.NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		s.forget(p)
+		return nil, "", err
+	}
+	p.pc = pc
+	hasVideo, hasAudio := false, false
+	for _, m := range sd.MediaDescriptions {
+		switch m.MediaName.Media {
+		case "video":
+			hasVideo = true
+		case "audio":
+			hasAudio = true
+		}
+	}
+	if !hasVideo {
+		return fail(&badOfferError{errors.New("no video section")})
+	}
+	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(&badOfferError{err})
+	}
+	type add struct {
+		s  *sender
+		on bool
+	}
+	for _, a := range []add{{p.video, hasVideo}, {p.audio, hasAudio}} {
+		if !a.on {
+			continue
+		}
+		rs, err := pc.AddTrack(a.s)
+		if err != nil {
+			return fail(&badOfferError{fmt.Errorf("%s: %w", a.s.kind, err)})
+		}
+		go p.readRTCP(a.s, rs)
+	}
+	pc.OnConnectionStateChange(func(st pion.PeerConnectionState) {
+		switch st {
+		case pion.PeerConnectionStateConnected:
+			go p.connected()
+		case pion.PeerConnectionStateFailed, pion.PeerConnectionStateClosed:
+			p.close("connection " + st.String())
+		}
+	})
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(&badOfferError{err})
+	}
+	gathered := pion.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+	defer cancel()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fail(errors.New("webrtc: gathering host candidates timed out"))
+	}
+	if !p.video.isBound() {
+		return fail(&badOfferError{errors.New("the offer has no H.264 42e01f packetization-mode 1 the box can send")})
+	}
+	time.AfterFunc(s.cfg.ConnectTimeout, func() {
+		if pc.ConnectionState() != pion.PeerConnectionStateConnected {
+			p.close("not connected in time")
+		}
+	})
+	s.log.Info("webrtc: WHEP session", "peer", p.id, "remote", p.remote, "audio", p.audio.isBound())
+	return p, pc.LocalDescription().SDP, nil
+}
+
+func (s *sender) isBound() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bound
+}
+
+func (s *Server) forget(p *peer) {
+	s.mu.Lock()
+	if s.peers[p.id] == p {
+		delete(s.peers, p.id)
+	}
+	s.mu.Unlock()
+}
+
+// Peers is the number of WHEP sessions.
+func (s *Server) Peers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.peers)
+}
+
+// Close ends every session.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	ps := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		p.close("server closed")
+		<-p.done
+	}
+	for _, p := range ps {
+		if p.pc != nil {
+			_ = p.pc.Close()
+		}
+	}
+	s.hist.clear()
+	return nil
+}
