@@ -205,3 +205,12 @@ func (t *extTransport) abort() {
 }
 
 func (t *extTransport) remote() string { return t.c.RemoteAddr() }
+
+// NewUnit copies b into a unit with one reference held by the caller, as
+// Publish does; for transports' tests and benchmarks.
+func NewUnit(b capture.Burst) (*Unit, error) {
+	if err := checkBurst(&b); err != nil {
+		return nil, err
+	}
+	return newUnit(&b, 0), nil
+}

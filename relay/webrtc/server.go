@@ -20,6 +20,7 @@ import (
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/relay"
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	pion "github.com/pion/webrtc/v4"
@@ -140,7 +141,11 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 		r:     r,
 		cfg:   cfg,
 		log:   cfg.Log,
-		api:   pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se)),
+		// An empty interceptor registry: pion's defaults would keep a NACK
+		// history per client (the shared one serves NACKs here), copy
+		// every packet for it and for statistics, and write sender reports
+		// (sendReports does, from capture times).
+		api: pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
 		peers: make(map[string]*peer),
 	}, nil
 }

@@ -2,9 +2,9 @@ package webrtc
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"

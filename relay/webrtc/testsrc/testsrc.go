@@ -8,8 +8,8 @@ package testsrc
 
 import (
 	"context"
-	"math"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtph264"
-	"github.com/callbox/callbox/capture/pcmu"
 )
 
 // AU is one access unit in Annex B form.

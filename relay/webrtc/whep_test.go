@@ -1,0 +1,177 @@
+package webrtc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/relay"
+	pion "github.com/pion/webrtc/v4"
+)
+
+// offerSDP makes a browser-like recvonly offer with pion.
+func offerSDP(t *testing.T) string {
+	t.Helper()
+	m, err := MediaEngine(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pion.NewAPI(pion.WithMediaEngine(m)).NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, k := range []pion.RTPCodecType{pion.RTPCodecTypeVideo, pion.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.SDP
+}
+
+func post(t *testing.T, url, ctype, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func do(t *testing.T, method, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestWHEPConformance checks RFC 9725's answers: 201 with an SDP answer
+// and a Location, DELETE on it, 401 without the pairing token, 400 on a
+// bad offer, 415 on a wrong content type, 405 on PATCH (no trickle ICE).
+func TestWHEPConformance(t *testing.T) {
+	auth := func(tok string) error {
+		if tok != "good" {
+			return errors.New("unknown token")
+		}
+		return nil
+	}
+	b := newBox(t, Config{Authorize: auth}, relay.Config{})
+	offer := offerSDP(t)
+
+	if resp, _ := post(t, b.url(), "application/sdp", "", offer); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", resp.StatusCode)
+	} else if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("401 without WWW-Authenticate: Bearer")
+	}
+	if resp, _ := post(t, b.url(), "application/sdp", "bad", offer); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bad token: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := post(t, b.url(), "application/json", "good", offer); resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("wrong content type: %d, want 415", resp.StatusCode)
+	}
+	if resp, _ := post(t, b.url(), "", "good", offer); resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("no content type: %d, want 415", resp.StatusCode)
+	}
+	for name, bad := range map[string]string{
+		"garbage":  "hello",
+		"empty":    "",
+		"no video": strings.Split(offer, "m=video")[0],
+		"no h264":  strings.ReplaceAll(offer, "H264", "VP8"),
+	} {
+		if resp, body := post(t, b.url(), "application/sdp", "good", bad); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s offer: %d %s, want 400", name, resp.StatusCode, body)
+		}
+	}
+	if b.srv.Peers() != 0 {
+		t.Errorf("%d sessions left by refused offers", b.srv.Peers())
+	}
+
+	resp, answer := post(t, b.url(), "application/sdp; charset=utf-8", "good", offer)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("good offer: %d %s", resp.StatusCode, answer)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
+		t.Errorf("answer content type %q", ct)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatalf("no Location: %v", err)
+	}
+	for _, want := range []string{"a=fmtp:", "profile-level-id=42e01f", "packetization-mode=1", "PCMU", "transport-wide-cc", "abs-capture-time", "typ host"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("answer lacks %q", want)
+		}
+	}
+	if strings.Contains(answer, "typ srflx") || strings.Contains(answer, "typ relay") {
+		t.Error("answer has non-host candidates")
+	}
+	if b.srv.Peers() != 1 {
+		t.Fatalf("%d sessions, want 1", b.srv.Peers())
+	}
+	if c := do(t, http.MethodPatch, loc.String(), "good"); c != http.StatusMethodNotAllowed {
+		t.Errorf("PATCH: %d, want 405", c)
+	}
+	if c := do(t, http.MethodDelete, loc.String(), ""); c != http.StatusUnauthorized {
+		t.Errorf("DELETE without token: %d, want 401", c)
+	}
+	if c := do(t, http.MethodDelete, loc.String(), "good"); c != http.StatusOK {
+		t.Errorf("DELETE: %d, want 200", c)
+	}
+	if c := do(t, http.MethodDelete, loc.String(), "good"); c != http.StatusNotFound {
+		t.Errorf("second DELETE: %d, want 404", c)
+	}
+	if b.srv.Peers() != 0 {
+		t.Errorf("%d sessions after DELETE", b.srv.Peers())
+	}
+	if c := do(t, http.MethodGet, b.url(), "good"); c != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d, want 405", c)
+	}
+}
+
+// TestWHEPOpen: without Authorize (--open) no token is needed.
+func TestWHEPOpen(t *testing.T) {
+	b := newBox(t, Config{}, relay.Config{})
+	resp, body := post(t, b.url(), "application/sdp", "", offerSDP(t))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// TestWHEPUnpairedGetsNoMedia: a refused client never gets a session.
+func TestWHEPUnpairedGetsNoMedia(t *testing.T) {
+	b := newBox(t, Config{Authorize: func(string) error { return errors.New("no") }}, relay.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, b.url(), ClientOptions{Loopback: true, Token: "x"})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("dial: %v, want a 401", err)
+	}
+	if b.r.Viewers() != 0 || b.srv.Peers() != 0 {
+		t.Fatalf("viewers %d, peers %d after a refusal", b.r.Viewers(), b.srv.Peers())
+	}
+}
