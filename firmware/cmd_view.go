@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,18 +40,24 @@ type viewSummary struct {
 	Errors           []string       `json:"errors,omitempty"`
 	Codec            string         `json:"codec"`
 	Throttle         int            `json:"throttle_bytes_per_s,omitempty"`
+	Transport        string         `json:"transport"`
+	// WebRTC: H.264 access units that arrived whole and decodable, and the
+	// waits for an IDR (from the start and from each flush).
+	Decodable       uint64    `json:"h264_decodable,omitempty"`
+	KeyframeWaitsMs []float64 `json:"keyframe_waits_ms,omitempty"`
 }
 
 func cmdView(args []string) int {
 	fs := flag.NewFlagSet("view", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: callbox view [flags] ADDR\n\nADDR is the relay's TCP host:port (e.g. box.local:4571) or ws://host:port for WebSocket.\nReceives video and audio, sends Health Checks, prints live stats.\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: callbox view [flags] ADDR\n\nADDR is the relay's TCP host:port (e.g. box.local:4571), ws://host:port for WebSocket,\nor with --webrtc the box's WHEP URL (http://box.local/whep).\nReceives video and audio, sends Health Checks, prints live stats.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	throttle := fs.Int("throttle", 0, "read at most this many bytes per second, video and audio together (a slow phone)")
 	asJSON := fs.Bool("json", false, "print a JSON summary at the end instead of live stats")
 	token := fs.String("token", "", "pairing token")
+	useWebRTC := fs.Bool("webrtc", false, "receive over WebRTC: ADDR is the WHEP URL (http://host:port/whep)")
 	// Flags may follow ADDR too.
 	var rest []string
 	for len(args) > 0 {
@@ -79,7 +86,17 @@ func cmdView(args []string) int {
 	if *asJSON {
 		live = nil
 	}
-	sum, err := view(ctx, addr, *token, *throttle, live)
+	var sum viewSummary
+	var err error
+	if *useWebRTC {
+		if *throttle > 0 {
+			fmt.Fprintln(os.Stderr, "callbox view: --throttle works over TCP and WebSocket only (shape a WebRTC link with tc)")
+			return 2
+		}
+		sum, err = viewWebRTC(ctx, addr, *token, live)
+	} else {
+		sum, err = view(ctx, addr, *token, *throttle, live)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "callbox view:", err)
 		if viewer.IsRefused(err) {
@@ -92,8 +109,12 @@ func cmdView(args []string) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(sum)
 	} else {
-		fmt.Printf("%s: %d frames whole, %d incomplete, %.1f fps, %.0f kbit/s, latency p50 %.1f ms p99 %.1f ms max %.1f ms, %d Health Checks, %d flushes seen\n",
+		fmt.Printf("%s: %d frames whole, %d incomplete, %.1f fps, %.0f kbit/s, latency p50 %.1f ms p99 %.1f ms max %.1f ms, %d Health Checks, %d flushes seen",
 			addr, sum.FramesWhole, sum.FramesIncomplete, sum.FPS, sum.Kbps, sum.LatencyP50Ms, sum.LatencyP99Ms, sum.LatencyMaxMs, sum.HealthChecks, sum.FlushesSeen)
+		if sum.Transport == "webrtc" {
+			fmt.Printf(", %d decodable, keyframe waits %v ms", sum.Decodable, sum.KeyframeWaitsMs)
+		}
+		fmt.Println()
 	}
 	if sum.FramesIncomplete != 0 {
 		return 1
@@ -164,7 +185,7 @@ func view(ctx context.Context, addr, token string, throttle int, live io.Writer)
 	close(stopLive)
 	v, a := streams[0], streams[1]
 	sum := viewSummary{
-		Addr: addr, DurationSeconds: time.Since(start).Seconds(), Codec: v.c.Accept().Codec, Throttle: throttle,
+		Addr: addr, DurationSeconds: time.Since(start).Seconds(), Codec: v.c.Accept().Codec, Throttle: throttle, Transport: "tcp",
 		Video: v.tr.Summary(), Audio: a.tr.Summary(),
 		HealthChecks: v.c.HealthChecks() + a.c.HealthChecks(),
 	}
@@ -177,6 +198,9 @@ func view(ctx context.Context, addr, token string, throttle int, live io.Writer)
 	sum.FlushesSeen = sum.Video.Gaps + sum.Audio.Gaps
 	if off, ok := v.c.Offset(); ok {
 		sum.ClockOffsetMs = float64(off) / 1e6
+	}
+	if strings.HasPrefix(addr, "ws") {
+		sum.Transport = "websocket"
 	}
 	if v.jpeg != nil {
 		st := v.jpeg.Stats()

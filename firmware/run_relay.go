@@ -12,6 +12,7 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/relay"
+	rwebrtc "github.com/callbox/callbox/relay/webrtc"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -26,6 +27,7 @@ type relayPart struct {
 	authorize func(token string) error
 
 	r    *relay.Relay
+	whep *rwebrtc.Server
 	log  *slog.Logger
 	ln   net.Listener
 	done chan error
@@ -69,6 +71,12 @@ func (p *relayPart) start(ctx context.Context, a *appliance) error {
 	a.mux.Handle("/ws/video", r.WebSocketHandler(capture.KindVideo))
 	a.mux.Handle("/ws/audio", r.WebSocketHandler(capture.KindAudio))
 	a.mux.Handle("/metrics", promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}))
+	whep, err := startWHEP(a, r, p.authorize, p.log)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	p.whep = whep
 	p.r = r
 	p.ptr.Store(r)
 	return nil
@@ -79,6 +87,9 @@ func (p *relayPart) stop() {
 		return
 	}
 	p.ptr.Store(nil)
+	if p.whep != nil {
+		p.whep.Close()
+	}
 	p.r.Close()
 	if p.ln != nil {
 		p.ln.Close() // in case ServeTCP had not registered it yet

@@ -1,0 +1,88 @@
+package firmware
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+	"github.com/callbox/callbox/relay"
+	rwebrtc "github.com/callbox/callbox/relay/webrtc"
+	"github.com/callbox/callbox/relay/webrtc/testsrc"
+)
+
+// TestRelayPartWHEP: the appliance's relay part serves /whep on the page's
+// server; `callbox view --webrtc`'s code plays it with the pairing token
+// and is refused without; JPEG video is answered 503 (the page falls back).
+func TestRelayPartWHEP(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "ffmpeg")
+	a := newTestAppliance(t, "", "--relay", "")
+	p := &a.relay
+	p.authorize = func(tok string) error {
+		if tok != "paired" {
+			return relay.ErrUnpaired
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.start(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	srv := httptest.NewServer(a.mux)
+	defer srv.Close()
+
+	// Before any H.264: 503, so the page uses the WebSocket path.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/whep", strings.NewReader("v=0\r\n"))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer paired")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("WHEP with JPEG video: %d, want 503", resp.StatusCode)
+	}
+
+	dir := filepath.Join(os.TempDir(), "callbox-webrtc-testsrc")
+	os.MkdirAll(dir, 0o755)
+	aus, err := testsrc.Make(dir, testsrc.Spec{Width: 640, Height: 360, FPS: 30, Seconds: 2, Kbps: 800, GOP: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &testsrc.Player{AUs: aus, FPS: 30, Publish: p.Publish, Audio: true}
+	p.OnKeyframeRequest(pl.RequestKeyframe)
+	go pl.Run(ctx)
+	for p.r.VideoCodec().String() != "h264" {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	vctx, vcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer vcancel()
+	sum, err := viewWebRTC(vctx, srv.URL+"/whep", "paired", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("webrtc: %d whole, %d incomplete, %.1f fps, %.0f kbit/s, p50 %.1f ms, p99 %.1f ms, decodable %d, keyframe waits %v ms, audio %d",
+		sum.FramesWhole, sum.FramesIncomplete, sum.FPS, sum.Kbps, sum.LatencyP50Ms, sum.LatencyP99Ms, sum.Decodable, sum.KeyframeWaitsMs, sum.Audio.Whole)
+	if sum.FramesWhole < 30 || sum.FramesIncomplete != 0 || sum.Decodable < 30 || sum.Audio.Whole < 50 {
+		t.Errorf("want >= 30 whole decodable frames, 0 incomplete, >= 50 audio chunks")
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	_, err = viewWebRTC(rctx, srv.URL+"/whep", "wrong", nil)
+	var se *rwebrtc.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %v, want 401", err)
+	}
+}
