@@ -138,14 +138,14 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	lf.Writer = io.Discard
 	se.LoggerFactory = lf
 	return &Server{
-		r:     r,
-		cfg:   cfg,
-		log:   cfg.Log,
+		r:   r,
+		cfg: cfg,
+		log: cfg.Log,
 		// An empty interceptor registry: pion's defaults would keep a NACK
 		// history per client (the shared one serves NACKs here), copy
 		// every packet for it and for statistics, and write sender reports
 		// (sendReports does, from capture times).
-		api: pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
+		api:   pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
 		peers: make(map[string]*peer),
 	}, nil
 }
