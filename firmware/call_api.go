@@ -66,13 +66,7 @@ func (p *peerPart) routes(a *appliance) {
 
 // callAuthorized checks the request's token against the board's pairing.
 func (p *peerPart) callAuthorized(w http.ResponseWriter, r *http.Request) bool {
-	token := r.URL.Query().Get("token")
-	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			token = strings.TrimSpace(t)
-		}
-	}
-	if p.a.board.box == nil || p.a.board.box.Authorize(token) != nil {
+	if p.a.board.box == nil || p.a.board.box.Authorize(requestToken(r)) != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
 		writeBoardJSON(w, http.StatusUnauthorized, map[string]string{"error": "not paired: pair this phone with the box first"})
 		return false

@@ -15,6 +15,7 @@ import (
 
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/internal/netguard"
+	"github.com/callbox/callbox/internal/webguard"
 )
 
 // appliance is `callbox run`: the box. Each part lives in its own file
@@ -113,7 +114,9 @@ func (a *appliance) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	srv := netguard.Server(a.mux, netguard.DefaultLimits())
+	// Only the box's own names as Host, same-origin JSON for changes
+	// (DNS rebinding, cross-site POSTs: docs/security.md).
+	srv := netguard.Server(webguard.Guard(a.mux, a.page.hostNames), netguard.DefaultLimits())
 	ln.Watch(srv)
 	go srv.Serve(ln)
 	a.announce(ln.Addr().(*net.TCPAddr))

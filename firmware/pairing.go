@@ -96,7 +96,19 @@ func (p *boardPart) state(token string) boardAPIState {
 }
 
 func (p *boardPart) handleState(w http.ResponseWriter, r *http.Request) {
-	writeBoardJSON(w, http.StatusOK, p.state(r.URL.Query().Get("token")))
+	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r)))
+}
+
+// requestToken is a request's pairing token: "Authorization: Bearer T"
+// (the page), else ?token=T (scripts; a token in a URL can end up in
+// histories and logs, so the page never puts it there).
+func requestToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return r.URL.Query().Get("token")
 }
 
 // boardPairRequest is the optional body of /api/pair/request.
@@ -173,7 +185,7 @@ func (p *boardPart) handleSimButton(w http.ResponseWriter, r *http.Request) {
 		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	writeBoardJSON(w, http.StatusOK, p.state(r.URL.Query().Get("token")))
+	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r)))
 }
 
 func writeBoardJSON(w http.ResponseWriter, code int, v any) {

@@ -31,6 +31,9 @@ type pagePart struct {
 	mdns     *mdns.Conn
 	// mdnsErr says why the name is not announced, for announce().
 	mdnsErr error
+	// localName is the box's .local name from its configured name, which
+	// the HTTP server answers to even with mDNS off.
+	localName string
 }
 
 func (p *pagePart) flags(fs *flag.FlagSet) {
@@ -45,6 +48,10 @@ func (p *pagePart) start(ctx context.Context, a *appliance) error {
 	// "/" without a method: a method on this catch-all would conflict with
 	// method-less patterns of other parts (ServeMux panics on such pairs).
 	a.mux.Handle("/", h)
+	p.localName = "callbox.local"
+	if a.board.cfg != nil {
+		p.localName = hostLabel(a.board.cfg.Name) + ".local"
+	}
 	if p.mdnsName == "auto" {
 		p.mdnsName = "callbox"
 		if a.board.cfg != nil {
@@ -72,6 +79,16 @@ func (p *pagePart) start(ctx context.Context, a *appliance) error {
 		}
 	}
 	return nil
+}
+
+// hostNames are the names the box answers to besides IP literals and
+// localhost (webguard): its .local name, also when this process does not
+// announce it (another responder may, e.g. avahi).
+func (p *pagePart) hostNames() []string {
+	if p.mdnsName != "" {
+		return []string{p.mdnsName}
+	}
+	return []string{p.localName}
 }
 
 func (p *pagePart) stop() {

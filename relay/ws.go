@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +17,12 @@ import (
 )
 
 // WebSocketHandler serves one media kind over WebSocket (docs/protocol.md):
-// mount it at /ws/video and /ws/audio. The token is the query parameter
-// "token". Every binary message from the relay is one RTP packet; every
-// binary message from the client one RTCP packet.
+// mount it at /ws/video and /ws/audio. The token is the client's first
+// message, {"token":"..."}, when the URL says ?auth=message (the page: a
+// token in a URL ends up in histories and proxy logs), else the query
+// parameter "token" (scripts, `callbox view`). Every binary message from
+// the relay is one RTP packet; every binary message from the client one
+// RTCP packet.
 func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if kind != capture.KindVideo && kind != capture.KindAudio {
@@ -32,7 +36,11 @@ func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 		}
 		ctx := context.Background()
 		if r.cfg.Authorize != nil {
-			if err := r.cfg.Authorize(req.URL.Query().Get("token")); err != nil {
+			token, err := r.wsToken(c, req)
+			if err == nil {
+				err = r.cfg.Authorize(token)
+			}
+			if err != nil {
 				r.log.Info("relay: refused client", "remote", req.RemoteAddr, "err", err)
 				_ = c.Write(ctx, websocket.MessageText, []byte(`{"error":"unpaired"}`))
 				_ = c.Close(websocket.StatusPolicyViolation, "unpaired")
@@ -58,6 +66,33 @@ func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 		r.activate(s)
 		s.run()
 	})
+}
+
+// maxTokenMessage bounds the first message that carries the token.
+const maxTokenMessage = 1024
+
+// wsToken is the client's token: from its first message when the URL asks
+// for that (?auth=message), read within the handshake timeout, else from
+// the query.
+func (r *Relay) wsToken(c *websocket.Conn, req *http.Request) (string, error) {
+	q := req.URL.Query()
+	if q.Get("auth") != "message" {
+		return q.Get("token"), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.HandshakeTimeout)
+	defer cancel()
+	c.SetReadLimit(maxTokenMessage)
+	typ, msg, err := c.Read(ctx)
+	if err != nil {
+		return "", fmt.Errorf("no token message: %w", err)
+	}
+	var m struct {
+		Token string `json:"token"`
+	}
+	if typ != websocket.MessageText || json.Unmarshal(msg, &m) != nil {
+		return "", errors.New("malformed token message")
+	}
+	return m.Token, nil
 }
 
 // hijackWriter remembers the hijacked connection so that an ejected

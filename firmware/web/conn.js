@@ -28,13 +28,17 @@ export const State = Object.freeze({
 //   onpacket(pkt)      one RTP packet as an ArrayBuffer
 //   onstate(state, detail)
 //   onunpaired()       the relay said {"error":"unpaired"}
-// url(kind) is called before each attempt, so a token obtained meanwhile is
-// used on the next one.
+// url(kind) is called before each attempt, and opts.token() (when given)
+// as each connection opens: its answer is sent as the first message,
+// {"token":"..."}, for a URL that says ?auth=message (docs/protocol.md), so
+// a token obtained meanwhile is used on the next attempt and never travels
+// in a URL.
 export class MediaSocket {
   constructor(kind, urlFor, opts = {}) {
     this.kind = kind;
     this.urlFor = urlFor;
     this.clock = opts.clock || new ClockSync();
+    this.tokenFor = opts.token || null;
     this.hcDelayMs = opts.hcDelayMs || 0; // tests: hold Health Checks back to act as a slow client
     this.onhello = () => {};
     this.onpacket = () => {};
@@ -98,6 +102,9 @@ export class MediaSocket {
       return;
     }
     ws.binaryType = 'arraybuffer';
+    if (this.tokenFor) {
+      ws.onopen = () => ws.send(JSON.stringify({ token: this.tokenFor() || '' }));
+    }
     this.ws = ws;
     this.hc = 0;
     this.sinceHC = 0;

@@ -68,14 +68,22 @@ const $ = (id) => document.getElementById(id);
 const canvas = $('video');
 const g = canvas.getContext('2d', { alpha: false });
 
+let memToken = ''; // where storage is refused (private mode)
 function token() {
-  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+  try { return localStorage.getItem(TOKEN_KEY) || memToken; } catch { return memToken; }
 }
 
+// The token goes in the socket's first message (MediaSocket's token
+// option) and in an Authorization header, never in a URL: URLs end up in
+// histories and logs.
 function wsURL(kind) {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${proto}//${location.host}/ws/${kind}?auth=message`;
+}
+
+function authHeaders(extra = {}) {
   const t = token();
-  return `${proto}//${location.host}/ws/${kind}${t ? `?token=${encodeURIComponent(t)}` : ''}`;
+  return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
 }
 
 // hcdelay (ms) holds Health Checks back: a test's stand-in for a slow phone.
@@ -87,8 +95,8 @@ const viewSize = () => {
   const dpr = window.devicePixelRatio || 1;
   return { width: r.width * dpr, height: r.height * dpr };
 };
-const video = new JpegVideo(wsURL, { hcDelayMs, viewSize: params.get('decode') === 'full' ? null : viewSize });
-const audio = new AudioPlayer(wsURL, { hcDelayMs, clock: video.clock });
+const video = new JpegVideo(wsURL, { token, hcDelayMs, viewSize: params.get('decode') === 'full' ? null : viewSize });
+const audio = new AudioPlayer(wsURL, { token, hcDelayMs, clock: video.clock });
 const latency = new Rolling(300);
 // Where the latency goes: capture -> last packet in (box, relay, network,
 // the page's message handling) and last packet in -> decoded.
@@ -144,6 +152,7 @@ audio.socket.onstate = (s, detail) => { stats.audioState = s; if (detail) stats.
 
 // A token the relay no longer accepts is useless: forget it and pair again.
 function onUnpaired() {
+  memToken = '';
   try { localStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ }
 }
 video.socket.onunpaired = onUnpaired;
@@ -176,7 +185,8 @@ async function pair() {
       if (r.status === 408) continue;
       if (r.ok && typeof body.token === 'string' && body.token) {
         stats.pairHint = '';
-        try { localStorage.setItem(TOKEN_KEY, body.token); } catch { /* private mode: the URL still carries it */ }
+        memToken = body.token;
+        try { localStorage.setItem(TOKEN_KEY, body.token); } catch { /* private mode: kept for this page's life only */ }
         stats.paired = true;
         video.socket.reconnectNow();
         audio.socket.reconnectNow();
@@ -203,8 +213,7 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 async function pollBox() {
   for (;;) {
     try {
-      const t = token();
-      const r = await fetch(`/api/state${t ? `?token=${encodeURIComponent(t)}` : ''}`, { cache: 'no-store' });
+      const r = await fetch('/api/state', { cache: 'no-store', headers: authHeaders() });
       if (r.status === 404) { stats.box = null; render(); return; }
       if (r.ok) stats.box = await r.json();
     } catch {
@@ -261,10 +270,10 @@ $('call').addEventListener('click', async (e) => {
   e.stopPropagation();
   const call = stats.box && stats.box.call;
   if (!call) return;
-  const t = token();
   const method = call.state === 'idle' ? 'POST' : 'DELETE';
   try {
-    const r = await fetch(`/api/call${t ? `?token=${encodeURIComponent(t)}` : ''}`, { method });
+    // JSON, as the box wants of every POST (a cross-site page cannot send it).
+    const r = await fetch('/api/call', { method, headers: authHeaders({ 'Content-Type': 'application/json' }) });
     const body = await r.json().catch(() => ({}));
     stats.callError = r.ok ? '' : (body.error || `HTTP ${r.status}`);
     if (stats.box && stats.box.call && typeof body.state === 'string') {

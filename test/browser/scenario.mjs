@@ -46,7 +46,7 @@ const ARGS = [
   '--disable-backgrounding-occluded-windows',
   // A name that is not localhost, resolved to loopback: a page loaded
   // through it is not a secure context, like a phone's http://callbox.local/.
-  '--host-resolver-rules=MAP callbox.test 127.0.0.1',
+  '--host-resolver-rules=MAP callbox.local 127.0.0.1',
 ];
 
 // removeProfile deletes Chromium's profile directory. A helper process can
@@ -291,7 +291,7 @@ async function main() {
     // The page as a phone on the LAN gets it: plain http, not localhost, so
     // no secure context: no ImageDecoder, no AudioWorklet.
     const u = new URL(opt.url);
-    u.hostname = 'callbox.test';
+    u.hostname = 'callbox.local'; // the box answers to its own .local name only (DNS rebinding)
     const page = await openPage(u.href);
     await waitFor(page, live, 10, 15000, 'insecure page live with 10 frames drawn');
     emit({ event: 'live' });
