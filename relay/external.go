@@ -151,6 +151,7 @@ type extTransport struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	pendU     []*unit
+	nb        bool // the pending write is a NonBlockingConn's
 }
 
 func (t *extTransport) poke() {
@@ -172,12 +173,24 @@ func (t *extTransport) write(units []*unit, _ []byte) error {
 // tryWrite hands every write to the session's writer goroutine: a UDP
 // socket with a full send buffer blocks, and Publish must never wait on
 // a client.
+// A NonBlockingConn writes at once what its socket takes.
 func (t *extTransport) tryWrite(units []*unit, ctrl []byte) (bool, error) {
+	if nb, ok := t.c.(NonBlockingConn); ok {
+		if len(units) == 0 {
+			return true, nil
+		}
+		t.nb = true
+		return nb.TryWriteUnits(units)
+	}
 	t.pendU = units
 	return false, nil
 }
 
 func (t *extTransport) finish() error {
+	if t.nb {
+		t.nb = false
+		return t.c.(NonBlockingConn).FinishUnits()
+	}
 	err := t.write(t.pendU, nil)
 	t.pendU = nil
 	return err
