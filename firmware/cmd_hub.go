@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/peer/hub"
+	"github.com/callbox/callbox/peer/hub/store"
 )
 
 // cmdHub is `callbox hub`: the public rendezvous server for calls between
@@ -32,7 +33,11 @@ func cmdHub(args []string) int {
 	publicHost := fs.String("public-host", "", "host name boxes use in STUN/TURN URLs (default: --public-ip)")
 	secretFile := fs.String("turn-secret-file", "", "file holding the TURN REST shared secret (coturn's static-auth-secret); or set CALLBOX_TURN_SECRET")
 	turnURLs := fs.String("turn-url", "", "comma-separated TURN URLs of an external TURN service (coturn); the hub then runs STUN only")
-	dataDir := fs.String("data", "callbox-hub", "directory for the hub's state (registered boxes, pairs)")
+	dataDir := fs.String("data", "callbox-hub", "directory for the hub's default SQLite store (hub.db); a hub.json state file of older hubs found there is imported into the store once")
+	storeURL := fs.String("store", "", "the hub's state: sqlite:PATH (one machine) or postgres://user:pass@host/db (several instances); default sqlite:DATA/hub.db")
+	clusterURL := fs.String("cluster", "", "NATS URL (nats://host:4222) joining this hub to other instances on the same PostgreSQL store; \"\" works alone")
+	instance := fs.String("instance", "", "this instance's name in the cluster (default: random)")
+	drain := fs.Duration("drain", 5*time.Second, "on SIGTERM, how long to spread telling the connected boxes to reconnect elsewhere")
 	certFile := fs.String("tls-cert", "", "TLS certificate for wss:// (recommended in production)")
 	keyFile := fs.String("tls-key", "", "TLS key for --tls-cert")
 	ttl := fs.Duration("credential-ttl", 24*time.Hour, "lifetime of the TURN credentials handed to a box")
@@ -64,8 +69,23 @@ func cmdHub(args []string) int {
 	if host == "" {
 		host = ip.String()
 	}
+	if *storeURL == "" {
+		*storeURL = "sqlite:" + filepath.Join(*dataDir, "hub.db")
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	st, err := store.Open(sctx, *storeURL)
+	scancel()
+	if err != nil {
+		log.Error("callbox hub", "err", err)
+		return 1
+	}
+	defer st.Close()
 	cfg := hub.Config{
-		StatePath:     filepath.Join(*dataDir, "hub.json"),
+		Store:         st,
+		ImportJSON:    filepath.Join(*dataDir, "hub.json"),
+		Cluster:       *clusterURL,
+		Instance:      *instance,
+		DrainPeriod:   *drain,
 		TURNSecret:    secret,
 		CredentialTTL: *ttl,
 		Log:           log,
@@ -102,6 +122,7 @@ func cmdHub(args []string) int {
 		log.Error("callbox hub", "err", err)
 		return 1
 	}
+	defer h.Close()
 	fanout := hub.NewFanoutRelay(h, log)
 	defer fanout.Close()
 	mux := http.NewServeMux()
@@ -110,6 +131,9 @@ func cmdHub(args []string) int {
 	// one copy here; the hub's relay serves the receivers.
 	mux.Handle("/v1/publish", fanout)
 	mux.Handle("/v1/fanout/", fanout)
+	mux.Handle("/metrics", h.Metrics())
+	mux.Handle("/healthz", h.Healthz())
+	mux.Handle("/readyz", h.Readyz())
 	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := h.Stats()
 		if turn != nil {
@@ -139,7 +163,7 @@ func cmdHub(args []string) int {
 	if *certFile != "" {
 		scheme = "wss"
 	}
-	fmt.Printf("callbox hub: signalling at %s://%s/v1/ws, STUN/TURN %v %v\n", scheme, ln.Addr(), cfg.STUNURLs, cfg.TURNURLs)
+	fmt.Printf("callbox hub: signalling at %s://%s/v1/ws, STUN/TURN %v %v, store %s\n", scheme, ln.Addr(), cfg.STUNURLs, cfg.TURNURLs, store.Redact(*storeURL))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -148,8 +172,14 @@ func cmdHub(args []string) int {
 			return 1
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// Drain: /readyz turns 503 at once (the load balancer stops sending
+	// boxes here) and the connected boxes are told to reconnect, spread
+	// over --drain; then the server stops.
+	dctx, dcancel := context.WithTimeout(context.Background(), *drain+5*time.Second)
+	h.Drain(dctx)
+	dcancel()
+	shctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	_ = srv.Shutdown(shctx)
 	return 0
 }

@@ -333,6 +333,7 @@ func startTestHub(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { hub.Close() })
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", hub)
 	hs := httptest.NewServer(mux)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,6 +77,7 @@ func newVLab(t *testing.T) *vlab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close() })
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	l.hubURL = "ws" + strings.TrimPrefix(srv.URL, "http")
@@ -324,7 +324,6 @@ func testenvShort(t *testing.T) {
 func newTestHub(t *testing.T) *hub.Hub {
 	t.Helper()
 	h, err := hub.New(hub.Config{
-		StatePath:  filepath.Join(t.TempDir(), "hub.json"),
 		STUNURLs:   []string{"stun:198.51.100.10:3478"},
 		TURNURLs:   []string{"turn:198.51.100.10:3478?transport=udp"},
 		TURNSecret: "s3cret",
@@ -332,6 +331,7 @@ func newTestHub(t *testing.T) *hub.Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close() })
 	return h
 }
 

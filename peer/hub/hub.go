@@ -6,27 +6,39 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/callbox/callbox/peer/hub/cluster"
+	"github.com/callbox/callbox/peer/hub/store"
 	"github.com/callbox/callbox/peer/proto"
 	"github.com/coder/websocket"
 )
 
 // Config configures a Hub.
 type Config struct {
-	// StatePath is the JSON file holding registered boxes and pairs, so a
-	// pairing survives a hub restart. Empty keeps the state in memory.
-	StatePath string
+	// Store holds the hub's state: identities, pairs, pending codes,
+	// registration nonces, limits (package store: SQLite or PostgreSQL).
+	// Nil: an in-memory SQLite database, so nothing survives a restart.
+	Store store.Store
+	// ImportJSON names the JSON state file of hubs before the store
+	// (data/hub.json). When it exists it is imported into Store, record by
+	// record, and renamed to ImportJSON+".imported", so it is read once.
+	ImportJSON string
+	// Cluster is the NATS URL (nats://host:4222) that joins this hub to
+	// other instances sharing the same Store (PostgreSQL): a box may then
+	// connect to any instance. "": this process works alone.
+	Cluster string
+	// Instance names this instance in the cluster (default: random).
+	Instance string
 	// STUNURLs and TURNURLs are handed to boxes in the welcome, e.g.
 	// "stun:hub.example:3478" and "turn:hub.example:3478?transport=udp".
+	// Several TURN URLs (a coturn fleet sharing TURNSecret) are all handed
+	// out; the box's ICE agent tries each.
 	STUNURLs, TURNURLs []string
 	// TURNSecret signs the TURN REST credentials (coturn's static-auth-secret).
 	TURNSecret string
@@ -42,8 +54,11 @@ type Config struct {
 	// MaxCodeTries is how many wrong codes a connection may enter before
 	// the hub hangs up on it (default 5): a 6-digit code must not be guessable.
 	MaxCodeTries int
-	Now          func() time.Time
-	Log          *slog.Logger
+	// DrainPeriod spreads the disconnections of Drain, so the boxes do not
+	// all reconnect to the other instances at the same instant (default 5 s).
+	DrainPeriod time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -62,6 +77,9 @@ func (c *Config) defaults() {
 	if c.MaxCodeTries == 0 {
 		c.MaxCodeTries = 5
 	}
+	if c.DrainPeriod == 0 {
+		c.DrainPeriod = 5 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -70,39 +88,30 @@ func (c *Config) defaults() {
 	}
 }
 
+// storeTimeout bounds one store call: a store that does not answer makes a
+// registration fail (the box retries) instead of piling up connections.
+const storeTimeout = 5 * time.Second
+
 // Hub is the rendezvous server: registration, pairing and signalling
 // between paired boxes. It never handles media (see TURNServer for the relay).
+//
+// The state lives in a store.Store; the hub's memory holds only the boxes
+// connected to this instance. With Config.Cluster, instances reach each
+// other's boxes through NATS (see link.go).
 type Hub struct {
-	cfg Config
+	cfg       Config
+	store     store.Store
+	ownStore  bool // opened by New: closed by Close
+	cluster   *cluster.Cluster
+	metrics   *metrics
+	draining  atomic.Bool
+	stop      chan struct{}
+	closeOnce sync.Once
+	bg        sync.WaitGroup
 
 	mu       sync.Mutex
-	state    hubState
-	sessions map[string]*Session    // box ID -> its live connection
-	nonces   map[string]time.Time   // box ID + nonce -> when it may be forgotten
-	codes    map[string]pendingCode // pairing code -> who asked
-	button   *pendingPress          // the last unmatched button press
-	tries    map[*Session]int       // wrong pairing codes per connection
-}
-
-type hubState struct {
-	Boxes map[string]boxRecord `json:"boxes"`
-	Pairs map[string][]string  `json:"pairs"` // box ID -> paired box IDs (both directions)
-}
-
-type boxRecord struct {
-	Key      []byte    `json:"key"`
-	Name     string    `json:"name,omitempty"`
-	LastSeen time.Time `json:"last_seen"`
-}
-
-type pendingCode struct {
-	box     string
-	expires time.Time
-}
-
-type pendingPress struct {
-	box string
-	at  time.Time
+	sessions map[string]*Session // box ID -> its live connection on this instance
+	tries    map[*Session]int    // wrong pairing codes per connection
 }
 
 // Session is one box's authenticated connection. Send delivers a message to
@@ -111,66 +120,106 @@ type Session struct {
 	Box   string
 	Send  func(proto.Message) error
 	Close func()
+	// drain hangs up telling the box to reconnect (to another instance);
+	// nil: Close.
+	drain func()
+
+	// Guarded by Hub.mu.
+	key   []byte
+	name  string
+	peers map[string]bool // the boxes paired with this one
 }
 
-// New loads the state file (if any) and returns a hub.
+// New opens the hub on its store (importing a JSON state file if
+// configured), joins the cluster if configured, and returns the hub.
 func New(cfg Config) (*Hub, error) {
 	cfg.defaults()
 	h := &Hub{
 		cfg:      cfg,
-		state:    hubState{Boxes: map[string]boxRecord{}, Pairs: map[string][]string{}},
+		store:    cfg.Store,
+		stop:     make(chan struct{}),
 		sessions: map[string]*Session{},
-		nonces:   map[string]time.Time{},
-		codes:    map[string]pendingCode{},
 		tries:    map[*Session]int{},
 	}
-	if cfg.StatePath != "" {
-		b, err := os.ReadFile(cfg.StatePath)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("peer: hub state: %w", err)
-		default:
-			if err := json.Unmarshal(b, &h.state); err != nil {
-				return nil, fmt.Errorf("peer: hub state %s: %w", cfg.StatePath, err)
-			}
-			if h.state.Boxes == nil {
-				h.state.Boxes = map[string]boxRecord{}
-			}
-			if h.state.Pairs == nil {
-				h.state.Pairs = map[string][]string{}
-			}
+	h.metrics = newMetrics(h)
+	if h.store == nil {
+		st, err := store.Open(context.Background(), "sqlite::memory:")
+		if err != nil {
+			return nil, err
+		}
+		h.store, h.ownStore = st, true
+	}
+	h.store = store.Timed(h.store, h.metrics.observeStore)
+	if cfg.ImportJSON != "" {
+		if err := h.importJSON(cfg.ImportJSON); err != nil {
+			h.closeStore()
+			return nil, err
 		}
 	}
+	if cfg.Cluster != "" {
+		c, err := cluster.Connect(cluster.Config{
+			URL: cfg.Cluster, Instance: cfg.Instance, Log: cfg.Log,
+			Deliver: h.deliver, Gone: h.gone,
+		})
+		if err != nil {
+			h.closeStore()
+			return nil, err
+		}
+		h.cluster = c
+	}
+	h.bg.Add(1)
+	go h.sweep()
 	return h, nil
 }
 
-// saveLocked writes the state file atomically (write, then rename).
-func (h *Hub) saveLocked() error {
-	if h.cfg.StatePath == "" {
-		return nil
+func (h *Hub) closeStore() {
+	if h.ownStore {
+		_ = h.store.Close()
 	}
-	b, err := json.MarshalIndent(&h.state, "", "  ")
-	if err != nil {
-		return fmt.Errorf("peer: hub state: %w", err)
-	}
-	tmp := h.cfg.StatePath + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(h.cfg.StatePath), 0o700); err != nil {
-		return fmt.Errorf("peer: hub state dir: %w", err)
-	}
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("peer: hub state: %w", err)
-	}
-	if err := os.Rename(tmp, h.cfg.StatePath); err != nil {
-		return fmt.Errorf("peer: hub state: %w", err)
-	}
+}
+
+// Close leaves the cluster, stops the hub's background work and closes a
+// store New opened itself. Connected boxes are not hung up on: see Drain.
+func (h *Hub) Close() error {
+	h.closeOnce.Do(func() {
+		close(h.stop)
+		h.bg.Wait()
+		if h.cluster != nil {
+			_ = h.cluster.Close()
+		}
+		h.closeStore()
+	})
 	return nil
+}
+
+// sweep deletes expired codes, nonces and counters now and then.
+func (h *Hub) sweep() {
+	defer h.bg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			if err := h.store.Sweep(ctx, h.cfg.Now()); err != nil {
+				h.cfg.Log.Warn("hub store sweep", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+func storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), storeTimeout)
 }
 
 // VerifyHello checks a registration: the ID belongs to the key, the
 // signature is the key's, the timestamp is recent and the nonce unused. A
 // nonce is remembered only once the rest has verified, so a forger cannot
-// burn a real box's nonces.
+// burn a real box's nonces. Nonces live in the store, so a hello replayed
+// to another instance of a cluster fails too.
 func (h *Hub) VerifyHello(m *proto.Message) error {
 	if m.Type != proto.TypeHello {
 		return fmt.Errorf("%w: first message must be %s, got %q", proto.ErrBadMessage, proto.TypeHello, m.Type)
@@ -186,62 +235,96 @@ func (h *Hub) VerifyHello(m *proto.Message) error {
 	if d := now.Sub(ts); d > h.cfg.ClockSkew || d < -h.cfg.ClockSkew {
 		return fmt.Errorf("%w: timestamp %s is %v from the hub's clock (limit %v)", proto.ErrReplay, ts.UTC().Format(time.RFC3339), d.Round(time.Second), h.cfg.ClockSkew)
 	}
-	key := m.Box + "/" + string(m.Nonce)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, exp := range h.nonces {
-		if now.After(exp) {
-			delete(h.nonces, k)
-		}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	fresh, err := h.store.UseNonce(ctx, m.Box, m.Nonce, now, now.Add(2*h.cfg.ClockSkew))
+	if err != nil {
+		return err
 	}
-	if _, seen := h.nonces[key]; seen {
+	if !fresh {
 		return fmt.Errorf("%w: nonce already used by %s", proto.ErrReplay, m.Box)
 	}
-	h.nonces[key] = now.Add(2 * h.cfg.ClockSkew)
 	return nil
 }
 
+// errDraining refuses registrations while the instance drains.
+var errDraining = errors.New("hub: this instance is shutting down, connect to another")
+
 // Register verifies hello, attaches s as the box's connection (a newer
-// connection replaces an older one) and sends the box its welcome, which it
-// also returns.
+// connection replaces an older one, on this instance or another) and sends
+// the box its welcome, which it also returns.
 func (h *Hub) Register(s *Session, hello *proto.Message) (proto.Message, error) {
+	if h.draining.Load() {
+		return proto.Message{}, errDraining
+	}
 	if err := h.VerifyHello(hello); err != nil {
+		h.metrics.refused.Inc()
 		return proto.Message{}, err
 	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	box := hello.Box
+	if err := h.store.PutBox(ctx, store.Box{ID: box, Key: hello.Key, Name: hello.Name, LastSeen: h.cfg.Now().UTC()}); err != nil {
+		return proto.Message{}, err
+	}
+	peers, err := h.store.Peers(ctx, box)
+	if err != nil {
+		return proto.Message{}, err
+	}
+	// Which peers are connected to other instances: asked before taking
+	// the lock (a round trip through NATS each).
+	remote := h.remoteOnline(ctx, peers)
+
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	s.Box = hello.Box
-	if old := h.sessions[s.Box]; old != nil && old != s && old.Close != nil {
+	s.Box, s.key, s.name = box, hello.Key, hello.Name
+	s.peers = make(map[string]bool, len(peers))
+	infos := make([]proto.PeerInfo, 0, len(peers))
+	for _, p := range peers {
+		s.peers[p.ID] = true
+		infos = append(infos, proto.PeerInfo{ID: p.ID, Key: p.Key, Name: p.Name, Online: h.sessions[p.ID] != nil || remote[p.ID]})
+	}
+	if old := h.sessions[box]; old != nil && old != s && old.Close != nil {
 		old.Close()
 	}
-	h.sessions[s.Box] = s
-	h.state.Boxes[s.Box] = boxRecord{Key: hello.Key, Name: hello.Name, LastSeen: h.cfg.Now().UTC()}
-	if err := h.saveLocked(); err != nil {
-		h.cfg.Log.Warn("hub state not saved", "err", err)
-	}
-	w := proto.Message{Type: proto.TypeWelcome, Box: s.Box, ICE: h.iceServers(s.Box), Peers: h.peersLocked(s.Box)}
+	h.sessions[box] = s
+	w := proto.Message{Type: proto.TypeWelcome, Box: box, ICE: h.iceServers(box), Peers: infos}
 	// The welcome goes out under the lock, before anyone learns that this
 	// box is online: the first message a box reads is always its welcome,
 	// never a signal from a peer that was quicker.
 	if err := s.Send(w); err != nil {
-		delete(h.sessions, s.Box)
-		return proto.Message{}, fmt.Errorf("peer: welcome %s: %w", s.Box, err)
+		delete(h.sessions, box)
+		h.mu.Unlock()
+		return proto.Message{}, fmt.Errorf("peer: welcome %s: %w", box, err)
 	}
-	h.presenceLocked(s.Box, true)
+	h.presenceLocked(s, true)
+	h.mu.Unlock()
+	h.announce(s, peers, true)
+	h.metrics.registrations.Inc()
 	return w, nil
 }
 
 // Unregister detaches s if it is still its box's connection.
 func (h *Hub) Unregister(s *Session) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.sessions[s.Box] == s {
+	current := h.sessions[s.Box] == s
+	var peers []store.Box
+	if current {
 		delete(h.sessions, s.Box)
-		h.presenceLocked(s.Box, false)
+		h.presenceLocked(s, false)
+		for id := range s.peers {
+			peers = append(peers, store.Box{ID: id})
+		}
 	}
 	delete(h.tries, s)
-	if h.button != nil && h.button.box == s.Box {
-		h.button = nil
+	h.mu.Unlock()
+	if !current {
+		return // replaced by a newer connection, here or on another instance
+	}
+	h.announce(s, peers, false)
+	ctx, cancel := storeCtx()
+	defer cancel()
+	if err := h.store.CancelButton(ctx, s.Box); err != nil {
+		h.cfg.Log.Warn("hub store", "err", err)
 	}
 }
 
@@ -253,69 +336,104 @@ func (h *Hub) iceServers(box string) []proto.ICEServer {
 	if len(h.cfg.TURNURLs) > 0 && h.cfg.TURNSecret != "" {
 		u, p := TURNCredentials(h.cfg.TURNSecret, box, h.cfg.Now().Add(h.cfg.CredentialTTL))
 		out = append(out, proto.ICEServer{URLs: h.cfg.TURNURLs, Username: u, Credential: p})
+		h.metrics.turnCredentials.Inc()
 	}
 	return out
 }
 
-func (h *Hub) peersLocked(box string) []proto.PeerInfo {
-	var out []proto.PeerInfo
-	for _, id := range h.state.Pairs[box] {
-		r := h.state.Boxes[id]
-		out = append(out, proto.PeerInfo{ID: id, Key: r.Key, Name: r.Name, Online: h.sessions[id] != nil})
-	}
-	return out
-}
-
-// presenceLocked tells box's online paired peers that it came or went, so
-// a box waiting to call it can go ahead.
-func (h *Hub) presenceLocked(box string, online bool) {
-	r := h.state.Boxes[box]
-	for _, id := range h.state.Pairs[box] {
-		if s := h.sessions[id]; s != nil {
-			_ = s.Send(proto.Message{Type: proto.TypePresence, Peers: []proto.PeerInfo{{ID: box, Key: r.Key, Name: r.Name, Online: online}}})
+// presenceLocked tells s's paired peers connected to this instance that it
+// came or went, so a box waiting to call it can go ahead.
+func (h *Hub) presenceLocked(s *Session, online bool) {
+	for id := range s.peers {
+		if p := h.sessions[id]; p != nil {
+			_ = p.Send(proto.Message{Type: proto.TypePresence, Peers: []proto.PeerInfo{{ID: s.Box, Key: s.key, Name: s.name, Online: online}}})
 		}
 	}
 }
 
-func (h *Hub) pairedLocked(a, b string) bool {
-	for _, id := range h.state.Pairs[a] {
-		if id == b {
-			return true
-		}
-	}
-	return false
-}
-
-// pairLocked records a pair and tells both boxes (if connected).
-func (h *Hub) pairLocked(a, b string) {
+// pair records a pair and tells both boxes, wherever they are connected.
+func (h *Hub) pair(a, b string) error {
 	if a == b {
-		return
+		return nil
 	}
-	if !h.pairedLocked(a, b) {
-		h.state.Pairs[a] = append(h.state.Pairs[a], b)
-		h.state.Pairs[b] = append(h.state.Pairs[b], a)
-		sort.Strings(h.state.Pairs[a])
-		sort.Strings(h.state.Pairs[b])
-		if err := h.saveLocked(); err != nil {
-			h.cfg.Log.Warn("hub state not saved", "err", err)
-		}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	if _, err := h.store.AddPair(ctx, a, b, h.cfg.Now().UTC()); err != nil {
+		return err
+	}
+	ra, err := h.store.GetBox(ctx, a)
+	if err != nil {
+		return err
+	}
+	rb, err := h.store.GetBox(ctx, b)
+	if err != nil {
+		return err
 	}
 	h.cfg.Log.Info("paired", "a", a, "b", b)
-	for _, x := range [][2]string{{a, b}, {b, a}} {
-		if s := h.sessions[x[0]]; s != nil {
-			r := h.state.Boxes[x[1]]
-			// Sent under the lock so that "paired" is ordered before any
-			// signal the other box sends once it knows the pair.
-			_ = s.Send(proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{{ID: x[1], Key: r.Key, Name: r.Name, Online: h.sessions[x[1]] != nil}}})
+	h.mu.Lock()
+	local := map[string]bool{a: h.sessions[a] != nil, b: h.sessions[b] != nil}
+	h.mu.Unlock()
+	online := map[string]bool{a: local[a], b: local[b]}
+	for _, x := range []string{a, b} {
+		if !online[x] {
+			online[x] = h.remoteOnline(ctx, []store.Box{{ID: x}})[x]
 		}
 	}
+	recs := map[string]store.Box{a: ra, b: rb}
+	h.mu.Lock()
+	for _, x := range [][2]string{{a, b}, {b, a}} {
+		r := recs[x[1]]
+		msg := proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{{ID: r.ID, Key: r.Key, Name: r.Name, Online: online[x[1]]}}}
+		if s := h.sessions[x[0]]; s != nil {
+			s.peers[x[1]] = true
+			// Sent under the lock so that "paired" is ordered before any
+			// signal the other box sends once it knows the pair.
+			_ = s.Send(msg)
+		}
+	}
+	h.mu.Unlock()
+	for _, x := range [][2]string{{a, b}, {b, a}} {
+		if !local[x[0]] {
+			r := recs[x[1]]
+			h.notifyPaired(x[0], proto.PeerInfo{ID: r.ID, Key: r.Key, Name: r.Name, Online: online[x[1]]}, local[x[1]])
+		}
+	}
+	return nil
 }
 
 // Paired reports whether a and b are paired.
 func (h *Hub) Paired(a, b string) bool {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	ok, err := h.store.Paired(ctx, a, b)
+	if err != nil {
+		h.cfg.Log.Warn("hub store", "err", err)
+	}
+	return ok
+}
+
+// isPaired answers from the session's cache of its pairs, asking the store
+// only for a box it does not know (a pair made on another instance whose
+// notice has not arrived yet).
+func (h *Hub) isPaired(s *Session, other string) (bool, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.pairedLocked(a, b)
+	ok := s.peers[other]
+	h.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	ok, err := h.store.Paired(ctx, s.Box, other)
+	if err != nil || !ok {
+		return false, err
+	}
+	h.mu.Lock()
+	if s.peers != nil {
+		s.peers[other] = true
+	}
+	h.mu.Unlock()
+	return true, nil
 }
 
 // errTooManyTries closes a connection that guessed too many codes.
@@ -329,60 +447,91 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	case proto.TypePing:
 		return s.Send(proto.Message{Type: proto.TypePong})
 	case proto.TypePairCode:
-		code, err := randomCode()
-		if err != nil {
-			return err
-		}
-		h.mu.Lock()
-		for c, p := range h.codes {
-			if now.After(p.expires) || p.box == s.Box {
-				delete(h.codes, c)
+		exp := now.Add(h.cfg.PairCodeTTL)
+		ctx, cancel := storeCtx()
+		defer cancel()
+		// A code another box holds is drawn again (1 in a million per
+		// pending code: a few tries are plenty).
+		for try := 0; ; try++ {
+			code, err := randomCode()
+			if err != nil {
+				return err
+			}
+			err = h.store.PutCode(ctx, store.Code{Code: code, Box: s.Box, Expires: exp}, now)
+			if err == nil {
+				return s.Send(proto.Message{Type: proto.TypePairCode, Code: code, Expires: exp.Unix()})
+			}
+			if !errors.Is(err, store.ErrCodeTaken) || try >= 10 {
+				return err
 			}
 		}
-		exp := now.Add(h.cfg.PairCodeTTL)
-		h.codes[code] = pendingCode{box: s.Box, expires: exp}
-		h.mu.Unlock()
-		return s.Send(proto.Message{Type: proto.TypePairCode, Code: code, Expires: exp.Unix()})
 	case proto.TypePairJoin:
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		p, ok := h.codes[m.Code]
-		if !ok || now.After(p.expires) || p.box == s.Box {
+		ctx, cancel := storeCtx()
+		defer cancel()
+		c, err := h.store.TakeCode(ctx, m.Code, now)
+		if err == nil && c.Box == s.Box {
+			// A box entering its own code: put it back for the real joiner.
+			err = h.store.PutCode(ctx, c, now)
+			if err == nil {
+				err = store.ErrNotFound
+			}
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			h.mu.Lock()
 			h.tries[s]++
-			if h.tries[s] >= h.cfg.MaxCodeTries {
+			n := h.tries[s]
+			h.mu.Unlock()
+			if n >= h.cfg.MaxCodeTries {
 				return fmt.Errorf("%w: %w", errTooManyTries, proto.ErrBadCode)
 			}
 			return proto.ErrBadCode
 		}
-		delete(h.codes, m.Code)
-		h.pairLocked(p.box, s.Box)
-		return nil
+		if err != nil {
+			return err
+		}
+		return h.pair(c.Box, s.Box)
 	case proto.TypePairButton:
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if b := h.button; b != nil && b.box != s.Box && now.Sub(b.at) <= h.cfg.ButtonWindow && h.sessions[b.box] != nil {
-			h.button = nil
-			h.pairLocked(b.box, s.Box)
+		ctx, cancel := storeCtx()
+		defer cancel()
+		other, err := h.store.PressButton(ctx, s.Box, now, h.cfg.ButtonWindow)
+		if err != nil {
+			return err
+		}
+		if other == "" {
 			return nil
 		}
-		h.button = &pendingPress{box: s.Box, at: now}
-		return nil
+		if !h.online(ctx, other) {
+			// The other box left since it pressed: this press waits instead.
+			_, err := h.store.PressButton(ctx, s.Box, now, h.cfg.ButtonWindow)
+			return err
+		}
+		return h.pair(other, s.Box)
 	case proto.TypeSignal:
-		h.mu.Lock()
-		paired := h.pairedLocked(s.Box, m.To)
-		dst := h.sessions[m.To]
-		h.mu.Unlock()
+		paired, err := h.isPaired(s, m.To)
+		if err != nil {
+			return err
+		}
 		if !paired {
 			return fmt.Errorf("%w: %s and %s", proto.ErrNotPaired, s.Box, m.To)
 		}
-		if dst == nil {
-			return fmt.Errorf("%w: %s", proto.ErrOffline, m.To)
-		}
 		fwd := *m
 		fwd.From = s.Box // never trust a box's own From
+		h.mu.Lock()
+		dst := h.sessions[m.To]
+		h.mu.Unlock()
+		if dst == nil {
+			if err := h.signalRemote(m.To, &fwd); err != nil {
+				h.metrics.signalsFailed.Inc()
+				return err
+			}
+			h.metrics.signals.WithLabelValues("cluster").Inc()
+			return nil
+		}
 		if err := dst.Send(fwd); err != nil {
+			h.metrics.signalsFailed.Inc()
 			return fmt.Errorf("%w: %s: %w", proto.ErrOffline, m.To, err)
 		}
+		h.metrics.signals.WithLabelValues("local").Inc()
 		return nil
 	}
 	return fmt.Errorf("%w: a box may not send %q", proto.ErrBadMessage, m.Type)
@@ -432,6 +581,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		},
 		Close: cancel,
+		// Close code 1012 (service restart) tells the box to reconnect at
+		// once; Close waits for the box's answer, so not under any lock.
+		drain: func() { go c.Close(websocket.StatusServiceRestart, "hub instance draining: reconnect") },
 	}
 	go func() {
 		for {
@@ -512,13 +664,17 @@ type Stats struct {
 	Allocations  int    `json:"allocations"`
 }
 
-// Stats counts boxes and pairs.
+// Stats counts boxes and pairs (in the store: all instances) and the
+// boxes connected to this instance.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, ps := range h.state.Pairs {
-		n += len(ps)
+	online := len(h.sessions)
+	h.mu.Unlock()
+	ctx, cancel := storeCtx()
+	defer cancel()
+	boxes, pairs, err := h.store.Counts(ctx)
+	if err != nil {
+		h.cfg.Log.Warn("hub store", "err", err)
 	}
-	return Stats{BoxesOnline: len(h.sessions), Boxes: len(h.state.Boxes), Pairs: n / 2}
+	return Stats{BoxesOnline: online, Boxes: boxes, Pairs: pairs}
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/peer/hub/store"
 	"github.com/callbox/callbox/peer/proto"
 )
 
@@ -52,8 +54,18 @@ func nonce(t *testing.T) []byte {
 
 func newTestHub(t *testing.T, now func() time.Time) *Hub {
 	t.Helper()
+	return newTestHubOn(t, now, filepath.Join(t.TempDir(), "hub.db"))
+}
+
+// newTestHubOn is a hub on the SQLite store at path.
+func newTestHubOn(t *testing.T, now func() time.Time, path string) *Hub {
+	t.Helper()
+	st, err := store.Open(context.Background(), "sqlite:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := New(Config{
-		StatePath:  filepath.Join(t.TempDir(), "hub.json"),
+		Store:      st,
 		STUNURLs:   []string{"stun:198.51.100.10:3478"},
 		TURNURLs:   []string{"turn:198.51.100.10:3478?transport=udp"},
 		TURNSecret: "s3cret",
@@ -62,6 +74,7 @@ func newTestHub(t *testing.T, now func() time.Time) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close(); st.Close() })
 	return h
 }
 
@@ -198,11 +211,17 @@ func TestHubOnlyConnectsPairedBoxes(t *testing.T) {
 			t.Fatalf("c -> %s: err = %v, want ErrNotPaired", to, err)
 		}
 	}
-	// The pairing is persistent: a new hub on the same state file knows it.
-	h2, err := New(h.cfg)
-	if err != nil {
+	// The pairing is persistent: a new hub on a new connection to the same
+	// store file knows it.
+	path := filepath.Join(t.TempDir(), "restart.db")
+	h1 := newTestHubOn(t, time.Now, path)
+	register(t, h1, a, &fakeSession{})
+	register(t, h1, b, &fakeSession{})
+	if err := h1.pair(a.ID, b.ID); err != nil {
 		t.Fatal(err)
 	}
+	h1.Close()
+	h2 := newTestHubOn(t, time.Now, path)
 	if !h2.Paired(a.ID, b.ID) || h2.Paired(a.ID, c.ID) {
 		t.Fatal("pairs not restored from the state file")
 	}

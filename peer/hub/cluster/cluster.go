@@ -418,3 +418,6 @@ func (c *Cluster) Close() error {
 	c.nc.Close()
 	return nil
 }
+
+// Connected reports whether the NATS connection is up.
+func (c *Cluster) Connected() bool { return c.nc.IsConnected() }

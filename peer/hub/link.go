@@ -1,0 +1,218 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/callbox/callbox/peer/hub/cluster"
+	"github.com/callbox/callbox/peer/hub/store"
+	"github.com/callbox/callbox/peer/proto"
+)
+
+// The hub's side of a cluster (package cluster): what it tells the other
+// instances, and what it does with what they tell it. Without a cluster
+// every function here is a no-op: the box is either connected here or
+// offline.
+
+// remoteOnline asks the cluster which of boxes (not connected here) are
+// connected to another instance, in parallel, and remembers where.
+func (h *Hub) remoteOnline(ctx context.Context, boxes []store.Box) map[string]bool {
+	out := map[string]bool{}
+	if h.cluster == nil || len(boxes) == 0 {
+		return out
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, b := range boxes {
+		h.mu.Lock()
+		local := h.sessions[b.ID] != nil
+		h.mu.Unlock()
+		if local {
+			continue
+		}
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			inst, err := h.cluster.Where(ctx, id)
+			if err != nil {
+				if !errors.Is(err, cluster.ErrOffline) {
+					h.cfg.Log.Warn("cluster: where", "box", id, "err", err)
+				}
+				return
+			}
+			h.cluster.Track(id, inst)
+			mu.Lock()
+			out[id] = true
+			mu.Unlock()
+		}(b.ID)
+	}
+	wg.Wait()
+	return out
+}
+
+// online reports whether box is connected here or to another instance.
+func (h *Hub) online(ctx context.Context, box string) bool {
+	h.mu.Lock()
+	local := h.sessions[box] != nil
+	h.mu.Unlock()
+	return local || h.remoteOnline(ctx, []store.Box{{ID: box}})[box]
+}
+
+// announce tells s's peers on other instances that s came or went; the
+// peers connected here heard it from presenceLocked. It also makes s's box
+// reachable from (or no longer from) the other instances.
+func (h *Hub) announce(s *Session, peers []store.Box, online bool) {
+	if h.cluster == nil {
+		return
+	}
+	if online {
+		if err := h.cluster.Attach(s.Box); err != nil {
+			h.cfg.Log.Warn("cluster: attach", "box", s.Box, "err", err)
+		}
+	} else {
+		h.cluster.Detach(s.Box)
+	}
+	info, _ := json.Marshal(proto.PeerInfo{ID: s.Box, Key: s.key, Name: s.name, Online: online})
+	for _, p := range peers {
+		h.mu.Lock()
+		local := h.sessions[p.ID] != nil
+		h.mu.Unlock()
+		if local {
+			continue
+		}
+		if err := h.cluster.Notify(p.ID, cluster.Msg{Kind: cluster.KindPresence, Box: s.Box, Online: online, Body: info}); err != nil {
+			h.cfg.Log.Warn("cluster: presence", "box", s.Box, "err", err)
+		}
+	}
+}
+
+// notifyPaired tells box, connected elsewhere (or nowhere), that it is now
+// paired with peer; peerHere says peer is connected to this instance.
+func (h *Hub) notifyPaired(box string, peer proto.PeerInfo, peerHere bool) {
+	if h.cluster == nil {
+		return
+	}
+	info, _ := json.Marshal(peer)
+	if err := h.cluster.Notify(box, cluster.Msg{Kind: cluster.KindPaired, Box: peer.ID, Online: peerHere, Body: info}); err != nil {
+		h.cfg.Log.Warn("cluster: paired", "box", box, "err", err)
+	}
+}
+
+// signalRemote hands a signal to the instance that has the box.
+func (h *Hub) signalRemote(to string, m *proto.Message) error {
+	if h.cluster == nil {
+		return fmt.Errorf("%w: %s", proto.ErrOffline, to)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("peer: encode signal: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if _, err := h.cluster.Request(ctx, to, cluster.Msg{Kind: cluster.KindSignal, Body: b}); err != nil {
+		return fmt.Errorf("%w: %s: %w", proto.ErrOffline, to, err)
+	}
+	return nil
+}
+
+// errNotHere answers another instance about a box this one does not have.
+var errNotHere = errors.New("box not connected to this instance")
+
+// deliver handles a message from another instance for box to. It runs on
+// the cluster's one dispatch goroutine: it must not block.
+func (h *Hub) deliver(to string, m cluster.Msg) error {
+	switch m.Kind {
+	case cluster.KindKick:
+		// The box registered on m.Instance: drop this older connection,
+		// quietly (the box is not offline, it moved), and remember where
+		// it went for the peers connected here.
+		h.mu.Lock()
+		s := h.sessions[to]
+		if s != nil {
+			delete(h.sessions, to)
+		}
+		h.mu.Unlock()
+		if s != nil && s.Close != nil {
+			s.Close()
+		}
+		h.cluster.Track(to, m.Instance)
+		return nil
+	case cluster.KindOnline:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.sessions[to] == nil {
+			return errNotHere
+		}
+		return nil
+	case cluster.KindSignal:
+		var sig proto.Message
+		if err := json.Unmarshal(m.Body, &sig); err != nil || sig.Type != proto.TypeSignal {
+			return fmt.Errorf("%w: not a signal", proto.ErrBadMessage)
+		}
+		h.mu.Lock()
+		s := h.sessions[to]
+		h.mu.Unlock()
+		if s == nil {
+			return errNotHere
+		}
+		return s.Send(sig)
+	case cluster.KindPresence:
+		var info proto.PeerInfo
+		if err := json.Unmarshal(m.Body, &info); err != nil || info.ID != m.Box {
+			return fmt.Errorf("%w: bad presence", proto.ErrBadMessage)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if m.Online {
+			h.cluster.Track(m.Box, m.Instance)
+		} else if h.sessions[m.Box] != nil || !h.cluster.Untrack(m.Box, m.Instance) {
+			return nil // it left that instance for this one, or for another
+		}
+		if s := h.sessions[to]; s != nil && s.peers[m.Box] {
+			return s.Send(proto.Message{Type: proto.TypePresence, Peers: []proto.PeerInfo{info}})
+		}
+		return nil
+	case cluster.KindPaired:
+		var info proto.PeerInfo
+		if err := json.Unmarshal(m.Body, &info); err != nil || info.ID != m.Box {
+			return fmt.Errorf("%w: bad pairing notice", proto.ErrBadMessage)
+		}
+		if m.Online {
+			h.cluster.Track(m.Box, m.Instance)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		s := h.sessions[to]
+		if s == nil {
+			return nil // it will read its peers from the store when it registers
+		}
+		s.peers[info.ID] = true
+		info.Online = info.Online || h.sessions[info.ID] != nil
+		return s.Send(proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{info}})
+	}
+	return fmt.Errorf("%w: cluster message %q", proto.ErrBadMessage, m.Kind)
+}
+
+// gone hears that box's instance died: its peers here learn it is offline.
+func (h *Hub) gone(box string) {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	r, err := h.store.GetBox(ctx, box) // a presence carries the key: the box checks it
+	if err != nil {
+		h.cfg.Log.Warn("hub store", "box", box, "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sessions[box] != nil {
+		return // it has already reconnected here
+	}
+	for _, s := range h.sessions {
+		if s.peers[box] {
+			_ = s.Send(proto.Message{Type: proto.TypePresence, Peers: []proto.PeerInfo{{ID: box, Key: r.Key, Name: r.Name, Online: false}}})
+		}
+	}
+}
