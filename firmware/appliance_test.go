@@ -44,6 +44,11 @@ func parseTestAppliance(t *testing.T, configText string, args ...string) (*appli
 	return a, nil
 }
 
+// authFunc is a pairing gate from a function.
+type authFunc func(token string) error
+
+func (f authFunc) Authorize(token string) error { return f(token) }
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -57,16 +57,16 @@ type callAPIRequest struct {
 	Peer string `json:"peer"`
 }
 
-func (p *peerPart) routes(a *appliance) {
-	a.mux.HandleFunc("GET /api/call", p.handleCallGet)
-	a.mux.HandleFunc("POST /api/call", p.handleCallStart)
-	a.mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
-	a.mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
+func (p *peerPart) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/call", p.handleCallGet)
+	mux.HandleFunc("POST /api/call", p.handleCallStart)
+	mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
+	mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
 }
 
 // callAuthorized checks the request's token against the board's pairing.
 func (p *peerPart) callAuthorized(w http.ResponseWriter, r *http.Request) bool {
-	if p.a.board.box == nil || p.a.board.box.Authorize(requestToken(r)) != nil {
+	if p.board.Authorize(requestToken(r)) != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
 		writeBoardJSON(w, http.StatusUnauthorized, map[string]string{"error": "not paired: pair this phone with the box first"})
 		return false
@@ -76,10 +76,8 @@ func (p *peerPart) callAuthorized(w http.ResponseWriter, r *http.Request) bool {
 
 func (p *peerPart) apiState(errMsg string) callAPIState {
 	client, caller := p.current()
-	st := callAPIState{Enabled: p.hubURL != "", Registered: client != nil, State: "idle", Peers: []callAPIPeer{}, Error: errMsg}
-	if p.a.board.box != nil {
-		st.State = callStateNames[p.a.board.box.Status().Call]
-	}
+	st := callAPIState{Enabled: p.hubURL != "", Registered: client != nil, State: callStateNames[p.board.callState()],
+		Peers: []callAPIPeer{}, Error: errMsg}
 	if client != nil {
 		for _, pi := range client.Peers() {
 			st.Peers = append(st.Peers, callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online})

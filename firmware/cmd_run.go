@@ -5,46 +5,130 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/internal/netguard"
+	"github.com/callbox/callbox/internal/netmon"
 	"github.com/callbox/callbox/internal/webguard"
 )
 
 // appliance is `callbox run`: the box. Each part lives in its own file
-// (run_*.go) and has the same life cycle: flags, start, stop.
+// (run_*.go), is built by wire with what it needs of the others (small
+// interfaces each part declares for itself), and has the same life cycle:
+// start, stop. No part reaches into another's fields.
 //
-// Start order: board (configuration, LED, buttons) -> relay -> media
+// Start order (parts): board (LED, buttons, pairing) -> relay -> media
 // (sources and packetizers publishing into the relay) -> peer (calls to
-// other boxes) -> page and HTTP.
-// Stop runs in reverse.
+// other boxes) -> page (and mDNS); then the HTTP server. Stop runs in
+// reverse.
 type appliance struct {
 	configPath string
 	flags      *config.Flags // the configuration keys' flags
+	mdnsName   string        // --mdns-name
 	// cfg is the configuration: the file, then the command line over it
 	// (loadConfig, before any part starts). cfgErr is what was wrong with
 	// the file; the board shows it.
 	cfg    *config.Config
 	cfgErr error
 	log    *slog.Logger
+	logOut *switchWriter // where log goes: the simulated board moves it above its status line
 	mux    *http.ServeMux
+	// net is the one network monitor: the board's "no network" fault and
+	// the calls' ICE restarts follow it.
+	net *netmon.Monitor
 
-	board boardPart
-	relay relayPart
-	media mediaPart
-	peer  peerPart
-	page  pagePart
+	board *boardPart
+	relay *relayPart
+	media *mediaPart
+	peer  *peerPart
+	page  *pagePart
+}
+
+// part is one part of the appliance.
+type part interface {
+	start(ctx context.Context) error
+	stop()
+}
+
+func newAppliance() *appliance {
+	out := &switchWriter{w: os.Stderr}
+	return &appliance{log: slog.New(slog.NewTextHandler(out, nil)), logOut: out, mux: http.NewServeMux()}
+}
+
+// wire builds the parts and connects them; this is the only place that
+// knows which part serves which. The board is built first but reaches the
+// relay (viewers, disconnecting revoked phones) and the calls (their state
+// on /api/state) only through the interfaces it declares, set here.
+func (a *appliance) wire() {
+	a.net = netmon.New(nil, 0)
+	a.board = &boardPart{cfg: a.cfg, cfgErr: a.cfgErr, log: a.log, logOut: a.logOut, mux: a.mux, net: a.net}
+	a.relay = &relayPart{cfg: a.cfg.Relay, log: a.log.With("part", "relay"), mux: a.mux, auth: a.board}
+	a.media = &mediaPart{cfg: mediaConfig(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
+	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
+		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net}
+	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
+	a.board.relay, a.board.calls = a.relay, a.peer
+}
+
+// parts lists the parts in start order.
+func (a *appliance) parts() []struct {
+	name string
+	p    part
+} {
+	return []struct {
+		name string
+		p    part
+	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page}}
+}
+
+// start starts the parts in order; the returned stop stops the ones
+// started, in reverse. On an error, what was started is stopped.
+func (a *appliance) start(ctx context.Context) (stop func(), err error) {
+	var started []part
+	stop = func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			started[i].stop()
+		}
+	}
+	for _, p := range a.parts() {
+		if err := p.p.start(ctx); err != nil {
+			stop()
+			return func() {}, fmt.Errorf("%s: %w", p.name, err)
+		}
+		started = append(started, p.p)
+	}
+	return stop, nil
+}
+
+// switchWriter is an io.Writer whose destination can change (the log).
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
 }
 
 func cmdRun(args []string) int {
-	a := &appliance{log: slog.New(slog.NewTextHandler(os.Stderr, nil)), mux: http.NewServeMux()}
+	a := newAppliance()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	a.registerFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +149,7 @@ func cmdRun(args []string) int {
 func (a *appliance) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&a.configPath, "config", "", "configuration `file` (TOML, docs/config.md); a bad file boots on defaults and shows the error")
 	a.flags = config.RegisterFlags(fs)
-	a.page.flags(fs)
+	fs.StringVar(&a.mdnsName, "mdns-name", "auto", "answer mDNS queries for `name`.local on the LAN; auto: from the box's configured name; \"\" turns mDNS off")
 }
 
 // loadConfig reads the configuration file (--config, else the first of
@@ -78,6 +162,7 @@ func (a *appliance) loadConfig() error {
 		return ferr
 	}
 	a.cfg, a.cfgErr = cfg, err
+	a.wire()
 	return nil
 }
 
@@ -87,26 +172,11 @@ func (a *appliance) run(ctx context.Context) error {
 	if err := a.loadConfig(); err != nil {
 		return err
 	}
-	if err := a.board.start(ctx, a); err != nil {
-		return fmt.Errorf("board: %w", err)
+	stop, err := a.start(ctx)
+	if err != nil {
+		return err
 	}
-	defer a.board.stop()
-	if err := a.relay.start(ctx, a); err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
-	defer a.relay.stop()
-	if err := a.media.start(ctx, a); err != nil {
-		return fmt.Errorf("media: %w", err)
-	}
-	defer a.media.stop()
-	if err := a.peer.start(ctx, a); err != nil {
-		return fmt.Errorf("peer: %w", err)
-	}
-	defer a.peer.stop()
-	if err := a.page.start(ctx, a); err != nil {
-		return fmt.Errorf("page: %w", err)
-	}
-	defer a.page.stop()
+	defer stop()
 
 	// Bounded headers, timeouts and connection caps (docs/security.md):
 	// no stranger's connections can exhaust the box's memory or descriptors.

@@ -67,18 +67,18 @@ var callStateNames = map[board.Call]string{
 	board.CallRelayed: "relayed",
 }
 
-func (p *boardPart) routes(a *appliance) {
-	a.mux.HandleFunc("GET /api/state", p.handleState)
-	a.mux.HandleFunc("POST /api/pair/request", p.handlePair)
-	a.mux.HandleFunc("POST /api/sim/button", p.handleSimButton)
+func (p *boardPart) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/state", p.handleState)
+	mux.HandleFunc("POST /api/pair/request", p.handlePair)
+	mux.HandleFunc("POST /api/sim/button", p.handleSimButton)
 }
 
 func (p *boardPart) state(token string) boardAPIState {
 	st := p.box.Status()
 	paired := p.box.Authorize(token) == nil
-	call := boardCallState{State: callStateNames[st.Call], Enabled: p.callEnabled}
-	if paired && st.Call != board.CallIdle && p.callPeer != nil {
-		call.Peer = p.callPeer()
+	call := boardCallState{State: callStateNames[st.Call], Enabled: p.calls != nil && p.calls.callsEnabled()}
+	if paired && st.Call != board.CallIdle && p.calls != nil {
+		call.Peer = p.calls.peerLabel()
 	}
 	return boardAPIState{
 		State:     st.State.String(),

@@ -42,16 +42,16 @@ func testBurst(t *testing.T, kind capture.Kind, seq uint16, at time.Time) captur
 // `callbox view`'s code over TCP and WebSocket, with pairing.
 func TestRelayPartAndView(t *testing.T) {
 	a := newTestAppliance(t, "", "--relay", "127.0.0.1:0")
-	p := &a.relay
-	p.authorize = func(tok string) error {
+	p := a.relay
+	p.auth = authFunc(func(tok string) error {
 		if tok != "paired" {
 			return relay.ErrUnpaired
 		}
 		return nil
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := p.start(ctx, a); err != nil {
+	if err := p.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer p.stop()

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,15 +18,25 @@ import (
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/board/store"
 	"github.com/callbox/callbox/drivers/gpio"
+	"github.com/callbox/callbox/internal/netmon"
 )
 
-// boardPart is the appliance's board: the configuration file, the
-// persistent state, the buttons and the LED (real GPIO, or the simulated
-// board when the machine has none), and pairing. It starts first because
-// every other part depends on what it decides: the configuration, and
-// whether a client may receive media (authorize).
+// boardPart is the appliance's board: the persistent state, the buttons
+// and the LED (real GPIO, or the simulated board when the machine has
+// none), pairing, and the error state. It starts first because the others
+// depend on what it decides: whether a client may receive media
+// (Authorize), whether the devices are real (simulated).
 type boardPart struct {
-	cfg       *config.Config
+	// Set by wire.
+	cfg    *config.Config
+	cfgErr error // what was wrong with the configuration file: shown as a fault
+	log    *slog.Logger
+	logOut *switchWriter // nil: leave the log where it is
+	mux    *http.ServeMux
+	net    boardNet
+	relay  boardRelay
+	calls  boardCalls
+
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware
 	wiring    board.Wiring
@@ -36,11 +46,8 @@ type boardPart struct {
 	// dir is the data directory in use (the peer part keeps the box's
 	// identity and paired boxes there too).
 	dir string
-	// callPeer names the box in a call, for /api/state (set by the peer
-	// part before the HTTP server starts; nil: no calls).
-	callPeer func() string
-	// callEnabled: the peer part has a hub (set before the HTTP server starts).
-	callEnabled bool
+
+	unwatchNet func() // ends the network monitor's callback
 
 	mu      sync.Mutex
 	hooks   board.Hooks
@@ -48,6 +55,27 @@ type boardPart struct {
 	ctx     context.Context // ends when the appliance stops
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+}
+
+// boardNet is what the board needs of the network monitor: a callback on
+// every change of the box's addresses (netmon.Monitor).
+type boardNet interface {
+	Current() netmon.State
+	RegisterChangeCallback(f func(old, new netmon.State)) (unregister func())
+}
+
+// boardRelay is what the board needs of the relay: the number of phones
+// watching (the LED), and cutting off phones whose pairing a factory reset
+// revoked.
+type boardRelay interface {
+	Viewers() int
+	DisconnectAll(reason string) int
+}
+
+// boardCalls is what the board shows of calls on /api/state.
+type boardCalls interface {
+	callsEnabled() bool // a hub is configured
+	peerLabel() string  // the other box in a call, "" without one
 }
 
 // boardConfigPaths are tried, in order, when --config is not given: the
@@ -58,11 +86,10 @@ var boardConfigPaths = []string{"/boot/firmware/callbox.toml", "/boot/callbox.to
 // survives firmware updates).
 const boxDataDir = "/data/callbox"
 
-func (p *boardPart) start(ctx context.Context, a *appliance) error {
+func (p *boardPart) start(ctx context.Context) error {
 	// A bad file never stops the box: it runs on the defaults (plus every
-	// valid key) and shows the error (a.cfgErr).
-	cfg, cfgErr := a.cfg, a.cfgErr
-	p.cfg = cfg
+	// valid key) and shows the error (cfgErr).
+	cfg, cfgErr := p.cfg, p.cfgErr
 
 	// Hardware: real GPIO when the profile resolves, else the simulation.
 	var chips []board.Chip
@@ -83,7 +110,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 			// cannot be driven: a fault to show, not a silent fallback.
 			faults = append(faults, fmt.Errorf("board: %w", werr))
 		}
-		a.log.Info("board: simulated", "why", werr)
+		p.log.Info("board: simulated", "why", werr)
 	}
 	p.wiring = w
 
@@ -94,7 +121,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	p.dir = dir
 	st, serr := store.Open(dir)
 	if serr != nil {
-		a.log.Error("board: data dir unusable; nothing will survive a restart", "err", serr)
+		p.log.Error("board: data dir unusable; nothing will survive a restart", "err", serr)
 		st = nil
 	}
 
@@ -118,9 +145,9 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if p.simulated {
 		p.sim = board.NewSim(os.Stderr, tty)
 		led = p.sim
-		if tty {
+		if tty && p.logOut != nil {
 			// Keep the status line below the log rather than broken by it.
-			a.log = slog.New(slog.NewTextHandler(p.sim.Writer(), nil))
+			p.logOut.set(p.sim.Writer())
 		}
 	}
 	opts := board.BoxOptions{
@@ -132,7 +159,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		Store: st,
 		Open:  cfg.Pairing.Open,
 		LED:   led,
-		Log:   a.log,
+		Log:   p.log,
 	}
 	if p.sim != nil {
 		opts.OnRefresh = p.sim.Refresh
@@ -141,15 +168,12 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 	if serr != nil {
 		p.box.SetFault(board.FaultStorage, serr)
 	}
-	// The relay starts after the board: hand it the pairing gate now, and
-	// let a factory reset cut off the clients whose tokens it revokes.
-	a.relay.authorize = p.box.Authorize
-	if !cfg.Pairing.Open {
+	// A factory reset cuts off the clients whose tokens it revokes (the
+	// relay asks Authorize, the pairing gate, for every new client).
+	if !cfg.Pairing.Open && p.relay != nil {
 		p.hooks.Reset = func() {
-			if r := a.relay.ptr.Load(); r != nil {
-				n := r.DisconnectAll("unpaired")
-				a.log.Info("board: factory reset disconnected clients", "count", n)
-			}
+			n := p.relay.DisconnectAll("unpaired")
+			p.log.Info("board: factory reset disconnected clients", "count", n)
 		}
 	}
 	p.box.SetHooks(p.hooks)
@@ -162,7 +186,7 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		if board.IsTerminal(os.Stdin) {
 			p.goRun(func() {
 				if err := p.sim.ReadKeys(ctx, os.Stdin); err != nil {
-					a.log.Warn("board: terminal keys", "err", err)
+					p.log.Warn("board: terminal keys", "err", err)
 				}
 			})
 		}
@@ -173,17 +197,19 @@ func (p *boardPart) start(ctx context.Context, a *appliance) error {
 		// A box with no network cannot be reached by any phone: show it.
 		// (The simulated board runs on a developer's machine, where
 		// localhost is enough.)
-		p.goRun(func() { p.watchNetwork(ctx) })
+		p.watchNetwork()
 	}
 	if err := errors.Join(faults...); err != nil {
 		p.box.SetFault(board.FaultConfig, err)
 	}
-	p.goRun(func() { p.watchViewers(ctx, a.relay.Viewers) })
-	if cfg.Pairing.Open {
-		a.log.Warn("pairing is off (open access): every client on the network gets media")
+	if p.relay != nil {
+		p.goRun(func() { p.watchViewers(ctx, p.relay.Viewers) })
 	}
-	a.log.Info("board", "profile", cfg.Board.Profile, "model", model, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
-	p.routes(a)
+	if cfg.Pairing.Open {
+		p.log.Warn("pairing is off (open access): every client on the network gets media")
+	}
+	p.log.Info("board", "profile", cfg.Board.Profile, "model", model, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
+	p.routes(p.mux)
 	return nil
 }
 
@@ -208,7 +234,13 @@ func (p *boardPart) stop() {
 		}
 	}
 	p.wg.Wait()
+	if p.unwatchNet != nil {
+		p.unwatchNet()
+	}
 	if p.sim != nil {
+		if p.logOut != nil {
+			p.logOut.set(os.Stderr)
+		}
 		p.sim.Close()
 	}
 	for _, c := range closers {
@@ -394,53 +426,51 @@ func (p *boardPart) watchViewers(ctx context.Context, viewers func() int) {
 	}
 }
 
-// watchNetwork shows the "no network" fault while the box has no usable
-// address.
-func (p *boardPart) watchNetwork(ctx context.Context) {
-	for {
-		ifs, err := net.Interfaces()
-		var up []boardNetIface
-		if err == nil {
-			for _, ifc := range ifs {
-				addrs, _ := ifc.Addrs()
-				up = append(up, boardNetIface{flags: ifc.Flags, addrs: addrs})
-			}
-		}
-		if boardHasNetwork(up) {
+// watchNetwork shows the "no network" fault while the box has no address
+// a phone could reach, following the appliance's network monitor.
+func (p *boardPart) watchNetwork() {
+	show := func(s netmon.State) {
+		if s.HasRoutable() {
 			p.box.SetFault(board.FaultNetwork, nil)
 		} else {
 			p.box.SetFault(board.FaultNetwork, errors.New("no network: connect Ethernet or configure Wi-Fi"))
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Second):
-		}
+	}
+	p.unwatchNet = p.net.RegisterChangeCallback(func(_, s netmon.State) { show(s) })
+	show(p.net.Current())
+}
+
+// Authorize is the pairing gate: nil when token belongs to a paired phone
+// (or pairing is off). The relay and the call API ask it.
+func (p *boardPart) Authorize(token string) error {
+	if p.box == nil {
+		return errBoardNotStarted
+	}
+	return p.box.Authorize(token)
+}
+
+// errBoardNotStarted refuses everyone before the board has started.
+var errBoardNotStarted = errors.New("board: not started")
+
+// isSimulated reports whether the board is simulated (no GPIO: a
+// development machine, or a board that cannot be driven).
+func (p *boardPart) isSimulated() bool { return p.simulated }
+
+// dataDir is the data directory in use: the calls keep the box's identity
+// and paired boxes there too.
+func (p *boardPart) dataDir() string { return p.dir }
+
+// setCall shows a call's progress on the LED and /api/state.
+func (p *boardPart) setCall(c board.Call) {
+	if p.box != nil {
+		p.box.SetCall(c)
 	}
 }
 
-type boardNetIface struct {
-	flags net.Flags
-	addrs []net.Addr
-}
-
-// boardHasNetwork reports whether some interface is up with an address a phone
-// could reach: not loopback, not IPv6 link-local only (phones open the page
-// by IPv4 or by name, which mDNS answers with routable addresses).
-func boardHasNetwork(ifs []boardNetIface) bool {
-	for _, ifc := range ifs {
-		if ifc.flags&net.FlagUp == 0 || ifc.flags&net.FlagLoopback != 0 {
-			continue
-		}
-		for _, a := range ifc.addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			if ip := ipn.IP; !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() {
-				return true
-			}
-		}
+// callState is the call the board shows.
+func (p *boardPart) callState() board.Call {
+	if p.box == nil {
+		return board.CallIdle
 	}
-	return false
+	return p.box.Status().Call
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -33,7 +32,7 @@ func startBoard(t *testing.T, configText string, args ...string) *boardFixture {
 	args = append([]string{"--board", "sim", "--data", filepath.Join(t.TempDir(), "data")}, args...)
 	a := newTestAppliance(t, configText, args...)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := a.board.start(ctx, a); err != nil {
+	if err := a.board.start(ctx); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
@@ -119,10 +118,10 @@ func TestBoardAPIPairing(t *testing.T) {
 	if st := f.state(t, ""); st.State != "ready" || st.LED != "ready" {
 		t.Fatalf("booted box: %+v", st)
 	}
-	if f.a.relay.authorize == nil {
-		t.Fatal("the relay got no authorize hook")
+	if f.a.relay.auth == nil {
+		t.Fatal("the relay got no pairing gate")
 	}
-	if err := f.a.relay.authorize(""); err == nil {
+	if err := f.a.relay.auth.Authorize(""); err == nil {
 		t.Fatal("the relay admits unpaired clients")
 	}
 
@@ -154,7 +153,7 @@ func TestBoardAPIPairing(t *testing.T) {
 	if f.state(t, "forged").Paired {
 		t.Fatal("a forged token counts as paired")
 	}
-	if err := f.a.relay.authorize(tok); err != nil {
+	if err := f.a.relay.auth.Authorize(tok); err != nil {
 		t.Fatalf("relay refuses the paired token: %v", err)
 	}
 	// Pairing mode stays open: a second phone is admitted without a press.
@@ -176,7 +175,7 @@ func TestBoardAPIPairing(t *testing.T) {
 	if st := f.state(t, tok); st.Paired || st.Muted {
 		t.Fatalf("after factory reset: %+v", st)
 	}
-	if err := f.a.relay.authorize(tok); err == nil {
+	if err := f.a.relay.auth.Authorize(tok); err == nil {
 		t.Fatal("relay still admits a revoked token")
 	}
 }
@@ -202,7 +201,7 @@ func TestBoardAPIOpen(t *testing.T) {
 	if !st.Open || !st.Paired {
 		t.Fatalf("--open: %+v", st)
 	}
-	if err := f.a.relay.authorize(""); err != nil {
+	if err := f.a.relay.auth.Authorize(""); err != nil {
 		t.Fatalf("--open refuses: %v", err)
 	}
 	r := <-f.pair(t)
@@ -307,31 +306,6 @@ func TestBoardFlags(t *testing.T) {
 	}
 }
 
-func TestHasNetwork(t *testing.T) {
-	ipn := func(s string) net.Addr {
-		ip, n, _ := net.ParseCIDR(s)
-		n.IP = ip
-		return n
-	}
-	up := net.FlagUp
-	tests := []struct {
-		ifs  []boardNetIface
-		want bool
-	}{
-		{nil, false},
-		{[]boardNetIface{{up | net.FlagLoopback, []net.Addr{ipn("127.0.0.1/8")}}}, false},
-		{[]boardNetIface{{up, []net.Addr{ipn("fe80::1/64")}}}, false},
-		{[]boardNetIface{{0, []net.Addr{ipn("192.168.1.5/24")}}}, false},
-		{[]boardNetIface{{up, []net.Addr{ipn("fe80::1/64"), ipn("192.168.1.5/24")}}}, true},
-		{[]boardNetIface{{up, []net.Addr{ipn("2001:db8::5/64")}}}, true},
-	}
-	for i, tt := range tests {
-		if got := boardHasNetwork(tt.ifs); got != tt.want {
-			t.Errorf("%d: %v, want %v", i, got, tt.want)
-		}
-	}
-}
-
 func FuzzParseBoardPairRequest(f *testing.F) {
 	f.Add([]byte(``))
 	f.Add([]byte(`{"name":"Anna's phone"}`))
@@ -364,7 +338,7 @@ func TestBoardRelayGate(t *testing.T) {
 	f := startBoard(t, "", "--relay", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := f.a.relay.start(ctx, f.a); err != nil {
+	if err := f.a.relay.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer f.a.relay.stop()
@@ -427,7 +401,7 @@ func TestBoardStopLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for i := 0; i < 3; i++ {
 		a := newTestAppliance(t, "", "--board", "sim", "--data", t.TempDir())
-		if err := a.board.start(context.Background(), a); err != nil {
+		if err := a.board.start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		a.board.booted()

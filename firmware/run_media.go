@@ -2,6 +2,8 @@ package firmware
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/board/config"
@@ -13,7 +15,29 @@ import (
 // microphone packetized to RTP and published to the relay, muted by button
 // A, tapped by calls.
 type mediaPart struct {
+	// Set by wire.
+	cfg   media.Config
+	log   *slog.Logger
+	sink  mediaSink
+	board mediaBoard
+
 	pipe *media.Pipeline
+}
+
+// mediaSink is where the pipeline's packets go (the relay), and who asks
+// for keyframes (a phone joining an H.264 stream).
+type mediaSink interface {
+	Publish(capture.Burst)
+	OnKeyframeRequest(func())
+}
+
+// mediaBoard is what the pipeline needs of the board: mute (button A),
+// whether the devices may be synthetic (a simulated board), and the error
+// state for a missing or failed device.
+type mediaBoard interface {
+	muted() bool
+	isSimulated() bool
+	fault(board.Fault, error)
 }
 
 // mediaConfig takes the media keys of a configuration.
@@ -25,23 +49,24 @@ func mediaConfig(c *config.Config) media.Config {
 	}
 }
 
-func (p *mediaPart) start(ctx context.Context, a *appliance) error {
-	mc := mediaConfig(a.cfg)
-	mc.Log = a.log.With("part", "media")
-	mc.Publish = a.relay.Publish
-	mc.Muted = a.board.muted // no audio while muted (button A)
+func (p *mediaPart) start(ctx context.Context) error {
+	mc := p.cfg
+	mc.Log = p.log
+	mc.Publish = p.sink.Publish
+	mc.Muted = p.board.muted // no audio while muted (button A)
 	// A development machine has no camera or microphone by design: the
 	// test pattern and tone stand in. A real box without one shows the
 	// error state, with the message, until the device appears.
-	mc.SyntheticFallback = a.board.simulated
+	simulated := p.board.isSimulated()
+	mc.SyntheticFallback = simulated
 	mc.OnDevice = func(kind capture.Kind, err error) {
-		if a.board.simulated {
+		if simulated {
 			return
 		}
 		if kind == capture.KindVideo {
-			a.board.fault(board.FaultCamera, err)
+			p.board.fault(board.FaultCamera, err)
 		} else {
-			a.board.fault(board.FaultAudio, err)
+			p.board.fault(board.FaultAudio, err)
 		}
 	}
 	pipe, err := media.Start(ctx, mc)
@@ -49,10 +74,27 @@ func (p *mediaPart) start(ctx context.Context, a *appliance) error {
 		return err
 	}
 	p.pipe = pipe
-	a.relay.OnKeyframeRequest(pipe.RequestKeyframe)
+	p.sink.OnKeyframeRequest(pipe.RequestKeyframe)
 	return nil
 }
 
 func (p *mediaPart) stop() {
 	p.pipe.Stop()
+}
+
+// SubscribeVideo gives a call copies of the camera's frames (media.Tap).
+func (p *mediaPart) SubscribeVideo(codec capture.Codec, minGap time.Duration) capture.VideoSource {
+	return p.pipe.SubscribeVideo(codec, minGap)
+}
+
+// SubscribeAudio gives a call copies of the microphone's chunks; none
+// while muted.
+func (p *mediaPart) SubscribeAudio() capture.AudioSource { return p.pipe.SubscribeAudio() }
+
+// subscribers counts the calls' open subscriptions (tests).
+func (p *mediaPart) subscribers() int {
+	if p.pipe == nil {
+		return 0
+	}
+	return p.pipe.Subscribers()
 }

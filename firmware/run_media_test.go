@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpjpeg"
@@ -182,4 +184,56 @@ func TestPipelineNoAllocsPerUnit(t *testing.T) {
 		t.Fatalf("%.0f allocations for 10 frames + chunks, %.0f for 210: %.2f per frame+chunk, want 0", short, long, perUnit)
 	}
 	t.Logf("whole run: %.0f allocations for 10 frames and chunks, %.0f for 210", short, long)
+}
+
+// fakeMediaBoard records the faults the media part reports.
+type fakeMediaBoard struct {
+	mu     sync.Mutex
+	faults map[board.Fault]error
+}
+
+func (b *fakeMediaBoard) muted() bool       { return false }
+func (b *fakeMediaBoard) isSimulated() bool { return false }
+func (b *fakeMediaBoard) fault(f board.Fault, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults[f] = err
+}
+
+type nullSink struct{}
+
+func (nullSink) Publish(capture.Burst)    {}
+func (nullSink) OnKeyframeRequest(func()) {}
+
+// On a real board a missing camera or microphone is a fault with a
+// message, never the test pattern or tone (on this machine, whichever of
+// them it lacks).
+func TestMediaPartMissingDevicesAreFaults(t *testing.T) {
+	a := newTestAppliance(t, "", "--camera", "auto", "--mic", "auto", "--size", "320x240")
+	fb := &fakeMediaBoard{faults: map[board.Fault]error{}}
+	p := &mediaPart{cfg: mediaConfig(a.cfg), log: quietLog, sink: nullSink{}, board: fb}
+	if err := p.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	cam, mic := p.pipe.Describe()
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	for _, d := range []struct {
+		desc  string
+		fault board.Fault
+	}{{cam, board.FaultCamera}, {mic, board.FaultAudio}} {
+		if strings.Contains(d.desc, "synthetic") {
+			t.Errorf("a real board took %q", d.desc)
+		}
+		err, reported := fb.faults[d.fault]
+		missing := strings.Contains(d.desc, "none yet")
+		if missing && (err == nil || err.Error() == "") {
+			t.Errorf("%s missing (%q) but fault %v", d.fault, d.desc, err)
+		}
+		if !missing && reported && err != nil {
+			t.Errorf("%s present (%q) but fault %v", d.fault, d.desc, err)
+		}
+		t.Logf("%s: %s; fault %v", d.fault, d.desc, err)
+	}
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -27,7 +27,13 @@ var webFS embed.FS
 // pagePart serves the phone page at / and makes the box findable as
 // <name>.local on the LAN (mDNS, RFC 6762), so nobody has to type an IP.
 type pagePart struct {
-	mdnsName string
+	// Set by wire.
+	boxName  string // the configured name: the mDNS name's default
+	httpAddr string // where the page is served
+	log      *slog.Logger
+	mux      *http.ServeMux
+
+	mdnsName string // --mdns-name; then the name announced
 	mdns     *mdns.Conn
 	// mdnsErr says why the name is not announced, for announce().
 	mdnsErr error
@@ -36,31 +42,27 @@ type pagePart struct {
 	localName string
 }
 
-func (p *pagePart) flags(fs *flag.FlagSet) {
-	fs.StringVar(&p.mdnsName, "mdns-name", "auto", "answer mDNS queries for `name`.local on the LAN; auto: from the box's configured name; \"\" turns mDNS off")
-}
-
-func (p *pagePart) start(ctx context.Context, a *appliance) error {
+func (p *pagePart) start(ctx context.Context) error {
 	h, err := pageHandler()
 	if err != nil {
 		return err
 	}
 	// "/" without a method: a method on this catch-all would conflict with
 	// method-less patterns of other parts (ServeMux panics on such pairs).
-	a.mux.Handle("/", h)
+	p.mux.Handle("/", h)
 	p.localName = "callbox.local"
-	if a.board.cfg != nil {
-		p.localName = hostLabel(a.board.cfg.Name) + ".local"
+	if p.boxName != "" {
+		p.localName = hostLabel(p.boxName) + ".local"
 	}
 	if p.mdnsName == "auto" {
 		p.mdnsName = "callbox"
-		if a.board.cfg != nil {
-			p.mdnsName = hostLabel(a.board.cfg.Name)
+		if p.boxName != "" {
+			p.mdnsName = hostLabel(p.boxName)
 		}
 	}
 	// A page served on loopback only is for this machine: announcing a
 	// name on the LAN would lead phones nowhere.
-	if host, _, err := net.SplitHostPort(a.cfg.HTTP); err == nil {
+	if host, _, err := net.SplitHostPort(p.httpAddr); err == nil {
 		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 			p.mdnsName = ""
 		}
@@ -75,7 +77,7 @@ func (p *pagePart) start(ctx context.Context, a *appliance) error {
 		// the port) still works by IP: say so and carry on.
 		p.mdns, p.mdnsErr = startMDNS(name)
 		if p.mdnsErr != nil {
-			a.log.Warn("mDNS off: the page is reachable by IP only", "name", name, "err", p.mdnsErr)
+			p.log.Warn("mDNS off: the page is reachable by IP only", "name", name, "err", p.mdnsErr)
 		}
 	}
 	return nil

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
@@ -28,14 +30,21 @@ import (
 // It starts after the media part (a call reads the camera and microphone
 // through the media part's tap) and stops before it.
 type peerPart struct {
+	// Set by wire.
+	cfg      config.Call
+	name     string       // this box's name, shown to paired boxes
+	relayCfg relay.Config // the call's relay: the box's per-client policy
+	log      *slog.Logger
+	mux      *http.ServeMux
+	board    peerBoard
+	media    peerMedia
+	net      box.NetMonitor
+
 	hubURL   string
 	peerName string
 	callFPS  int
 	// loopbackOnly keeps calls on loopback addresses (tests).
 	loopbackOnly bool
-
-	a   *appliance
-	log *slog.Logger
 
 	// remote is a relay of its own for the other box's media during a
 	// call, at /ws/call/video and /ws/call/audio (the box's own stays on
@@ -63,22 +72,37 @@ var (
 	errNoPeer = errors.New("no box to call")
 )
 
-func (p *peerPart) start(ctx context.Context, a *appliance) error {
-	p.a = a
-	p.hubURL, p.peerName, p.callFPS = a.cfg.Call.Hub, a.cfg.Call.Peer, a.cfg.Call.FPS
-	p.log = a.log.With("part", "peer")
-	a.board.callPeer = p.peerLabel
-	a.board.callEnabled = p.hubURL != ""
-	a.board.setHooks(board.Hooks{
+// peerBoard is what calls need of the board: the data directory (the
+// box's identity), the pairing gate (the call API and the call's relay),
+// the call and hang-up buttons, and the LED's call state.
+type peerBoard interface {
+	authorizer
+	dataDir() string
+	setHooks(board.Hooks)
+	setCall(board.Call)
+	callState() board.Call
+	muted() bool
+}
+
+// peerMedia is what calls need of the media pipeline: copies of the
+// camera's frames and the microphone's chunks (none while muted).
+type peerMedia interface {
+	SubscribeVideo(codec capture.Codec, minGap time.Duration) capture.VideoSource
+	SubscribeAudio() capture.AudioSource
+}
+
+func (p *peerPart) start(ctx context.Context) error {
+	p.hubURL, p.peerName, p.callFPS = p.cfg.Hub, p.cfg.Peer, p.cfg.FPS
+	p.board.setHooks(board.Hooks{
 		Call:   func() error { return p.call("") },
 		HangUp: p.hangUp,
 	})
-	p.routes(a)
+	p.routes(p.mux)
 	if p.hubURL == "" {
 		p.log.Info("calls between boxes are off: no --hub")
 		return nil
 	}
-	dir := a.board.dir
+	dir := p.board.dataDir()
 	if dir == "" {
 		dir = defaultDataDir()
 	}
@@ -92,13 +116,11 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 	}
 	// The call's relay serves the same phones as the box's own: the same
 	// per-client policy (docs/config.md, "The call's relay").
-	rcfg := relayConfig(a.cfg.Relay)
-	if a.relay.authorize != nil {
-		rcfg.Authorize = a.relay.authorize // paired phones only, as for the box's own media
-	}
+	rcfg := p.relayCfg
+	rcfg.Authorize = p.board.Authorize // paired phones only, as for the box's own media
 	p.remote = relay.New(rcfg, p.log.With("relay", "call"))
-	a.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
-	a.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
+	p.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
+	p.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(1)
 	go func() {
@@ -112,18 +134,16 @@ func (p *peerPart) start(ctx context.Context, a *appliance) error {
 // unreachable at boot; once registered, the client reconnects by itself)
 // and then starts the Caller, which also takes calls from paired boxes.
 func (p *peerPart) register(ctx context.Context, dir string) {
-	name := ""
-	if p.a.board.cfg != nil {
-		name = p.a.board.cfg.Name
-	}
+	name := p.name
 	backoff := time.Second
 	for {
 		client, err := dialHub(ctx, p.hubURL, dir, name, p.log)
 		if err == nil {
 			caller, err := box.NewCaller(box.CallerConfig{
 				Client:       client,
-				Media:        p.media,
+				Media:        p.callMedia,
 				OnState:      p.onState,
+				NetMonitor:   p.net,
 				OnMedia:      func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
 				LoopbackOnly: p.loopbackOnly,
 				Log:          p.log,
@@ -281,9 +301,7 @@ func (p *peerPart) onState(s box.State) {
 	if s.Phase == box.PhaseEnded && s.Err != nil {
 		p.log.Info("call ended", "peer", peerLabel(s.Name, s.Peer), "why", s.Err)
 	}
-	if p.a.board.box != nil {
-		p.a.board.box.SetCall(boardCall(s))
-	}
+	p.board.setCall(boardCall(s))
 }
 
 // boardCall maps a call's state to the board's.
@@ -312,6 +330,9 @@ func (p *peerPart) state() box.State {
 	return p.st
 }
 
+// callsEnabled reports whether a hub is configured (for /api/state).
+func (p *peerPart) callsEnabled() bool { return p.cfg.Hub != "" }
+
 // peerLabel is the other box's name for /api/state ("" without a call).
 func (p *peerPart) peerLabel() string {
 	s := p.state()
@@ -332,7 +353,7 @@ func peerLabel(name, id string) string {
 // camera that delivers H.264 sends no video in a call, calls carry RTP/JPEG
 // only) and microphone (nothing while muted), through the media part's
 // tap, packetized for the call's datagram limit.
-func (p *peerPart) media(maxPacket int) (*box.Media, error) {
+func (p *peerPart) callMedia(maxPacket int) (*box.Media, error) {
 	vp, err := rtpjpeg.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypeJPEG)
 	if err != nil {
 		return nil, fmt.Errorf("call video packetizer: %w", err)
@@ -345,7 +366,7 @@ func (p *peerPart) media(maxPacket int) (*box.Media, error) {
 	if p.callFPS > 0 {
 		gap = time.Second / time.Duration(p.callFPS)
 	}
-	v := p.a.media.pipe.SubscribeVideo(capture.CodecJPEG, gap)
-	au := p.a.media.pipe.SubscribeAudio() // nothing while muted
+	v := p.media.SubscribeVideo(capture.CodecJPEG, gap)
+	au := p.media.SubscribeAudio() // nothing while muted
 	return &box.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
 }

@@ -59,13 +59,9 @@ func startCallBoxConf(t *testing.T, hubURL, dataDir, name, conf string, args ...
 		}
 		cancel()
 	})
-	for _, part := range []struct {
-		start func(context.Context, *appliance) error
-		stop  func()
-	}{
-		{a.board.start, a.board.stop}, {a.relay.start, a.relay.stop}, {a.media.start, a.media.stop}, {a.peer.start, a.peer.stop},
-	} {
-		if err := part.start(ctx, a); err != nil {
+	// The appliance's parts but the page (no mDNS in tests).
+	for _, part := range []part{a.board, a.relay, a.media, a.peer} {
+		if err := part.start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		stops = append(stops, part.stop)
@@ -229,7 +225,7 @@ func TestApplianceCallByButton(t *testing.T) {
 			if _, caller := x.a.peer.current(); caller.Current() != nil {
 				t.Errorf("%s: a call is still current", what)
 			}
-			if n := x.a.media.pipe.Subscribers(); n != 0 {
+			if n := x.a.media.subscribers(); n != 0 {
 				t.Errorf("%s: %d media tap subscribers left", what, n)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/callbox/callbox/board/config"
@@ -18,17 +19,19 @@ import (
 
 // relayPart is the appliance's on-device relay (package relay): the TCP
 // listener, the WebSocket paths /ws/video and /ws/audio, and /metrics on the
-// HTTP server. The media pipeline finds Publish with a type assertion; the
-// board sets authorize (pairing) in its start, which runs first, and reads
-// Viewers for the LED.
+// HTTP server. It is the media pipeline's sink (Publish, keyframe
+// requests) and tells the board how many phones watch (Viewers) and cuts
+// off revoked ones (DisconnectAll).
 type relayPart struct {
-	// authorize checks a client's pairing token; nil admits everyone. The
-	// board sets it before the relay starts.
-	authorize func(token string) error
+	// Set by wire.
+	cfg config.Relay
+	log *slog.Logger
+	mux *http.ServeMux
+	// auth is the pairing gate (the board); nil admits everyone.
+	auth authorizer
 
 	r    *relay.Relay
 	whep *rwebrtc.Server
-	log  *slog.Logger
 	ln   net.Listener
 	done chan error
 	ptr  atomic.Pointer[relay.Relay]
@@ -45,17 +48,23 @@ func relayConfig(r config.Relay) relay.Config {
 	return rc
 }
 
-func (p *relayPart) start(ctx context.Context, a *appliance) error {
-	cfg := relayConfig(a.cfg.Relay)
+// authorizer is the pairing gate: nil when token belongs to a paired phone.
+type authorizer interface {
+	Authorize(token string) error
+}
+
+func (p *relayPart) start(ctx context.Context) error {
+	cfg := relayConfig(p.cfg)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if p.authorize != nil {
-		cfg.Authorize = p.authorize
+	var authorize func(string) error
+	if p.auth != nil {
+		authorize = p.auth.Authorize
+		cfg.Authorize = authorize
 	}
-	p.log = a.log.With("part", "relay")
 	r := relay.New(cfg, p.log)
-	if addr := a.cfg.Relay.TCP; addr != "" {
+	if addr := p.cfg.TCP; addr != "" {
 		// The same caps as the HTTP server's (docs/security.md); the relay
 		// bounds the handshake's time and size itself.
 		ln, err := netguard.Listen(addr, netguard.DefaultLimits())
@@ -66,12 +75,12 @@ func (p *relayPart) start(ctx context.Context, a *appliance) error {
 		p.ln = ln
 		p.done = make(chan error, 1)
 		go func() { p.done <- r.ServeTCP(ln) }()
-		a.log.Info("relay listening", "addr", ln.Addr().String())
+		p.log.Info("relay listening", "addr", ln.Addr().String())
 	}
-	a.mux.Handle("/ws/video", r.WebSocketHandler(capture.KindVideo))
-	a.mux.Handle("/ws/audio", r.WebSocketHandler(capture.KindAudio))
-	a.mux.Handle("/metrics", promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}))
-	whep, err := startWHEP(a, r, p.authorize, p.log)
+	p.mux.Handle("/ws/video", r.WebSocketHandler(capture.KindVideo))
+	p.mux.Handle("/ws/audio", r.WebSocketHandler(capture.KindAudio))
+	p.mux.Handle("/metrics", promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}))
+	whep, err := startWHEP(p.mux, r, authorize, p.log)
 	if err != nil {
 		r.Close()
 		return err
@@ -114,6 +123,15 @@ func (p *relayPart) Publish(b capture.Burst) {
 func (p *relayPart) Viewers() int {
 	if r := p.ptr.Load(); r != nil {
 		return r.Viewers()
+	}
+	return 0
+}
+
+// DisconnectAll ends every client's connection (a factory reset revoked
+// their pairing); it returns how many.
+func (p *relayPart) DisconnectAll(reason string) int {
+	if r := p.ptr.Load(); r != nil {
+		return r.DisconnectAll(reason)
 	}
 	return 0
 }

@@ -24,16 +24,16 @@ func TestRelayPartWHEP(t *testing.T) {
 	testenv.Short(t)
 	testenv.LookPath(t, "ffmpeg")
 	a := newTestAppliance(t, "", "--relay", "")
-	p := &a.relay
-	p.authorize = func(tok string) error {
+	p := a.relay
+	p.auth = authFunc(func(tok string) error {
 		if tok != "paired" {
 			return relay.ErrUnpaired
 		}
 		return nil
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := p.start(ctx, a); err != nil {
+	if err := p.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer p.stop()

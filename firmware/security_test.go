@@ -17,7 +17,7 @@ func TestTokenOutsideURL(t *testing.T) {
 	f := startBoard(t, "", "--relay", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := f.a.relay.start(ctx, f.a); err != nil {
+	if err := f.a.relay.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer f.a.relay.stop()

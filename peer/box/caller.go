@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/internal/netmon"
 	"github.com/callbox/callbox/peer/proto"
 	transport "github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
@@ -35,6 +36,11 @@ type CallerConfig struct {
 	MaxDatagram int
 	// Net replaces the OS network (tests inject a pion/transport vnet).
 	Net transport.Net
+	// NetMonitor tells calls that the box's addresses changed (a new
+	// address restarts ICE at once). The appliance shares its one monitor
+	// (internal/netmon) with the board; nil: the Caller watches Net (or
+	// the OS) with a monitor of its own.
+	NetMonitor NetMonitor
 	// LoopbackOnly gathers host candidates on loopback addresses only
 	// (tests of whole appliances on one machine; never on a box).
 	LoopbackOnly bool
@@ -94,6 +100,9 @@ func NewCaller(cfg CallerConfig) (*Caller, error) {
 	}
 	if cfg.Accept == nil {
 		cfg.Accept = func(proto.PeerInfo) bool { return true }
+	}
+	if cfg.NetMonitor == nil {
+		cfg.NetMonitor = netmon.New(netSource(cfg.Net), 0)
 	}
 	api, err := newAPI(&cfg)
 	if err != nil {

@@ -1,85 +1,62 @@
 package box
 
 import (
-	"net"
-	"sort"
-	"strings"
 	"time"
 
+	"github.com/callbox/callbox/internal/netmon"
 	transport "github.com/pion/transport/v5"
 )
 
-// addrWatchEvery is how often a call looks at the box's addresses. A new or
-// vanished address (DHCP, another access point, a cable) restarts ICE at
-// once instead of after the disconnected timeout.
-const addrWatchEvery = 500 * time.Millisecond
+// NetMonitor is what a call needs of a network monitor (netmon.Monitor):
+// the current addresses and a callback on every change.
+type NetMonitor interface {
+	Current() netmon.State
+	RegisterChangeCallback(f func(old, new netmon.State)) (unregister func())
+}
 
-// localAddrs lists the box's IPv4 addresses (the ones calls use), sorted,
-// as one string to compare. With n nil it asks the OS each time (pion's
-// stdnet caches the interface list).
-func localAddrs(n transport.Net) string {
-	type iface struct {
-		flags net.Flags
-		addrs func() ([]net.Addr, error)
-	}
-	var ifs []iface
+// netSource lists a pion/transport network's interfaces for netmon; nil
+// is the OS (pion's stdnet caches the interface list, the OS's does not).
+func netSource(n transport.Net) netmon.Source {
 	if n == nil {
-		list, err := net.Interfaces()
-		if err != nil {
-			return ""
-		}
-		for i := range list {
-			ifc := list[i]
-			ifs = append(ifs, iface{ifc.Flags, ifc.Addrs})
-		}
-	} else {
+		return netmon.OS
+	}
+	return func() ([]netmon.Interface, error) {
 		list, err := n.Interfaces()
 		if err != nil {
-			return ""
+			return nil, err
 		}
+		out := make([]netmon.Interface, 0, len(list))
 		for _, ifc := range list {
-			ifs = append(ifs, iface{ifc.Flags, ifc.Addrs})
-		}
-	}
-	var out []string
-	for _, ifc := range ifs {
-		if ifc.flags&net.FlagUp == 0 || ifc.flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			var ip net.IP
-			switch v := a.(type) {
-			case *net.IPNet:
-				ip = v.IP
-			case *net.IPAddr:
-				ip = v.IP
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				continue
 			}
-			if ip4 := ip.To4(); ip4 != nil {
-				out = append(out, ip4.String())
-			}
+			out = append(out, netmon.Interface{Name: ifc.Name, Flags: ifc.Flags, Addrs: addrs})
 		}
+		return out, nil
 	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
 }
 
 // watchAddrs restarts the call when the box's addresses change.
+// Calls use IPv4 only, so only a change of the IPv4 addresses counts.
 func (call *Call) watchAddrs() {
-	n := call.caller.cfg.Net
-	last := localAddrs(n)
-	t := time.NewTicker(addrWatchEvery)
-	defer t.Stop()
+	mon := call.caller.cfg.NetMonitor
+	changed := make(chan struct{}, 1)
+	unregister := mon.RegisterChangeCallback(func(_, _ netmon.State) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer unregister()
+	last := mon.Current().IPv4()
 	for {
 		select {
 		case <-call.ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
-		now := localAddrs(n)
+		now := mon.Current().IPv4()
 		if now == last {
 			continue
 		}
