@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -334,5 +336,45 @@ func TestRelayRefusesInternalPeers(t *testing.T) {
 func testenvShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("media through the hub takes seconds; skipped with -short")
+	}
+}
+
+// TestHubDrain: Drain turns /readyz to 503, refuses new registrations and
+// tells every connected box to reconnect elsewhere; /metrics counts what
+// happened.
+func TestHubDrain(t *testing.T) {
+	h := newTestHub(t, time.Now)
+	ready := httptest.NewRecorder()
+	h.Readyz().ServeHTTP(ready, httptest.NewRequest("GET", "/readyz", nil))
+	if ready.Code != 200 {
+		t.Fatalf("readyz before drain: %d %s", ready.Code, ready.Body)
+	}
+	drained := make(chan string, 3)
+	for i := 0; i < 3; i++ {
+		s := register(t, h, mustIdentity(t), &fakeSession{})
+		box := s.Box
+		s.drain = func() { drained <- box }
+	}
+	h.Drain(context.Background())
+	if len(drained) != 3 {
+		t.Fatalf("%d of 3 boxes told to reconnect", len(drained))
+	}
+	ready = httptest.NewRecorder()
+	h.Readyz().ServeHTTP(ready, httptest.NewRequest("GET", "/readyz", nil))
+	if ready.Code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining: %d", ready.Code)
+	}
+	id := mustIdentity(t)
+	hello := proto.NewHello(id, "late", time.Now().UnixMilli(), nonce(t))
+	if _, err := h.Register((&fakeSession{}).session(), &hello); !errors.Is(err, errDraining) {
+		t.Fatalf("registration while draining: %v", err)
+	}
+	m := httptest.NewRecorder()
+	h.Metrics().ServeHTTP(m, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"callbox_hub_registrations_total 3", "callbox_hub_boxes_online 3",
+		"callbox_hub_turn_credentials_total 3", `callbox_hub_store_seconds_count{op="put_box"} 3`} {
+		if !strings.Contains(m.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
