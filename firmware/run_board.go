@@ -49,12 +49,15 @@ type boardPart struct {
 
 	unwatchNet func() // ends the network monitor's callback
 
-	mu      sync.Mutex
-	hooks   board.Hooks
-	closers []io.Closer
-	ctx     context.Context // ends when the appliance stops
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu    sync.Mutex
+	hooks board.Hooks
+	// resetHooks run after a factory reset, after the relay's clients are
+	// cut off (onReset).
+	resetHooks []func()
+	closers    []io.Closer
+	ctx        context.Context // ends when the appliance stops
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // boardNet is what the board needs of the network monitor: a callback on
@@ -170,10 +173,19 @@ func (p *boardPart) start(ctx context.Context) error {
 	}
 	// A factory reset cuts off the clients whose tokens it revokes (the
 	// relay asks Authorize, the pairing gate, for every new client).
-	if !cfg.Pairing.Open && p.relay != nil {
-		p.hooks.Reset = func() {
+	// Then the other parts' own (onReset: the peer part forgets the boxes
+	// this one paired with).
+	open := cfg.Pairing.Open
+	p.hooks.Reset = func() {
+		if !open && p.relay != nil {
 			n := p.relay.DisconnectAll("unpaired")
 			p.log.Info("board: factory reset disconnected clients", "count", n)
+		}
+		p.mu.Lock()
+		more := p.resetHooks
+		p.mu.Unlock()
+		for _, f := range more {
+			f()
 		}
 	}
 	p.box.SetHooks(p.hooks)
@@ -255,6 +267,14 @@ func (p *boardPart) booted() {
 	if p.box != nil {
 		p.box.Booted()
 	}
+}
+
+// onReset adds f to what a factory reset does (the peer part forgets the
+// boxes this one paired with).
+func (p *boardPart) onReset(f func()) {
+	p.mu.Lock()
+	p.resetHooks = append(p.resetHooks, f)
+	p.mu.Unlock()
 }
 
 // setHooks merges hooks other parts provide (nil fields keep what is set).

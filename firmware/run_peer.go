@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -51,6 +54,16 @@ type peerPart struct {
 	// /ws/video and /ws/audio: the page plays one stream per socket).
 	remote *relay.Relay
 
+	// dir holds the identity and peers.json.
+	dir string
+
+	// resetMu serialises factory resets; regCancel and regDone stop and
+	// await the registration goroutine (a reset replaces it).
+	resetMu   sync.Mutex
+	ctx       context.Context
+	regCancel context.CancelFunc
+	regDone   chan struct{}
+
 	mu     sync.Mutex
 	client *box.Client // nil until registered with the hub
 	caller *box.Caller
@@ -79,6 +92,7 @@ type peerBoard interface {
 	authorizer
 	dataDir() string
 	setHooks(board.Hooks)
+	onReset(func())
 	setCall(board.Call)
 	callState() board.Call
 	muted() bool
@@ -98,13 +112,16 @@ func (p *peerPart) start(ctx context.Context) error {
 		HangUp: p.hangUp,
 	})
 	p.routes(p.mux)
-	if p.hubURL == "" {
-		p.log.Info("calls between boxes are off: no --hub")
-		return nil
-	}
 	dir := p.board.dataDir()
 	if dir == "" {
 		dir = defaultDataDir()
+	}
+	p.dir = dir
+	// A factory reset forgets the boxes this one paired with, too.
+	p.board.onReset(p.factoryReset)
+	if p.hubURL == "" {
+		p.log.Info("calls between boxes are off: no --hub")
+		return nil
 	}
 	// The identity is made now: a data dir that cannot hold it turns calls
 	// off (and says why on every try) but never stops the box, whose
@@ -122,12 +139,86 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
 	p.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
 	ctx, p.cancel = context.WithCancel(ctx)
+	p.mu.Lock()
+	p.ctx = ctx
+	p.mu.Unlock()
+	p.startRegister()
+	return nil
+}
+
+// startRegister registers with the hub in the background (register).
+func (p *peerPart) startRegister() {
+	ctx, cancel := context.WithCancel(p.ctx)
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.regCancel, p.regDone = cancel, done
+	p.mu.Unlock()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.register(ctx, dir)
+		defer close(done)
+		p.register(ctx, p.dir)
 	}()
-	return nil
+}
+
+// factoryReset makes the box a stranger to every box it paired with, so
+// that the next owner of a resold box is nobody's peer: the phones
+// watching the other box's media are cut off, the call is hung up (the
+// other box is told), peers.json and the identity key are deleted, and the
+// box registers with the hub under a new identity. The hub sees the old
+// identity leave; a paired box calling it reaches nobody. The slow part
+// runs in the background: the board's hooks must return quickly.
+func (p *peerPart) factoryReset() {
+	if p.remote != nil {
+		n := p.remote.DisconnectAll("unpaired")
+		p.log.Info("factory reset disconnected the call's viewers", "count", n)
+	}
+	p.mu.Lock()
+	stopping := p.ctx != nil && p.ctx.Err() != nil
+	if !stopping {
+		p.wg.Add(1)
+	}
+	p.mu.Unlock()
+	if stopping {
+		return
+	}
+	go func() {
+		defer p.wg.Done()
+		p.resetMu.Lock()
+		defer p.resetMu.Unlock()
+		p.mu.Lock()
+		cancel, done := p.regCancel, p.regDone
+		client, caller := p.client, p.caller
+		p.client, p.caller = nil, nil
+		ctx := p.ctx
+		p.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-done
+		}
+		if caller != nil {
+			caller.Close() // hangs up, telling the other box
+		}
+		if client != nil {
+			client.Close()
+		}
+		for _, f := range []string{"peers.json", proto.KeyFileName} {
+			if err := os.Remove(filepath.Join(p.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				p.log.Error("factory reset: cannot delete", "file", f, "err", err)
+				p.setBroken(fmt.Errorf("factory reset: %w", err))
+			}
+		}
+		p.log.Info("factory reset: paired boxes forgotten, identity replaced")
+		if p.hubURL == "" || ctx == nil || ctx.Err() != nil {
+			return
+		}
+		if _, err := proto.LoadOrCreateIdentity(p.dir); err != nil {
+			p.log.Error("calls off: no identity", "err", err)
+			p.setBroken(err)
+			return
+		}
+		p.startRegister()
+	}()
 }
 
 // register dials the hub until it welcomes the box (the hub may be
@@ -140,11 +231,19 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 		client, err := dialHub(ctx, p.hubURL, dir, name, p.log)
 		if err == nil {
 			caller, err := box.NewCaller(box.CallerConfig{
-				Client:       client,
-				Media:        p.callMedia,
-				OnState:      p.onState,
-				NetMonitor:   p.net,
-				OnMedia:      func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
+				Client:     client,
+				Media:      p.callMedia,
+				OnState:    p.onState,
+				NetMonitor: p.net,
+				OnMedia:    func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
+				// No one at the box has consented to a call: refused unless
+				// call.auto_answer (ringing and answering: a later issue).
+				Accept: func(pi proto.PeerInfo) bool {
+					if !p.cfg.AutoAnswer {
+						p.log.Info("incoming call refused: call.auto_answer is off", "peer", peerLabel(pi.Name, pi.ID))
+					}
+					return p.cfg.AutoAnswer
+				},
 				LoopbackOnly: p.loopbackOnly,
 				Log:          p.log,
 			})

@@ -2,11 +2,18 @@ package firmware
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/peer/box"
+	"github.com/callbox/callbox/relay/viewer"
 	"github.com/coder/websocket"
 )
 
@@ -69,5 +76,168 @@ func TestTokenOutsideURL(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer "+tok)
 	if requestToken(r) != tok {
 		t.Error("requestToken ignores the Authorization header")
+	}
+}
+
+// callMedia counts the RTP packets a phone watching box x's call video
+// (/ws/call/video, open box) receives within d.
+func callMedia(t *testing.T, x *callBox, d time.Duration) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	c, err := viewer.Dial(ctx, "ws"+strings.TrimPrefix(x.srv.URL, "http")+"/ws/call/video", capture.KindVideo, viewer.Options{})
+	if err != nil {
+		t.Fatalf("watching the call: %v", err)
+	}
+	defer c.Close()
+	n := 0
+	for {
+		if _, err := c.Next(ctx); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// neverConnects reports whether box x stays out of a connected call for d.
+func neverConnects(t *testing.T, x *callBox, d time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if st := x.a.peer.state(); st.Phase == box.PhaseConnected {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// TestFactoryResetForgetsBoxes (issue 12, item 1): boxes A and B paired, A
+// takes calls (call.auto_answer); A is factory-reset; then B calls A. A
+// has forgotten B, has a new identity and refuses: B never connects and a
+// phone watching B's call gets no media. (Before: A answered, and B got
+// 65 frames and 325 audio packets.)
+func TestFactoryResetForgetsBoxes(t *testing.T) {
+	hubURL := startTestHub(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	pairBoxes(t, hubURL, dirA, dirB)
+	a := startCallBox(t, hubURL, dirA, "kitchen", "--open")
+	b := startCallBox(t, hubURL, dirB, "attic", "--open")
+	online := func(x *callBox) bool {
+		c, _ := x.a.peer.current()
+		return c != nil && len(c.Peers()) == 1 && c.Peers()[0].Online
+	}
+	waitFor(t, 10*time.Second, "both boxes registered, each seeing the other online", func() bool { return online(a) && online(b) })
+	ca, _ := a.a.peer.current()
+	oldID := ca.ID()
+
+	a.a.board.box.FactoryReset()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ca, _ = a.a.peer.current()
+		if ca != nil && ca.ID() != oldID {
+			if n := len(ca.Peers()); n != 0 {
+				t.Errorf("box A still has %d paired boxes after the reset", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Error("box A kept its identity (or never registered again) after the reset")
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dirA, "peers.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("peers.json survived the reset: %v", err)
+	}
+
+	media := make(chan int, 1)
+	go func() { media <- callMedia(t, b, 6*time.Second) }()
+	if err := b.a.peer.call(""); err != nil {
+		t.Logf("box B's call: %v", err)
+	}
+	if !neverConnects(t, b, 6*time.Second) {
+		t.Error("box B got through to the reset box")
+	}
+	if n := <-media; n != 0 {
+		t.Errorf("a phone on box B got %d packets of the reset box's video", n)
+	}
+	if _, caller := a.a.peer.current(); caller != nil && caller.Current() != nil {
+		t.Error("the reset box has a call")
+	}
+}
+
+// TestIncomingCallRefusedByDefault (issue 12, item 1): without
+// call.auto_answer nobody at the box has consented, so a paired box's
+// call is refused and brings no media.
+func TestIncomingCallRefusedByDefault(t *testing.T) {
+	hubURL := startTestHub(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	pairBoxes(t, hubURL, dirA, dirB)
+	a := startCallBox(t, hubURL, dirA, "kitchen", "--open", "--auto-answer=false")
+	b := startCallBox(t, hubURL, dirB, "attic", "--open")
+	online := func(x *callBox) bool {
+		c, _ := x.a.peer.current()
+		return c != nil && len(c.Peers()) == 1 && c.Peers()[0].Online
+	}
+	waitFor(t, 10*time.Second, "both boxes registered, each seeing the other online", func() bool { return online(a) && online(b) })
+	media := make(chan int, 1)
+	go func() { media <- callMedia(t, b, 5*time.Second) }()
+	if err := b.a.peer.call(""); err != nil {
+		t.Fatalf("box B's call: %v", err)
+	}
+	if !neverConnects(t, b, 5*time.Second) {
+		t.Error("box A answered without consent")
+	}
+	if n := <-media; n != 0 {
+		t.Errorf("a phone on box B got %d packets of box A's video", n)
+	}
+	if st := a.state(t, ""); st.Call.State != "idle" {
+		t.Errorf("box A's call state %q, want idle", st.Call.State)
+	}
+}
+
+// TestFactoryResetCutsCallViewers (issue 12, item 10): a paired phone
+// watching the call's relay (/ws/call/video) is cut off by a factory
+// reset, like one watching the box's own video.
+func TestFactoryResetCutsCallViewers(t *testing.T) {
+	hubURL := startTestHub(t)
+	x := startCallBox(t, hubURL, t.TempDir(), "kitchen")
+	res := make(chan string, 1)
+	go func() {
+		var r map[string]string
+		x.do(t, "POST", "/api/pair/request", "", &r)
+		res <- r["token"]
+	}()
+	waitFor(t, 5*time.Second, "the phone waiting", func() bool { return x.a.board.box.Status().Waiting == 1 })
+	x.do(t, "POST", "/api/sim/button", `{"button":"both"}`, nil)
+	tok := <-res
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	base := "ws" + strings.TrimPrefix(x.srv.URL, "http")
+	var socks []*websocket.Conn
+	for _, path := range []string{"/ws/call/video", "/ws/call/audio", "/ws/video"} {
+		c, _, err := websocket.Dial(ctx, base+path+"?token="+tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, msg, err := c.Read(ctx); err != nil || !strings.Contains(string(msg), `"kind"`) {
+			t.Fatalf("%s: %q %v", path, msg, err)
+		}
+		socks = append(socks, c)
+	}
+	x.a.board.box.FactoryReset()
+	for i, c := range socks {
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for {
+			if _, _, err := c.Read(rctx); err != nil {
+				if rctx.Err() != nil {
+					t.Errorf("socket %d still open 5 s after the factory reset", i)
+				}
+				break
+			}
+		}
+		rcancel()
 	}
 }

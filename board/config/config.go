@@ -118,6 +118,9 @@ type Call struct {
 	Hub  string // the hub's WebSocket URL (ws:// or wss://); "" = calls off
 	Peer string // the paired box the call button calls; "" = the only one
 	FPS  int    // most video frames per second sent in a call
+	// AutoAnswer takes calls from paired boxes without anyone at the box
+	// consenting; off (the default), every incoming call is refused.
+	AutoAnswer bool
 }
 
 // Profiles lists the accepted values of board.profile.

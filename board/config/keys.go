@@ -108,6 +108,8 @@ var Keys = []Key{
 		"", func(c *Config) *string { return &c.Call.Peer }, maxLen(64)),
 	intKey("call.fps", "call-fps", "most video frames per second sent in a call (the camera's rate is the upper bound)",
 		15, 1, 60, func(c *Config) *int { return &c.Call.FPS }),
+	boolKey("call.auto_answer", "auto-answer", "answer calls from paired boxes at once; off: every incoming call is refused (docs/security.md)",
+		false, func(c *Config) *bool { return &c.Call.AutoAnswer }),
 }
 
 // Sections are the file's tables, in the order docs/config.md and the

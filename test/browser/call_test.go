@@ -36,8 +36,9 @@ func TestPageCall(t *testing.T) {
 	}
 	t.Cleanup(func() { hub.Process.Kill(); hub.Wait() })
 	hubURL := "ws://" + hubAddr + "/v1/ws"
-	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL)
-	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL)
+	// --auto-answer: the called box takes the call (the default refuses it).
+	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
+	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
 
 	post := func(x *box, path, body string, v any) int {
 		t.Helper()
