@@ -24,6 +24,9 @@ export class AudioPlayer {
     this.sink = null; // takes one packet's mu-law bytes
     this.captureTime = -1; // of the newest packet, box clock
     this.onchange = () => {};
+    this.gain = null; // mute and volume
+    this.volume = 1;
+    this.muted = false;
     this.socket.onpacket = (buf) => this.onPacket(buf);
   }
 
@@ -86,7 +89,7 @@ export class AudioPlayer {
           this.stats = jitter.report();
         }
       };
-      node.connect(ctx.destination);
+      node.connect(this.output(ctx));
       this.path = 'ScriptProcessorNode';
       this.sink = (bytes) => jitter.push(bytes);
       this.node = node;
@@ -100,12 +103,24 @@ export class AudioPlayer {
       processorOptions: { targetMs: 60, maxMs: 160 },
     });
     node.port.onmessage = (e) => { this.stats = e.data; };
-    node.connect(ctx.destination);
+    node.connect(this.output(ctx));
     this.path = 'AudioWorklet';
     // The payload is transferred (not copied) to the audio thread.
     this.sink = (bytes) => node.port.postMessage(bytes, [bytes.buffer]);
     this.node = node;
   }
+
+  // output is the gain node every path ends in: mute and volume.
+  output(ctx) {
+    this.gain = ctx.createGain();
+    this.gain.gain.value = this.muted ? 0 : this.volume;
+    this.gain.connect(ctx.destination);
+    return this.gain;
+  }
+
+  setMuted(m) { this.muted = m; if (this.gain) this.gain.gain.value = m ? 0 : this.volume; }
+
+  setVolume(v) { this.volume = v; if (this.gain && !this.muted) this.gain.gain.value = v; }
 
   onPacket(buf) {
     let pkt;

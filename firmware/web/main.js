@@ -7,6 +7,7 @@ import { AudioPlayer } from './audio.js';
 import { State } from './conn.js';
 import { now } from './rtp.js';
 import { Rolling, Rate } from './stats.js';
+import { WhepPlayer } from './webrtc.js';
 
 const TOKEN_KEY = 'callbox.token';
 const params = new URLSearchParams(location.search);
@@ -56,16 +57,32 @@ const stats = {
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
   callError: '', // why the last call or hang-up from this page failed
+  // How the media comes: 'webrtc' (WHEP, the browser's own decoder) first,
+  // 'websocket' (JPEG and PCMU rebuilt by the page) as the fallback.
+  path: '',
+  fallbackReason: '', // why the page is not on WebRTC
+  framesDecoded: 0, // WebRTC: the browser's decoder (getStats)
+  framesDropped: 0,
+  codec: '',
+  candidatePair: '', // WebRTC: local -> remote candidate types
+  latencySource: '', // getSynchronizationSources, requestVideoFrameCallback or rtp (WebSocket)
+  audioPackets: 0, // WebRTC: audio packets received
+  audioEnergy: 0, // WebRTC: totalAudioEnergy, grows while sound plays
+  audioMuted: false,
+  volume: 1,
 };
 // Bytes so far, read live (not at the last tick) so rates over any window are exact.
 Object.defineProperty(stats, 'bytesReceived', {
   enumerable: true,
-  get: () => video.socket.bytes + audio.socket.bytes,
+  get: () => video.socket.bytes + audio.socket.bytes + rtcBytes,
 });
 window.callboxStats = stats;
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('video');
+const rtcEl = $('rtc');
+let rtc = null; // the WebRTC session, when the page is on that path
+let rtcBytes = 0; // bytes received over WebRTC sessions so far
 const g = canvas.getContext('2d', { alpha: false });
 
 let memToken = ''; // where storage is refused (private mode)
@@ -128,6 +145,7 @@ video.onframe = (f) => {
 };
 
 function overallState() {
+  if (stats.path === 'webrtc') return stats.videoState === 'failed' ? State.RECONNECTING : stats.videoState;
   const v = video.socket.state;
   const a = audio.socket.state;
   if (v === State.UNPAIRED || a === State.UNPAIRED) return State.UNPAIRED;
@@ -188,8 +206,16 @@ async function pair() {
         memToken = body.token;
         try { localStorage.setItem(TOKEN_KEY, body.token); } catch { /* private mode: kept for this page's life only */ }
         stats.paired = true;
-        video.socket.reconnectNow();
-        audio.socket.reconnectNow();
+        if (unpairedFallback) {
+          // Unpaired sent the page to the WebSocket path; now WebRTC can work.
+          unpairedFallback = false;
+          video.stop();
+          audio.socket.stop();
+          startMedia();
+        } else {
+          video.socket.reconnectNow();
+          audio.socket.reconnectNow();
+        }
         return;
       }
       await sleep(2000);
@@ -291,6 +317,7 @@ $('call').addEventListener('click', async (e) => {
 // screen, so there the overlays hide instead.
 $('stage').addEventListener('click', () => {
   audio.unlock();
+  if (rtc && rtc.autoplayMuted) rtc.setMuted(stats.audioMuted);
   const d = document;
   if (d.fullscreenElement || d.webkitFullscreenElement) {
     (d.exitFullscreen || d.webkitExitFullscreen).call(d);
@@ -304,7 +331,11 @@ $('stage').addEventListener('click', () => {
     d.body.classList.toggle('immersive');
   }
 });
-$('sound').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); });
+$('sound').addEventListener('click', (e) => {
+  e.stopPropagation();
+  audio.unlock();
+  if (rtc) rtc.setMuted(stats.audioMuted);
+});
 audio.onchange = render;
 
 const fps = new Rate();
@@ -312,36 +343,43 @@ const kbps = new Rate();
 
 // tick folds the parts' counters into callboxStats and redraws the figures.
 function tick() {
+  if (stats.path === 'webrtc') rtcTick().catch(() => {});
   const t = performance.now();
   stats.fps = Math.round(fps.tick(stats.framesDrawn, t) * 10) / 10;
-  const bytes = video.socket.bytes + audio.socket.bytes;
+  const bytes = stats.bytesReceived;
   stats.kbps = Math.round((kbps.tick(bytes, t) * 8) / 1000);
-  stats.framesIncomplete = video.incomplete;
-  stats.framesSkipped = video.skipped;
-  stats.decodeErrors = video.decodeErrors;
-  stats.packetsLost = video.socket.lost + audio.socket.lost;
+  if (stats.path !== 'webrtc') {
+    stats.framesIncomplete = video.incomplete;
+    stats.framesSkipped = video.skipped;
+    stats.decodeErrors = video.decodeErrors;
+    stats.packetsLost = video.socket.lost + audio.socket.lost;
+  }
   stats.latencyP50 = latency.percentile(50);
   stats.latencyP99 = latency.percentile(99);
   stats.networkP50 = network.percentile(50);
   stats.networkP99 = network.percentile(99);
   stats.decodeP50 = decode.percentile(50);
   stats.decodeP99 = decode.percentile(99);
-  stats.clockOffsetMs = video.clock.offset;
-  stats.clockRttMs = video.clock.rtt;
-  stats.audioRunning = audio.running;
-  stats.audioFramesIn = audio.stats.framesIn;
-  stats.audioFramesPlayed = audio.stats.framesPlayed;
-  stats.audioUnderruns = audio.stats.underruns;
-  stats.audioBufferedMs = Math.round(audio.stats.bufferedMs);
-  stats.healthChecksVideo = video.socket.healthChecksSent;
-  stats.healthChecksAudio = audio.socket.healthChecksSent;
-  stats.healthChecksSent = stats.healthChecksVideo + stats.healthChecksAudio;
-  stats.reconnects = Math.max(0, video.socket.connects - 1);
+  if (stats.path !== 'webrtc') {
+    stats.clockOffsetMs = video.clock.offset;
+    stats.clockRttMs = video.clock.rtt;
+    stats.audioRunning = audio.running;
+    stats.audioFramesIn = audio.stats.framesIn;
+    stats.audioFramesPlayed = audio.stats.framesPlayed;
+    stats.audioUnderruns = audio.stats.underruns;
+    stats.audioBufferedMs = Math.round(audio.stats.bufferedMs);
+    stats.healthChecksVideo = video.socket.healthChecksSent;
+    stats.healthChecksAudio = audio.socket.healthChecksSent;
+    stats.healthChecksSent = stats.healthChecksVideo + stats.healthChecksAudio;
+  }
+  if (stats.path !== 'webrtc') stats.reconnects = Math.max(stats.reconnects, video.socket.connects - 1);
   // Since the last frame, or since the connection went live if none came.
   const since = Math.max(lastDrawn, liveSince);
   stats.frameAgeMs = since ? Math.round(t - since) : -1;
-  stats.decodePath = video.decodePath;
-  stats.audioPath = audio.path;
+  if (stats.path !== 'webrtc') {
+    stats.decodePath = video.decodePath;
+    stats.audioPath = audio.path;
+  }
   render();
 }
 
@@ -355,6 +393,8 @@ function render() {
   $('fps').textContent = `${s.fps.toFixed(0)} fps`;
   $('latency').textContent = `${fmt(s.latencyP50, 'ms')} delay`;
   $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
+  $('path').textContent = s.path === 'webrtc' ? 'WebRTC' : s.path === 'websocket' ? 'WebSocket' : '';
+  $('path').title = s.fallbackReason ? `WebSocket: ${s.fallbackReason}` : 'how the picture comes';
   $('kbps').textContent = s.kbps >= 1000 ? `${(s.kbps / 1000).toFixed(1)} Mbit/s` : `${s.kbps} kbit/s`;
   let notice = '';
   if (s.state === State.UNPAIRED) notice = 'Press the button on the box\n(both buttons, A and B, together)' + (s.pairHint ? `\n(${s.pairHint})` : '');
@@ -380,8 +420,157 @@ function render() {
   $('sim').hidden = !(box && box.simulated);
 }
 
-video.start();
-audio.start();
+// The media paths: WebRTC first (?path=ws forces the WebSocket path), the
+// WebSocket path when WebRTC cannot play here: no RTCPeerConnection, the
+// box's video is not H.264 (503), unpaired (401: pairing runs on the
+// WebSocket path, then WebRTC is tried again), or no frame within 8 s
+// (WebRTC blocked on the way).
+const wantPath = params.get('path');
+let unpairedFallback = false;
+
+async function startMedia() {
+  if (wantPath !== 'ws' && WhepPlayer.supported()) {
+    const r = await startWebRTC();
+    if (r === true) return;
+    stats.fallbackReason = r;
+  } else {
+    stats.fallbackReason = wantPath === 'ws' ? 'asked for (?path=ws)' : 'no RTCPeerConnection in this browser';
+  }
+  startWS();
+}
+
+function startWS() {
+  stats.path = 'websocket';
+  stats.latencySource = 'rtp';
+  document.body.classList.remove('path-webrtc');
+  video.start();
+  audio.start();
+  render();
+}
+
+async function startWebRTC() {
+  const p = new WhepPlayer(rtcEl, { token });
+  p.muted = stats.audioMuted;
+  p.onlatency = (ms) => {
+    if (rtc !== p) return;
+    stats.latencyLast = ms;
+    latency.add(ms);
+  };
+  p.onframe = () => {
+    lastDrawn = performance.now();
+    if (p.framesShown === 1) document.body.classList.add('has-video');
+  };
+  p.onstate = (s) => {
+    if (rtc !== p) return;
+    stats.videoState = stats.audioState = s;
+    if (s === 'live') liveSince = performance.now();
+    if (s === 'failed') rtcFailed(p);
+    onState();
+  };
+  rtc = p;
+  stats.path = 'webrtc';
+  stats.videoState = stats.audioState = State.CONNECTING;
+  document.body.classList.add('path-webrtc');
+  render();
+  let r;
+  try { r = await p.start(); } catch (e) { r = { status: -1, error: String(e) }; }
+  if (r.ok) {
+    p.setVolume(stats.volume);
+    const t0 = performance.now();
+    while (p.framesShown === 0) {
+      if (rtc !== p) return 'the WebRTC session ended before its first frame';
+      if (performance.now() - t0 > 8000) {
+        p.close();
+        rtc = null;
+        return 'no frame over WebRTC within 8 s';
+      }
+      await sleep(100);
+    }
+    stats.fallbackReason = '';
+    return true;
+  }
+  rtc = null;
+  document.body.classList.remove('path-webrtc');
+  if (r.status === 401) {
+    unpairedFallback = true;
+    onUnpaired();
+  }
+  return `WHEP ${r.status}${r.error ? ` ${r.error}` : ''}`;
+}
+
+// A WebRTC session that failed (the box restarted, the Wi-Fi went away) is
+// set up again; while the box cannot be reached, every 2 s.
+function rtcFailed(p) {
+  setTimeout(async () => {
+    if (rtc !== p) return;
+    rtcBytes += p.bytes || 0;
+    p.close();
+    rtc = null;
+    stats.reconnects++;
+    for (;;) {
+      const r = await startWebRTC();
+      if (r === true) return;
+      if (!r.startsWith('WHEP 0') && !r.startsWith('WHEP -1')) {
+        stats.fallbackReason = r;
+        startWS();
+        return;
+      }
+      stats.videoState = State.RECONNECTING;
+      onState();
+      await sleep(2000);
+    }
+  }, 500);
+}
+
+function stopMedia() {
+  if (rtc) { rtcBytes += rtc.bytes || 0; rtc.close(); rtc = null; }
+  video.stop();
+  audio.stop();
+}
+
+$('mute').addEventListener('click', (e) => {
+  e.stopPropagation();
+  stats.audioMuted = !stats.audioMuted;
+  $('mute').setAttribute('aria-pressed', String(stats.audioMuted));
+  $('mute').textContent = stats.audioMuted ? 'Unmute' : 'Mute';
+  if (rtc) rtc.setMuted(stats.audioMuted);
+  audio.setMuted(stats.audioMuted);
+  render();
+});
+$('volume').addEventListener('click', (e) => e.stopPropagation());
+$('volume').addEventListener('input', (e) => {
+  stats.volume = Number(e.target.value);
+  if (rtc) rtc.setVolume(stats.volume);
+  audio.setVolume(stats.volume);
+});
+
+// rtcTick folds the browser's WebRTC counters into callboxStats.
+async function rtcTick() {
+  const p = rtc;
+  if (!p) return;
+  const st = await p.stats();
+  p.bytes = st.bytes + st.audioBytes;
+  stats.framesDecoded = st.framesDecoded;
+  stats.framesDropped = st.framesDropped;
+  stats.framesDrawn = p.framesShown;
+  stats.packetsLost = st.packetsLost;
+  stats.width = st.width;
+  stats.height = st.height;
+  stats.decodedWidth = st.width;
+  stats.codec = st.codec;
+  stats.candidatePair = p.candidatePair;
+  stats.latencySource = p.captureSource;
+  stats.clockOffsetMs = p.offsetMs;
+  stats.clockRttMs = p.rttMs;
+  stats.audioPackets = st.audioPackets;
+  stats.audioEnergy = st.audioEnergy;
+  stats.audioFramesIn = st.audioPackets;
+  stats.audioRunning = !rtcEl.paused && !p.autoplayMuted && st.audioPackets > 0;
+  stats.decodePath = 'WebRTC';
+  stats.audioPath = 'WebRTC';
+}
+
+startMedia();
 pollBox();
 tick();
 setInterval(tick, 500);
@@ -393,20 +582,25 @@ setInterval(tick, 500);
 // comes back without another tap. ?hiddengrace=ms changes the period (tests).
 const hiddenGraceMs = Number(params.get('hiddengrace')) || 10000;
 let hiddenTimer = 0;
+let hiddenRTC = false; // the WebRTC session was closed while hidden
 document.addEventListener('visibilitychange', () => {
   clearTimeout(hiddenTimer);
   if (document.visibilityState === 'hidden') {
     hiddenTimer = setTimeout(() => {
+      if (rtc) { rtcBytes += rtc.bytes || 0; rtc.close(); rtc = null; hiddenRTC = true; }
       video.stop();
       audio.socket.stop();
       stats.hiddenPauses++;
     }, hiddenGraceMs);
-  } else if (video.socket.stopped) {
+  } else if (hiddenRTC) {
+    hiddenRTC = false;
+    startMedia();
+  } else if (video.socket.stopped && stats.path === 'websocket') {
     video.start();
     audio.socket.start();
   }
 });
 
 // Leaving the page closes the sockets at once, so the relay frees them.
-addEventListener('pagehide', () => { video.stop(); audio.stop(); });
-addEventListener('pageshow', (e) => { if (e.persisted) { video.start(); audio.start(); } });
+addEventListener('pagehide', () => stopMedia());
+addEventListener('pageshow', (e) => { if (e.persisted) startMedia(); });

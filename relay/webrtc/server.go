@@ -230,6 +230,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			s.offer(w, req)
 		case http.MethodOptions:
 			w.Header().Set("Accept-Post", "application/sdp")
+			// The page asks before it offers: no WebRTC without H.264.
+			w.Header().Set(VideoHeader, s.r.VideoCodec().String())
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			w.Header().Set("Allow", "POST, OPTIONS")
@@ -274,6 +276,11 @@ func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
 	http.Error(w, "unpaired", http.StatusUnauthorized)
 	return false
 }
+
+// VideoHeader on an OPTIONS answer names the box's video codec (h264,
+// jpeg): a page falls back to its WebSocket path at once when it is not
+// H.264.
+const VideoHeader = "Callbox-Video"
 
 // maxOffer bounds an SDP offer (a browser's is 4-8 KB).
 const maxOffer = 64 << 10
