@@ -60,12 +60,23 @@ type Client struct {
 	t *extTransport
 }
 
-// Attach starts a session for c under the relay's policy with the kind's
-// parameters k (zero fields take the relay's own for that kind): the same
-// Buffer, idle arithmetic, flush by kind and disconnect rules as TCP and
-// WebSocket clients (design S11-S15). The session receives from the next
-// Publish on.
-func (r *Relay) Attach(kind capture.Kind, c PacketConn, k KindConfig) (*Client, error) {
+// AttachOptions are a PacketConn session's own settings.
+type AttachOptions struct {
+	// Policy is the kind's pacing parameters; zero fields take the
+	// relay's own for that kind.
+	Policy KindConfig
+	// Codec, when set, is the only video codec the client can use: units
+	// of another (the box may publish JPEG for the WebSocket page beside
+	// H.264) are not offered to it.
+	Codec capture.Codec
+}
+
+// Attach starts a session for c under the relay's policy: the same Buffer,
+// idle arithmetic, flush by kind and disconnect rules as TCP and WebSocket
+// clients (design S11-S15), with opt's parameters. The session receives
+// from the next Publish on.
+func (r *Relay) Attach(kind capture.Kind, c PacketConn, opt AttachOptions) (*Client, error) {
+	k := opt.Policy
 	if kind != capture.KindVideo && kind != capture.KindAudio {
 		return nil, fmt.Errorf("relay: attach of kind %d", kind)
 	}
@@ -76,6 +87,9 @@ func (r *Relay) Attach(kind capture.Kind, c PacketConn, k KindConfig) (*Client, 
 	}
 	t := &extTransport{c: c, signal: make(chan struct{}, 1), closed: make(chan struct{})}
 	s := r.newSessionWith(kind, t, &k)
+	if kind == capture.KindVideo {
+		s.only = opt.Codec
+	}
 	if err := r.add(s); err != nil {
 		return nil, err
 	}

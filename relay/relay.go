@@ -31,6 +31,8 @@ type Relay struct {
 
 	self       *Publisher
 	videoCodec atomic.Uint32
+	// lastCodec is when each video codec was last published (Unix ns).
+	lastCodec [3]atomic.Int64
 	nextID     atomic.Uint64
 	done       chan struct{}
 	wg         sync.WaitGroup
@@ -179,8 +181,10 @@ func (p *Publisher) Publish(b capture.Burst) error {
 		switch b.Packets[0][1] & 0x7f {
 		case capture.PayloadTypeJPEG:
 			r.videoCodec.Store(uint32(capture.CodecJPEG))
+			r.lastCodec[capture.CodecJPEG].Store(ns(r.cfg.Now()))
 		case capture.PayloadTypeH264:
 			r.videoCodec.Store(uint32(capture.CodecH264))
+			r.lastCodec[capture.CodecH264].Store(ns(r.cfg.Now()))
 		}
 	}
 	r.tot.published[b.Kind].Add(uint64(len(b.Packets)))
@@ -189,7 +193,7 @@ func (p *Publisher) Publish(b capture.Burst) error {
 	now := ns(r.cfg.Now())
 	var keyReq uint64
 	for _, s := range *r.subs[b.Kind].Load() {
-		if s.origin != p.idx {
+		if s.origin != p.idx && (s.only == 0 || s.only == u.codec) {
 			keyReq |= s.offer(u, now)
 		}
 	}
@@ -329,7 +333,7 @@ func (r *Relay) activate(s *session) {
 	next = append(next, s)
 	r.subs[s.kind].Store(&next)
 	r.mu.Unlock()
-	if s.kind == capture.KindVideo && r.codec() == capture.CodecH264 {
+	if s.kind == capture.KindVideo && r.Publishing(capture.CodecH264) {
 		r.requestKeyframes(^uint64(0))
 	}
 }
@@ -410,3 +414,13 @@ func (r *Relay) ended(s *session, st stats, reason string) {
 // VideoCodec is the codec of the box's video: the configured one until the
 // first video burst, then the published one.
 func (r *Relay) VideoCodec() capture.Codec { return r.codec() }
+
+// Publishing reports whether video of codec c was published within the
+// last two seconds (the box may publish JPEG and H.264 side by side).
+func (r *Relay) Publishing(c capture.Codec) bool {
+	if int(c) >= len(r.lastCodec) {
+		return false
+	}
+	t := r.lastCodec[c].Load()
+	return t != 0 && ns(r.cfg.Now())-t < int64(2*time.Second)
+}

@@ -40,7 +40,10 @@ type session struct {
 	id     uint64
 	kind   capture.Kind
 	origin uint8 // publisher index of the client, or noPublisher
-	t      transport
+	// only, when set, is the one video codec the client can use (WebRTC:
+	// H.264); units of another codec are not offered to it.
+	only capture.Codec
+	t    transport
 
 	mu   sync.Mutex
 	pol  *policy

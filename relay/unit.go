@@ -18,10 +18,11 @@ import (
 type unit struct {
 	refs    atomic.Int32
 	kind    capture.Kind
-	pub     uint8 // publisher index, for "all-me" and per-publisher restart
-	start   bool  // video: a decoder can start here (JPEG: always; H.264: IDR)
-	capture int64 // capture time, Unix nanoseconds
-	msgs    int   // packets
+	pub     uint8         // publisher index, for "all-me" and per-publisher restart
+	start   bool          // video: a decoder can start here (JPEG: always; H.264: IDR)
+	codec   capture.Codec // video: from the payload type (0: unknown, or audio)
+	capture int64         // capture time, Unix nanoseconds
+	msgs    int           // packets
 	framed  []byte
 	offs    []int32 // offset of each packet's length prefix in framed
 }
@@ -38,6 +39,15 @@ func newUnit(b *capture.Burst, pub uint8) *unit {
 	u.kind = b.Kind
 	u.pub = pub
 	u.start = b.Kind != capture.KindVideo || b.Keyframe
+	u.codec = 0
+	if b.Kind == capture.KindVideo {
+		switch b.Packets[0][1] & 0x7f {
+		case capture.PayloadTypeJPEG:
+			u.codec = capture.CodecJPEG
+		case capture.PayloadTypeH264:
+			u.codec = capture.CodecH264
+		}
+	}
 	u.capture = b.CaptureTime.UnixNano()
 	u.msgs = len(b.Packets)
 	u.framed = u.framed[:0]

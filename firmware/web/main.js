@@ -74,7 +74,7 @@ const stats = {
 // Bytes so far, read live (not at the last tick) so rates over any window are exact.
 Object.defineProperty(stats, 'bytesReceived', {
   enumerable: true,
-  get: () => video.socket.bytes + audio.socket.bytes + rtcBytes,
+  get: () => video.socket.bytes + audio.socket.bytes + rtcBytes + (rtc ? rtc.bytes || 0 : 0),
 });
 window.callboxStats = stats;
 

@@ -11,8 +11,9 @@
 //     Requests that change state (every method but GET, HEAD and OPTIONS)
 //     must come from the same origin when the browser says where they come
 //     from (Origin, Sec-Fetch-Site), and a POST must carry
-//     application/json, which a cross-site page cannot send without a
-//     preflight the server never grants.
+//     application/json (or application/sdp: a WHEP offer), which a
+//     cross-site page cannot send without a preflight the server never
+//     grants.
 //
 // Clients that are not browsers (scripts, the project's tools) send no
 // Origin and pass with an IP or name Host and a JSON body.
@@ -45,8 +46,8 @@ func Guard(next http.Handler, names func() []string) http.Handler {
 			http.Error(w, "cross-origin request refused", http.StatusForbidden)
 			return
 		}
-		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
-			http.Error(w, "a POST must be application/json", http.StatusUnsupportedMediaType)
+		if r.Method == http.MethodPost && !preflighted(r.Header.Get("Content-Type")) {
+			http.Error(w, "a POST must be application/json (or application/sdp for WHEP)", http.StatusUnsupportedMediaType)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -103,7 +104,9 @@ func sameOrigin(r *http.Request) bool {
 	return strings.EqualFold(u.Host, r.Host)
 }
 
-func isJSON(ct string) bool {
+// preflighted reports a content type a cross-site page cannot POST without
+// a CORS preflight: JSON for the API, SDP for WHEP offers (RFC 9725).
+func preflighted(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && mt == "application/json"
+	return err == nil && (mt == "application/json" || mt == "application/sdp")
 }

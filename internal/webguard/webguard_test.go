@@ -49,6 +49,8 @@ func TestGuard(t *testing.T) {
 		{"same-origin JSON POST", "POST", "192.168.1.20:8080", "http://192.168.1.20:8080", "same-origin", "application/json", 200},
 		{"JSON POST with charset", "POST", "callbox.local", "http://callbox.local", "", "application/json; charset=utf-8", 200},
 		{"script without Origin", "POST", "127.0.0.1:8080", "", "", "application/json", 200},
+		{"same-origin WHEP offer", "POST", "192.168.1.20:8080", "http://192.168.1.20:8080", "same-origin", "application/sdp", 200},
+		{"cross-site WHEP offer", "POST", "192.168.1.20:8080", "http://evil.example", "cross-site", "application/sdp", 403},
 		{"cross-site text/plain", "POST", "192.168.1.20:8080", "http://evil.example", "cross-site", "text/plain", 403},
 		{"cross-site, no Sec-Fetch", "POST", "192.168.1.20:8080", "http://evil.example", "", "text/plain", 403},
 		{"cross-site JSON (no preflight got through)", "POST", "192.168.1.20:8080", "http://evil.example", "", "application/json", 403},

@@ -179,11 +179,11 @@ func (p *peer) sendReports() {
 func (p *peer) connected() {
 	r := p.srv.r
 	for _, s := range []*sender{p.video, p.audio} {
-		k := p.srv.cfg.Video
+		opt := relay.AttachOptions{Policy: p.srv.cfg.Video, Codec: capture.CodecH264}
 		if s.kind == capture.KindAudio {
-			k = p.srv.cfg.Audio
+			opt = relay.AttachOptions{Policy: p.srv.cfg.Audio}
 		}
-		c, err := r.Attach(s.kind, s, k)
+		c, err := r.Attach(s.kind, s, opt)
 		if err != nil {
 			p.srv.log.Warn("webrtc: attach failed", "peer", p.id, "kind", s.kind, "err", err)
 			p.close("attach failed")

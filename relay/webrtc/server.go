@@ -231,7 +231,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case http.MethodOptions:
 			w.Header().Set("Accept-Post", "application/sdp")
 			// The page asks before it offers: no WebRTC without H.264.
-			w.Header().Set(VideoHeader, s.r.VideoCodec().String())
+			codec := s.r.VideoCodec()
+			if s.r.Publishing(capture.CodecH264) {
+				codec = capture.CodecH264
+			}
+			w.Header().Set(VideoHeader, codec.String())
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			w.Header().Set("Allow", "POST, OPTIONS")
@@ -303,7 +307,7 @@ func (s *Server) offer(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if c := s.r.VideoCodec(); c != capture.CodecH264 {
+	if c := s.r.VideoCodec(); !s.r.Publishing(capture.CodecH264) {
 		// A browser cannot play the box's JPEG over WebRTC: the page
 		// falls back to its WebSocket path.
 		w.Header().Set("Retry-After", "10")

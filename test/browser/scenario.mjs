@@ -26,8 +26,8 @@ const { positionals, values: opt } = parseArgs({
   },
 });
 const scenario = positionals[0];
-if (!opt.url || !['play', 'throttle', 'restart', 'pair', 'insecure', 'hidden'].includes(scenario)) {
-  console.error('usage: node scenario.mjs <play|throttle|restart|pair|insecure|hidden> --url URL [--artifacts DIR] [--seconds N]');
+if (!opt.url || !['play', 'throttle', 'restart', 'pair', 'insecure', 'hidden', 'webrtc'].includes(scenario)) {
+  console.error('usage: node scenario.mjs <play|throttle|restart|pair|insecure|hidden|webrtc> --url URL [--artifacts DIR] [--seconds N]');
   process.exit(2);
 }
 const seconds = Number(opt.seconds);
@@ -224,7 +224,36 @@ async function main() {
   // The persistent context opens one blank page; use it for the first.
   for (const p of ctx.pages()) await p.close();
 
-  if (scenario === 'play') {
+  if (scenario === 'webrtc') {
+    // The page on its WebRTC path: the browser's H.264 decoder and audio,
+    // then the mute button and the volume control.
+    const page = await openPage(opt.url);
+    await waitFor(page, () => {
+      const s = window.callboxStats;
+      return s && s.path === 'webrtc' && s.state === 'live' && s.framesDecoded >= 10 && s.framesDrawn >= 10;
+    }, null, 30000, 'WebRTC live with 10 frames decoded');
+    emit({ event: 'live' });
+    await sleep(1000);
+    const m = await measure([page], seconds);
+    const before = await readStats(page);
+    await page.click('#mute');
+    const muted = await page.evaluate(() => ({ element: document.getElementById('rtc').muted, stats: window.callboxStats.audioMuted }));
+    await sleep(1000);
+    const whileMuted = await readStats(page);
+    await page.click('#mute');
+    const unmuted = await page.evaluate(() => !document.getElementById('rtc').muted && !window.callboxStats.audioMuted);
+    await page.evaluate(() => { const v = document.getElementById('volume'); v.value = '0.3'; v.dispatchEvent(new Event('input')); });
+    const volume = await page.evaluate(() => document.getElementById('rtc').volume);
+    const after = await readStats(page);
+    await page.screenshot({ path: join(opt.artifacts, 'webrtc-phone.png') });
+    emit({
+      event: 'result', ...m, path: after.path, fallbackReason: after.fallbackReason, framesDecoded: after.framesDecoded,
+      framesDropped: after.framesDropped, codec: after.codec, candidatePair: after.candidatePair, latencySource: after.latencySource,
+      audioPackets: after.audioPackets, audioEnergyBefore: before.audioEnergy, audioEnergyMuted: whileMuted.audioEnergy,
+      audioEnergy: after.audioEnergy, audioRunning: after.audioRunning, muted, unmuted, volume,
+      pathShown: await page.evaluate(() => document.getElementById('path').textContent),
+    });
+  } else if (scenario === 'play') {
     const page = await openPage(opt.url);
     await waitFor(page, live, 10, 15000, 'page live with 10 frames drawn');
     emit({ event: 'live' });
