@@ -402,7 +402,7 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 			udps = append(udps, u)
 			c = u
 		}
-		cl, err := s.cfg.Relay.Attach(m.kind, c, relay.KindConfig{})
+		cl, err := s.cfg.Relay.Attach(m.kind, c, relay.AttachOptions{})
 		if err != nil {
 			s.log.Info("rtsp: reader refused", "remote", c.RemoteAddr(), "err", err)
 			c.Abort()
