@@ -43,11 +43,12 @@ func TestPageWebRTCChromium(t *testing.T) {
 	a := newTestAppliance(t, "", "--relay", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := a.page.start(ctx, a); err != nil {
+	if err := a.page.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer a.page.stop()
-	if err := a.relay.start(ctx, a); err != nil {
+	a.relay.auth = nil // open, as --open makes it
+	if err := a.relay.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer a.relay.stop()
