@@ -39,6 +39,7 @@ type Config struct {
 	DataDir string // persistent state (tokens, settings); "" = the appliance's default
 
 	Camera  Camera
+	Video   Video
 	Audio   Audio
 	Relay   Relay
 	Board   Board
@@ -60,6 +61,14 @@ type Camera struct {
 	Width  int    // multiples of 8 (RFC 2435 sizes are in 8-pixel blocks), at most 2040
 	Height int
 	FPS    int
+}
+
+// Video chooses the codec the box sends and the H.264 encoder's settings.
+type Video struct {
+	Codec   string // "auto", "h264" or "jpeg"
+	Bitrate int    // H.264 target, kbit/s
+	GOP     int    // H.264 frames between IDRs
+	Profile string // "baseline" (constrained), "main" or "high"
 }
 
 // Audio selects the microphone.

@@ -33,6 +33,16 @@ var Keys = []Key{
 	intKey("camera.fps", "fps", "frames per second",
 		30, 1, 240, func(c *Config) *int { return &c.Camera.FPS }),
 
+	// [video]
+	stringKey("video.codec", "codec", "what the box sends: `auto` (H.264 when an encoder is found: the camera's own H.264, else the hardware encoder, else the software one; JPEG otherwise), `h264` (an error if there is no encoder) or `jpeg`. The page's WebSocket video stays JPEG",
+		"auto", func(c *Config) *string { return &c.Video.Codec }, oneOf("auto", "h264", "jpeg")),
+	intKey("video.bitrate", "bitrate", "H.264 target bitrate in kbit/s",
+		2000, 50, 50000, func(c *Config) *int { return &c.Video.Bitrate }),
+	intKey("video.gop", "gop", "H.264: frames from one IDR (keyframe) to the next; keyframes are also made on request",
+		60, 1, 10000, func(c *Config) *int { return &c.Video.GOP }),
+	stringKey("video.profile", "profile", "H.264 profile: `baseline` (constrained baseline, what every WebRTC endpoint decodes; the software encoder makes only this), `main` or `high`",
+		"baseline", func(c *Config) *string { return &c.Video.Profile }, oneOf("baseline", "main", "high")),
+
 	// [audio]
 	stringKey("audio.device", "mic", "`auto` (the default input; on a development machine the test tone when there is none; a missing microphone on a real box is a fault), `synthetic`, or an ALSA device such as `hw:1,0`",
 		"auto", func(c *Config) *string { return &c.Audio.Device }, nonEmpty),
@@ -117,6 +127,7 @@ var Keys = []Key{
 var Sections = []Section{
 	{Name: "", Title: "Top level"},
 	{Name: "camera"},
+	{Name: "video", Doc: "H.264 or JPEG, and the H.264 encoder's settings ([h264.md](h264.md))."},
 	{Name: "audio"},
 	{Name: "relay", Doc: "The on-device relay's per-client policy (design S9–S15; docs/relay.md has the " +
 		"measurements behind the defaults, which are the relay's own: a test in firmware checks they agree). " +
