@@ -10,10 +10,11 @@ import (
 )
 
 // baseModules are loaded in every VM: the network card for hostfwd,
-// configfs for gpio-sim, and the emulated devices. snd-aloop takes card 0
+// configfs for gpio-sim, v4l2-mem2mem and videobuf2-vmalloc for vicodec
+// (out of tree, so modprobe cannot resolve them), and the emulated devices. snd-aloop takes card 0
 // so that ALSA's (and PortAudio's) default device is the loopback.
 var baseModules = []string{
-	"virtio_pci", "virtio_net", "configfs",
+	"virtio_pci", "virtio_net", "configfs", "v4l2-mem2mem", "videobuf2-vmalloc",
 	"vivid n_devs=1 node_types=0x1 num_inputs=1",
 	"snd-aloop index=0",
 }
@@ -133,8 +134,12 @@ func buildInitramfs(ctx context.Context, o Options, a archInfo, kt *kernelTree) 
 		g := "/lib/modules/" + filepath.Base(ko)
 		r.file(g, ko, 0o644)
 		opts := ""
-		if strings.HasPrefix(filepath.Base(ko), "v4l2loopback") {
+		switch filepath.Base(ko) {
+		case "v4l2loopback.ko":
 			opts = "video_nr=10 card_label=loopcam"
+		case "vicodec.ko":
+			// The multi-planar API, as bcm2835-codec has it.
+			opts = "multiplanar=1"
 		}
 		fmt.Fprintf(&modload, "insmod %s %s\n", g, opts)
 	}

@@ -62,7 +62,7 @@ type kernelTree struct {
 	dir        string // cache/<arch>-<kver>
 	root       string // dir/root: the unpacked linux-image package
 	vmlinuz    string
-	mods       []string // out-of-tree modules (gpio-sim, v4l2loopback)
+	mods       []string // out-of-tree modules (gpio-sim, v4l2loopback, vicodec)
 	busybox    string
 	alsaUtils  string // dir with usr/bin/aplay, arecord
 }
@@ -260,15 +260,22 @@ func prepareKernel(ctx context.Context, cache, arch string, logf func(string, ..
 
 	// Out-of-tree modules. Debian's 6.1 kernels are built without gpio-sim
 	// (and gpio-mockup), and v4l2loopback ships only as dkms source.
+	// vicodec, the kernel's virtual stateful codec (FWHT), is not built by
+	// Debian either; drivers/encoder is tested against it.
+	if err := once(cache, "src-vicodec", func() error { return extractVicodec(ctx, src, debs) }); err != nil {
+		return nil, err
+	}
 	modsrc := map[string][]string{
 		"gpio-sim-oot": {"gpio-sim.c", "gpiolib.h", "irq_sim.c"},
 		"v4l2loopback": {"v4l2loopback.c", "v4l2loopback_formats.h"},
+		"vicodec":      vicodecFiles,
 	}
 	kbuild := map[string]string{
 		"gpio-sim-oot": "obj-m := gpio-sim-oot.o\ngpio-sim-oot-y := gpio-sim.o irq_sim.o\n",
 		"v4l2loopback": "obj-m := v4l2loopback.o\n",
+		"vicodec":      "obj-m := vicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o\n",
 	}
-	for _, m := range []string{"gpio-sim-oot", "v4l2loopback"} {
+	for _, m := range []string{"gpio-sim-oot", "v4l2loopback", "vicodec"} {
 		dir := filepath.Join(kt.dir, "mods", m)
 		ko := filepath.Join(dir, m+".ko")
 		if err := once(kt.dir, "mod-"+m, func() error {
@@ -348,6 +355,27 @@ func extractSources(ctx context.Context, src string, debs map[string]string) err
 		}
 		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// vicodecFiles are vicodec's sources in drivers/media/test-drivers/vicodec.
+var vicodecFiles = []string{"vicodec-core.c", "codec-fwht.c", "codec-fwht.h", "codec-v4l2-fwht.c", "codec-v4l2-fwht.h"}
+
+// extractVicodec takes vicodec's sources from linux-source-6.1.
+func extractVicodec(ctx context.Context, src string, debs map[string]string) error {
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return err
+	}
+	script := `dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/src/linux-source-6.1.tar.xz |
+	  tar -xJ -C "$2" --strip-components=5 --wildcards '*/drivers/media/test-drivers/vicodec/*.[ch]'`
+	if _, err := run(ctx, "", nil, "bash", "-c", "set -o pipefail; "+script, "x", debs["linux-source-6.1"], src); err != nil {
+		return err
+	}
+	for _, f := range vicodecFiles {
+		if !exists(filepath.Join(src, f)) {
+			return fmt.Errorf("linux-source-6.1: vicodec's %s not found", f)
 		}
 	}
 	return nil

@@ -5,16 +5,18 @@
 // The guest has a V4L2 camera (vivid, YUYV, at /dev/video0), a loopback
 // camera for a producer to feed (v4l2loopback, /dev/video10), an ALSA
 // loopback sound card (snd-aloop, card 0: play into hw:Loopback,1,0, record
-// from hw:Loopback,0,0) and a simulated GPIO chip (gpio-sim, lines named by
-// Options.GPIOLines, its sysfs directory in $HIL_GPIOSIM). Static or
+// from hw:Loopback,0,0), a simulated GPIO chip (gpio-sim, lines named by
+// Options.GPIOLines, its sysfs directory in $HIL_GPIOSIM) and the kernel's
+// virtual stateful codec (vicodec, multi-planar: an FWHT encoder and
+// decoder, at whatever /dev/video* nodes are free). Static or
 // dynamic programs are copied in (dynamic ones with the libraries they
 // load), a shell script runs as the test, and the host talks to an agent
 // in the guest through qemu's user network (hostfwd): readiness, status,
 // result files, and any extra port the caller forwards (a web page served
 // by the firmware under test).
 //
-// Everything downloaded or compiled (kernel and header packages, gpio-sim
-// and v4l2loopback modules) is cached per kernel version under CacheDir;
+// Everything downloaded or compiled (kernel and header packages, gpio-sim,
+// v4l2loopback and vicodec modules) is cached per kernel version under CacheDir;
 // a warm run only builds the Go programs and the initramfs.
 //
 // Typical use:
