@@ -84,6 +84,18 @@ func (d *Decoder) Decode(dst, frame []byte) ([]byte, error) {
 	}
 	e.out[i].queued = true
 	ci, n, flags, err := e.dequeue(bufTypeCaptureMPlane)
+	if err == nil && n == 0 && flags&bufFlagLast != 0 {
+		// The source-change handshake: the driver read the stream's
+		// header, found it differs from what it assumed (vicodec always
+		// does on the first frame, as the size is set only by the
+		// stream) and ended the CAPTURE queue with an empty LAST buffer.
+		// The size is the one we set, so restarting CAPTURE with the
+		// same buffers acknowledges it.
+		if err := e.restartCapture("source change"); err != nil {
+			return dst, err
+		}
+		ci, n, flags, err = e.dequeue(bufTypeCaptureMPlane)
+	}
 	if err != nil {
 		return dst, err
 	}

@@ -571,9 +571,52 @@ func (e *Encoder) dequeue(typ uint32) (idx int, bytesused int, flags uint32, err
 	}
 }
 
+// reclaimOutputs takes back every OUTPUT buffer the driver has finished
+// with, without waiting.
+func (e *Encoder) reclaimOutputs() error {
+	for {
+		var pl v4l2Plane
+		b := v4l2Buffer{Type: bufTypeOutputMPlane, Memory: memoryMMAP, M: uintptr(unsafe.Pointer(&pl)), Length: 1}
+		err := ioctl(e.fd, vidiocDQBuf, unsafe.Pointer(&b))
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EPIPE) {
+			return nil
+		}
+		if err != nil {
+			return wrap("VIDIOC_DQBUF", err)
+		}
+		if int(b.Index) < len(e.out) {
+			e.out[b.Index].queued = false
+		}
+	}
+}
+
+// restartCapture stops and restarts the CAPTURE queue with all its buffers
+// queued again: the interface's reset (a new GOP for an encoder; for a
+// decoder, the acknowledgement of a source change).
+func (e *Encoder) restartCapture(op string) error {
+	typ := uint32(bufTypeCaptureMPlane)
+	if err := ioctl(e.fd, vidiocStreamOff, unsafe.Pointer(&typ)); err != nil {
+		return wrap("VIDIOC_STREAMOFF ("+op+")", err)
+	}
+	for i := range e.cap {
+		e.cap[i].queued = false
+		if err := e.queueCapture(i); err != nil {
+			return err
+		}
+	}
+	if err := ioctl(e.fd, vidiocStreamOn, unsafe.Pointer(&typ)); err != nil {
+		return wrap("VIDIOC_STREAMON ("+op+")", err)
+	}
+	e.stopped = false
+	return nil
+}
+
 // freeOutput returns an OUTPUT buffer not held by the driver, reclaiming
 // finished ones.
 func (e *Encoder) freeOutput() (int, error) {
+	if err := e.reclaimOutputs(); err != nil {
+		return -1, err
+	}
 	for i := range e.out {
 		if !e.out[i].queued {
 			return i, nil
@@ -685,20 +728,7 @@ func (e *Encoder) forceKeyframe() error {
 			return err
 		}
 	}
-	typ := uint32(bufTypeCaptureMPlane)
-	if err := ioctl(e.fd, vidiocStreamOff, unsafe.Pointer(&typ)); err != nil {
-		return wrap("VIDIOC_STREAMOFF (keyframe)", err)
-	}
-	for i := range e.cap {
-		e.cap[i].queued = false
-		if err := e.queueCapture(i); err != nil {
-			return err
-		}
-	}
-	if err := ioctl(e.fd, vidiocStreamOn, unsafe.Pointer(&typ)); err != nil {
-		return wrap("VIDIOC_STREAMON (keyframe)", err)
-	}
-	return nil
+	return e.restartCapture("keyframe")
 }
 
 // Drain finishes the pictures already queued (V4L2_ENC_CMD_STOP) and
@@ -726,7 +756,7 @@ func (e *Encoder) Drain() ([][]byte, error) {
 		}
 	}
 	e.stopped = true
-	return outs, nil
+	return outs, e.reclaimOutputs()
 }
 
 // Start resumes encoding after Drain (V4L2_ENC_CMD_START).
@@ -738,12 +768,9 @@ func (e *Encoder) Start() error {
 	if err := ioctl(e.fd, vidiocEncoderCmd, unsafe.Pointer(&cmd)); err != nil {
 		return wrap("VIDIOC_ENCODER_CMD start", err)
 	}
-	// Buffers the driver returned during the stop are ours again.
-	for i := range e.out {
-		e.out[i].queued = false
-	}
 	e.stopped = false
-	return nil
+	// Buffers the driver finished during the stop are ours again.
+	return e.reclaimOutputs()
 }
 
 // Close stops streaming and releases the buffers and the device.

@@ -32,7 +32,7 @@ func TestEncoderInVM(t *testing.T) {
 		Arch:     "amd64",
 		WorkDir:  t.TempDir(),
 		Programs: []vm.Program{{Name: "hilenc", Package: "./test/hil/cmd/hilenc"}},
-		Script:   "ls /sys/class/video4linux; for n in /sys/class/video4linux/*/name; do echo \"$n: $(cat $n)\"; done; hilenc",
+		Script:   "for n in /sys/class/video4linux/*/name; do echo \"$n: $(cat $n)\"; done; hilenc; s=$?; dmesg | grep -i -E \"vicodec|m2m|video\" | tail -20; exit $s",
 		Timeout:  8 * time.Minute,
 		Logf:     t.Logf,
 	})

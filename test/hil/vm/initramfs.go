@@ -10,11 +10,11 @@ import (
 )
 
 // baseModules are loaded in every VM: the network card for hostfwd,
-// configfs for gpio-sim, v4l2-mem2mem and videobuf2-vmalloc for vicodec
-// (out of tree, so modprobe cannot resolve them), and the emulated devices. snd-aloop takes card 0
+// configfs for gpio-sim, videobuf2-vmalloc for vicodec (out of tree, so
+// modprobe cannot resolve its dependencies), and the emulated devices. snd-aloop takes card 0
 // so that ALSA's (and PortAudio's) default device is the loopback.
 var baseModules = []string{
-	"virtio_pci", "virtio_net", "configfs", "v4l2-mem2mem", "videobuf2-vmalloc",
+	"virtio_pci", "virtio_net", "configfs", "videobuf2-vmalloc",
 	"vivid n_devs=1 node_types=0x1 num_inputs=1",
 	"snd-aloop index=0",
 }

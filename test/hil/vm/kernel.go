@@ -262,7 +262,7 @@ func prepareKernel(ctx context.Context, cache, arch string, logf func(string, ..
 	// (and gpio-mockup), and v4l2loopback ships only as dkms source.
 	// vicodec, the kernel's virtual stateful codec (FWHT), is not built by
 	// Debian either; drivers/encoder is tested against it.
-	if err := once(cache, "src-vicodec", func() error { return extractVicodec(ctx, src, debs) }); err != nil {
+	if err := once(cache, "src-vicodec-m2m-v2", func() error { return extractVicodec(ctx, src, debs) }); err != nil {
 		return nil, err
 	}
 	modsrc := map[string][]string{
@@ -274,6 +274,15 @@ func prepareKernel(ctx context.Context, cache, arch string, logf func(string, ..
 		"gpio-sim-oot": "obj-m := gpio-sim-oot.o\ngpio-sim-oot-y := gpio-sim.o irq_sim.o\n",
 		"v4l2loopback": "obj-m := v4l2loopback.o\n",
 		"vicodec":      "obj-m := vicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o\n",
+	}
+	// Debian's amd64 kernel has no V4L2 mem2mem framework at all
+	// (CONFIG_V4L2_MEM2MEM_DEV unset: no driver there needs it); vicodec
+	// then carries its own copy of v4l2-mem2mem.c.
+	if symvers, err := os.ReadFile(filepath.Join(hdr, "usr/src/linux-headers-"+kver, "Module.symvers")); err != nil {
+		return nil, err
+	} else if !bytes.Contains(symvers, []byte("\tv4l2_m2m_init\t")) {
+		modsrc["vicodec"] = append(append([]string(nil), vicodecFiles...), "v4l2-mem2mem.c")
+		kbuild["vicodec"] = "obj-m := vicodec.o\nvicodec-objs := vicodec-core.o codec-fwht.o codec-v4l2-fwht.o v4l2-mem2mem.o\n"
 	}
 	for _, m := range []string{"gpio-sim-oot", "v4l2loopback", "vicodec"} {
 		dir := filepath.Join(kt.dir, "mods", m)
@@ -363,22 +372,36 @@ func extractSources(ctx context.Context, src string, debs map[string]string) err
 // vicodecFiles are vicodec's sources in drivers/media/test-drivers/vicodec.
 var vicodecFiles = []string{"vicodec-core.c", "codec-fwht.c", "codec-fwht.h", "codec-v4l2-fwht.c", "codec-v4l2-fwht.h"}
 
-// extractVicodec takes vicodec's sources from linux-source-6.1.
+// extractVicodec takes vicodec's sources, and the mem2mem framework it
+// needs, from linux-source-6.1.
 func extractVicodec(ctx context.Context, src string, debs map[string]string) error {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return err
 	}
 	script := `dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/src/linux-source-6.1.tar.xz |
-	  tar -xJ -C "$2" --strip-components=5 --wildcards '*/drivers/media/test-drivers/vicodec/*.[ch]'`
+	  tar -xJ -C "$2" --strip-components=5 --wildcards '*/drivers/media/test-drivers/vicodec/*.[ch]' &&
+	dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/src/linux-source-6.1.tar.xz |
+	  tar -xJ -C "$2" --strip-components=4 --wildcards '*/drivers/media/v4l2-core/v4l2-mem2mem.c'`
 	if _, err := run(ctx, "", nil, "bash", "-c", "set -o pipefail; "+script, "x", debs["linux-source-6.1"], src); err != nil {
 		return err
 	}
-	for _, f := range vicodecFiles {
+	for _, f := range append(vicodecFiles, "v4l2-mem2mem.c") {
 		if !exists(filepath.Join(src, f)) {
 			return fmt.Errorf("linux-source-6.1: vicodec's %s not found", f)
 		}
 	}
-	return nil
+	// Linked into vicodec.ko, the framework's "debug" parameter would
+	// clash with vicodec's own (sysfs: duplicate filename).
+	p := filepath.Join(src, "v4l2-mem2mem.c")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	const from, to = "module_param(debug, bool, 0644);", "module_param_named(m2m_debug, debug, bool, 0644);"
+	if !bytes.Contains(b, []byte(from)) {
+		return fmt.Errorf("v4l2-mem2mem.c: expected %q to patch; the kernel source changed", from)
+	}
+	return os.WriteFile(p, bytes.ReplaceAll(b, []byte(from), []byte(to)), 0o644)
 }
 
 // moduleClosure returns insmod lines (path and options) for each module
