@@ -142,7 +142,8 @@ type Stats struct {
 }
 
 // Stage is a capture.VideoSource that encodes the raw frames of the
-// source below it. ReadFrame is for one goroutine; RequestKeyframe, Stats
+// source below it: I420, or JPEG (a camera that gives nothing else), which
+// it decodes first. ReadFrame is for one goroutine; RequestKeyframe, Stats
 // and Close may be called from any.
 type Stage struct {
 	src capture.VideoSource
@@ -153,6 +154,7 @@ type Stage struct {
 	lastKey  time.Time   // when the last IDR went out (clock of now)
 	now      func() time.Time
 	picSize  int
+	conv     []byte     // a JPEG source's picture as I420
 	mu       sync.Mutex // guards stats
 	stats    Stats
 	closed   atomic.Bool
@@ -205,6 +207,12 @@ func (s *Stage) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 		raw, err := s.src.ReadFrame(ctx)
 		if err != nil {
 			return capture.VideoFrame{}, err
+		}
+		if raw.Codec == capture.CodecJPEG && raw.Width == s.cfg.Width && raw.Height == s.cfg.Height {
+			if s.conv, err = jpegToI420(s.conv, raw.Data, raw.Width, raw.Height); err != nil {
+				return capture.VideoFrame{}, err
+			}
+			raw.Codec, raw.Data = capture.CodecI420, s.conv
 		}
 		if raw.Codec != capture.CodecI420 || raw.Width != s.cfg.Width || raw.Height != s.cfg.Height || len(raw.Data) != s.picSize {
 			return capture.VideoFrame{}, fmt.Errorf("%w: got %v %dx%d (%d bytes), want i420 %dx%d",

@@ -759,7 +759,11 @@ func (e *Encoder) Drain() ([][]byte, error) {
 	return outs, e.reclaimOutputs()
 }
 
-// Start resumes encoding after Drain (V4L2_ENC_CMD_START).
+// Start resumes encoding after Drain: V4L2_ENC_CMD_START, then a restart
+// of the CAPTURE queue, the interface's other way to resume, because
+// drivers differ in whether the command alone re-arms a CAPTURE queue that
+// has returned its LAST buffer (vicodec in Linux 6.1 does not: DQBUF keeps
+// failing with EPIPE). The next picture starts a new GOP.
 func (e *Encoder) Start() error {
 	if e.closed {
 		return ErrClosed
@@ -768,7 +772,9 @@ func (e *Encoder) Start() error {
 	if err := ioctl(e.fd, vidiocEncoderCmd, unsafe.Pointer(&cmd)); err != nil {
 		return wrap("VIDIOC_ENCODER_CMD start", err)
 	}
-	e.stopped = false
+	if err := e.restartCapture("start"); err != nil {
+		return err
+	}
 	// Buffers the driver finished during the stop are ours again.
 	return e.reclaimOutputs()
 }

@@ -151,6 +151,9 @@ func main() {
 			if err != nil || len(b) == 0 {
 				return fmt.Errorf("picture %d after start: %d bytes, %v", i, len(b), err)
 			}
+			if i == 31 && !enc.LastKeyframe() {
+				return errors.New("the first picture after start is not a keyframe")
+			}
 		}
 		return nil
 	}())
