@@ -77,7 +77,7 @@ func BenchmarkEncode720p30(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "lat-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "lat-p99-ms")
 	if ff, err := exec.LookPath("ffmpeg"); err == nil {
-		cmd := exec.Command(ff, "-hide_banner", "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")
+		cmd := exec.Command(ff, "-hide_banner", "-v", "error", "-f", "h264", "-i", "-", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")
 		cmd.Stdin = &stream
 		out, err := cmd.Output()
 		if err != nil {

@@ -124,7 +124,7 @@ func TestInteropPSNR(t *testing.T) {
 	}
 	decs := []*decoder{
 		startDecoder(t, ctx, "ffmpeg", fport, picSize, want, ffmpeg, "-hide_banner", "-v", "error",
-			"-protocol_whitelist", "file,udp,rtp", "-i", sdp, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"),
+			"-protocol_whitelist", "file,udp,rtp", "-i", sdp, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"),
 		startDecoder(t, ctx, "gstreamer", gport, picSize, want, gst, "-q",
 			"udpsrc", "address=127.0.0.1", fmt.Sprintf("port=%d", gport), "buffer-size=4194304",
 			"caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96",
