@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
 HTTP    ?= 127.0.0.1:8080
 
-.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image vendor clean config-docs
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image bundle vendor clean config-docs
 all: build
 
 build:
@@ -61,6 +61,10 @@ fuzz:
 BOARD ?= rpi4
 image:
 	bash scripts/image.sh $(BOARD)
+
+# The signed RAUC update bundle next to sdcard.img (docs/update.md); the
+# image build makes it, so this is the same build.
+bundle: image
 
 # vendor/ for Buildroot, which builds Go with -mod=vendor (docs/image.md).
 vendor:

@@ -10,7 +10,8 @@
 # firmware and packages (each checked against Buildroot's hashes). Everything
 # is cached in CALLBOX_IMAGE_CACHE (default ~/.cache/callbox-image), so a
 # second build is incremental. The image is
-# $CALLBOX_IMAGE_CACHE/output/BOARD/images/sdcard.img.
+# $CALLBOX_IMAGE_CACHE/output/BOARD/images/sdcard.img, and the signed update
+# bundle callbox-BOARD.raucb next to it (make bundle).
 set -euo pipefail
 
 # 2026.02.x is Buildroot's long-term release line. The sha256 is the one the
@@ -75,11 +76,31 @@ if [ ! -e "$ROOT/vendor" ]; then
 fi
 make -C "$ROOT" vendor
 
+# Update bundles are signed with CALLBOX_RAUC_KEY; the image carries only
+# CALLBOX_RAUC_CERT (docs/update.md). Without them, a development pair is
+# made once in the cache: boxes flashed with such an image accept only
+# bundles signed by this machine.
+if [ -z "${CALLBOX_RAUC_KEY:-}" ] || [ -z "${CALLBOX_RAUC_CERT:-}" ]; then
+	CALLBOX_RAUC_KEY="$CACHE/keys/development.key.pem"
+	CALLBOX_RAUC_CERT="$CACHE/keys/development.cert.pem"
+	if [ ! -f "$CALLBOX_RAUC_KEY" ] || [ ! -f "$CALLBOX_RAUC_CERT" ]; then
+		echo "image: no CALLBOX_RAUC_KEY/CALLBOX_RAUC_CERT; making a development signing pair in $CACHE/keys" >&2
+		mkdir -p "$CACHE/keys"
+		(umask 077 && openssl req -x509 -newkey rsa:4096 -nodes -days 3650 \
+			-subj "/O=callbox/CN=callbox development updates" \
+			-keyout "$CALLBOX_RAUC_KEY" -out "$CALLBOX_RAUC_CERT" 2>/dev/null)
+	fi
+	echo "image: signing updates with the DEVELOPMENT key $CALLBOX_RAUC_KEY" >&2
+fi
+export CALLBOX_RAUC_KEY CALLBOX_RAUC_CERT
+export CALLBOX_VERSION="${CALLBOX_VERSION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || date -u +%Y%m%d%H%M%S)}"
+
 export BR2_DL_DIR="$CACHE/dl"
 make -C "$SRC" O="$OUT" BR2_EXTERNAL="$ROOT/buildroot" "$DEFCONFIG"
 make -C "$SRC" O="$OUT"
 
 echo "image: $OUT/images/sdcard.img"
+echo "image: update bundle $OUT/images/callbox-$BOARD.raucb"
 if [ "$BOARD" = qemu ]; then
 	echo "image: boot it with $OUT/images/start-qemu.sh; the page is on http://127.0.0.1:8080/"
 fi

@@ -63,7 +63,7 @@ while read -r m; do insmod "$m" || echo "MODLOAD FAIL $m"; done </etc/modload
 ip link set lo up
 # As Buildroot's S01syslogd: callbox's output goes to syslog.
 syslogd
-i=0; while [ ! -b /dev/vda3 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ ! -b /dev/vda4 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 /etc/init.d/S00callbox-data start
 /etc/init.d/S41callbox-net start
 /etc/init.d/S99callbox start
@@ -130,14 +130,14 @@ rm -f /run/callbox-health.failures
 # anew, and the boot partition's files are imported into it again.
 echo keep >/data/callbox/marker
 /etc/init.d/S00callbox-data stop
-dd if=/dev/zero of=/dev/vda3 bs=1024 seek=1 count=1 conv=notrunc 2>/dev/null
+dd if=/dev/zero of=/dev/vda4 bs=1024 seek=1 count=1 conv=notrunc 2>/dev/null
 /etc/init.d/S00callbox-data start >/dev/null
 if mountpoint -q /data && [ "$(cat /data/callbox/marker 2>/dev/null)" = keep ]; then ok data-repair; else fail data-repair "$(cat /proc/mounts | grep data)"; fi
 /etc/init.d/S00callbox-data stop
-dd if=/dev/zero of=/dev/vda3 bs=1M count=64 2>/dev/null
+dd if=/dev/zero of=/dev/vda4 bs=1M count=64 2>/dev/null
 /etc/init.d/S00callbox-data start >/dev/null
 if mountpoint -q /data && [ ! -e /data/callbox/marker ] && [ -d /data/callbox ] && cmp -s /boot/callbox.toml /data/etc/callbox.toml &&
-	dumpe2fs -h /dev/vda3 2>/dev/null | grep -q 'volume name: *callbox-data$'; then ok data-recreate; else fail data-recreate "$(ls -la /data /data/etc)"; fi
+	dumpe2fs -h /dev/vda4 2>/dev/null | grep -q 'volume name: *callbox-data$'; then ok data-recreate; else fail data-recreate "$(ls -la /data /data/etc)"; fi
 
 echo '# changed on the box' >>/data/etc/callbox.toml
 /etc/init.d/S00callbox-data restart >/dev/null
@@ -331,7 +331,8 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 	writeFile(t, filepath.Join(rootfs, "etc", "callbox", "callbox.toml"), example, 0o644)
 	writeFile(t, filepath.Join(rootfs, "etc", "fstab"), skeletonFstab, 0o644)
 	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), skeletonInittab, 0o644)
-	run(t, nil, "", "sh", filepath.Join(boardDir(t), "common", "post-build.sh"), rootfs, "qemu")
+	_, cert := signingPair(t, work, "callbox boot test")
+	run(t, append(os.Environ(), "CALLBOX_RAUC_CERT="+cert), "", "sh", filepath.Join(boardDir(t), "common", "post-build.sh"), rootfs, "qemu")
 	writeFile(t, filepath.Join(rootfs, "init"), guestInit, 0o755)
 	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), guestInittab, 0o644)
 	writeFile(t, filepath.Join(rootfs, "boot-test.sh"), guestBoot, 0o755)

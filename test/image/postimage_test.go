@@ -19,10 +19,12 @@ import (
 const (
 	mib = 1 << 20
 	// The layout genimage.cfg.in promises: what the tests hold it to.
-	bootSize  = 32 * mib
-	dataSize  = 64 * mib
-	alignment = 4 * mib
-	dataLabel = "callbox-data"
+	bootSize = 32 * mib
+	// Each Raspberry Pi slot's own boot partition (firmware, kernel).
+	slotBootSize = 64 * mib
+	dataSize     = 64 * mib
+	alignment    = 4 * mib
+	dataLabel    = "callbox-data"
 )
 
 // card is an SD-card image post-image.sh wrote from stand-in inputs.
@@ -30,7 +32,8 @@ type card struct {
 	images   string   // BINARIES_DIR: inputs and outputs
 	img      string   // sdcard.img
 	rootfs   string   // the rootfs.ext4 that went in
-	bootWant []string // paths the boot partition must hold
+	bootWant []string // paths the boot partition (1) must hold
+	slotWant []string // paths slot A's boot partition must hold (Raspberry Pi)
 }
 
 // cardOptions change the stand-in inputs.
@@ -64,7 +67,7 @@ func makeCard(t testing.TB, board string, opt cardOptions) card {
 		config = readFile(t, exampleConfig(t))
 	}
 	writeFile(t, filepath.Join(target, "etc", "callbox", "callbox.toml"), config, 0o644)
-	c.bootWant = []string{"callbox.toml", "wpa_supplicant.conf"}
+	c.bootWant = []string{"autoboot.txt", "callbox.toml", "wpa_supplicant.conf"}
 
 	fake := func(name string, size int) {
 		b := make([]byte, size)
@@ -88,7 +91,11 @@ func makeCard(t testing.TB, board string, opt cardOptions) card {
 		fake(filepath.Join("rpi-firmware", "overlays", "miniuart-bt.dtbo"), 2<<10)
 		fake(dtb, 32<<10)
 		fake("Image", 3*mib)
-		c.bootWant = append(c.bootWant, append(firmware, "config.txt", "cmdline.txt", "overlays/miniuart-bt.dtbo", dtb, "Image")...)
+		c.slotWant = append(firmware, "config.txt", "cmdline.txt", "overlays/miniuart-bt.dtbo", dtb, "Image")
+		if board == "rpizero2w" {
+			// Its boot ROM reads bootcode.bin from partition 1.
+			c.bootWant = append(c.bootWant, "bootcode.bin")
+		}
 	case "qemu":
 	default:
 		t.Fatalf("no stand-ins for board %q", board)
@@ -185,20 +192,45 @@ func TestPostImage(t *testing.T) {
 	}
 }
 
+// wantAutoboot is the slot choice a new card starts with: slot A
+// committed, slot B for a tryboot.
+const wantAutoboot = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
+
 func checkCard(t *testing.T, c card, board string) {
 	label, parts := partitions(t, c.img)
 	if label != "dos" {
 		t.Errorf("partition table %q, want dos (MBR: the Raspberry Pi boot ROM reads only MBR)", label)
 	}
-	if len(parts) != 3 {
-		t.Fatalf("%d partitions, want 3 (boot, rootfs, data): %+v", len(parts), parts)
+	// The layout (docs/update.md): qemu 1 boot, 2/3 root A/B, 4 data;
+	// Raspberry Pi 1 boot, 2/3 boot A/B, 4 extended, 5/6 root A/B, 7 data.
+	var boot, slotBootA, slotBootB, rootA, rootB, data partition
+	switch board {
+	case "qemu":
+		if len(parts) != 4 {
+			t.Fatalf("%d partitions, want 4 (boot, rootfs A, rootfs B, data): %+v", len(parts), parts)
+		}
+		boot, rootA, rootB, data = parts[0], parts[1], parts[2], parts[3]
+	default:
+		if len(parts) != 7 {
+			t.Fatalf("%d partitions, want 7 (boot, boot A, boot B, extended, rootfs A, rootfs B, data): %+v", len(parts), parts)
+		}
+		boot, slotBootA, slotBootB, rootA, rootB, data = parts[0], parts[1], parts[2], parts[4], parts[5], parts[6]
+		if parts[3].Type != "f" {
+			t.Errorf("partition 4 type %s, want f (extended, LBA)", parts[3].Type)
+		}
+		for _, p := range []partition{slotBootA, slotBootB} {
+			if p.Type != "c" || p.Bootable || p.Size != slotBootSize {
+				t.Errorf("slot boot partition %+v: want type c, not bootable, %d bytes", p, slotBootSize)
+			}
+		}
 	}
-	boot, root, data := parts[0], parts[1], parts[2]
 	if boot.Type != "c" || !boot.Bootable {
 		t.Errorf("boot partition type %s bootable %v, want c (FAT32 LBA), bootable", boot.Type, boot.Bootable)
 	}
-	if root.Type != "83" || data.Type != "83" || root.Bootable || data.Bootable {
-		t.Errorf("rootfs %+v, data %+v: want type 83, not bootable", root, data)
+	for _, p := range []partition{rootA, rootB, data} {
+		if p.Type != "83" || p.Bootable {
+			t.Errorf("partition %+v: want type 83, not bootable", p)
+		}
 	}
 	if boot.Size != bootSize || data.Size != dataSize {
 		t.Errorf("boot %d bytes, data %d bytes; want %d and %d", boot.Size, data.Size, bootSize, dataSize)
@@ -207,18 +239,21 @@ func checkCard(t *testing.T, c card, board string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if root.Size != fi.Size() {
-		t.Errorf("rootfs partition %d bytes, rootfs.ext4 %d", root.Size, fi.Size())
+	if rootA.Size != fi.Size() || rootB.Size != fi.Size() {
+		t.Errorf("rootfs partitions %d and %d bytes, rootfs.ext4 %d", rootA.Size, rootB.Size, fi.Size())
 	}
 	img, err := os.Stat(c.img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range parts {
+		if p.Type == "f" {
+			continue // the extended partition's table sits before each logical one
+		}
 		if p.Start%alignment != 0 {
 			t.Errorf("partition %d starts at %d, not on a %d MiB boundary", i+1, p.Start, alignment/mib)
 		}
-		if i > 0 && p.Start < parts[i-1].Start+parts[i-1].Size {
+		if i > 0 && parts[i-1].Type != "f" && p.Start < parts[i-1].Start+parts[i-1].Size {
 			t.Errorf("partition %d overlaps partition %d", i+1, i)
 		}
 		if p.Start+p.Size > img.Size() {
@@ -226,9 +261,9 @@ func checkCard(t *testing.T, c card, board string) {
 		}
 	}
 
-	// rootfs: exactly the root file system that went in.
-	if sha(t, extract(t, c.img, root)) != sha(t, c.rootfs) {
-		t.Error("the rootfs partition differs from rootfs.ext4")
+	// rootfs A: exactly the root file system that went in.
+	if sha(t, extract(t, c.img, rootA)) != sha(t, c.rootfs) {
+		t.Error("the rootfs A partition differs from rootfs.ext4")
 	}
 
 	// data: an empty, clean ext4 with the label S00callbox-data recreates.
@@ -242,22 +277,54 @@ func checkCard(t *testing.T, c card, board string) {
 		t.Errorf("data partition is not ext4 (journal, extents):\n%s", hdr)
 	}
 
-	// boot: a FAT file system with exactly the expected files.
-	listing := mtools(t, c.img, boot.Start, "mdir", "-/", "-b", "::/")
+	checkFAT(t, c, c.img, boot.Start, c.bootWant)
+	if got := mtools(t, c.img, boot.Start, "mtype", "-t", "::/autoboot.txt"); got != wantAutoboot {
+		t.Errorf("autoboot.txt:\n%s\nwant:\n%s", got, wantAutoboot)
+	}
+	if board == "qemu" {
+		for _, f := range []string{"start-qemu.sh", "bootselect.sh"} {
+			if fi, err := os.Stat(filepath.Join(c.images, f)); err != nil || fi.Mode()&0o111 == 0 {
+				t.Errorf("post-image.sh did not install an executable %s for the qemu board", f)
+			}
+		}
+		return
+	}
+	checkFAT(t, c, c.img, slotBootA.Start, c.slotWant)
+	cfg := mtools(t, c.img, slotBootA.Start, "mtype", "-t", "::/config.txt")
+	if !strings.Contains(cfg, "\narm_64bit=1\n") || !strings.Contains(cfg, "\ndtparam=watchdog=on\n") {
+		t.Errorf("config.txt lacks arm_64bit=1 or the watchdog:\n%s", cfg)
+	}
+	cmdline := mtools(t, c.img, slotBootA.Start, "mtype", "-t", "::/cmdline.txt")
+	if !strings.Contains(" "+cmdline+" ", " root=/dev/mmcblk0p5 ") || !strings.Contains(" "+strings.TrimSpace(cmdline)+" ", " ro ") {
+		t.Errorf("cmdline.txt does not mount partition 5 (rootfs A) read-only: %q", cmdline)
+	}
+	// A binary file survives the trip byte for byte.
+	out := filepath.Join(t.TempDir(), "Image")
+	mtools(t, c.img, slotBootA.Start, "mcopy", "::/Image", out)
+	if !bytes.Equal(readBytes(t, out), readBytes(t, filepath.Join(c.images, "Image"))) {
+		t.Error("the kernel on the boot partition differs from the one that went in")
+	}
+}
+
+// checkFAT: the FAT file system at off holds exactly want, and the text
+// files among them are the ones that went in.
+func checkFAT(t *testing.T, c card, img string, off int64, want []string) {
+	t.Helper()
+	listing := mtools(t, img, off, "mdir", "-/", "-b", "::/")
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(listing), "\n") {
 		if p := strings.TrimPrefix(strings.TrimSpace(line), "::/"); p != "" && !strings.HasSuffix(p, "/") {
 			got = append(got, p)
 		}
 	}
-	want := slices.Clone(c.bootWant)
+	want = slices.Clone(want)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("boot partition holds %v, want %v", got, want)
+		t.Errorf("FAT partition at %d holds %v, want %v", off, got, want)
 	}
-	for _, f := range c.bootWant {
-		content := mtools(t, c.img, boot.Start, "mtype", "-t", "::/"+f)
+	for _, f := range want {
+		content := mtools(t, img, off, "mtype", "-t", "::/"+f)
 		var src string
 		switch f {
 		case "callbox.toml":
@@ -273,29 +340,7 @@ func checkCard(t *testing.T, c card, board string) {
 			continue // binary stand-ins: mtype -t would mangle them; listed above
 		}
 		if content != readFile(t, src) {
-			t.Errorf("boot %s differs from %s", f, src)
-		}
-	}
-	if board == "qemu" {
-		if fi, err := os.Stat(filepath.Join(c.images, "start-qemu.sh")); err != nil || fi.Mode()&0o111 == 0 {
-			t.Error("post-image.sh did not install an executable start-qemu.sh for the qemu board")
-		}
-	} else {
-		cfg := mtools(t, c.img, boot.Start, "mtype", "-t", "::/config.txt")
-		if !strings.Contains(cfg, "\narm_64bit=1\n") || !strings.Contains(cfg, "\ndtparam=watchdog=on\n") {
-			t.Errorf("config.txt lacks arm_64bit=1 or the watchdog:\n%s", cfg)
-		}
-		cmdline := mtools(t, c.img, boot.Start, "mtype", "-t", "::/cmdline.txt")
-		if !strings.Contains(" "+cmdline+" ", " root=/dev/mmcblk0p2 ") || !strings.Contains(" "+strings.TrimSpace(cmdline)+" ", " ro ") {
-			t.Errorf("cmdline.txt does not mount partition 2 read-only: %q", cmdline)
-		}
-	}
-	// A binary file survives the trip byte for byte.
-	if slices.Contains(c.bootWant, "Image") {
-		out := filepath.Join(t.TempDir(), "Image")
-		mtools(t, c.img, boot.Start, "mcopy", "::/Image", out)
-		if !bytes.Equal(readBytes(t, out), readBytes(t, filepath.Join(c.images, "Image"))) {
-			t.Error("the kernel on the boot partition differs from the one that went in")
+			t.Errorf("%s differs from %s", f, src)
 		}
 	}
 }

@@ -81,15 +81,17 @@ console::respawn:/sbin/getty -L  console 0 vt100 # GENERIC_SERIAL
 // on a stand-in target and checks the mounts it adds for each board.
 func TestPostBuild(t *testing.T) {
 	script := filepath.Join(boardDir(t), "common", "post-build.sh")
-	for _, c := range []struct{ board, part string }{
-		{"rpi4", "/dev/mmcblk0p"}, {"rpizero2w", "/dev/mmcblk0p"}, {"qemu", "/dev/vda"},
+	_, cert := signingPair(t, t.TempDir(), "callbox post-build test")
+	env := append(os.Environ(), "CALLBOX_RAUC_CERT="+cert)
+	for _, c := range []struct{ board, part, data string }{
+		{"rpi4", "/dev/mmcblk0p", "7"}, {"rpizero2w", "/dev/mmcblk0p", "7"}, {"qemu", "/dev/vda", "4"},
 	} {
 		t.Run(c.board, func(t *testing.T) {
 			target := t.TempDir()
 			writeFile(t, filepath.Join(target, "etc", "fstab"), skeletonFstab, 0o644)
 			writeFile(t, filepath.Join(target, "etc", "inittab"), skeletonInittab, 0o644)
-			run(t, nil, "", "sh", script, target, c.board)
-			run(t, nil, "", "sh", script, target, c.board)
+			run(t, env, "", "sh", script, target, c.board)
+			run(t, env, "", "sh", script, target, c.board)
 			mounts := map[string][]string{}
 			for _, line := range strings.Split(readFile(t, filepath.Join(target, "etc", "fstab")), "\n") {
 				if f := strings.Fields(line); len(f) == 6 && !strings.HasPrefix(f[0], "#") {
@@ -102,9 +104,10 @@ func TestPostBuild(t *testing.T) {
 			if b := mounts["/boot"]; b == nil || b[0] != c.part+"1" || b[2] != "vfat" || !strings.Contains(","+b[3]+",", ",ro,") {
 				t.Errorf("/boot line %v: want %s1, vfat, read-only", b, c.part)
 			}
-			if d := mounts["/data"]; d == nil || d[0] != c.part+"3" || d[2] != "ext4" {
-				t.Errorf("/data line %v: want %s3, ext4", d, c.part)
+			if d := mounts["/data"]; d == nil || d[0] != c.part+c.data || d[2] != "ext4" {
+				t.Errorf("/data line %v: want %s%s, ext4", d, c.part, c.data)
 			}
+			checkRAUCTarget(t, target, c.board, cert)
 			if mounts["/proc"] == nil || mounts["/"] == nil {
 				t.Errorf("post-build.sh lost the skeleton's mounts: %v", mounts)
 			}
@@ -118,6 +121,11 @@ func TestPostBuild(t *testing.T) {
 				t.Errorf("inittab has %d tty1 gettys, want %d", tty1, want)
 			}
 		})
+	}
+	noCert := t.TempDir()
+	writeFile(t, filepath.Join(noCert, "etc", "fstab"), skeletonFstab, 0o644)
+	if out, err := exec.Command("sh", script, noCert, "qemu").CombinedOutput(); err == nil || !strings.Contains(string(out), "CALLBOX_RAUC_CERT") {
+		t.Errorf("post-build.sh without a signing certificate: %v %s", err, out)
 	}
 	if err := exec.Command("sh", script, t.TempDir(), "rpi5").Run(); err == nil {
 		t.Error("post-build.sh accepted an unknown board")

@@ -16,7 +16,8 @@ CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 
 CALLBOX_GOMOD = github.com/callbox/callbox
 CALLBOX_BUILD_TARGETS = cmd/callbox
-CALLBOX_DEPENDENCIES = host-pkgconf portaudio
+# host-rauc: post-image.sh signs the update bundle with it.
+CALLBOX_DEPENDENCIES = host-pkgconf portaudio $(if $(BR2_PACKAGE_RAUC),host-rauc)
 
 # The box reports the git version of the tree it was built from, like
 # `make build` does; a tree without git history says "local".

@@ -9,10 +9,11 @@ set -eu
 TARGET="${1:?usage: post-build.sh TARGET_DIR BOARD}"
 BOARD="${2:?usage: post-build.sh TARGET_DIR BOARD}"
 
-# The SD card's partitions (genimage.cfg.in): 1 boot (FAT), 2 root, 3 data.
+# The SD card's partitions (BOARD/genimage.cfg.in): 1 boot (FAT), then the
+# A/B slots, and the data partition last (docs/update.md).
 case "$BOARD" in
-rpi4 | rpizero2w) PART=/dev/mmcblk0p ;;
-qemu) PART=/dev/vda ;;
+rpi4 | rpizero2w) PART=/dev/mmcblk0p DATA=7 ;;
+qemu) PART=/dev/vda DATA=4 ;;
 *)
 	echo "post-build.sh: unknown board '$BOARD'" >&2
 	exit 1
@@ -28,7 +29,7 @@ mkdir -p "$TARGET/boot" "$TARGET/data"
 FSTAB="$TARGET/etc/fstab"
 awk '$2 != "/boot" && $2 != "/data"' "$FSTAB" >"$FSTAB.new"
 printf '%s1\t/boot\t\tvfat\tro,noauto,nodev,nosuid,noexec\t0\t0\n' "$PART" >>"$FSTAB.new"
-printf '%s3\t/data\t\text4\tnoauto,noatime,nodev,nosuid\t0\t0\n' "$PART" >>"$FSTAB.new"
+printf '%s%s\t/data\t\text4\tnoauto,noatime,nodev,nosuid\t0\t0\n' "$PART" "$DATA" >>"$FSTAB.new"
 mv "$FSTAB.new" "$FSTAB"
 
 # A login on the HDMI console as well as the serial one (Raspberry Pi).
@@ -40,3 +41,6 @@ tty1::respawn:/sbin/getty -L  tty1 0 vt100 # HDMI console' "$TARGET/etc/inittab"
 	fi
 	;;
 esac
+
+# RAUC: system.conf, the signing certificate, the tryboot shutdown step.
+sh "$(dirname "$0")/rauc-post-build.sh" "$TARGET" "$BOARD"
