@@ -149,6 +149,9 @@ func (b *Box) Booted() { b.with(func(m *Machine) { m.Booted() }) }
 // SetViewers records how many phones receive media.
 func (b *Box) SetViewers(n int) { b.with(func(m *Machine) { m.SetViewers(n) }) }
 
+// SetUpdating shows the updating pattern while on (docs/update.md).
+func (b *Box) SetUpdating(on bool) { b.with(func(m *Machine) { m.SetUpdating(on) }) }
+
 // SetCall records the call state.
 func (b *Box) SetCall(c Call) { b.with(func(m *Machine) { m.SetCall(c) }) }
 

@@ -115,6 +115,7 @@ type Machine struct {
 	cls classifier
 
 	booted      bool
+	updating    bool // an update is being checked or written
 	muted       bool
 	viewers     int
 	call        Call
@@ -147,6 +148,9 @@ func NewMachine(clk Clock, cfg MachineConfig) *Machine {
 
 // Booted ends the booting state.
 func (m *Machine) Booted() { m.booted = true }
+
+// SetUpdating shows (or stops showing) that an update is being installed.
+func (m *Machine) SetUpdating(on bool) { m.updating = on }
 
 // SetMuted sets the mute flag without an action (restoring saved state).
 func (m *Machine) SetMuted(on bool) { m.muted = on }
@@ -244,8 +248,9 @@ func (m *Machine) gesture(p Press, now time.Time) []Action {
 // Status computes what the box shows now. Precedence: booting; pairing
 // (someone at the box is admitting a phone); calling; error; muted (the
 // person in the room must see that the microphone is off, also during a
-// call); in a call; streaming; ready. A pending factory reset, or A held
-// past the very-long threshold, overrides the LED pattern only.
+// call); in a call; streaming; ready. An update being installed, then a
+// pending factory reset or A held past the very-long threshold, override
+// the LED pattern only.
 func (m *Machine) Status() Status {
 	now := m.clk.Now()
 	st := Status{
@@ -276,6 +281,9 @@ func (m *Machine) Status() Status {
 		st.State, st.LED = Streaming, StreamingPattern(m.viewers)
 	default:
 		st.State, st.LED = Ready, PatternReady
+	}
+	if m.updating {
+		st.LED = PatternUpdating
 	}
 	if g, ok := m.cls.holding(ButtonA, now); st.ResetAsked || ok && g == VeryLong {
 		st.LED = PatternReset

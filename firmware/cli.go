@@ -23,6 +23,7 @@ func commands() map[string]command {
 		"call":    {"call a paired box across NAT through the hub (also pairs boxes)", cmdCall},
 		"hub":     {"run the public hub: pairing, signalling, STUN and TURN relay", cmdHub},
 		"run":     {"run the appliance: capture, relay, page, board", cmdRun},
+		"update":  {"install a signed update bundle (RAUC), and settle the trial boot after it", cmdUpdate},
 		"send":    {"send synthetic (or camera) media as RTP over UDP, with an SDP for ffplay/VLC/GStreamer", cmdSend},
 		"version": {"print the version", cmdVersion},
 		"view":    {"receive a box's video and audio from its relay; print stats", cmdView},

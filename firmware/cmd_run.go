@@ -51,6 +51,9 @@ type appliance struct {
 	media *mediaPart
 	peer  *peerPart
 	page  *pagePart
+	// update installs bundles uploaded from the page (run_update.go).
+	update     *updatePart
+	updateOpts updateOptions
 }
 
 // part is one part of the appliance.
@@ -77,6 +80,7 @@ func (a *appliance) wire() {
 		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
 	a.board.relay, a.board.calls = a.relay, a.peer
+	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 }
 
 // parts lists the parts in start order.
@@ -87,7 +91,7 @@ func (a *appliance) parts() []struct {
 	return []struct {
 		name string
 		p    part
-	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page}}
+	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page}, {"update", a.update}}
 }
 
 // start starts the parts in order; the returned stop stops the ones
@@ -150,6 +154,7 @@ func (a *appliance) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&a.configPath, "config", "", "configuration `file` (TOML, docs/config.md); a bad file boots on defaults and shows the error")
 	a.flags = config.RegisterFlags(fs)
 	fs.StringVar(&a.mdnsName, "mdns-name", "auto", "answer mDNS queries for `name`.local on the LAN; auto: from the box's configured name; \"\" turns mDNS off")
+	a.updateOpts.register(fs)
 }
 
 // loadConfig reads the configuration file (--config, else the first of

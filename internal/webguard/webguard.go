@@ -11,7 +11,8 @@
 //     Requests that change state (every method but GET, HEAD and OPTIONS)
 //     must come from the same origin when the browser says where they come
 //     from (Origin, Sec-Fetch-Site), and a POST must carry
-//     application/json (or application/sdp: a WHEP offer), which a
+//     application/json (or application/sdp: a WHEP offer; or
+//     application/octet-stream: an update bundle), which a
 //     cross-site page cannot send without a preflight the server never
 //     grants.
 //
@@ -108,5 +109,8 @@ func sameOrigin(r *http.Request) bool {
 // a CORS preflight: JSON for the API, SDP for WHEP offers (RFC 9725).
 func preflighted(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && (mt == "application/json" || mt == "application/sdp")
+	// application/octet-stream: an update bundle (POST /api/update). Like
+	// the other two it is not a CORS "simple" type, so a cross-site page
+	// cannot send it without the preflight the box never grants.
+	return err == nil && (mt == "application/json" || mt == "application/sdp" || mt == "application/octet-stream")
 }
