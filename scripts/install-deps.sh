@@ -25,6 +25,8 @@ PKGS=(
   postgresql nats-server
   # SD-card image checks
   shellcheck genimage mtools dosfstools e2fsprogs fdisk
+  # RAUC update bundles and installs (test/image/update_test.go)
+  rauc squashfs-tools dbus openssl
 )
 # Node.js and npm drive Chromium (playwright-core); many machines already have
 # them from elsewhere, and Debian's npm conflicts with those, so only install
