@@ -8,8 +8,13 @@ HTTP    ?= 127.0.0.1:8080
 .PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image bundle vendor clean config-docs
 all: build
 
+# The build needs Go and git, plus a C compiler and PortAudio for the
+# microphone driver (cgo): scripts/build-deps.sh installs them as root, or
+# says which and how, and the build goes on with CGO_ENABLED=0.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/callbox
+	@cgo=$$(bash scripts/build-deps.sh) && \
+	echo "CGO_ENABLED=$$cgo $(GO) build -o $(BIN) ./cmd/callbox" && \
+	CGO_ENABLED=$$cgo $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/callbox
 
 # The appliance on its embedded default: synthetic camera and microphone and a
 # simulated board when no hardware is found.

@@ -4,6 +4,8 @@
 package firmware
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -66,6 +68,73 @@ func usage(w io.Writer, cmds map[string]command) {
 }
 
 func cmdVersion(args []string) int {
+	fs := newFlagSet("version", usageText{synopsis: []string{""}, about: "Prints the version (git describe at build time).",
+		examples: []string{"callbox version"}})
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
+	}
 	fmt.Println("callbox", Version)
 	return 0
+}
+
+// usageText is a subcommand's -h: its synopsis, what it does, examples.
+type usageText struct {
+	synopsis []string // after "callbox NAME "
+	about    string
+	examples []string
+}
+
+// newFlagSet returns the FlagSet of subcommand name; parseArgs prints u
+// and the flags for -h.
+func newFlagSet(name string, u usageText) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { printUsage(fs.Output(), fs, u) }
+	return fs
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet, u usageText) {
+	for i, s := range u.synopsis {
+		lead := "usage: "
+		if i > 0 {
+			lead = "       "
+		}
+		fmt.Fprintf(w, "%scallbox %s %s\n", lead, fs.Name(), s)
+	}
+	if u.about != "" {
+		fmt.Fprintf(w, "\n%s\n", u.about)
+	}
+	if len(u.examples) > 0 {
+		fmt.Fprintln(w, "\nexamples:")
+		for _, e := range u.examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	fmt.Fprintln(w, "\nflags:")
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
+// parseArgs parses a subcommand's flags. -h and --help print the usage on
+// stdout and end the command with status 0; a bad flag prints the error
+// and the usage on stderr, status 2. ok is false when the command must end
+// with code.
+func parseArgs(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, on the right stream
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		out := fs.Output()
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		fs.SetOutput(out)
+		return 0, false
+	}
+	fs.Usage()
+	return 2, false
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -35,13 +34,18 @@ type callFlags struct {
 // boxes (--pair / --join / --button) and answers calls (--answer).
 func cmdCall(args []string) int {
 	var f callFlags
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: callbox call [flags] PEER     call a paired box (ID or name)\n"+
-			"       callbox call [flags] --answer  take one call\n"+
-			"       callbox call [flags] --pair | --join CODE | --button | --whoami")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("call", usageText{
+		synopsis: []string{"[flags] PEER      call a paired box (ID or name)", "[flags] --answer  take one call",
+			"[flags] --pair | --join CODE | --button | --whoami"},
+		about: "A box of its own on the command line (its own --data: identity and paired boxes): pairs with\n" +
+			"other boxes through the hub, calls them across NAT (ICE, DTLS-SRTP) with the synthetic camera\n" +
+			"and microphone, and prints the call's summary (path, times, frames).",
+		examples: []string{
+			"callbox call --hub wss://hub.example/v1/ws --data /tmp/a --name kitchen --pair",
+			"callbox call --hub wss://hub.example/v1/ws --data /tmp/b --name attic --join 123456",
+			"callbox call --hub wss://hub.example/v1/ws --data /tmp/a kitchen --duration 10s --json",
+		},
+	})
 	fs.StringVar(&f.hub, "hub", os.Getenv("CALLBOX_HUB"), "hub WebSocket URL, e.g. wss://hub.example/v1/ws (default $CALLBOX_HUB)")
 	fs.StringVar(&f.data, "data", defaultDataDir(), "the box's data dir (identity key, paired peers)")
 	fs.StringVar(&f.name, "name", "", "this box's name, shown to paired boxes")
@@ -61,8 +65,8 @@ func cmdCall(args []string) int {
 	// Flags may follow the peer's name: parse what comes after it too.
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return 2
+		if code, ok := parseArgs(fs, args); !ok {
+			return code
 		}
 		if fs.NArg() == 0 {
 			break

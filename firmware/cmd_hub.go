@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,7 +25,16 @@ import (
 // --turn-url it hands out credentials for another TURN service (coturn with
 // use-auth-secret and the same secret) and runs no relay of its own.
 func cmdHub(args []string) int {
-	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	fs := newFlagSet("hub", usageText{
+		synopsis: []string{"[flags]"},
+		about: "The public server boxes meet at: pairing, signalling (/v1/ws), STUN and a TURN relay, the\n" +
+			"S7 fan-out relay, /v1/stats (docs/peer.md).",
+		examples: []string{
+			"callbox hub --listen :8443 --public-ip 203.0.113.7 --turn-secret-file /etc/callbox/turn.secret",
+			"callbox hub --listen 127.0.0.1:8443 --stun-listen \"\"          # a hub for local tests",
+			"callbox hub --store postgres://hub@db/hub --cluster nats://db:4222  # one of several instances",
+		},
+	})
 	listen := fs.String("listen", ":8443", "HTTP address for the signalling WebSocket (/v1/ws), the S7 fan-out relay (/v1/publish, /v1/fanout/) and /v1/stats")
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the STUN/TURN server (\"\" to run none)")
 	publicIP := fs.String("public-ip", "", "the hub's public IPv4 address: the TURN relay address, and the STUN/TURN URLs' host unless --public-host is given")
@@ -43,8 +51,8 @@ func cmdHub(args []string) int {
 	ttl := fs.Duration("credential-ttl", 24*time.Hour, "lifetime of the TURN credentials handed to a box")
 	minPort := fs.Uint("relay-min-port", 49152, "lowest UDP port of a TURN relay allocation (open the range in the firewall)")
 	maxPort := fs.Uint("relay-max-port", 65535, "highest UDP port of a TURN relay allocation")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	secret := os.Getenv("CALLBOX_TURN_SECRET")

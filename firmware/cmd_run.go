@@ -133,10 +133,20 @@ func (s *switchWriter) set(w io.Writer) {
 
 func cmdRun(args []string) int {
 	a := newAppliance()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run", usageText{
+		synopsis: []string{"[--config FILE] [flags]"},
+		about: "The appliance: camera and microphone, the relay to phones, the phone page, the board\n" +
+			"(buttons, LED, pairing), calls to other boxes. Every flag below but --config and\n" +
+			"--mdns-name is also a key of the configuration file (docs/config.md); the flag wins.",
+		examples: []string{
+			"callbox run --http 127.0.0.1:8080            # what `make run` does",
+			"callbox run --config /boot/firmware/callbox.toml",
+			"callbox run --http :8080 --open --camera /dev/video0 --size 640x480 --fps 15",
+		},
+	})
 	a.registerFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

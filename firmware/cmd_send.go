@@ -3,7 +3,6 @@ package firmware
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,22 +24,24 @@ import (
 // receiver, with an SDP file that any standard player opens. It is the
 // simplest proof that the media is standard, and a handy test signal.
 func cmdSend(args []string) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: callbox send --to HOST:PORT --sdp FILE [--duration D] [flags]\n\n"+
-			"Sends RTP/JPEG video to HOST:PORT and PCMU audio to HOST:PORT+2 over UDP,\n"+
-			"and writes FILE, an SDP that ffplay, VLC and GStreamer open as is. Start the\n"+
-			"receiver first (e.g. with --sdp-only), then send.\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("send", usageText{
+		synopsis: []string{"--to HOST:PORT --sdp FILE [--duration D] [flags]"},
+		about: "Sends RTP/JPEG video to HOST:PORT and PCMU audio to HOST:PORT+2 over UDP,\n" +
+			"and writes FILE, an SDP that ffplay, VLC and GStreamer open as is. Start the\n" +
+			"receiver first (e.g. with --sdp-only), then send.",
+		examples: []string{
+			"callbox send --to 127.0.0.1:5004 --sdp /tmp/box.sdp --sdp-only && ffplay -protocol_whitelist file,udp,rtp /tmp/box.sdp",
+			"callbox send --to 127.0.0.1:5004 --sdp /tmp/box.sdp --duration 30s --size 640x480 --fps 15",
+		},
+	})
 	// The media keys of the configuration (board/config), as flags.
 	flags := config.RegisterFlags(fs, "camera.", "audio.", "relay.packet_size")
 	to := fs.String("to", "", "receiver HOST:PORT (PORT even: video to PORT, audio to PORT+2)")
 	sdpPath := fs.String("sdp", "", "write the receiver's SDP file here")
 	sdpOnly := fs.Bool("sdp-only", false, "write the SDP file and exit, so a receiver can start before the sender")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "callbox send: unexpected argument %q\n", fs.Arg(0))

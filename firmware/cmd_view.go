@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -48,11 +47,17 @@ type viewSummary struct {
 }
 
 func cmdView(args []string) int {
-	fs := flag.NewFlagSet("view", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: callbox view [flags] ADDR\n\nADDR is the relay's TCP host:port (e.g. box.local:4571), ws://host:port for WebSocket,\nor with --webrtc the box's WHEP URL (http://box.local/whep).\nReceives video and audio, sends Health Checks, prints live stats.\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("view", usageText{
+		synopsis: []string{"[flags] ADDR"},
+		about: "ADDR is the relay's TCP host:port (e.g. box.local:4571), ws://host:port for WebSocket,\n" +
+			"or with --webrtc the box's WHEP URL (http://box.local/whep).\n" +
+			"Receives video and audio, sends Health Checks, prints live stats.",
+		examples: []string{
+			"callbox view --token TOKEN box.local:4571",
+			"callbox view --duration 10s --json ws://127.0.0.1:8080",
+			"callbox view --webrtc --token TOKEN http://box.local/whep",
+		},
+	})
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	throttle := fs.Int("throttle", 0, "read at most this many bytes per second, video and audio together (a slow phone)")
 	asJSON := fs.Bool("json", false, "print a JSON summary at the end instead of live stats")
@@ -61,8 +66,8 @@ func cmdView(args []string) int {
 	// Flags may follow ADDR too.
 	var rest []string
 	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return 2
+		if code, ok := parseArgs(fs, args); !ok {
+			return code
 		}
 		if fs.NArg() == 0 {
 			break
