@@ -42,15 +42,15 @@ func (f *updateFlags) updater() *update.Updater {
 }
 
 func cmdUpdate(args []string) int {
-	fs := flag.NewFlagSet("update", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: callbox update --bundle FILE [--no-reboot]   install a signed update bundle
-       callbox update --status                       print the last update's state (JSON)
-       callbox update --confirm                      settle a trial boot (run at boot by S99callbox-update)
-
-`)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("update", usageText{
+		synopsis: []string{"--bundle FILE [--no-reboot]   install a signed update bundle",
+			"--status                       print the last update's state (JSON)",
+			"--confirm                      settle a trial boot (run at boot by S99callbox-update)"},
+		examples: []string{
+			"callbox update --bundle /tmp/callbox-rpi4.raucb",
+			"callbox update --status",
+		},
+	})
 	var uf updateFlags
 	uf.register(fs)
 	bundle := fs.String("bundle", "", "install the RAUC bundle `file` (its signature is checked before anything is written)")
@@ -62,8 +62,8 @@ func cmdUpdate(args []string) int {
 	healthURL := fs.String("health-url", defaultHealthURL, "the page --confirm waits for")
 	watchdogPID := fs.String("watchdog-pidfile", defaultWatchdogPID, "the watchdog daemon's pid `file` (\"\": do not require a watchdog)")
 	tryboot := fs.Bool("tryboot-reboot", false, "restart now into the trial slot (Raspberry Pi firmware tryboot; used by the shutdown hook)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "callbox update: unexpected argument %q\n", fs.Arg(0))
