@@ -197,20 +197,16 @@ func (b *Box) Authorize(token string) error { return b.reg.Authorize(token) }
 func (b *Box) Open() bool { return b.reg.Open() }
 
 // RequestPairing waits for the person at the box to approve this phone and
-// returns its token; see pairing.Registry.Request.
-func (b *Box) RequestPairing(ctx context.Context, name string) (string, error) {
-	return b.reg.Request(ctx, name)
+// returns its token; addr is where the request comes from (a few waiting
+// requests per address at most); see pairing.Registry.RequestFrom.
+func (b *Box) RequestPairing(ctx context.Context, name, addr string) (string, error) {
+	return b.reg.RequestFrom(ctx, name, addr)
 }
 
 // Paired reports the number of paired phones.
 func (b *Box) Paired() int { return b.reg.Paired() }
 
-func (b *Box) setWaiting(n int) {
-	b.mu.Lock()
-	acts := b.m.SetWaiting(n)
-	b.mu.Unlock()
-	b.do(acts)
-}
+func (b *Box) setWaiting(n int) { b.with(func(m *Machine) { m.SetWaiting(n) }) }
 
 // do performs actions outside the lock.
 func (b *Box) do(acts []Action) {

@@ -19,7 +19,7 @@ func newTestBox(t *testing.T, dir string) (*Box, *fakeClock) {
 		t.Fatal(err)
 	}
 	clk := newFakeClock()
-	b := NewBox(BoxOptions{Clock: clk, Store: st, Machine: MachineConfig{Timing: DefaultTiming, Window: time.Minute, ResetConfirm: 15 * time.Second}})
+	b := NewBox(BoxOptions{Clock: clk, Store: st, Machine: MachineConfig{Timing: DefaultTiming, ResetConfirm: 15 * time.Second}})
 	b.Booted()
 	return b, clk
 }
@@ -60,7 +60,7 @@ func TestBoxPairingAndReset(t *testing.T) {
 	}
 	got := make(chan res, 1)
 	go func() {
-		tok, err := b.RequestPairing(context.Background(), "test phone")
+		tok, err := b.RequestPairing(context.Background(), "test phone", "192.0.2.7")
 		got <- res{tok, err}
 	}()
 	waitFor(t, "the request", func() bool { return b.Status().Waiting == 1 })
@@ -169,7 +169,7 @@ func TestBoxCorruptState(t *testing.T) {
 func TestBoxRunDrivesLED(t *testing.T) {
 	clk := newFakeClock()
 	led := &recLED{clk: clk, t0: clk.Now()}
-	b := NewBox(BoxOptions{Clock: clk, LED: led, Machine: MachineConfig{Timing: DefaultTiming, Window: time.Second, ResetConfirm: 15 * time.Second}})
+	b := NewBox(BoxOptions{Clock: clk, LED: led, Machine: MachineConfig{Timing: DefaultTiming, ResetConfirm: 15 * time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()
@@ -183,11 +183,12 @@ func TestBoxRunDrivesLED(t *testing.T) {
 	waitFor(t, "booting white", func() bool { return last() == White })
 	b.Booted()
 	waitFor(t, "ready green", func() bool { return last() == Green })
-	b.Gesture(Press{ButtonA, Both})
-	waitFor(t, "pairing blue", func() bool { return last() == Blue })
-	// The window closes by itself after a second; Run notices on its tick.
-	for i := 0; i < 15; i++ {
-		clk.Advance(100 * time.Millisecond)
+	b.Gesture(Press{ButtonA, VeryLong})
+	waitFor(t, "reset asked: red", func() bool { return last() == Red })
+	// The question lapses by itself after ResetConfirm; Run notices on
+	// its tick.
+	for i := 0; i < 16; i++ {
+		clk.Advance(time.Second)
 		time.Sleep(time.Millisecond)
 	}
 	waitFor(t, "ready again", func() bool { clk.Advance(time.Millisecond); return last() == Green })

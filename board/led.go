@@ -100,7 +100,7 @@ const MaxStreamingBlips = 5
 var (
 	PatternBooting = Pattern{"booting", []Step{{White, ms(80)}, {Off, ms(420)}}}
 	PatternReady   = Pattern{"ready", []Step{{Green, 0}}}
-	PatternPairing = Pattern{"pairing", []Step{{Blue, ms(100)}, {Off, ms(100)}, {Blue, ms(100)}, {Off, ms(700)}}}
+	PatternPairing = PairingPattern(1)
 	PatternCalling = Pattern{"calling", []Step{{Green, ms(250)}, {Off, ms(250)}}}
 	PatternDirect  = Pattern{"in-call-direct", []Step{{Cyan, ms(1000)}, {Off, ms(1000)}}}
 	PatternRelayed = Pattern{"in-call-relayed", []Step{{Magenta, ms(1000)}, {Off, ms(200)}, {Magenta, ms(200)}, {Off, ms(600)}}}
@@ -123,6 +123,23 @@ func StreamingPattern(viewers int) Pattern {
 		steps = append(steps, Step{Off, ms(150)})
 	}
 	return Pattern{fmt.Sprintf("streaming-%d", n), steps}
+}
+
+// MaxPairingBlips bounds the pairing pattern's count: beyond it the person
+// at the box sees "many", which is reason enough not to press.
+const MaxPairingBlips = 8
+
+// PairingPattern is blue: one short flash per phone waiting to pair (up to
+// MaxPairingBlips), then a pause, so the person at the box sees how many
+// phones one press of both buttons will admit. One phone: PatternPairing.
+func PairingPattern(waiting int) Pattern {
+	n := min(max(waiting, 1), MaxPairingBlips)
+	steps := make([]Step, 0, 2*n)
+	for i := 0; i < n; i++ {
+		steps = append(steps, Step{Blue, ms(100)}, Step{Off, ms(250)})
+	}
+	steps[len(steps)-1] = Step{Off, ms(1200)}
+	return Pattern{"pairing", steps}
 }
 
 // Patterns lists every pattern the LED can show, for docs and tests.

@@ -71,7 +71,7 @@ func TestPatternsDistinct(t *testing.T) {
 }
 
 func TestPatternAt(t *testing.T) {
-	p := PatternPairing // blue 100, off 100, blue 100, off 700
+	p := Pattern{"test", []Step{{Blue, ms(100)}, {Off, ms(100)}, {Blue, ms(100)}, {Off, ms(700)}}}
 	tests := []struct {
 		at   time.Duration
 		c    Color

@@ -88,7 +88,6 @@ func (a Action) String() string {
 // MachineConfig sets the Machine's timings.
 type MachineConfig struct {
 	Timing       Timing
-	Window       time.Duration // pairing mode's length
 	ResetConfirm time.Duration // time to confirm a factory reset
 }
 
@@ -100,11 +99,12 @@ type Status struct {
 	Muted   bool
 	Viewers int
 	Call    Call
-	// PairingOpen: pairing mode is on (the both-buttons gesture); phones
-	// asking now are admitted at once.
-	PairingOpen bool
-	Waiting     int  // phones waiting for approval
-	ResetAsked  bool // a factory reset waits for confirmation
+	// Waiting is the number of phones waiting for approval: the LED's
+	// pairing pattern blinks once per phone, so the person at the box sees
+	// how many one press will admit.
+	Waiting int
+
+	ResetAsked bool // a factory reset waits for confirmation
 }
 
 // Machine is the device state machine. It is not safe for concurrent use;
@@ -114,20 +114,18 @@ type Machine struct {
 	cfg MachineConfig
 	cls classifier
 
-	booted      bool
-	updating    bool // an update is being checked or written
-	muted       bool
-	viewers     int
-	call        Call
-	faults      map[Fault]string
-	waiting     int
-	windowUntil time.Time // pairing mode is on before this instant
-	resetUntil  time.Time // a reset confirmation is awaited before this
+	booted     bool
+	updating   bool // an update is being checked or written
+	muted      bool
+	viewers    int
+	call       Call
+	faults     map[Fault]string
+	waiting    int
+	resetUntil time.Time // a reset confirmation is awaited before this
 }
 
 // Defaults for a zero MachineConfig field, matching the configuration's.
 const (
-	DefaultWindow       = 60 * time.Second
 	DefaultResetConfirm = 15 * time.Second
 )
 
@@ -136,9 +134,6 @@ const (
 func NewMachine(clk Clock, cfg MachineConfig) *Machine {
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = DefaultTiming
-	}
-	if cfg.Window <= 0 {
-		cfg.Window = DefaultWindow
 	}
 	if cfg.ResetConfirm <= 0 {
 		cfg.ResetConfirm = DefaultResetConfirm
@@ -170,20 +165,10 @@ func (m *Machine) SetFault(f Fault, msg string) {
 	m.faults[f] = msg
 }
 
-// SetWaiting records how many phones wait for pairing approval. When
-// pairing mode is on, they are admitted at once.
-func (m *Machine) SetWaiting(n int) []Action {
-	m.waiting = max(n, 0)
-	if m.waiting > 0 && m.pairingOpen(m.clk.Now()) {
-		return []Action{ActApprove}
-	}
-	return nil
-}
-
-// PairingOpen reports whether pairing mode is on.
-func (m *Machine) PairingOpen() bool { return m.pairingOpen(m.clk.Now()) }
-
-func (m *Machine) pairingOpen(now time.Time) bool { return now.Before(m.windowUntil) }
+// SetWaiting records how many phones wait for pairing approval. Nothing
+// admits them but a press of both buttons while they wait: there is no
+// window in which a later request would be admitted unseen.
+func (m *Machine) SetWaiting(n int) { m.waiting = max(n, 0) }
 
 func (m *Machine) resetAsked(now time.Time) bool { return now.Before(m.resetUntil) }
 
@@ -212,18 +197,14 @@ func (m *Machine) gesture(p Press, now time.Time) []Action {
 		// changing their mind, and its usual action is not performed.
 		if p == (Press{ButtonA, Short}) {
 			m.muted = false
-			m.windowUntil = time.Time{}
 			return []Action{ActFactoryReset}
 		}
 		return nil
 	}
 	switch {
 	case p.Gesture == Both:
-		if m.pairingOpen(now) {
-			m.windowUntil = time.Time{}
-			return nil
-		}
-		m.windowUntil = now.Add(m.cfg.Window)
+		// Admits the phones waiting now (the LED showed how many), and
+		// no later one.
 		if m.waiting > 0 {
 			return []Action{ActApprove}
 		}
@@ -254,19 +235,18 @@ func (m *Machine) gesture(p Press, now time.Time) []Action {
 func (m *Machine) Status() Status {
 	now := m.clk.Now()
 	st := Status{
-		Muted:       m.muted,
-		Viewers:     m.viewers,
-		Call:        m.call,
-		PairingOpen: m.pairingOpen(now),
-		Waiting:     m.waiting,
-		ResetAsked:  m.resetAsked(now),
-		Message:     m.message(),
+		Muted:      m.muted,
+		Viewers:    m.viewers,
+		Call:       m.call,
+		Waiting:    m.waiting,
+		ResetAsked: m.resetAsked(now),
+		Message:    m.message(),
 	}
 	switch {
 	case !m.booted:
 		st.State, st.LED = Booting, PatternBooting
-	case st.PairingOpen || m.waiting > 0:
-		st.State, st.LED = Pairing, PatternPairing
+	case m.waiting > 0:
+		st.State, st.LED = Pairing, PairingPattern(m.waiting)
 	case m.call == CallDialing:
 		st.State, st.LED = Calling, PatternCalling
 	case len(m.faults) > 0:

@@ -8,7 +8,7 @@ import (
 
 func newTestMachine() (*Machine, *fakeClock) {
 	clk := newFakeClock()
-	m := NewMachine(clk, MachineConfig{Timing: DefaultTiming, Window: time.Minute, ResetConfirm: 15 * time.Second})
+	m := NewMachine(clk, MachineConfig{Timing: DefaultTiming, ResetConfirm: 15 * time.Second})
 	return m, clk
 }
 
@@ -188,51 +188,48 @@ func both(m *Machine, clk *fakeClock) []Action {
 	return m.Release(ButtonB, clk.Now())
 }
 
-func TestPairingWindow(t *testing.T) {
+// TestPairingNoWindow (issue 12): a press of both buttons admits the
+// phones waiting then, and opens no window: a phone asking afterwards waits
+// for a press of its own. The LED blinks once per waiting phone.
+func TestPairingNoWindow(t *testing.T) {
 	m, clk := newTestMachine()
 	m.Booted()
 	// A phone asks: the LED says so, nothing is approved by itself, and the
 	// mute button does not approve it.
-	if acts := m.SetWaiting(1); acts != nil {
-		t.Fatalf("request approved without the button: %v", acts)
-	}
-	if st := m.Status(); st.State != Pairing || st.PairingOpen {
+	m.SetWaiting(1)
+	if st := m.Status(); st.State != Pairing || st.Waiting != 1 || st.LED.Name != "pairing" || len(st.LED.Steps) != 2 {
 		t.Fatalf("waiting phone: %+v", st)
 	}
 	if acts := hold(m, clk, ButtonA, 100*time.Millisecond); !reflect.DeepEqual(acts, []Action{ActMute}) {
 		t.Fatalf("A short while a phone waits: %v", acts)
 	}
-	// Both buttons approve it and open pairing mode.
+	// Two waiting: two blue flashes per cycle.
+	m.SetWaiting(2)
+	if st := m.Status(); len(st.LED.Steps) != 4 || st.LED.Steps[0].Color != Blue || st.LED.Steps[2].Color != Blue {
+		t.Fatalf("two waiting: LED %+v", st.LED)
+	}
 	if acts := both(m, clk); !reflect.DeepEqual(acts, []Action{ActApprove}) {
 		t.Fatalf("both buttons: %v", acts)
 	}
 	m.SetWaiting(0)
-	if st := m.Status(); st.State != Pairing || !st.PairingOpen {
+	if st := m.Status(); st.State == Pairing {
 		t.Fatalf("after approval: %+v", st)
 	}
-	// Within the window a new phone is approved at once.
+	// A phone asking after the press is not admitted by that press, nor by
+	// time passing; only by a press of its own.
+	clk.Advance(time.Second)
+	m.SetWaiting(1)
 	clk.Advance(30 * time.Second)
-	if acts := m.SetWaiting(1); !reflect.DeepEqual(acts, []Action{ActApprove}) {
-		t.Fatalf("request in pairing mode: %v", acts)
+	if st := m.Status(); st.State != Pairing || st.Waiting != 1 {
+		t.Fatalf("later phone: %+v", st)
+	}
+	if acts := both(m, clk); !reflect.DeepEqual(acts, []Action{ActApprove}) {
+		t.Fatalf("second press: %v", acts)
 	}
 	m.SetWaiting(0)
-	// The window closes by itself.
-	clk.Advance(30 * time.Second)
-	if st := m.Status(); st.State == Pairing || st.PairingOpen {
-		t.Fatalf("window did not close: %+v", st)
-	}
-	if acts := m.SetWaiting(1); acts != nil {
-		t.Fatalf("request after the window: %v", acts)
-	}
-	m.SetWaiting(0)
-	// Both buttons again close it early.
-	both(m, clk)
-	if !m.PairingOpen() {
-		t.Fatal("window not open")
-	}
-	both(m, clk)
-	if m.PairingOpen() {
-		t.Fatal("second both-gesture did not close the window")
+	// Both buttons with nobody waiting do nothing.
+	if acts := both(m, clk); acts != nil {
+		t.Fatalf("both buttons with nobody waiting: %v", acts)
 	}
 }
 
@@ -275,13 +272,13 @@ func TestFactoryResetNeedsConfirmation(t *testing.T) {
 	}
 	// Asked and confirmed.
 	hold(m, clk, ButtonA, 100*time.Millisecond) // muted again
-	both(m, clk)                                // pairing mode on
+	both(m, clk)                                // nobody waiting: nothing
 	hold(m, clk, ButtonA, tm.VeryLong+time.Second)
 	clk.Advance(5 * time.Second)
 	if acts := hold(m, clk, ButtonA, 100*time.Millisecond); !reflect.DeepEqual(acts, []Action{ActFactoryReset}) {
 		t.Fatalf("confirmation: %v", acts)
 	}
-	if st := m.Status(); st.Muted || st.PairingOpen || st.ResetAsked {
+	if st := m.Status(); st.Muted || st.ResetAsked {
 		t.Fatalf("after reset: %+v", st)
 	}
 }

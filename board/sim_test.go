@@ -1,6 +1,7 @@
 package board
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -68,7 +69,7 @@ func TestSimButtons(t *testing.T) {
 	var out syncBuf
 	sim := NewSim(&out, false)
 	clk := newFakeClock()
-	b := NewBox(BoxOptions{Clock: clk, LED: sim, OnRefresh: sim.Refresh, Machine: MachineConfig{Timing: DefaultTiming, Window: time.Minute, ResetConfirm: 15 * time.Second}})
+	b := NewBox(BoxOptions{Clock: clk, LED: sim, OnRefresh: sim.Refresh, Machine: MachineConfig{Timing: DefaultTiming, ResetConfirm: 15 * time.Second}})
 	sim.Attach(b)
 	b.Booted()
 	sim.Key('a')
@@ -76,16 +77,19 @@ func TestSimButtons(t *testing.T) {
 		t.Fatal("key a did not mute")
 	}
 	sim.Push(SimPress{"a", 100})
+	tok := make(chan string, 1)
+	go func() { t, _ := b.RequestPairing(context.Background(), "phone", ""); tok <- t }()
+	waitFor(t, "the phone to wait", func() bool { return b.Status().Waiting == 1 })
 	sim.Key('x')
-	if !b.Status().PairingOpen {
-		t.Fatal("key x did not open pairing")
+	if <-tok == "" {
+		t.Fatal("key x did not admit the waiting phone")
 	}
 	sim.Key('r')
 	if !b.Status().ResetAsked {
 		t.Fatal("key r did not ask for a reset")
 	}
 	sim.Key('a')
-	if b.Status().ResetAsked || b.Status().PairingOpen {
+	if b.Status().ResetAsked {
 		t.Fatal("reset not confirmed")
 	}
 	sim.Key('?') // ignored

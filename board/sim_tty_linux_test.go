@@ -73,8 +73,13 @@ func TestReadKeysOnTerminal(t *testing.T) {
 	}
 	master.Write([]byte("a"))
 	waitFor(t, "key a to mute", func() bool { return b.Muted() })
+	tok := make(chan string, 1)
+	go func() { t, _ := b.RequestPairing(context.Background(), "phone", ""); tok <- t }()
+	waitFor(t, "a phone to wait", func() bool { return b.Status().Waiting == 1 })
 	master.Write([]byte("x"))
-	waitFor(t, "key x to open pairing", func() bool { return b.Status().PairingOpen })
+	if <-tok == "" {
+		t.Fatal("key x did not admit the waiting phone")
+	}
 
 	cancel()
 	select {

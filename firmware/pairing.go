@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 
@@ -14,18 +15,23 @@ import (
 
 // The board's HTTP API, used by the phone page:
 //
-//	GET  /api/state[?token=T]  the box's state, LED pattern and error message
+//	GET  /api/state            the box's state, LED pattern and error message
+//	                           for a paired phone (token as "Authorization:
+//	                           Bearer T" or ?token=T); a stranger gets only
+//	                           {"state":"unpaired",...} (not on the
+//	                           simulated board, whose page is its LED)
 //	POST /api/pair/request     long poll until the box's buttons approve this
 //	                           phone: 200 {"token":...}, 408 when nobody has
 //	                           pressed them yet (the page asks again)
 //	POST /api/sim/button       {"button":"a"|"b"|"both","ms":N}; only on the
 //	                           simulated board, 404 on real hardware
 //
-// The approval rule (docs/board.md): a waiting phone makes the LED show
-// "pairing"; pressing both buttons together admits every phone waiting and
-// keeps pairing mode open for pairing.window, admitting phones that ask
-// meanwhile at once. Nothing here reveals media or tokens to an unpaired
-// client: /api/state says only whether the given token is paired.
+// The approval rule (docs/board.md, docs/security.md): a waiting phone
+// makes the LED show "pairing", one blue flash per waiting phone; pressing
+// both buttons together admits the phones waiting at that moment, and no
+// later one (there is no pairing window). At most two requests per
+// address wait at once. Nothing here reveals media or tokens to an
+// unpaired client.
 
 // maxBoardAPIBody bounds request bodies: the largest legitimate one is a few
 // dozen bytes.
@@ -42,8 +48,8 @@ type boardAPIState struct {
 	Viewers   int    `json:"viewers"`
 	// Beyond the page's contract, for people and scripts.
 	Muted   bool `json:"muted"`
-	Waiting int  `json:"waiting"`
-	Open    bool `json:"open"`
+	Waiting int  `json:"waiting"` // phones waiting to pair (the LED's blue flashes)
+	Open    bool `json:"open"`    // pairing is off (open access)
 	// Call is the call to another box (docs/peer.md, "Calls from the box").
 	Call boardCallState `json:"call"`
 }
@@ -76,6 +82,13 @@ func (p *boardPart) routes(mux *http.ServeMux) {
 func (p *boardPart) state(token string) boardAPIState {
 	st := p.box.Status()
 	paired := p.box.Authorize(token) == nil
+	if !paired && !p.netButtons {
+		// A stranger learns only that it must pair: not who watches, not
+		// whether a call is on, not the configuration's errors, not
+		// whether phones wait. (The simulated board is the exception:
+		// there the page is the board, and anyone can press its buttons.)
+		return boardAPIState{State: "unpaired", Message: "pair this phone: press both buttons on the box together"}
+	}
 	call := boardCallState{State: callStateNames[st.Call], Enabled: p.calls != nil && p.calls.callsEnabled()}
 	if paired && st.Call != board.CallIdle && p.calls != nil {
 		call.Peer = p.calls.peerLabel()
@@ -148,7 +161,12 @@ func (p *boardPart) handlePair(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// A long poll must not hold up the appliance's shutdown.
 	defer context.AfterFunc(p.ctx, cancel)()
-	tok, err := p.box.RequestPairing(ctx, req.Name)
+	// At most a couple of waiting requests per address (pairing.MaxWaitingPerAddr).
+	host, _, herr := net.SplitHostPort(r.RemoteAddr)
+	if herr != nil {
+		host = r.RemoteAddr
+	}
+	tok, err := p.box.RequestPairing(ctx, req.Name, host)
 	switch {
 	case err == nil:
 		writeBoardJSON(w, http.StatusOK, map[string]string{"token": tok})

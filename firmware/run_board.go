@@ -156,7 +156,6 @@ func (p *boardPart) start(ctx context.Context) error {
 	opts := board.BoxOptions{
 		Machine: board.MachineConfig{
 			Timing:       board.Timing{Debounce: cfg.Board.Debounce, Long: cfg.Board.LongPress, VeryLong: cfg.Board.VeryLongPress},
-			Window:       cfg.Pairing.Window,
 			ResetConfirm: cfg.Pairing.ResetConfirm,
 		},
 		Store: st,

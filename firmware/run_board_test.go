@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/relay"
 )
@@ -156,14 +157,17 @@ func TestBoardAPIPairing(t *testing.T) {
 	if err := f.a.relay.auth.Authorize(tok); err != nil {
 		t.Fatalf("relay refuses the paired token: %v", err)
 	}
-	// Pairing mode stays open: a second phone is admitted without a press.
+	// No pairing window: a second phone waits for a press of its own.
+	res2 := f.pair(t)
+	eventually(t, "the second phone to wait", func() bool { return f.a.board.box.Status().Waiting == 1 })
 	select {
-	case r2 := <-f.pair(t):
-		if r2.code != 200 || r2.body["token"] == "" || r2.body["token"] == tok {
-			t.Fatalf("second phone in pairing mode: %+v", r2)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("second phone not admitted while pairing mode is open")
+	case r2 := <-res2:
+		t.Fatalf("second phone admitted without a press: %+v", r2)
+	case <-time.After(300 * time.Millisecond):
+	}
+	f.press(t, `{"button":"both","ms":300}`)
+	if r2 := <-res2; r2.code != 200 || r2.body["token"] == "" || r2.body["token"] == tok {
+		t.Fatalf("second phone after its press: %+v", r2)
 	}
 
 	// Factory reset: A held 10.5 s (back-dated), then A to confirm.
@@ -423,9 +427,13 @@ func TestBoardStopLeavesNoGoroutines(t *testing.T) {
 func TestBoardMissingHardware(t *testing.T) {
 	f := startBoard(t, "", "--board", "rpi5")
 	f.a.board.booted()
-	st := f.state(t, "")
-	if st.State != "error" || !strings.Contains(st.Message, "board:") || st.Simulated {
+	if st := f.a.board.box.Status(); st.State != board.Error || !strings.Contains(st.Message, "board:") {
 		t.Fatalf("missing board: %+v", st)
+	}
+	// A stranger learns only that it must pair, not the configuration's
+	// errors (issue 12, item 11).
+	if st := f.state(t, ""); st.State != "unpaired" || strings.Contains(st.Message, "board:") || st.Simulated {
+		t.Fatalf("missing board, as a stranger sees it: %+v", st)
 	}
 	if code := f.press(t, `{"button":"both","ms":100}`); code != 404 {
 		t.Fatalf("network press on a real board's profile: %d, want 404", code)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/peer/box"
 	"github.com/callbox/callbox/relay/viewer"
@@ -239,5 +240,70 @@ func TestFactoryResetCutsCallViewers(t *testing.T) {
 			}
 		}
 		rcancel()
+	}
+}
+
+// TestPairingOnePress (issue 12, item 5): two phones wait and the LED
+// flashes twice; one press admits those two; a request made after the
+// press is not admitted by it (before: a 60 s window admitted it in
+// milliseconds, unseen) and shows on the LED until a press of its own; one
+// address holds at most two waiting places; a stranger's /api/state says
+// only that it must pair.
+func TestPairingOnePress(t *testing.T) {
+	f := startBoard(t, "")
+	f.a.board.booted()
+	first, second := f.pair(t), f.pair(t)
+	eventually(t, "two phones waiting", func() bool { return f.a.board.box.Status().Waiting == 2 })
+	led := f.a.board.box.Status().LED
+	flashes := 0
+	for _, s := range led.Steps {
+		if s.Color != 0 {
+			flashes++
+		}
+	}
+	if led.Name != "pairing" || flashes != 2 {
+		t.Fatalf("two waiting: LED %s with %d flashes, want pairing with 2", led.Name, flashes)
+	}
+	f.press(t, `{"button":"both","ms":300}`)
+	tok := ""
+	for _, res := range []<-chan pairResult{first, second} {
+		r := <-res
+		if r.code != 200 || r.body["token"] == "" {
+			t.Fatalf("a waiting phone after the press: %+v", r)
+		}
+		tok = r.body["token"]
+	}
+
+	late := f.pair(t)
+	eventually(t, "the late phone waiting", func() bool { return f.a.board.box.Status().Waiting == 1 })
+	select {
+	case r := <-late:
+		t.Fatalf("a request after the press was admitted without one: %+v", r)
+	case <-time.After(time.Second):
+	}
+	if st := f.a.board.box.Status(); st.State != board.Pairing {
+		t.Fatalf("the late phone does not show: %+v", st)
+	}
+	// One address (loopback here) holds two places at most.
+	extra := f.pair(t)
+	eventually(t, "a second request from the address", func() bool { return f.a.board.box.Status().Waiting == 2 })
+	if r := <-f.pair(t); r.code != http.StatusTooManyRequests {
+		t.Fatalf("a third waiting request from one address: %+v, want 429", r)
+	}
+
+	// A stranger on a real board learns only that it must pair.
+	f.a.board.netButtons = false
+	if st := f.state(t, ""); st.State != "unpaired" || st.Waiting != 0 || st.LED != "" || st.Name != "" || st.Viewers != 0 {
+		t.Errorf("a stranger's /api/state: %+v", st)
+	}
+	if st := f.state(t, tok); st.State != "pairing" || st.Waiting != 2 || !st.Paired {
+		t.Errorf("a paired phone's /api/state: %+v", st)
+	}
+	f.a.board.netButtons = true
+	f.press(t, `{"button":"both","ms":300}`)
+	for _, res := range []<-chan pairResult{late, extra} {
+		if r := <-res; r.code != 200 {
+			t.Fatalf("after their own press: %+v", r)
+		}
 	}
 }

@@ -117,7 +117,7 @@ type Board struct {
 // Pairing decides which phones may receive media.
 type Pairing struct {
 	Open           bool          // every client gets media without pairing (trusted networks only)
-	Window         time.Duration // how long pairing mode stays open after the button gesture
+	Window         time.Duration // ignored: no pairing window stays open (docs/security.md); accepted so older files load
 	RequestTimeout time.Duration // how long a phone's pairing request waits for the button
 	ResetConfirm   time.Duration // how long the box waits for the factory reset confirmation
 }

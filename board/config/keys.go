@@ -104,7 +104,7 @@ var Keys = []Key{
 	// [pairing]
 	boolKey("pairing.open", "open", "every client gets media without pairing (trusted networks only)",
 		false, func(c *Config) *bool { return &c.Pairing.Open }),
-	durationKey("pairing.window", "", "how long pairing mode stays open after A+B",
+	durationKey("pairing.window", "", "ignored since issue 12: A+B admits only the phones already waiting, no window stays open (docs/security.md); accepted so older files load",
 		60*time.Second, 5*time.Second, time.Hour, func(c *Config) *time.Duration { return &c.Pairing.Window }),
 	durationKey("pairing.request_timeout", "", "how long `POST /api/pair/request` waits for the buttons before 408",
 		60*time.Second, time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.Pairing.RequestTimeout }),

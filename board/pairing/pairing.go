@@ -36,6 +36,11 @@ var (
 // the network cannot pile up goroutines and connections.
 const MaxWaiting = 16
 
+// MaxWaitingPerAddr bounds the requests waiting at once from one address:
+// a phone needs one, a page reloaded meanwhile two; one host on the LAN
+// cannot take all MaxWaiting places and lock the owner's phone out.
+const MaxWaitingPerAddr = 2
+
 // MaxNameLen bounds a phone's self-chosen name (kept for the owner's logs).
 const MaxNameLen = 64
 
@@ -59,6 +64,7 @@ type Registry struct {
 
 type waiter struct {
 	name string
+	addr string
 	done chan struct{} // closed once token or err is set
 	tok  string
 	err  error
@@ -144,10 +150,17 @@ func (r *Registry) Authorize(token string) error {
 	return ErrUnpaired
 }
 
-// Request waits until the phone is approved and returns its new token, or
-// until ctx ends (ctx.Err()). In open mode it returns a token at once; that
-// token is not stored, so it stops working when open mode is turned off.
+// Request is RequestFrom without an address (no per-address bound).
 func (r *Registry) Request(ctx context.Context, name string) (string, error) {
+	return r.RequestFrom(ctx, name, "")
+}
+
+// RequestFrom waits until the phone is approved and returns its new token,
+// or until ctx ends (ctx.Err()). addr is where the request comes from: at
+// most MaxWaitingPerAddr requests from one address wait at once (ErrTooMany
+// beyond). In open mode it returns a token at once; that token is not
+// stored, so it stops working when open mode is turned off.
+func (r *Registry) RequestFrom(ctx context.Context, name, addr string) (string, error) {
 	if len(name) > MaxNameLen {
 		name = name[:MaxNameLen]
 	}
@@ -156,11 +169,11 @@ func (r *Registry) Request(ctx context.Context, name string) (string, error) {
 		r.mu.Unlock()
 		return newToken()
 	}
-	if len(r.waiters) >= MaxWaiting {
+	if len(r.waiters) >= MaxWaiting || addr != "" && r.fromLocked(addr) >= MaxWaitingPerAddr {
 		r.mu.Unlock()
 		return "", ErrTooMany
 	}
-	w := &waiter{name: name, done: make(chan struct{})}
+	w := &waiter{name: name, addr: addr, done: make(chan struct{})}
 	r.waiters[w] = struct{}{}
 	n := len(r.waiters)
 	r.mu.Unlock()
@@ -186,6 +199,16 @@ func (r *Registry) Request(ctx context.Context, name string) (string, error) {
 	}
 	r.notify(n)
 	return "", ctx.Err()
+}
+
+func (r *Registry) fromLocked(addr string) int {
+	n := 0
+	for w := range r.waiters {
+		if w.addr == addr {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Registry) notify(n int) {

@@ -190,3 +190,38 @@ func TestOpenMode(t *testing.T) {
 		t.Fatal("open mode stored a token")
 	}
 }
+
+// TestWaitingPerAddr (issue 12): one address holds at most
+// MaxWaitingPerAddr waiting places; another address still gets one.
+func TestWaitingPerAddr(t *testing.T) {
+	r := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for range MaxWaitingPerAddr {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.RequestFrom(ctx, "", "192.0.2.66") }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Waiting() != MaxWaitingPerAddr {
+		if time.Now().After(deadline) {
+			t.Fatal("requests never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := r.RequestFrom(ctx, "", "192.0.2.66"); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("one more from the same address: %v, want ErrTooMany", err)
+	}
+	owner := make(chan error, 1)
+	go func() { _, err := r.RequestFrom(ctx, "owner", "192.0.2.7"); owner <- err }()
+	for r.Waiting() != MaxWaitingPerAddr+1 {
+		select {
+		case err := <-owner:
+			t.Fatalf("the owner's phone was turned away: %v", err)
+		default:
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+}
