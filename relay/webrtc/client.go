@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 	pion "github.com/pion/webrtc/v4"
 )
 
@@ -66,6 +67,9 @@ type Client struct {
 	waitFrom  time.Time
 	h264Out   io.Writer
 	writeErr  error
+	videoSSRC uint32
+	lastPLI   time.Time
+	plis      uint64
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -228,6 +232,11 @@ func (c *Client) receive(t *pion.TrackRemote) {
 	if t.Kind() == pion.RTPCodecTypeAudio {
 		kind = capture.KindAudio
 	}
+	if kind == capture.KindVideo {
+		c.mu.Lock()
+		c.videoSSRC = uint32(t.SSRC())
+		c.mu.Unlock()
+	}
 	ro := newReorder()
 	buf := make([]byte, 1600)
 	for {
@@ -254,6 +263,14 @@ func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
 		c.waitFrom = now
 	}
 	au, ok, err := c.dep.Push(pkt)
+	if c.dep.NeedKeyframe() && now.Sub(c.lastPLI) > 500*time.Millisecond {
+		// Lost a packet NACK did not bring back: ask for an IDR, as a
+		// browser does.
+		c.lastPLI = now
+		c.plis++
+		ssrc := c.videoSSRC
+		go c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
 	if err != nil || !ok {
 		return
 	}
@@ -275,6 +292,7 @@ type Stats struct {
 	ClockOffset     time.Duration
 	DurationSeconds float64
 	Depacketizer    rtph264.Stats
+	PLIs            uint64 // keyframe requests sent
 }
 
 // Stats returns the measurements so far.
@@ -283,7 +301,7 @@ func (c *Client) Stats() Stats {
 	defer c.mu.Unlock()
 	return Stats{Video: c.video.Summary(), Audio: c.audio.Summary(), Decodable: c.decodable,
 		KeyframeWaits: append([]time.Duration(nil), c.keyWait...), ClockOffset: c.offset,
-		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats()}
+		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats(), PLIs: c.plis}
 }
 
 // ResetStats forgets what was measured (a warm-up), keeping frame state.

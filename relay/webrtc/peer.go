@@ -40,6 +40,10 @@ type peer struct {
 	twNext  uint16 // next transport-wide sequence number
 	twAcked uint16 // every number up to here has been covered by feedback
 	twKind  [twccRing]uint8
+	// twLostAt is when a packet was reported lost (Unix ns; 0: not held);
+	// lost lists the held ones, oldest first.
+	twLostAt [twccRing]int64
+	lost     []uint16
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -66,40 +70,113 @@ func (p *peer) nextTWCC(kind capture.Kind, rtx bool) uint16 {
 	return n
 }
 
-// feedback applies one transport-wide congestion control report: every
-// packet up to the last one it covers is no longer in flight, received or
-// reported lost, and counts as acknowledged for its kind's session (S13:
-// idle_count -= N). Reports only move forward; a stale or reordered one
-// acknowledges nothing.
-func (p *peer) feedback(fb *rtcp.TransportLayerCC) {
+// lossHold is how long a packet the feedback reports lost still counts as
+// in flight. A lost packet is not a received one: counting it as
+// acknowledged at once would reopen the window exactly when the link drops
+// packets, and the box would send ever faster into a full queue. Holding
+// it makes the window shrink while losses last, and come back after.
+const lossHold = time.Second
+
+// feedback applies one transport-wide congestion control report (the
+// Health Check, S13): every packet it reports received leaves its kind's
+// idle count now; a packet reported lost leaves it lossHold later (or when
+// a later report says it arrived after all). Reports only move forward; a
+// stale or reordered one acknowledges nothing new.
+func (p *peer) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	if fb.PacketStatusCount == 0 {
 		return
 	}
-	last := fb.BaseSequenceNumber + fb.PacketStatusCount - 1
-	var nv, na int
+	var ack [4]int
 	p.twMu.Lock()
-	ahead := int16(last - p.twAcked)
-	sent := int16(p.twNext - 1 - p.twAcked)
-	if ahead > sent {
-		ahead = sent // cannot acknowledge what was never sent
-	}
-	for ; ahead > 0; ahead-- {
-		p.twAcked++
-		switch p.twKind[p.twAcked%twccRing] {
-		case twVideo:
-			nv++
-		case twAudio:
-			na++
+	seq := fb.BaseSequenceNumber
+	left := int(fb.PacketStatusCount)
+	status := func(received bool) {
+		defer func() { seq++; left-- }()
+		if int16(seq-p.twAcked) <= 0 {
+			// Reported before: a packet held as lost that arrived after all.
+			if received && p.twLostAt[seq%twccRing] != 0 {
+				p.twLostAt[seq%twccRing] = 0
+				ack[p.twKind[seq%twccRing]]++
+				p.twKind[seq%twccRing] = twNone
+			}
+			return
 		}
-		p.twKind[p.twAcked%twccRing] = twNone
+		if int16(seq-p.twNext) >= 0 {
+			return // never sent: a bogus report
+		}
+		// Everything between the last report and seq was never reported:
+		// treat it like a packet reported lost.
+		for int16(seq-p.twAcked) > 1 {
+			p.twAcked++
+			p.holdLost(p.twAcked, now)
+		}
+		p.twAcked = seq
+		if received {
+			ack[p.twKind[seq%twccRing]]++
+			p.twKind[seq%twccRing] = twNone
+		} else {
+			p.holdLost(seq, now)
+		}
 	}
+	for _, c := range fb.PacketChunks {
+		switch c := c.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := 0; i < int(c.RunLength) && left > 0; i++ {
+				status(c.PacketStatusSymbol != rtcp.TypeTCCPacketNotReceived)
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, sym := range c.SymbolList {
+				if left <= 0 {
+					break
+				}
+				status(sym != rtcp.TypeTCCPacketNotReceived)
+			}
+		}
+	}
+	p.releaseLost(now, &ack)
 	p.twMu.Unlock()
 	p.feedbacks.Add(1)
-	if c := p.video.client.Load(); c != nil && nv > 0 {
-		c.Ack(nv)
+	p.ack(ack)
+}
+
+// holdLost notes a lost packet (under twMu).
+func (p *peer) holdLost(seq uint16, now time.Time) {
+	i := seq % twccRing
+	if p.twKind[i] == twNone || p.twLostAt[i] != 0 {
+		return
 	}
-	if c := p.audio.client.Load(); c != nil && na > 0 {
-		c.Ack(na)
+	p.twLostAt[i] = now.UnixNano()
+	p.lost = append(p.lost, seq)
+}
+
+// releaseLost acknowledges the lost packets held for lossHold (under twMu).
+func (p *peer) releaseLost(now time.Time, ack *[4]int) {
+	cut := now.Add(-lossHold).UnixNano()
+	n := 0
+	for _, seq := range p.lost {
+		i := seq % twccRing
+		at := p.twLostAt[i]
+		if at == 0 {
+			n++ // arrived after all: acknowledged then
+			continue
+		}
+		if at > cut {
+			break
+		}
+		p.twLostAt[i] = 0
+		ack[p.twKind[i]]++
+		p.twKind[i] = twNone
+		n++
+	}
+	p.lost = append(p.lost[:0], p.lost[n:]...)
+}
+
+func (p *peer) ack(ack [4]int) {
+	if c := p.video.client.Load(); c != nil && ack[twVideo] > 0 {
+		c.Ack(ack[twVideo])
+	}
+	if c := p.audio.client.Load(); c != nil && ack[twAudio] > 0 {
+		c.Ack(ack[twAudio])
 	}
 }
 
@@ -122,7 +199,7 @@ func (p *peer) readRTCP(s *sender, rs *pion.RTPSender) {
 		for _, pkt := range pkts {
 			switch pkt := pkt.(type) {
 			case *rtcp.TransportLayerCC:
-				p.feedback(pkt)
+				p.feedback(pkt, time.Now())
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.plis.Add(1)
 				if c := p.video.client.Load(); c != nil {
@@ -159,6 +236,11 @@ func (p *peer) sendReports() {
 			return
 		case <-t.C:
 		}
+		var ack [4]int
+		p.twMu.Lock()
+		p.releaseLost(time.Now(), &ack)
+		p.twMu.Unlock()
+		p.ack(ack)
 		var pkts []rtcp.Packet
 		for _, s := range []*sender{p.video, p.audio} {
 			s.mu.Lock()

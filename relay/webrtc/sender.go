@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/rtpext"
@@ -49,6 +50,9 @@ type sender struct {
 	lastNTP  uint64 // capture time and RTP timestamp of the last frame sent,
 	lastTS   uint32 // for sender reports
 	haveLast bool
+	now      int64   // the write's time, Unix ns
+	rtxTok   float64 // retransmission tokens
+	rtxLast  int64
 
 	client atomic.Pointer[relay.Client]
 }
@@ -56,7 +60,18 @@ type sender struct {
 type seqPair struct {
 	client, stream uint16
 	ok             bool
+	at             int64 // when it was sent, Unix ns
 }
+
+// Retransmissions are outside the policy's window, so they are bounded:
+// a packet older than rtxMaxAge would arrive too late to be shown, and a
+// client gets at most rtxPerSecond (a burst of rtxBurst) so that NACKs
+// from a congested link cannot add to its load.
+const (
+	rtxMaxAge    = 400 * time.Millisecond
+	rtxPerSecond = 100
+	rtxBurst     = 50
+)
 
 func newSender(p *peer, kind capture.Kind) *sender {
 	s := &sender{p: p, kind: kind, id: kind.String(), seq: uint16(rtpext.Random32())}
@@ -121,6 +136,7 @@ func (s *sender) WriteUnits(units []*relay.Unit) error {
 	if !s.bound {
 		return errUnbound
 	}
+	s.now = time.Now().UnixNano()
 	for _, u := range units {
 		if s.kind == capture.KindVideo {
 			s.p.srv.hist.add(u)
@@ -157,7 +173,7 @@ func (s *sender) writeLocked(pkt []byte, rtx bool, seq uint16) error {
 	} else {
 		h.SequenceNumber = s.seq
 		e := &s.sent[s.seq%historySize]
-		*e = seqPair{client: s.seq, stream: seqOf(pkt), ok: true}
+		*e = seqPair{client: s.seq, stream: seqOf(pkt), ok: true, at: s.now}
 		s.seq++
 	}
 	if s.twccID != 0 {
@@ -190,12 +206,16 @@ func (s *sender) retransmit(seqs []uint16, buf []byte) int {
 	if !s.bound {
 		return 0
 	}
+	now := time.Now().UnixNano()
+	s.rtxTok = min(rtxBurst, s.rtxTok+float64(now-s.rtxLast)/1e9*rtxPerSecond)
+	s.rtxLast = now
 	n := 0
 	for _, cs := range seqs {
 		e := s.sent[cs%historySize]
-		if !e.ok || e.client != cs {
+		if !e.ok || e.client != cs || now-e.at > int64(rtxMaxAge) || s.rtxTok < 1 {
 			continue
 		}
+		s.rtxTok--
 		pkt, ok := s.p.srv.hist.copyPacket(buf[:0], e.stream)
 		if !ok {
 			continue

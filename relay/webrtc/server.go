@@ -66,11 +66,11 @@ type Config struct {
 // feedback for up to an interval.
 var DefaultVideo = relay.KindConfig{
 	HealthInterval: 16,
-	IdleLimit:      64,
-	Batch:          64,
+	IdleLimit:      32,
+	Batch:          32,
 	MaxUnits:       8,
 	MaxBytes:       512 << 10,
-	MaxDelay:       150 * time.Millisecond,
+	MaxDelay:       100 * time.Millisecond,
 }
 
 // DefaultAudio is the audio policy of a WebRTC session: 20 ms packets, so
