@@ -33,9 +33,9 @@ type Relay struct {
 	videoCodec atomic.Uint32
 	// lastCodec is when each video codec was last published (Unix ns).
 	lastCodec [3]atomic.Int64
-	nextID     atomic.Uint64
-	done       chan struct{}
-	wg         sync.WaitGroup
+	nextID    atomic.Uint64
+	done      chan struct{}
+	wg        sync.WaitGroup
 
 	tot      totals
 	registry *prometheus.Registry
