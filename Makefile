@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
 HTTP    ?= 127.0.0.1:8080
 
-.PHONY: all build run deps test test-unit test-cross cross bench bench-relay fuzz image bundle vendor clean config-docs
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay bench-webrtc fuzz image bundle vendor clean config-docs
 all: build
 
 # The build needs Go and git, plus a C compiler and PortAudio for the
@@ -53,6 +53,12 @@ bench:
 
 # The relay under load: N loopback TCP clients in a separate process, with
 # and without a slow one (docs/relay.md has the table). About 2 minutes.
+# The emulated Wi-Fi (root: a network namespace and tc tbf): N = 1, 4, 10,
+# 16 viewers over WebRTC and over the WebSocket/JPEG path (docs/webrtc.md).
+bench-webrtc:
+	$(GO) test -run '^$$' -bench WriteUnits -benchmem ./relay/webrtc
+	CALLBOX_BENCH_WIFI=1 $(GO) test -count=1 -run '^TestWiFiBenchmark$$' -v ./relay/webrtc
+
 bench-relay:
 	$(GO) test -run '^$$' -bench Fanout -benchmem ./relay
 	$(GO) build -o bin/relaybench ./relay/relaybench

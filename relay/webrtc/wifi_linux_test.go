@@ -464,3 +464,73 @@ func TestWiFiTenViewersAndSlowOne(t *testing.T) {
 		t.Errorf("slow viewer: %.1f fps, worst frame %.0f ms behind: want a few frames a second, never 0.5 s behind", s.FPS, s.Max)
 	}
 }
+
+// TestWiFiBenchmark is the benchmark of docs/webrtc.md (make bench-webrtc;
+// CALLBOX_BENCH_WIFI=1): N = 1, 4, 10, 16 viewers on the emulated Wi-Fi,
+// each N over WebRTC (H.264 2 Mbit/s) and over the WebSocket path (JPEG
+// 720p30 as the page gets it, ~14 Mbit/s) in one run, with the box's CPU
+// and RSS. It prints a Markdown table; it judges nothing.
+func TestWiFiBenchmark(t *testing.T) {
+	if os.Getenv("CALLBOX_BENCH_WIFI") == "" {
+		t.Skip("a benchmark: CALLBOX_BENCH_WIFI=1 (make bench-webrtc)")
+	}
+	testenv.RequireRoot(t)
+	wifi := newLink(t, 0, wifiTBF...)
+	b := newWifiBox(t, true, wifi.boxIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	base := "http://" + wifi.boxIP + ":" + b.port()
+	// What the box costs with nobody watching: both streams published.
+	c0, t0 := cpuSeconds(), time.Now()
+	time.Sleep(3 * time.Second)
+	idle := (cpuSeconds() - c0) / time.Since(t0).Seconds() * 100
+	var rows []string
+	for _, n := range []int{1, 4, 10, 16} {
+		for _, mode := range []string{"webrtc", "ws"} {
+			spec := viewersSpec{URL: base + "/whep", Mode: mode, N: n, Warmup: 2 * time.Second, Duration: 5 * time.Second}
+			if mode == "ws" {
+				spec.URL = "ws://" + wifi.boxIP + ":" + b.port()
+			}
+			c0, t0 := cpuSeconds(), time.Now()
+			rs, err := wifi.viewers(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cpu := (cpuSeconds() - c0) / time.Since(t0).Seconds() * 100
+			var fps, kbps, p50, p99 []float64
+			var whole, inc, errs uint64
+			for _, r := range rs {
+				fps, kbps, p50, p99 = append(fps, r.FPS), append(kbps, r.Kbps), append(p50, r.P50), append(p99, r.P99)
+				whole += r.Whole
+				inc += r.Incomplete
+				if r.Err != "" {
+					errs++
+				}
+			}
+			span := func(v []float64, f string) string {
+				lo, hi := v[0], v[0]
+				for _, x := range v {
+					lo, hi = min(lo, x), max(hi, x)
+				}
+				if fmt.Sprintf(f, lo) == fmt.Sprintf(f, hi) {
+					return fmt.Sprintf(f, lo)
+				}
+				return fmt.Sprintf(f+"-"+f, lo, hi)
+			}
+			path := "WebRTC H.264"
+			if mode == "ws" {
+				path = "WebSocket JPEG"
+			}
+			rows = append(rows, fmt.Sprintf("| %d | %s | %s | %s | %s | %s | %d/%d | %d | %.1f | %.0f | %.1f |",
+				n, path, span(fps, "%.1f"), span(kbps, "%.0f"), span(p50, "%.0f"), span(p99, "%.0f"), whole, whole+inc, errs, cpu, rssMB(), load()))
+			t.Logf("%s", rows[len(rows)-1])
+		}
+	}
+	fmt.Printf("\nbox publishing to nobody: %.1f%% of a core\n\n", idle)
+	fmt.Println("| viewers | path | fps (each) | kbit/s (each) | p50 ms | p99 ms | whole/all frames | viewers lost | box CPU % | box RSS MB | load |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+	t.Logf("wifi tbf: %s", wifi.qdisc())
+}
