@@ -7,6 +7,7 @@ require (
 	github.com/blackjack/webcam v0.6.1
 	github.com/bluenviron/gortsplib/v5 v5.6.4
 	github.com/coder/websocket v1.8.15
+	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/gordonklaus/portaudio v0.0.0-20250206071425-98a94950218b
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/nats-io/nats.go v1.56.0

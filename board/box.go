@@ -52,6 +52,8 @@ type Box struct {
 	mu    sync.Mutex
 	m     *Machine
 	hooks Hooks
+	// onPress observes every gesture (OnPress).
+	onPress func(Press)
 
 	saveMu sync.Mutex
 	saved  store.State
@@ -177,8 +179,13 @@ func (b *Box) Press(btn Button, at time.Time) { b.with(func(m *Machine) { m.Pres
 // Release records a button going up and performs its gesture's actions.
 func (b *Box) Release(btn Button, at time.Time) {
 	b.mu.Lock()
+	n := b.m.presses
 	acts := b.m.Release(btn, at)
+	pressed, p, on := b.m.presses != n, b.m.lastPress, b.onPress
 	b.mu.Unlock()
+	if pressed && on != nil {
+		on(p)
+	}
 	b.do(acts)
 }
 
@@ -186,8 +193,38 @@ func (b *Box) Release(btn Button, at time.Time) {
 func (b *Box) Gesture(p Press) {
 	b.mu.Lock()
 	acts := b.m.Gesture(p)
+	on := b.onPress
 	b.mu.Unlock()
+	if on != nil {
+		on(p)
+	}
 	b.do(acts)
+}
+
+// OnPress sets a function told of every gesture the buttons make (Home
+// Assistant's button events), before its actions run. It must not block.
+func (b *Box) OnPress(f func(Press)) {
+	b.mu.Lock()
+	b.onPress = f
+	b.mu.Unlock()
+}
+
+// SetMuted mutes or unmutes the microphone as button A does (remembered
+// across restarts), for remote controls such as Home Assistant's switch.
+func (b *Box) SetMuted(on bool) {
+	b.mu.Lock()
+	was := b.m.muted
+	b.m.SetMuted(on)
+	b.mu.Unlock()
+	if was == on {
+		b.refresh()
+		return
+	}
+	if on {
+		b.do([]Action{ActMute})
+	} else {
+		b.do([]Action{ActUnmute})
+	}
 }
 
 // Authorize is the relay's gate: nil for a paired token (or in open mode).

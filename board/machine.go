@@ -117,6 +117,8 @@ type Machine struct {
 	booted     bool
 	updating   bool // an update is being checked or written
 	muted      bool
+	presses    uint64 // gestures classified so far (for Box.OnPress)
+	lastPress  Press
 	viewers    int
 	call       Call
 	faults     map[Fault]string
@@ -191,6 +193,8 @@ func (m *Machine) Release(b Button, at time.Time) []Action {
 func (m *Machine) Gesture(p Press) []Action { return m.gesture(p, m.clk.Now()) }
 
 func (m *Machine) gesture(p Press, now time.Time) []Action {
+	m.presses++
+	m.lastPress = p
 	if m.resetAsked(now) {
 		m.resetUntil = time.Time{}
 		// Only a short press of A confirms; anything else is the person

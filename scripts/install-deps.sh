@@ -23,6 +23,8 @@ PKGS=(
   iproute2 iptables conntrack iputils-ping coturn
   # the hub's store contract on a real PostgreSQL, and hub instances over a real NATS
   postgresql nats-server
+  # outputs: Home Assistant MQTT discovery tests run a real broker
+  mosquitto
   # SD-card image checks
   shellcheck genimage mtools dosfstools e2fsprogs fdisk
   # RAUC update bundles and installs (test/image/update_test.go)

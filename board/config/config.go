@@ -45,6 +45,8 @@ type Config struct {
 	Board   Board
 	Pairing Pairing
 	Call    Call
+	RTSP    RTSP
+	MQTT    MQTT
 
 	// set holds the keys the file gave a valid value, so callers can let
 	// the file override only what it actually says.
@@ -91,6 +93,21 @@ type Relay struct {
 	MaxFlushes    int           // disconnect a client flushed this often within FlushWindow
 	FlushWindow   time.Duration
 	VideoNagle    bool // leave Nagle's algorithm on for video (S14; measured slower)
+}
+
+// RTSP is the RTSP server for VLC, NVRs and Home Assistant
+// (docs/integrations.md).
+type RTSP struct {
+	Listen  string // TCP listen address; "" turns RTSP off
+	UDPPort int    // the server's RTP port for the UDP transport (even; RTCP is the next); 0: TCP only
+}
+
+// MQTT is Home Assistant's MQTT discovery (docs/integrations.md).
+type MQTT struct {
+	Broker          string // mqtt://host:port (or tcp://, ws://); "" turns MQTT off
+	Username        string
+	Password        string
+	DiscoveryPrefix string // Home Assistant's discovery prefix
 }
 
 // NoPin marks an unused GPIO line in Board.
@@ -414,6 +431,27 @@ func wsURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 		return fmt.Errorf("%w: %q is not a ws:// or wss:// URL", ErrRange, s)
+	}
+	return nil
+}
+
+// mqttURL accepts "" (off) or an mqtt://, mqtts://, tcp://, ssl://, ws://
+// or wss:// URL with a host.
+func mqttURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || !slices.Contains([]string{"mqtt", "mqtts", "tcp", "ssl", "tls", "ws", "wss"}, u.Scheme) || u.Host == "" {
+		return fmt.Errorf("%w: %q is not an mqtt:// URL with a host", ErrRange, s)
+	}
+	return nil
+}
+
+// evenPort accepts 0 (off) or an even port: RTCP takes the next one.
+func evenPort(n int) error {
+	if n%2 != 0 {
+		return fmt.Errorf("%w: must be even (RTCP uses the next port), got %d", ErrRange, n)
 	}
 	return nil
 }

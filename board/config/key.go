@@ -146,6 +146,14 @@ func intKey(name, flag, doc string, def int, lo, hi int64, ptr func(*Config) *in
 	return Key{Name: name, Flag: flag, Doc: doc, v: intField(def, lo, hi, ptr)}
 }
 
+// evenIntKey is an int that must be even (an RTP port: RTCP takes the next).
+func evenIntKey(name, flag, doc string, def int, lo, hi int64, ptr func(*Config) *int) Key {
+	f := intField(def, lo, hi, ptr)
+	f.check = evenPort
+	f.rng = fmt.Sprintf("%d–%d, even", lo, hi)
+	return Key{Name: name, Flag: flag, Doc: doc, v: f}
+}
+
 // blocksKey is a frame dimension: RFC 2435 carries sizes in 8-pixel
 // blocks in one byte, so multiples of 8 up to 2040.
 func blocksKey(name, flag, doc string, def int, ptr func(*Config) *int) Key {

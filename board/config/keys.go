@@ -120,6 +120,22 @@ var Keys = []Key{
 		15, 1, 60, func(c *Config) *int { return &c.Call.FPS }),
 	boolKey("call.auto_answer", "auto-answer", "answer calls from paired boxes at once; off: every incoming call is refused (docs/security.md)",
 		false, func(c *Config) *bool { return &c.Call.AutoAnswer }),
+
+	// [rtsp]
+	stringKey("rtsp.listen", "rtsp", "RTSP server address; the stream is `rtsp://<box>:8554/live`; `\"\"`: RTSP off",
+		":8554", func(c *Config) *string { return &c.RTSP.Listen }),
+	evenIntKey("rtsp.udp_port", "rtsp-udp-port", "the RTSP server's RTP port for UDP readers (RTCP is the next one); `0`: TCP only",
+		8000, 0, 65534, func(c *Config) *int { return &c.RTSP.UDPPort }),
+
+	// [mqtt]
+	stringKey("mqtt.broker", "mqtt", "MQTT broker for Home Assistant discovery, e.g. `\"mqtt://192.168.1.10:1883\"`; `\"\"`: off",
+		"", func(c *Config) *string { return &c.MQTT.Broker }, mqttURL),
+	stringKey("mqtt.username", "", "MQTT user name (`\"\"`: none)",
+		"", func(c *Config) *string { return &c.MQTT.Username }, maxLen(256)),
+	stringKey("mqtt.password", "", "MQTT password",
+		"", func(c *Config) *string { return &c.MQTT.Password }, maxLen(256)),
+	stringKey("mqtt.discovery_prefix", "", "Home Assistant's MQTT discovery prefix",
+		"homeassistant", func(c *Config) *string { return &c.MQTT.DiscoveryPrefix }, nonEmpty, maxLen(64)),
 }
 
 // Sections are the file's tables, in the order docs/config.md and the
@@ -146,6 +162,10 @@ var Sections = []Section{
 		"one. Two roles on one GPIO line are an error."},
 	{Name: "pairing"},
 	{Name: "call", Doc: "Calls between boxes ([peer.md](peer.md#calls-from-the-box))."},
+	{Name: "rtsp", Doc: "The stream for VLC, ffmpeg, NVRs and Home Assistant ([integrations.md](integrations.md)): " +
+		"`rtsp://<box>:8554/live`, a pairing token as the password (any user name) unless `pairing.open`."},
+	{Name: "mqtt", Doc: "Home Assistant through MQTT discovery ([integrations.md](integrations.md#home-assistant-mqtt)): " +
+		"the box appears as one device with its camera, buttons, LED, call state, viewer count and mute."},
 }
 
 // Aliases are command-line flags that set several keys at once.
