@@ -28,8 +28,8 @@ import (
 //
 // Start order (parts): board (LED, buttons, pairing) -> relay -> media
 // (sources and packetizers publishing into the relay) -> peer (calls to
-// other boxes) -> page (and mDNS); then the HTTP server. Stop runs in
-// reverse.
+// other boxes) -> page (and mDNS) -> outputs (RTSP, /snapshot.jpg, Home
+// Assistant); then the HTTP server. Stop runs in reverse.
 type appliance struct {
 	configPath string
 	flags      *config.Flags // the configuration keys' flags
@@ -46,11 +46,12 @@ type appliance struct {
 	// the calls' ICE restarts follow it.
 	net *netmon.Monitor
 
-	board *boardPart
-	relay *relayPart
-	media *mediaPart
-	peer  *peerPart
-	page  *pagePart
+	board   *boardPart
+	relay   *relayPart
+	media   *mediaPart
+	peer    *peerPart
+	page    *pagePart
+	outputs *outputsPart
 	// update installs bundles uploaded from the page (run_update.go).
 	update     *updatePart
 	updateOpts updateOptions
@@ -79,8 +80,14 @@ func (a *appliance) wire() {
 	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
 		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
+	a.outputs = newOutputsPart(a.cfg, a.log.With("part", "outputs"), a.mux, a.board, a.relay, a.media, a.page)
 	a.board.relay, a.board.calls = a.relay, a.peer
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
+	// The outputs' gate stands in front of the board's pairing check, for
+	// the relay and for the tokens a pairing hands out: RTSP Digest needs
+	// the tokens in clear (docs/integrations.md).
+	a.relay.auth = a.outputs
+	a.board.onToken = a.outputs.learnToken
 }
 
 // parts lists the parts in start order.
@@ -91,7 +98,8 @@ func (a *appliance) parts() []struct {
 	return []struct {
 		name string
 		p    part
-	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page}, {"update", a.update}}
+	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page},
+		{"outputs", a.outputs}, {"update", a.update}}
 }
 
 // start starts the parts in order; the returned stop stops the ones

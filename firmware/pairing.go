@@ -169,6 +169,9 @@ func (p *boardPart) handlePair(w http.ResponseWriter, r *http.Request) {
 	tok, err := p.box.RequestPairing(ctx, req.Name, host)
 	switch {
 	case err == nil:
+		if p.onToken != nil {
+			p.onToken(tok) // the outputs: RTSP Digest needs the token in clear
+		}
 		writeBoardJSON(w, http.StatusOK, map[string]string{"token": tok})
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 		writeBoardJSON(w, http.StatusRequestTimeout, map[string]string{"error": "not approved yet: press both buttons on the box together"})

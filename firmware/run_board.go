@@ -36,6 +36,9 @@ type boardPart struct {
 	net    boardNet
 	relay  boardRelay
 	calls  boardCalls
+	// onToken is told each token a pairing hands out (the outputs' gate
+	// remembers it, in memory, for RTSP Digest); nil: nobody.
+	onToken func(token string)
 
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware

@@ -179,3 +179,7 @@ func EncodeI420(f capture.VideoFrame) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// JPEG returns the newest frame as a JPEG (for Home Assistant's MQTT
+// camera), with the same sharing as requests.
+func (h *Handler) JPEG(ctx context.Context) ([]byte, error) { return h.latest(ctx) }
