@@ -92,9 +92,9 @@ type watcher struct {
 	note chan struct{}
 }
 
-func watch(t *testing.T, addr string) *watcher {
+func watch(t *testing.T, addr, id string) *watcher {
 	w := &watcher{msgs: map[string][]mqtt.Message{}, note: make(chan struct{}, 1)}
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("ha-test").
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetMaxReconnectInterval(time.Second)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
@@ -170,9 +170,12 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hc.Close()
-	w := watch(t, b.addr())
+	early := watch(t, b.addr(), "ha-early")
 	avail := "callbox/callbox_0123abcd/availability"
-	w.wait(t, avail, 0, payloadIs("online"))
+	early.wait(t, avail, 0, payloadIs("online"))
+	// Home Assistant connecting after the box: everything it needs comes
+	// from the broker's retained messages.
+	w := watch(t, b.addr(), "ha-late")
 
 	// Discovery, as Home Assistant reads it: <prefix>/<component>/<node>/<object>/config,
 	// retained, JSON with a unique unique_id, the device block and availability.
