@@ -79,7 +79,8 @@ func (p *relayPart) start(ctx context.Context) error {
 	}
 	p.mux.Handle("/ws/video", r.WebSocketHandler(capture.KindVideo))
 	p.mux.Handle("/ws/audio", r.WebSocketHandler(capture.KindAudio))
-	p.mux.Handle("/metrics", promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}))
+	// Per-viewer addresses: for the box itself and paired phones only.
+	p.mux.Handle("/metrics", localOrPaired(promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}), p.auth))
 	whep, err := startWHEP(p.mux, r, authorize, p.log)
 	if err != nil {
 		r.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -304,6 +305,47 @@ func TestPairingOnePress(t *testing.T) {
 	for _, res := range []<-chan pairResult{late, extra} {
 		if r := <-res; r.code != 200 {
 			t.Fatalf("after their own press: %+v", r)
+		}
+	}
+}
+
+// TestMetricsNotForStrangers (issue 12, item 11): /metrics, which names
+// every viewer's address and port, answers the box itself and paired
+// phones; a stranger on the LAN gets 403 (before: the metrics).
+func TestMetricsNotForStrangers(t *testing.T) {
+	f := startBoard(t, "", "--relay", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.a.relay.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer f.a.relay.stop()
+	res := f.pair(t)
+	eventually(t, "the phone to wait", func() bool { return f.a.board.box.Status().Waiting == 1 })
+	f.press(t, `{"button":"both","ms":200}`)
+	tok := (<-res).body["token"]
+	get := func(remote, token string) int {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.RemoteAddr = remote
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		f.a.mux.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, tc := range []struct {
+		remote, token string
+		want          int
+	}{
+		{"127.0.0.1:5000", "", 200},
+		{"[::1]:5000", "", 200},
+		{"192.168.1.50:5000", "", 403},
+		{"192.168.1.50:5000", "forged", 403},
+		{"192.168.1.50:5000", tok, 200},
+	} {
+		if got := get(tc.remote, tc.token); got != tc.want {
+			t.Errorf("/metrics from %s with token %q: %d, want %d", tc.remote, tc.token, got, tc.want)
 		}
 	}
 }
