@@ -64,6 +64,16 @@ bench-relay:
 	$(GO) build -o bin/relaybench ./relay/relaybench
 	./bin/relaybench
 
+# The hub under load (docs/hub.md has the table): registrations/s and RSS per
+# box with 1,000, 10,000 and 50,000 simulated boxes (in their own process) on
+# one hub on SQLite, then signals/s and latency between two instances through
+# NATS. Needs nats-server (make deps). A few minutes.
+.PHONY: bench-hub
+bench-hub: build
+	$(GO) test -run '^$$' -bench SignalAcrossInstances ./peer/hub/cluster
+	$(GO) build -o bin/hubbench ./peer/hub/hubbench
+	./bin/hubbench -callbox $(BIN)
+
 fuzz:
 	bash scripts/fuzz.sh
 
