@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -104,9 +105,14 @@ type proc struct {
 }
 
 func start(name string, args []string, env ...string) (*proc, error) {
+	return startLogged(name, args, os.Stderr, env...)
+}
+
+// startLogged is start with the child's stderr going to stderr.
+func startLogged(name string, args []string, stderr io.Writer, env ...string) (*proc, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -158,7 +164,16 @@ var hubListening = regexp.MustCompile(`signalling at ws://([0-9.]+:[0-9]+)/v1/ws
 
 func startHub(callbox, dir string, extra ...string) (*proc, string, error) {
 	args := append([]string{"hub", "--listen", "127.0.0.1:0", "--public-ip", "127.0.0.1", "--stun-listen", "", "--data", dir, "--drain", "1ms"}, extra...)
-	p, err := start(callbox, args, "CALLBOX_TURN_SECRET=bench-secret")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	// The hub's log goes to a file beside its store (it logs every box
+	// that connects or leaves at debug level only, but pairings and warnings).
+	logf, err := os.Create(filepath.Join(dir, "hub.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := startLogged(callbox, args, logf, "CALLBOX_TURN_SECRET=bench-secret")
 	if err != nil {
 		return nil, "", err
 	}
@@ -223,8 +238,9 @@ func benchBoxes(callbox, dir string, n, conc int) error {
 	if r.Failed > 0 {
 		return fmt.Errorf("%d registrations failed, first: %s", r.Failed, r.FirstError)
 	}
-	// Let the hub's heap settle with every box connected, then read RSS.
-	time.Sleep(3 * time.Second)
+	// Let the hub settle with every box connected (a GC cycle and the
+	// scavenger returning the registrations' garbage), then read RSS.
+	time.Sleep(10 * time.Second)
 	full := rssKB(hub.cmd.Process.Pid)
 	fmt.Printf("| %d | %.0f | %.1f MB | %.1f MB | %.1f KB | %.1f MB |\n", n, float64(r.Registered)/r.Seconds,
 		float64(idle)/1024, float64(full)/1024, float64(full-idle)/float64(n), float64(rssKB(boxes.cmd.Process.Pid))/1024)
