@@ -96,29 +96,9 @@ func (p *boardPart) start(ctx context.Context) error {
 	// A bad file never stops the box: it runs on the defaults (plus every
 	// valid key) and shows the error (cfgErr).
 	cfg, cfgErr := p.cfg, p.cfgErr
-
-	// Hardware: real GPIO when the profile resolves, else the simulation.
-	var chips []board.Chip
-	if infos, err := gpio.Chips(); err == nil {
-		for _, c := range infos {
-			chips = append(chips, board.Chip{Name: c.Name, Label: c.Label})
-		}
-	}
-	model := board.ReadModel()
-	_, known := board.DetectProfile(model)
-	w, werr := board.Resolve(cfg.Board, model, chips)
+	w, model, known, werr := p.resolveWiring()
 	// Config-class faults, shown together as one message.
-	faults := []error{cfgErr}
-	if werr != nil {
-		p.simulated = true
-		if !errors.Is(werr, board.ErrNoBoard) || cfg.Board.Profile != "auto" && cfg.Board.Profile != "sim" || known {
-			// A board was asked for, or this is a known board, and it
-			// cannot be driven: a fault to show, not a silent fallback.
-			faults = append(faults, fmt.Errorf("board: %w", werr))
-		}
-		p.log.Info("board: simulated", "why", werr)
-	}
-	p.wiring = w
+	faults := []error{cfgErr, werr}
 
 	dir := cfg.DataDir
 	if dir == "" {
@@ -131,31 +111,8 @@ func (p *boardPart) start(ctx context.Context) error {
 		st = nil
 	}
 
-	var led board.LED
-	tty := board.IsTerminal(os.Stderr)
-	if !p.simulated {
-		l, closers, err := openBoardLED(w)
-		if err != nil {
-			faults = append(faults, fmt.Errorf("board: %w", err))
-			p.simulated = true
-		} else {
-			led = l
-			p.closers = append(p.closers, closers...)
-		}
-	}
-	// Presses from the network (/api/sim/button) only where there is no
-	// real board at all: a development machine, or --board sim. A real
-	// box whose GPIO failed shows its LED in the terminal but never lets
-	// the network press its buttons, which would let anyone pair.
-	p.netButtons = p.simulated && (cfg.Board.Profile == "sim" || cfg.Board.Profile == "auto" && !known)
-	if p.simulated {
-		p.sim = board.NewSim(os.Stderr, tty)
-		led = p.sim
-		if tty && p.logOut != nil {
-			// Keep the status line below the log rather than broken by it.
-			p.logOut.set(p.sim.Writer())
-		}
-	}
+	led, lerr := p.openLED(w, known)
+	faults = append(faults, lerr)
 	opts := board.BoxOptions{
 		Machine: board.MachineConfig{
 			Timing:       board.Timing{Debounce: cfg.Board.Debounce, Long: cfg.Board.LongPress, VeryLong: cfg.Board.VeryLongPress},
@@ -225,6 +182,65 @@ func (p *boardPart) start(ctx context.Context) error {
 	p.log.Info("board", "profile", cfg.Board.Profile, "model", model, "simulated", p.simulated, "data", dir, "open", cfg.Pairing.Open)
 	p.routes(p.mux)
 	return nil
+}
+
+// resolveWiring finds the board: real GPIO when the profile resolves, else
+// the simulation (p.simulated). The error is a fault to show: a board was
+// asked for, or this is a known board, and it cannot be driven.
+func (p *boardPart) resolveWiring() (w board.Wiring, model string, known bool, fault error) {
+	var chips []board.Chip
+	if infos, err := gpio.Chips(); err == nil {
+		for _, c := range infos {
+			chips = append(chips, board.Chip{Name: c.Name, Label: c.Label})
+		}
+	}
+	model = board.ReadModel()
+	_, known = board.DetectProfile(model)
+	profile := p.cfg.Board.Profile
+	w, werr := board.Resolve(p.cfg.Board, model, chips)
+	if werr != nil {
+		p.simulated = true
+		if !errors.Is(werr, board.ErrNoBoard) || profile != "auto" && profile != "sim" || known {
+			fault = fmt.Errorf("board: %w", werr)
+		}
+		p.log.Info("board: simulated", "why", werr)
+	}
+	p.wiring = w
+	return w, model, known, fault
+}
+
+// openLED opens the board's LED, or the simulated board's (in the
+// terminal) when there is no real one or it cannot be opened (the error,
+// a fault to show).
+func (p *boardPart) openLED(w board.Wiring, known bool) (board.LED, error) {
+	var led board.LED
+	var fault error
+	if !p.simulated {
+		l, closers, err := openBoardLED(w)
+		if err != nil {
+			fault = fmt.Errorf("board: %w", err)
+			p.simulated = true
+		} else {
+			led = l
+			p.closers = append(p.closers, closers...)
+		}
+	}
+	// Presses from the network (/api/sim/button) only where there is no
+	// real board at all: a development machine, or --board sim. A real
+	// box whose GPIO failed shows its LED in the terminal but never lets
+	// the network press its buttons, which would let anyone pair.
+	profile := p.cfg.Board.Profile
+	p.netButtons = p.simulated && (profile == "sim" || profile == "auto" && !known)
+	if p.simulated {
+		tty := board.IsTerminal(os.Stderr)
+		p.sim = board.NewSim(os.Stderr, tty)
+		led = p.sim
+		if tty && p.logOut != nil {
+			// Keep the status line below the log rather than broken by it.
+			p.logOut.set(p.sim.Writer())
+		}
+	}
+	return led, fault
 }
 
 func (p *boardPart) goRun(f func()) {

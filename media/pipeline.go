@@ -80,6 +80,10 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if p.audio == nil {
 		p.audio = new(Stats)
 	}
+	vp, ap, err := packetizers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cam, err := openCamera(cfg.Camera, cfg.Video, cfg.SyntheticFallback)
 	if err != nil {
 		return nil, err
@@ -89,103 +93,17 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		closeSource(cam.first)
 		return nil, err
 	}
-	fail := func(err error) (*Pipeline, error) {
-		closeSource(cam.first)
-		closeSource(mic.first)
-		return nil, err
-	}
-	vp := cfg.VideoPacketizer
-	if vp == nil {
-		cp, err := NewCodecPacketizer(cfg.PacketSize)
-		if err != nil {
-			return fail(err)
-		}
-		vp = cp
-	}
-	ap := cfg.AudioPacketizer
-	if ap == nil {
-		a, err := pcmu.NewPacketizer(cfg.PacketSize, rtpext.Random32(), capture.PayloadTypePCMU)
-		if err != nil {
-			return fail(fmt.Errorf("audio packetizer: %w", err))
-		}
-		ap = a
-	}
-	// The camera's stages: the tap (calls get the camera's own frames),
-	// then the encoder if any.
-	videoStages := func(s Source[capture.VideoFrame]) (Source[capture.VideoFrame], error) {
-		if s == nil {
-			return nil, nil
-		}
-		s = tee[capture.VideoFrame]{s, &p.videoTap}
-		if cfg.Encode == nil {
-			return s, nil
-		}
-		e, err := cfg.Encode(videoFromSource{s})
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("encoder: %w", err)
-		}
-		p.enc.Lock()
-		p.encoder = e
-		p.enc.Unlock()
-		return VideoSource(e), nil
-	}
-	firstVideo, err := videoStages(cam.first)
+	video, err := p.videoTrack(cam, vp)
 	if err != nil {
 		closeSource(mic.first)
 		return nil, err
 	}
-	var firstAudio Source[capture.AudioChunk]
-	if mic.first != nil {
-		firstAudio = tee[capture.AudioChunk]{mic.first, &p.audioTap}
-	}
+	audio := p.audioTrack(mic, ap)
 	p.camera, p.mic = cam.desc, mic.desc
 	cfg.Log.Info("media sources", "camera", cam.desc, "mic", mic.desc, "packet_size", cfg.PacketSize)
-	onDevice := func(kind capture.Kind) func(error) {
-		if cfg.OnDevice == nil {
-			return nil
-		}
-		return func(err error) { cfg.OnDevice(kind, err) }
-	}
 	if cfg.OnDevice != nil {
 		cfg.OnDevice(capture.KindVideo, cam.missing)
 		cfg.OnDevice(capture.KindAudio, mic.missing)
-	}
-	publishAudio := cfg.Publish
-	if cfg.Muted != nil {
-		publishAudio = func(b capture.Burst) {
-			if !cfg.Muted() {
-				cfg.Publish(b)
-			}
-		}
-	}
-	video := &Track[capture.VideoFrame]{
-		Name: "camera", Source: firstVideo, Packetize: vp.Packetize, Publish: cfg.Publish,
-		Stats: p.video, Log: cfg.Log, OnDevice: onDevice(capture.KindVideo),
-		Open: func() (Source[capture.VideoFrame], error) {
-			s, err := cam.open()
-			if err != nil {
-				return nil, err
-			}
-			return videoStages(s)
-		},
-	}
-	audio := &Track[capture.AudioChunk]{
-		Name: "microphone", Source: firstAudio, Packetize: ap.Packetize, Publish: publishAudio,
-		Stats: p.audio, Log: cfg.Log, OnDevice: onDevice(capture.KindAudio),
-		Open: func() (Source[capture.AudioChunk], error) {
-			s, err := mic.open()
-			if err != nil {
-				return nil, err
-			}
-			return tee[capture.AudioChunk]{s, &p.audioTap}, nil
-		},
-	}
-	if cam.missing != nil && cam.first == nil {
-		video.markDown()
-	}
-	if mic.missing != nil && mic.first == nil {
-		audio.markDown()
 	}
 	every := cfg.StatsEvery
 	if every <= 0 {
@@ -197,6 +115,112 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	go func() { defer p.wg.Done(); audio.Run(ctx) }()
 	go func() { defer p.wg.Done(); LogStats(ctx, cfg.Log, every, p.video, p.audio) }()
 	return p, nil
+}
+
+// packetizers are cfg's, or the defaults: by codec for video, PCMU.
+func packetizers(cfg Config) (capture.VideoPacketizer, capture.AudioPacketizer, error) {
+	vp, ap := cfg.VideoPacketizer, cfg.AudioPacketizer
+	if vp == nil {
+		cp, err := NewCodecPacketizer(cfg.PacketSize)
+		if err != nil {
+			return nil, nil, err
+		}
+		vp = cp
+	}
+	if ap == nil {
+		a, err := pcmu.NewPacketizer(cfg.PacketSize, rtpext.Random32(), capture.PayloadTypePCMU)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audio packetizer: %w", err)
+		}
+		ap = a
+	}
+	return vp, ap, nil
+}
+
+// onDevice is the track's OnDevice for kind, or nil.
+func (p *Pipeline) onDevice(kind capture.Kind) func(error) {
+	if p.cfg.OnDevice == nil {
+		return nil
+	}
+	return func(err error) { p.cfg.OnDevice(kind, err) }
+}
+
+// videoStages puts a camera source behind the tap (calls get the camera's
+// own frames) and the encoder, if any.
+func (p *Pipeline) videoStages(s Source[capture.VideoFrame]) (Source[capture.VideoFrame], error) {
+	if s == nil {
+		return nil, nil
+	}
+	s = tee[capture.VideoFrame]{s, &p.videoTap}
+	if p.cfg.Encode == nil {
+		return s, nil
+	}
+	e, err := p.cfg.Encode(videoFromSource{s})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("encoder: %w", err)
+	}
+	p.enc.Lock()
+	p.encoder = e
+	p.enc.Unlock()
+	return VideoSource(e), nil
+}
+
+// videoTrack is the camera's track; it closes cam's first source on an
+// error.
+func (p *Pipeline) videoTrack(cam device[capture.VideoFrame], vp capture.VideoPacketizer) (*Track[capture.VideoFrame], error) {
+	first, err := p.videoStages(cam.first)
+	if err != nil {
+		return nil, err
+	}
+	t := &Track[capture.VideoFrame]{
+		Name: "camera", Source: first, Packetize: vp.Packetize, Publish: p.cfg.Publish,
+		Stats: p.video, Log: p.cfg.Log, OnDevice: p.onDevice(capture.KindVideo),
+		Open: func() (Source[capture.VideoFrame], error) {
+			s, err := cam.open()
+			if err != nil {
+				return nil, err
+			}
+			return p.videoStages(s)
+		},
+	}
+	if cam.first == nil {
+		t.markDown() // missing at start: OnDevice hears when it appears
+	}
+	return t, nil
+}
+
+// audioTrack is the microphone's track: behind the tap, muted by Muted.
+func (p *Pipeline) audioTrack(mic device[capture.AudioChunk], ap capture.AudioPacketizer) *Track[capture.AudioChunk] {
+	stages := func(s Source[capture.AudioChunk]) Source[capture.AudioChunk] {
+		if s == nil {
+			return nil
+		}
+		return tee[capture.AudioChunk]{s, &p.audioTap}
+	}
+	publish := p.cfg.Publish
+	if muted := p.cfg.Muted; muted != nil {
+		publish = func(b capture.Burst) {
+			if !muted() {
+				p.cfg.Publish(b)
+			}
+		}
+	}
+	t := &Track[capture.AudioChunk]{
+		Name: "microphone", Source: stages(mic.first), Packetize: ap.Packetize, Publish: publish,
+		Stats: p.audio, Log: p.cfg.Log, OnDevice: p.onDevice(capture.KindAudio),
+		Open: func() (Source[capture.AudioChunk], error) {
+			s, err := mic.open()
+			if err != nil {
+				return nil, err
+			}
+			return stages(s), nil
+		},
+	}
+	if mic.first == nil {
+		t.markDown()
+	}
+	return t
 }
 
 func closeSource[U Unit](s Source[U]) {

@@ -103,6 +103,7 @@ type box struct {
 	addr string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
+	out  *readyWriter // log, watched
 	done chan struct{}
 }
 
@@ -144,31 +145,80 @@ func launchBox(bin, addr, dataDir string, flags ...string) (*box, error) {
 	args := append([]string{"run", "--http", addr, "--mdns-name", "", "--relay", "",
 		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic"}, flags...)
 	b.cmd = exec.Command(bin, args...)
-	b.cmd.Stdout = b.log
-	b.cmd.Stderr = b.log
+	// The box prints "callbox: page at URL" once its HTTP server listens:
+	// that line is the event to wait for.
+	w := &readyWriter{buf: b.log, marker: []byte("callbox: page at "), ready: make(chan struct{}), changed: make(chan struct{})}
+	b.out = w
+	b.cmd.Stdout = w
+	b.cmd.Stderr = w
 	if err := b.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { b.cmd.Wait(); close(b.done) }()
-	deadline := time.Now().Add(15 * time.Second)
+	// A generous budget: the binary starts on a machine busy with other
+	// tests (the synthetic camera's first frames take a core).
+	const budget = 60 * time.Second
+	select {
+	case <-w.ready:
+		return b, nil
+	case <-b.done:
+		return b, fmt.Errorf("callbox run exited early:\n%s", w)
+	case <-time.After(budget):
+		return b, fmt.Errorf("callbox run not serving on %s after %v:\n%s", addr, budget, w)
+	}
+}
+
+// readyWriter keeps a process's output and closes ready once the output
+// holds marker. exec.Cmd calls Write from one goroutine at a time when
+// Stdout and Stderr are the same writer.
+type readyWriter struct {
+	mu      sync.Mutex
+	buf     *bytes.Buffer
+	marker  []byte
+	ready   chan struct{}
+	seen    bool
+	changed chan struct{} // closed and replaced on every write
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	close(w.changed)
+	w.changed = make(chan struct{})
+	if !w.seen && bytes.Contains(w.buf.Bytes(), w.marker) {
+		w.seen = true
+		close(w.ready)
+	}
+	return n, err
+}
+
+// waitLog waits until the box's output holds s (a log line is the event),
+// or fails after budget.
+func (b *box) waitLog(s string, budget time.Duration) error {
+	timeout := time.After(budget)
 	for {
-		r, err := http.Get("http://" + addr + "/")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				return b, nil
-			}
+		b.out.mu.Lock()
+		found := bytes.Contains(b.out.buf.Bytes(), []byte(s))
+		changed := b.out.changed
+		b.out.mu.Unlock()
+		if found {
+			return nil
 		}
 		select {
+		case <-changed:
 		case <-b.done:
-			return b, fmt.Errorf("callbox run exited early:\n%s", b.log)
-		default:
+			return fmt.Errorf("callbox run exited before %q:\n%s", s, b.out)
+		case <-timeout:
+			return fmt.Errorf("no %q from callbox run within %v:\n%s", s, budget, b.out)
 		}
-		if time.Now().After(deadline) {
-			return b, fmt.Errorf("callbox run not serving on %s after 15 s:\n%s", addr, b.log)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func (w *readyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // kill ends the box at once (SIGKILL): a power cut, not a shutdown.

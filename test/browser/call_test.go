@@ -50,21 +50,20 @@ func TestPageCall(t *testing.T) {
 		json.NewDecoder(r.Body).Decode(v)
 		return r.StatusCode
 	}
-	// Pair the boxes (once both are registered with the hub).
-	var code struct{ Code string }
-	deadline := time.Now().Add(15 * time.Second)
-	for post(a, "/api/call/pair", "", &code) != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("box A never registered with the hub:\n%s\n%s", a.log, hubLog.String())
+	// Pair the boxes once both are registered with the hub (their logs
+	// say so).
+	for _, x := range []*box{a, b} {
+		if err := x.waitLog("registered with the hub", 60*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, hubLog.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	var code struct{ Code string }
+	if c := post(a, "/api/call/pair", "", &code); c != 200 {
+		t.Fatalf("box A's pairing code: %d\n%s\n%s", c, a.log, hubLog.String())
 	}
 	var joined map[string]any
-	for post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined) != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("box B could not join: %v\n%s", joined, b.log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if c := post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined); c != 200 {
+		t.Fatalf("box B could not join: %d %v\n%s", c, joined, b.log)
 	}
 
 	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/")

@@ -105,6 +105,12 @@ async function readStats(page) {
   return page.evaluate(() => JSON.parse(JSON.stringify(window.callboxStats || null)));
 }
 
+// LIVE_MS is the budget for a page to go live: generous, for a 2-core
+// machine busy with other tests (the wait ends as soon as the page is live,
+// so it costs nothing on a quiet one). Waits that measure a behaviour
+// (a grace period, a recovery) keep their own budgets.
+const LIVE_MS = 60000;
+
 async function waitFor(page, fn, arg, timeoutMs, what) {
   try {
     await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
@@ -255,7 +261,7 @@ async function main() {
     });
   } else if (scenario === 'play') {
     const page = await openPage(opt.url);
-    await waitFor(page, live, 10, 15000, 'page live with 10 frames drawn');
+    await waitFor(page, live, 10, LIVE_MS, 'page live with 10 frames drawn');
     emit({ event: 'live' });
     await sleep(1000); // the first second includes connection set-up
     const m = await measure([page], seconds);
@@ -292,7 +298,7 @@ async function main() {
       });
       throttled = true;
     });
-    await waitFor(page, live, 5, 20000, 'throttled page live with 5 frames drawn');
+    await waitFor(page, live, 5, LIVE_MS, 'throttled page live with 5 frames drawn');
     emit({ event: 'live' });
     await sleep(2000); // let the relay settle into pacing
     const m = await measure([page], seconds);
@@ -300,7 +306,7 @@ async function main() {
     emit({ event: 'result', throttled, ...m });
   } else if (scenario === 'restart') {
     const page = await openPage(opt.url);
-    await waitFor(page, live, 5, 15000, 'page live');
+    await waitFor(page, live, 5, LIVE_MS, 'page live');
     const s0 = await readStats(page);
     emit({ event: 'live', framesDrawn: s0.framesDrawn });
     await waitFor(page, () => window.callboxStats.state !== 'live', null, 15000, 'page noticing the box went away');
@@ -322,7 +328,7 @@ async function main() {
     const u = new URL(opt.url);
     u.hostname = 'callbox.local'; // the box answers to its own .local name only (DNS rebinding)
     const page = await openPage(u.href);
-    await waitFor(page, live, 10, 15000, 'insecure page live with 10 frames drawn');
+    await waitFor(page, live, 10, LIVE_MS, 'insecure page live with 10 frames drawn');
     emit({ event: 'live' });
     await sleep(1000);
     const m = await measure([page], seconds);
@@ -335,7 +341,7 @@ async function main() {
     // always visible), closes its sockets after the grace period, and
     // comes back live when visible again.
     const page = await openPage(`${opt.url}?hiddengrace=500`);
-    await waitFor(page, live, 5, 15000, 'page live');
+    await waitFor(page, live, 5, LIVE_MS, 'page live');
     const setVisibility = (v) => page.evaluate((v) => {
       Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => v });
       document.dispatchEvent(new Event('visibilitychange'));
@@ -365,12 +371,12 @@ async function main() {
     await page.screenshot({ path: join(opt.artifacts, 'pair-waiting.png') });
     const t0 = Date.now();
     await page.click('[data-button="both"]', { delay: 200 });
-    await waitFor(page, live, 5, 20000, 'page live after the buttons were pressed');
+    await waitFor(page, live, 5, LIVE_MS, 'page live after the buttons were pressed');
     const pairedMs = Date.now() - t0;
     const token = await page.evaluate(() => localStorage.getItem('callbox.token'));
     await page.reload();
     const t1 = Date.now();
-    await waitFor(page, live, 5, 15000, 'page live again after a reload, with its stored token');
+    await waitFor(page, live, 5, LIVE_MS, 'page live again after a reload, with its stored token');
     const s = await readStats(page);
     emit({
       event: 'result', notice, pairedMs, tokenStored: !!token, liveAfterReloadMs: Date.now() - t1,
