@@ -54,6 +54,11 @@ type Config struct {
 	// counts cannot tell a usable slow link from a useless one.
 	MaxFlushes  int
 	FlushWindow time.Duration
+	// MinFrames: a client flushed MaxFlushes times within FlushWindow is
+	// ejected only if it received fewer than MinFrames whole units per
+	// FlushWindow over the time those flushes span (at most 64). A client on a slow or saturated link that still gets whole
+	// frames stays; one that gets next to nothing goes.
+	MinFrames int
 	// KeyframeInterval is the shortest time between two keyframe requests
 	// to one publisher (flushed sessions, PLI/FIR from clients); requests
 	// in between are merged into one made when it has passed.
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 		HealthTimeout:    2 * time.Second,
 		WriteTimeout:     2 * time.Second,
 		MaxFlushes:       40,
+		MinFrames:        8,
 		FlushWindow:      5 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
 		KeyframeInterval: 500 * time.Millisecond,
@@ -136,6 +142,9 @@ func (c Config) withDefaults() Config {
 	def(&c.CheckEvery, d.CheckEvery)
 	if c.MaxFlushes == 0 {
 		c.MaxFlushes = d.MaxFlushes
+	}
+	if c.MinFrames == 0 {
+		c.MinFrames = d.MinFrames
 	}
 	if c.MaxClients == 0 {
 		c.MaxClients = d.MaxClients
@@ -193,6 +202,9 @@ func (c Config) Validate() error {
 		case k.k.MaxDelay < 0 || k.k.Keep < 0:
 			return fmt.Errorf("%w: %s: negative duration", ErrConfig, k.name)
 		}
+	}
+	if c.MinFrames < 0 || c.MinFrames > doneRing {
+		return fmt.Errorf("%w: min frames %d outside 0..%d", ErrConfig, c.MinFrames, doneRing)
 	}
 	if c.MaxFlushes < 1 || c.HealthTimeout < 0 || c.WriteTimeout < 0 || c.FlushWindow < 0 {
 		return fmt.Errorf("%w: disconnect rules must be positive", ErrConfig)

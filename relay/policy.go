@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"math"
 	"time"
 
 	"github.com/callbox/callbox/capture"
@@ -18,6 +19,7 @@ type policy struct {
 	writeTimeout  int64
 	flushWindow   int64
 	maxFlushes    int
+	minFrames     int
 
 	// The Buffer: a ring of units, oldest at head.
 	q      []*unit
@@ -30,10 +32,22 @@ type policy struct {
 	inflightSince int64 // when it started
 	owedSince     int64 // when the client began owing a Health Check; 0: none owed
 	needStart     uint64
-	flushTimes    []int64 // ring of the last maxFlushes idle-flush times
+	flushTimes    []int64 // ring of the last maxFlushes flush times
 	flushNext     int
-	progress      bool // a Health Check lowered idle since the last flush
+	progress      bool // a unit completed since the last flush
 	eject         *EjectError
+
+	// Whole units the client has received: a unit is complete when the
+	// Health Checks have covered every message up to its last.
+	sentTotal  uint64   // messages taken for sending, ever
+	ackedTotal uint64   // messages Health Checks covered, ever
+	unitEnds   []uint64 // ring: sentTotal at the end of each unit in flight
+	ueHead     int
+	ueN        int
+	doneTimes  []int64 // ring of the last doneRing completion times
+	doneNext   int
+	born       int64 // the first offer's time
+	bornSet    bool
 
 	st stats
 }
@@ -62,9 +76,15 @@ func newPolicyWith(kind capture.Kind, kc *KindConfig, cfg *Config) *policy {
 		writeTimeout:  int64(cfg.WriteTimeout),
 		flushWindow:   int64(cfg.FlushWindow),
 		maxFlushes:    cfg.MaxFlushes,
+		minFrames:     max(cfg.MinFrames, 1),
 		q:             make([]*unit, k.MaxUnits+1),
 		progress:      true, // the first flush is never "repeated"
 		flushTimes:    make([]int64, cfg.MaxFlushes),
+		unitEnds:      make([]uint64, k.IdleLimit+k.Batch+2),
+		doneTimes:     make([]int64, doneRing),
+	}
+	for i := range p.doneTimes {
+		p.doneTimes[i] = math.MinInt64 // no completion yet
 	}
 	if kind == capture.KindVideo {
 		// Every client starts at a frame a decoder can start from: an
@@ -107,6 +127,9 @@ func (p *policy) drop(u *unit) {
 func (p *policy) offer(u *unit, now int64) (queued bool, keyReq uint64) {
 	if p.eject != nil {
 		return false, 0
+	}
+	if !p.bornSet {
+		p.born, p.bornSet = now, true
 	}
 	bit := uint64(1) << (u.pub & 63)
 	if p.needStart&bit != 0 {
@@ -171,18 +194,21 @@ func (p *policy) flush(now int64) (keyReq uint64) {
 		}
 	}
 	// Repeated flushes within the window: the link is not temporarily slow.
-	// A flush counts only when the client completed nothing since the
-	// previous one: a slow link flushes at every bound crossing (about once
-	// per MaxDelay) yet still delivers frames, and is worth keeping; one
-	// that delivers nothing between flushes is not (docs/relay.md).
+	// A slow link is flushed at every bound crossing (about once per
+	// MaxDelay) whatever its speed, and a shared link that is saturated
+	// flushes every client on it; a client that still receives whole
+	// frames is worth keeping either way. So the rule ejects only when the
+	// window holds MaxFlushes flushes and fewer than MinFrames units were
+	// completed in it (docs/relay.md). Silence ejects through the health
+	// timeout.
 	if !p.progress {
 		p.st.idleFlushes++
-		p.flushTimes[p.flushNext] = now
-		p.flushNext = (p.flushNext + 1) % len(p.flushTimes)
-		// The slot after the newest holds the oldest of the last maxFlushes.
-		if p.st.idleFlushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow {
-			p.eject = &EjectError{Reason: "flushes"}
-		}
+	}
+	p.flushTimes[p.flushNext] = now
+	p.flushNext = (p.flushNext + 1) % len(p.flushTimes)
+	// The slot after the newest holds the oldest of the last maxFlushes.
+	if p.st.flushes >= uint64(p.maxFlushes) && now-p.flushTimes[p.flushNext] < p.flushWindow && !p.framesInWindow(now) {
+		p.eject = &EjectError{Reason: "flushes"}
 	}
 	p.progress = false
 	return keyReq
@@ -201,6 +227,13 @@ func (p *policy) take(dst []*unit, now int64) []*unit {
 		u := p.pop()
 		dst = append(dst, u)
 		msgs += u.msgs
+		p.sentTotal += uint64(u.msgs)
+		if p.ueN == len(p.unitEnds) { // cannot happen within the idle limit; stay safe
+			p.ueHead = (p.ueHead + 1) % len(p.unitEnds)
+			p.ueN--
+		}
+		p.unitEnds[(p.ueHead+p.ueN)%len(p.unitEnds)] = p.sentTotal
+		p.ueN++
 		p.st.sentUnits++
 		p.st.sentBytes += uint64(u.bytes())
 	}
@@ -226,7 +259,12 @@ func (p *policy) healthCheck(count uint32, now int64) bool {
 	p.st.healthChecks++
 	c := int(min(count, uint32(p.idle)))
 	p.idle -= c
-	if c > 0 {
+	p.ackedTotal += uint64(c)
+	for p.ueN > 0 && p.unitEnds[p.ueHead] <= p.ackedTotal {
+		p.ueHead = (p.ueHead + 1) % len(p.unitEnds)
+		p.ueN--
+		p.doneTimes[p.doneNext] = now
+		p.doneNext = (p.doneNext + 1) % len(p.doneTimes)
 		p.progress = true
 	}
 	switch {
@@ -236,6 +274,28 @@ func (p *policy) healthCheck(count uint32, now int64) bool {
 		p.owedSince = now // progress: the client still owes one, from now
 	}
 	return p.n > 0 && !p.busy()
+}
+
+// doneRing is how many unit completion times a policy keeps: MinFrames is
+// at most this.
+const doneRing = 64
+
+// framesInWindow reports whether the client completed at least minFrames
+// units within the flush window before now (pro rata while the session is
+// younger than the window).
+func (p *policy) framesInWindow(now int64) bool {
+	since := now - p.flushWindow
+	need := float64(p.minFrames)
+	if age := now - p.born; age < p.flushWindow {
+		need *= float64(age) / float64(p.flushWindow)
+	}
+	n := 0
+	for _, t := range p.doneTimes {
+		if t >= since {
+			n++
+		}
+	}
+	return float64(n) >= need
 }
 
 // check applies the timeouts; it returns the reason to eject, if any.

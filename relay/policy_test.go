@@ -34,6 +34,7 @@ func testConfig() Config {
 	c.Video = KindConfig{HealthInterval: 4, IdleLimit: 10, Batch: 6, MaxUnits: 5, MaxBytes: 1 << 20, MaxDelay: time.Second}
 	c.Audio = KindConfig{HealthInterval: 2, IdleLimit: 4, Batch: 3, MaxUnits: 8, MaxBytes: 1 << 20, MaxDelay: 100 * time.Millisecond, Keep: 40 * time.Millisecond}
 	c.MaxFlushes = 3
+	c.MinFrames = 1
 	c.FlushWindow = 10 * time.Second
 	c.HealthTimeout = 2 * time.Second
 	c.WriteTimeout = time.Second
@@ -393,5 +394,40 @@ func TestConfigValidate(t *testing.T) {
 	bad.Audio.Batch = -1
 	if err := bad.Validate(); err == nil {
 		t.Fatal("negative batch accepted")
+	}
+}
+
+// TestPolicyFlushRuleCountsFrames: on a saturated link every client is
+// flushed often; one that still completes MinFrames whole units within the
+// window stays, one that completes fewer goes.
+func TestPolicyFlushRuleCountsFrames(t *testing.T) {
+	for _, tc := range []struct {
+		perWindow int // frames completed per 10 s window
+		eject     bool
+	}{{10, false}, {2, true}} {
+		cfg := testConfig()
+		cfg.Video.MaxUnits = 1
+		cfg.MaxFlushes = 10
+		cfg.MinFrames = 5
+		p := newPolicy(capture.KindVideo, &cfg)
+		// 40 s: a flush every 100 ms; a frame delivered every 10 s / perWindow.
+		every := int64(10000 / tc.perWindow)
+		for at := int64(0); at < 40000 && p.eject == nil; at += 100 {
+			u := mkUnit(capture.KindVideo, 1, 100, at, true)
+			p.offer(u, at*ms)
+			u.release()
+			u = mkUnit(capture.KindVideo, 1, 100, at+1, true)
+			p.offer(u, at*ms) // passes MaxUnits: flush
+			u.release()
+			if at%every == 0 {
+				release(p.take(nil, at*ms))
+				p.written()
+				p.healthCheck(uint32(p.idle), at*ms)
+			}
+		}
+		if got := p.eject != nil; got != tc.eject {
+			t.Errorf("%d frames per window: ejected %v (%v), want %v; %d flushes", tc.perWindow, got, p.eject, tc.eject, p.st.flushes)
+		}
+		p.clear()
 	}
 }

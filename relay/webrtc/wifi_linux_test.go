@@ -129,13 +129,23 @@ func runWSViewer(spec viewersSpec) viewerResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			counting := false
 			for {
 				pkt, err := c.Next(ctx)
 				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						r.Err = fmt.Sprintf("%s: %v", kind, err) // ejected, or the box went away
+						mu.Unlock()
+					}
 					break
 				}
 				now := time.Now()
-				if now.Before(start) {
+				if !counting {
+					// Count from the first frame that starts after the warm-up.
+					if !now.Before(start) && (kind == capture.KindAudio || pkt[1]&0x80 != 0) {
+						counting = true
+					}
 					continue
 				}
 				off, _ := c.Offset()
@@ -533,4 +543,37 @@ func TestWiFiBenchmark(t *testing.T) {
 		fmt.Println(r)
 	}
 	t.Logf("wifi tbf: %s", wifi.qdisc())
+}
+
+// TestWiFiSaturatedKeepsEveryone: 10 viewers of the WebSocket path's 720p
+// JPEG (about 14 Mbit/s each) on the 25 Mbit/s link, which carries a
+// sixth of that: the link, not the clients, is the bottleneck. Every
+// viewer keeps receiving whole frames and none is ejected (the flush rule
+// counts frames received, not flushes alone), and the frame rates stay
+// close to a fair share.
+func TestWiFiSaturatedKeepsEveryone(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	wifi := newLink(t, 0, wifiTBF...)
+	b := newWifiBox(t, true, wifi.boxIP)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs, err := wifi.viewers(ctx, viewersSpec{URL: "ws://" + wifi.boxIP + ":" + b.port(), Mode: "ws", N: 10,
+		Warmup: 2 * time.Second, Duration: 8 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi, _, _, _ := summarize(rs)
+	for i, r := range rs {
+		t.Logf("viewer %2d: %+v", i, r)
+	}
+	t.Logf("%.1f-%.1f fps; wifi tbf: %s; load %.1f", lo, hi, wifi.qdisc(), load())
+	for i, r := range rs {
+		if r.Err != "" || r.Whole == 0 {
+			t.Errorf("viewer %d: %d frames, %s", i, r.Whole, r.Err)
+		}
+	}
+	if lo < 0.75*hi {
+		t.Errorf("frame rates %.1f-%.1f fps: not a fair share (want the slowest within 25%% of the fastest)", lo, hi)
+	}
 }
