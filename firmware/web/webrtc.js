@@ -36,9 +36,13 @@ export class WhepPlayer {
     this.onstate(s);
   }
 
-  // probeClock estimates the box's clock from a few OPTIONS requests; the
-  // one with the smallest round trip waited least in queues.
+  // probeClock estimates the box's clock from a few OPTIONS requests. The
+  // box stamps its answer when it handles the request: box time minus our
+  // send time is the offset plus the uplink's delay, while the media queue
+  // only lengthens the way back. So: the smallest such sample less half the
+  // smallest round trip, at most 2 ms (relay/viewer does the same).
   async probeClock(n = 5) {
+    let minUp = Infinity;
     let best = Infinity;
     for (let i = 0; i < n; i++) {
       const t0 = performance.timeOrigin + performance.now();
@@ -48,12 +52,11 @@ export class WhepPlayer {
       this.boxVideo = r.headers.get('Callbox-Video') || '';
       const box = Number(r.headers.get('Callbox-Time')) / 1e6;
       if (!Number.isFinite(box) || box <= 0) return;
-      if (t1 - t0 < best) {
-        best = t1 - t0;
-        this.rttMs = best;
-        this.offsetMs = box - (t0 + best / 2);
-      }
+      minUp = Math.min(minUp, box - t0);
+      best = Math.min(best, t1 - t0);
     }
+    this.rttMs = best;
+    this.offsetMs = minUp - Math.min(best / 2, 2);
   }
 
   // start posts the offer; it resolves to { ok: true } or { status, error }.

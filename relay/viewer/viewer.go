@@ -65,6 +65,7 @@ type Client struct {
 	offset  time.Duration // box clock minus ours
 	bestRTT time.Duration
 	haveOff bool
+	minUp   time.Duration // smallest box time minus our send time: offset + uplink delay
 }
 
 // Dial connects to addr: "host:port" for TCP, "ws://host:port" (the
@@ -208,8 +209,13 @@ func (c *Client) HealthChecks() uint64 {
 	return c.hcSent
 }
 
-// Offset estimates the box's clock minus this machine's, from the CBTQ/CBTR
-// exchange with the smallest round trip so far; ok is false before the first.
+// maxUplink bounds the uplink one-way delay the offset estimate assumes: a
+// LAN's base delay (Wi-Fi, a few hops) is below it.
+const maxUplink = 2 * time.Millisecond
+
+// Offset estimates the box's clock minus this machine's from the CBTQ/CBTR
+// exchanges: the smallest uplink sample less half the smallest round trip
+// (at most maxUplink); ok is false before the first.
 func (c *Client) Offset() (d time.Duration, ok bool) {
 	c.omu.Lock()
 	defer c.omu.Unlock()
@@ -284,11 +290,24 @@ func (c *Client) control(msg []byte, now time.Time) {
 		if rtt < 0 || rtt > 10*time.Second {
 			continue
 		}
-		off := wire.FromNTP(ctl.BoxTime).Sub(t0.Add(rtt / 2))
+		// The box stamps a query when it reads it, so boxTime - t0 is the
+		// offset plus the uplink's one-way delay. The uplink carries only
+		// RTCP and is never the congested direction; the downlink is, and
+		// on a saturated link every reply waits in its queue, so halving
+		// even the smallest round trip (NTP's symmetric guess) reads the
+		// box's clock tens to hundreds of milliseconds early. The estimate
+		// is the smallest uplink sample, less half the smallest round trip
+		// but at most maxUplink: exact on a quiet symmetric link, within
+		// the uplink's base delay on a congested one.
+		up := wire.FromNTP(ctl.BoxTime).Sub(t0)
 		c.omu.Lock()
-		if !c.haveOff || rtt <= c.bestRTT {
-			c.offset, c.bestRTT, c.haveOff = off, rtt, true
+		if !c.haveOff || up < c.minUp {
+			c.minUp = up
 		}
+		if !c.haveOff || rtt < c.bestRTT {
+			c.bestRTT = rtt
+		}
+		c.offset, c.haveOff = c.minUp-min(c.bestRTT/2, maxUplink), true
 		c.omu.Unlock()
 	}
 }

@@ -195,12 +195,15 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return fmt.Sprintf("webrtc: WHEP: %d %s", e.Code, e.Body) }
 
-// probeOffset estimates the box's clock minus ours from OPTIONS requests:
-// the one with the smallest round trip is the least queued, so half its
-// round trip is the best guess of the one-way delay.
+// probeOffset estimates the box's clock minus ours from OPTIONS requests,
+// as relay/viewer does from CBTQ/CBTR: the box stamps its answer when it
+// handles the request, so box time minus our send time is the offset plus
+// the uplink's delay; the downlink, where the media queues, only lengthens
+// the round trip. The estimate is the smallest such sample less half the
+// smallest round trip, at most 2 ms.
 func probeOffset(ctx context.Context, hc *http.Client, u string, n int) (time.Duration, error) {
-	best := time.Duration(-1)
-	var off time.Duration
+	const maxUplink = 2 * time.Millisecond
+	minUp, bestRTT := time.Duration(1<<62), time.Duration(1<<62)
 	for i := 0; i < n; i++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodOptions, u, nil)
 		if err != nil {
@@ -218,12 +221,13 @@ func probeOffset(ctx context.Context, hc *http.Client, u string, n int) (time.Du
 		if err != nil {
 			return 0, nil // an endpoint without the header: no offset
 		}
-		if rtt := t1.Sub(t0); best < 0 || rtt < best {
-			best = rtt
-			off = time.Unix(0, v).Sub(t0.Add(rtt / 2))
-		}
+		minUp = min(minUp, time.Unix(0, v).Sub(t0))
+		bestRTT = min(bestRTT, t1.Sub(t0))
 	}
-	return off, nil
+	if n == 0 {
+		return 0, nil
+	}
+	return minUp - min(bestRTT/2, maxUplink), nil
 }
 
 func (c *Client) receive(t *pion.TrackRemote) {

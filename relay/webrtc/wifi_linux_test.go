@@ -57,6 +57,7 @@ type viewerResult struct {
 	KeyWaits   []float64 `json:"keyframe_waits_ms,omitempty"`
 	Audio      uint64    `json:"audio_chunks"`
 	PLIs       uint64    `json:"plis"`
+	OffsetMs   float64   `json:"offset_ms"` // the viewer's estimate of the box's clock minus its own`
 	Err        string    `json:"error,omitempty"`
 }
 
@@ -102,7 +103,8 @@ func runWHEPViewer(spec viewersSpec) viewerResult {
 	st := c.Stats()
 	r := viewerResult{FPS: float64(st.Video.Whole) / st.DurationSeconds, Kbps: float64(st.Video.Bytes+st.Audio.Bytes) * 8 / st.DurationSeconds / 1000,
 		P50: st.Video.LatencyP50Ms, P99: st.Video.LatencyP99Ms, Max: st.Video.LatencyMaxMs,
-		Whole: st.Video.Whole, Incomplete: st.Video.Incomplete, Decodable: st.Decodable, Audio: st.Audio.Whole, PLIs: st.PLIs}
+		Whole: st.Video.Whole, Incomplete: st.Video.Incomplete, Decodable: st.Decodable, Audio: st.Audio.Whole, PLIs: st.PLIs,
+		OffsetMs: float64(st.ClockOffset) / 1e6}
 	for _, w := range st.KeyframeWaits {
 		r.KeyWaits = append(r.KeyWaits, float64(w.Microseconds())/1000)
 	}
@@ -156,6 +158,8 @@ func runWSViewer(spec viewersSpec) viewerResult {
 			mu.Lock()
 			defer mu.Unlock()
 			if kind == capture.KindVideo {
+				off, _ := c.Offset()
+				r.OffsetMs = float64(off) / 1e6
 				r.FPS, r.P50, r.P99, r.Max = float64(s.Whole)/d, s.LatencyP50Ms, s.LatencyP99Ms, s.LatencyMaxMs
 				r.Whole, r.Incomplete = s.Whole, s.Incomplete
 				r.Decodable = s.Whole // every whole JPEG frame decodes on its own
@@ -549,8 +553,9 @@ func TestWiFiBenchmark(t *testing.T) {
 // JPEG (about 14 Mbit/s each) on the 25 Mbit/s link, which carries a
 // sixth of that: the link, not the clients, is the bottleneck. Every
 // viewer keeps receiving whole frames and none is ejected (the flush rule
-// counts frames received, not flushes alone), and the frame rates stay
-// close to a fair share.
+// counts frames received, not flushes alone), the frame rates stay close
+// to a fair share, and each viewer's clock-offset estimate stays right
+// although every reply waits in the full downlink queue.
 func TestWiFiSaturatedKeepsEveryone(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireRoot(t)
@@ -571,6 +576,10 @@ func TestWiFiSaturatedKeepsEveryone(t *testing.T) {
 	for i, r := range rs {
 		if r.Err != "" || r.Whole == 0 {
 			t.Errorf("viewer %d: %d frames, %s", i, r.Whole, r.Err)
+		}
+		// The viewers run on the box's machine: the true offset is 0.
+		if r.OffsetMs < -5 || r.OffsetMs > 5 {
+			t.Errorf("viewer %d: clock offset estimate %.1f ms under the saturated link, want within 5 ms of 0", i, r.OffsetMs)
 		}
 	}
 	if lo < 0.75*hi {
