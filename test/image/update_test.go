@@ -463,7 +463,8 @@ func TestUpdateRAUC(t *testing.T) {
 		t.Errorf("rauc status does not show the failed slot as bad:\n%s", raucStatus)
 	}
 
-	// 3. Signed with another key: refused, nothing written.
+	// 3. Signed with another key: refused, nothing written; from the
+	// console and uploaded from the page.
 	before, autoBefore := fileSHA(t, b.slots["2"]), b.autoboot()
 	foreign := makeBundle(t, work, "4", "works", otherKey, otherCert, benchSlotSize)
 	cmd := b.updateCmd(context.Background(), "--bundle", foreign, "--no-reboot")
@@ -474,8 +475,26 @@ func TestUpdateRAUC(t *testing.T) {
 	if st := b.status(); st.State != update.Refused || !strings.Contains(st.Message, "signature") {
 		t.Errorf("after a foreign bundle: %+v", st)
 	}
+	if code := postBundle(t, url, foreign); code != http.StatusAccepted {
+		t.Errorf("POST /api/update: %d, want 202", code)
+	}
+	if st := waitState(t, url, "refused"); !strings.Contains(st.Message, "signature") {
+		t.Errorf("GET /api/update after uploading a foreign bundle: %+v", st)
+	}
 	if fileSHA(t, b.slots["2"]) != before || b.autoboot() != autoBefore {
 		t.Error("a refused bundle changed the inactive slot or autoboot.txt")
+	}
+	// The upload is deleted once the install ended (just after the
+	// state says so).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		leftovers, _ := filepath.Glob(filepath.Join(b.data, "callbox", ".upload-*"))
+		if len(leftovers) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("uploads left on the data partition: %v", leftovers)
+			break
+		}
 	}
 
 	// 4. The power goes mid-install: the box boots its committed slot.
@@ -528,5 +547,46 @@ func TestUpdateRAUC(t *testing.T) {
 	// 5. The data partition's files survived everything.
 	if got := readFile(t, pairings); !strings.Contains(got, "a phone paired before the update") {
 		t.Errorf("pairings after updates and rollbacks: %q", got)
+	}
+}
+
+// postBundle uploads a bundle to the page's API as the page does.
+func postBundle(t *testing.T, url, bundle string) int {
+	t.Helper()
+	f, err := os.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	resp, err := http.Post(url+"api/update", "application/octet-stream", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Logf("POST /api/update: %s %s", resp.Status, body)
+	}
+	return resp.StatusCode
+}
+
+// waitState polls GET /api/update until the state is want.
+func waitState(t *testing.T, url, want string) update.Status {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var st update.Status
+	for {
+		resp, err := http.Get(url + "api/update")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if string(st.State) == want {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/update: state %q after 30 s, want %s: %+v", st.State, want, st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
