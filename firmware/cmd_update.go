@@ -45,7 +45,8 @@ func cmdUpdate(args []string) int {
 	fs := newFlagSet("update", usageText{
 		synopsis: []string{"--bundle FILE [--no-reboot]   install a signed update bundle",
 			"--status                       print the last update's state (JSON)",
-			"--confirm                      settle a trial boot (run at boot by S99callbox-update)"},
+			"--confirm                      settle a trial boot (run at boot by S99callbox-update)",
+			"--grow-data DEVICE             grow the data partition to fill the card (S01callbox-grow)"},
 		examples: []string{
 			"callbox update --bundle /tmp/callbox-rpi4.raucb",
 			"callbox update --status",
@@ -61,6 +62,7 @@ func cmdUpdate(args []string) int {
 	after := fs.Duration("confirm-after", defaultConfirmAfter, "how long the page must answer and the watchdog run before a new version is kept")
 	healthURL := fs.String("health-url", defaultHealthURL, "the page --confirm waits for")
 	watchdogPID := fs.String("watchdog-pidfile", defaultWatchdogPID, "the watchdog daemon's pid `file` (\"\": do not require a watchdog)")
+	grow := fs.String("grow-data", "", "grow the data partition `device` to the end of the card, and its file system (first boot)")
 	tryboot := fs.Bool("tryboot-reboot", false, "restart now into the trial slot (Raspberry Pi firmware tryboot; used by the shutdown hook)")
 	if code, ok := parseArgs(fs, args); !ok {
 		return code
@@ -74,6 +76,16 @@ func cmdUpdate(args []string) int {
 	u := uf.updater()
 
 	switch {
+	case *grow != "":
+		msg, err := update.GrowData(*grow)
+		if msg != "" {
+			fmt.Printf("callbox update: %s\n", msg)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "callbox update: %v\n", err)
+			return 1
+		}
+		return 0
 	case *tryboot:
 		err := update.TrybootReboot()
 		fmt.Fprintf(os.Stderr, "callbox update: tryboot reboot: %v\n", err)

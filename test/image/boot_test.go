@@ -35,7 +35,7 @@ var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "v
 // bootChecks are the checks the guest script reports, in order.
 var bootChecks = []string{
 	"dhcp-wired", "data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
-	"page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
+	"data-grown", "page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
 	"health-stopped", "health-counts-failures", "data-repair", "data-recreate", "keep-local-edits", "start-again", "log-to-syslog",
 }
 
@@ -65,6 +65,7 @@ ip link set lo up
 syslogd
 i=0; while [ ! -b /dev/vda4 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 /etc/init.d/S00callbox-data start
+/etc/init.d/S01callbox-grow start
 /etc/init.d/S41callbox-net start
 /etc/init.d/S99callbox start
 sh /selftest.sh 2>&1
@@ -91,6 +92,10 @@ lease() { ip -4 addr show dev eth0 | grep -q 'inet 10\.0\.2\.15/24'; }
 wait_for 30 lease && ok dhcp-wired || fail dhcp-wired "$(ip -4 addr show dev eth0)"
 
 if mountpoint -q /data && grep -q ' /data ext4 ' /proc/mounts; then ok data-mounted; else fail data-mounted "$(cat /proc/mounts)"; fi
+# The card is 64 MiB bigger than the image: S01callbox-grow grew the data
+# partition (table, kernel, file system) while mounted.
+sz=$(cat /sys/class/block/vda4/size); kb=$(df -k /data | awk 'NR == 2 { print $2 }')
+if [ "$sz" -ge 262144 ] && [ "$kb" -gt 110000 ]; then ok data-grown; else fail data-grown "vda4 $sz sectors, /data $kb KiB: $(grep callbox-grow /var/log/messages)"; fi
 if cmp -s /boot/callbox.toml /data/etc/callbox.toml; then ok import-config; else fail import-config "boot and data copies differ"; fi
 if grep -q "$CR" /boot/wpa_supplicant.conf && ! grep -q "$CR" /data/etc/wpa_supplicant.conf && grep -q 'ssid="callbox-test"' /data/etc/wpa_supplicant.conf; then
 	ok import-wifi-crlf; else fail import-wifi-crlf "CRs or content"; fi
@@ -321,6 +326,11 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 		"ctrl_interface=/run/wpa_supplicant", "country=GB", "network={", `	ssid="callbox-test"`, `	psk="not a real password"`, "}", ""}, "\r\n"), 0o644)
 	_, parts := partitions(t, c.img)
 	mtools(t, c.img, parts[0].Start, "mcopy", "-o", wpa, "::/wpa_supplicant.conf")
+	// A card bigger than the image, as every real one is: the data
+	// partition grows into the rest at boot (S01callbox-grow).
+	if fi, err := os.Stat(c.img); err != nil || os.Truncate(c.img, fi.Size()+64*mib) != nil {
+		t.Fatalf("cannot enlarge the card: %v", err)
+	}
 
 	// The root file system: BusyBox, the firmware, the image's overlay and
 	// default configuration, fstab as post-build.sh leaves it.
@@ -491,6 +501,7 @@ var e2fsprogsDebs = map[string]string{
 	"/sbin/e2fsck":                           "e2fsprogs:sbin/e2fsck",
 	"/sbin/mke2fs":                           "e2fsprogs:sbin/mke2fs",
 	"/sbin/dumpe2fs":                         "e2fsprogs:sbin/dumpe2fs",
+	"/sbin/resize2fs":                        "e2fsprogs:sbin/resize2fs",
 	"/lib/aarch64-linux-gnu/libext2fs.so.2":  "libext2fs2:lib/aarch64-linux-gnu/libext2fs.so.2",
 	"/lib/aarch64-linux-gnu/libe2p.so.2":     "libext2fs2:lib/aarch64-linux-gnu/libe2p.so.2",
 	"/lib/aarch64-linux-gnu/libcom_err.so.2": "libcom-err2:lib/aarch64-linux-gnu/libcom_err.so.2",

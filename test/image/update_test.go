@@ -590,3 +590,85 @@ func waitState(t *testing.T, url, want string) update.Status {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestGrowData grows the data partition of both card layouts, as written by
+// post-image.sh, to the end of a bigger card (the MBR and, on the Raspberry
+// Pi, the extended partition and the EBR), then its file system with
+// resize2fs: the other partitions stay as they were, sfdisk agrees, and the
+// file system checks clean at the new size.
+func TestGrowData(t *testing.T) {
+	testenv.LookPath(t, "resize2fs")
+	for _, c := range []struct {
+		board string
+		data  int
+	}{{"qemu", 4}, {"rpi4", 7}} {
+		t.Run(c.board, func(t *testing.T) {
+			card := makeCard(t, c.board, cardOptions{})
+			_, before := partitions(t, card.img)
+			fi, err := os.Stat(card.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bigger := fi.Size() + 100*mib
+			if err := os.Truncate(card.img, bigger); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(card.img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, changed, err := update.GrowPartition(f, bigger, c.data)
+			f.Close()
+			if err != nil || !changed {
+				t.Fatalf("GrowPartition: %+v %v %v", p, changed, err)
+			}
+			_, after := partitions(t, card.img)
+			if len(after) != len(before) {
+				t.Fatalf("%d partitions after growing, %d before", len(after), len(before))
+			}
+			last := after[len(after)-1]
+			if last.Start != before[len(before)-1].Start || last.Start+last.Size != bigger {
+				t.Errorf("data partition %+v: want it to start where it did and end at %d", last, bigger)
+			}
+			for i := range after[:len(after)-1] {
+				if after[i].Type == "f" {
+					if after[i].Start+after[i].Size != bigger {
+						t.Errorf("extended partition %+v does not reach the end %d", after[i], bigger)
+					}
+					continue
+				}
+				if after[i] != before[i] {
+					t.Errorf("partition %d changed: %+v, was %+v", i+1, after[i], before[i])
+				}
+			}
+			run(t, nil, "", "sfdisk", "--verify", card.img)
+
+			// The file system, as resize2fs grows the mounted one.
+			data := extract(t, card.img, last)
+			run(t, nil, "", "resize2fs", data)
+			run(t, nil, "", "e2fsck", "-f", "-n", data)
+			hdr := run(t, nil, "", "dumpe2fs", "-h", data)
+			var blocks, bsize int64
+			for _, line := range strings.Split(hdr, "\n") {
+				if v, ok := strings.CutPrefix(line, "Block count:"); ok {
+					fmt.Sscan(v, &blocks)
+				}
+				if v, ok := strings.CutPrefix(line, "Block size:"); ok {
+					fmt.Sscan(v, &bsize)
+				}
+			}
+			if blocks*bsize != last.Size {
+				t.Errorf("file system %d bytes after resize2fs, partition %d", blocks*bsize, last.Size)
+			}
+
+			f, _ = os.OpenFile(card.img, os.O_RDWR, 0)
+			defer f.Close()
+			if _, changed, err := update.GrowPartition(f, bigger, c.data); changed || err != nil {
+				t.Errorf("growing again: changed %v, %v", changed, err)
+			}
+			if _, _, err := update.GrowPartition(f, bigger, 2); err == nil {
+				t.Error("grew a partition that is not the last")
+			}
+		})
+	}
+}
