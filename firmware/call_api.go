@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -22,10 +23,14 @@ import (
 //	                   (default --peer, or the only paired box)
 //	DELETE /api/call   hang up (or cancel a call being set up)
 //	POST /api/call/pair  pair with another box through the hub: an empty
-//	                   body asks for a 6-digit code ({"code","expires"}:
+//	                   body asks for a 10-digit code ({"code","expires"}:
 //	                   the other box enters it within 5 minutes), a body
-//	                   {"code":"123456"} enters the other box's code
-//	                   ({"paired":{"id","name"}})
+//	                   {"code":"1234-567890"} enters the other box's code;
+//	                   then both boxes show the same 6-digit "sas" in
+//	                   /api/state's call.pairing
+//	POST /api/call/pair/confirm  this box's owner saw the same SAS on both
+//	                   boxes; the pairing holds once both boxes confirmed
+//	DELETE /api/call/pair  cancel the pairing under way
 //
 // Every answer is the callAPIState after the request. /api/state carries
 // the call's state too, for everyone, and the peer's name for paired tokens.
@@ -62,6 +67,8 @@ func (p *peerPart) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/call", p.handleCallStart)
 	mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
 	mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
+	mux.HandleFunc("POST /api/call/pair/confirm", p.handleCallPairConfirm)
+	mux.HandleFunc("DELETE /api/call/pair", p.handleCallPairCancel)
 }
 
 // callAuthorized checks the request's token against the board's pairing.
@@ -181,32 +188,81 @@ func (p *peerPart) handleCallPair(w http.ResponseWriter, r *http.Request) {
 		writeBoardJSON(w, http.StatusOK, map[string]string{"code": code, "expires": exp.UTC().Format(time.RFC3339)})
 		return
 	}
-	if !validPairCode(req.Code) {
+	code := proto.NormalizePairCode(req.Code)
+	if !proto.ValidPairCode(code) {
 		// The hub drops a malformed code unanswered: say so now.
-		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": "a pairing code is 6 digits"})
+		writeBoardJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("a pairing code is %d digits", proto.PairCodeLen)})
 		return
 	}
-	pi, err := client.JoinPairCode(ctx, req.Code)
+	pi, err := client.JoinPairCode(ctx, code)
 	if err != nil {
-		// The hub refuses a wrong or expired code (and ends the box's
-		// connection after five: the client registers again).
+		// The hub refuses a wrong or expired code, and limits wrong codes
+		// per connection, per address and hub-wide.
 		writeBoardJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
 	}
-	p.log.Info("paired with a box", "peer", peerLabel(pi.Name, pi.ID))
-	writeBoardJSON(w, http.StatusOK, map[string]any{"paired": callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online}})
+	p.log.Info("pairing code accepted; compare the codes on both boxes", "peer", peerLabel(pi.PeerName, pi.PeerID))
+	writeBoardJSON(w, http.StatusOK, map[string]any{"pairing": pi})
 }
 
-func validPairCode(c string) bool {
-	if len(c) != 6 {
-		return false
+// handleCallPairConfirm is the owner's "both boxes show the same code".
+func (p *peerPart) handleCallPairConfirm(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
 	}
-	for _, r := range c {
-		if r < '0' || r > '9' {
-			return false
+	if !readOptionalJSON(w, r, &struct{}{}) {
+		return
+	}
+	client, _ := p.current()
+	if client == nil {
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errHubDown.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := client.ConfirmPairing(ctx); err != nil {
+		code := http.StatusBadGateway
+		if errors.Is(err, box.ErrNoPairing) {
+			code = http.StatusConflict
 		}
+		writeBoardJSON(w, code, map[string]string{"error": err.Error()})
+		return
 	}
-	return true
+	pi := client.Pairing()
+	p.log.Info("pairing confirmed on this box", "peer", peerLabel(pi.PeerName, pi.PeerID))
+	writeBoardJSON(w, http.StatusOK, map[string]any{"pairing": pi})
+}
+
+// handleCallPairCancel drops the pairing under way.
+func (p *peerPart) handleCallPairCancel(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	client, _ := p.current()
+	if client == nil {
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errHubDown.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := client.CancelPairing(ctx); err != nil {
+		writeBoardJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	writeBoardJSON(w, http.StatusOK, map[string]any{"pairing": client.Pairing()})
+}
+
+// pairing is the pairing under way, for /api/state (nil: none).
+func (p *peerPart) pairing() *box.Pairing {
+	client, _ := p.current()
+	if client == nil {
+		return nil
+	}
+	pi := client.Pairing()
+	if pi.Stage == box.PairNone {
+		return nil
+	}
+	return &pi
 }
 
 // readOptionalJSON decodes r's body, if it has one, into v; on a bad body it

@@ -1,6 +1,7 @@
 package firmware
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,30 +21,33 @@ import (
 
 // callFlags are `callbox call`'s flags.
 type callFlags struct {
-	hub, data, name    string
-	duration, setup    time.Duration
-	json, answer       bool
-	pair, button, who  bool
-	join               string
-	maxDatagram        int
-	width, height, fps int
-	verbose            bool
+	hub, data, name     string
+	duration, setup     time.Duration
+	json, answer        bool
+	pair, who, insecure bool
+	join                string
+	maxDatagram         int
+	width, height, fps  int
+	verbose             bool
 }
 
 // cmdCall is `callbox call`: call a paired box through the hub and print a
 // summary (path, time to first media, what was received). It also pairs
-// boxes (--pair / --join / --button) and answers calls (--answer).
+// boxes (--pair / --join) and answers calls (--answer).
 func cmdCall(args []string) int {
 	var f callFlags
 	fs := newFlagSet("call", usageText{
 		synopsis: []string{"[flags] PEER      call a paired box (ID or name)", "[flags] --answer  take one call",
-			"[flags] --pair | --join CODE | --button | --whoami"},
+			"[flags] --pair | --join CODE | --whoami"},
 		about: "A box of its own on the command line (its own --data: identity and paired boxes): pairs with\n" +
 			"other boxes through the hub, calls them across NAT (ICE, DTLS-SRTP) with the synthetic camera\n" +
-			"and microphone, and prints the call's summary (path, times, frames).",
+			"and microphone, and prints the call's summary (path, times, frames).\n\n"+
+			"Pairing: --pair prints a code ({\"code\"}); on the other box, --join CODE. Both then print the\n"+
+			"same short confirmation ({\"sas\"}) and read a line from standard input: type the confirmation\n"+
+			"the OTHER box shows; the pairing holds once both boxes confirmed.",
 		examples: []string{
 			"callbox call --hub wss://hub.example/v1/ws --data /tmp/a --name kitchen --pair",
-			"callbox call --hub wss://hub.example/v1/ws --data /tmp/b --name attic --join 123456",
+			"callbox call --hub wss://hub.example/v1/ws --data /tmp/b --name attic --join 1234-567890",
 			"callbox call --hub wss://hub.example/v1/ws --data /tmp/a kitchen --duration 10s --json",
 		},
 	})
@@ -55,7 +60,7 @@ func cmdCall(args []string) int {
 	fs.BoolVar(&f.answer, "answer", false, "wait for a paired box to call, take the call")
 	fs.BoolVar(&f.pair, "pair", false, "get a pairing code from the hub, print it, wait for the other box to join")
 	fs.StringVar(&f.join, "join", "", "pair by entering the other box's code")
-	fs.BoolVar(&f.button, "button", false, "pair with another box whose button is pressed within the hub's window")
+	fs.BoolVar(&f.insecure, "insecure-hub", false, "allow plain ws:// to a hub that is not on this machine (network labs only)")
 	fs.BoolVar(&f.who, "whoami", false, "print this box's ID and paired peers")
 	fs.IntVar(&f.maxDatagram, "max-datagram", box.DefaultMaxDatagram, "largest UDP datagram a call sends (design S8)")
 	fs.IntVar(&f.width, "width", 320, "synthetic camera width")
@@ -94,6 +99,39 @@ func cmdCall(args []string) int {
 
 var errUsage = errors.New("bad usage")
 
+// confirmPairing shows the SAS, reads the one the other box shows from
+// standard input and confirms when they are the same; the pairing holds
+// once the other box's owner has confirmed too.
+func confirmPairing(ctx context.Context, client *box.Client, p box.Pairing, out func(any), quiet bool) error {
+	out(map[string]any{"sas": p.SAS, "peer": p.PeerID, "name": p.PeerName})
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "The other box shows a confirmation code. Type it here (this box shows %s): ", p.SAS)
+	}
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		if strings.Join(strings.Fields(s), "") != p.SAS {
+			_ = client.CancelPairing(ctx)
+			return fmt.Errorf("the confirmation codes differ (%q here): pairing cancelled; someone may be in the middle", p.SAS)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := client.ConfirmPairing(ctx); err != nil {
+		return err
+	}
+	peer, err := client.WaitPaired(ctx)
+	if err != nil {
+		return err
+	}
+	out(map[string]any{"paired": peer.ID, "name": peer.Name})
+	return nil
+}
+
 func defaultDataDir() string {
 	if d, err := os.UserConfigDir(); err == nil {
 		return filepath.Join(d, "callbox")
@@ -103,13 +141,13 @@ func defaultDataDir() string {
 
 func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) error {
 	modes := 0
-	for _, b := range []bool{f.pair, f.join != "", f.button, f.who, f.answer, len(pos) > 0} {
+	for _, b := range []bool{f.pair, f.join != "", f.who, f.answer, len(pos) > 0} {
 		if b {
 			modes++
 		}
 	}
 	if modes != 1 || len(pos) > 1 {
-		return fmt.Errorf("%w: give exactly one of PEER, --answer, --pair, --join, --button, --whoami", errUsage)
+		return fmt.Errorf("%w: give exactly one of PEER, --answer, --pair, --join, --whoami", errUsage)
 	}
 	id, err := proto.LoadOrCreateIdentity(f.data)
 	if err != nil {
@@ -122,7 +160,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	if f.hub == "" {
 		return fmt.Errorf("%w: no hub (--hub or CALLBOX_HUB)", errUsage)
 	}
-	client, err := dialHub(ctx, f.hub, f.data, f.name, log)
+	client, err := dialHub(ctx, f.hub, f.data, f.name, f.insecure, log)
 	if err != nil {
 		return err
 	}
@@ -142,44 +180,24 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	case f.pair:
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		waiting := make(chan struct {
-			p   proto.PeerInfo
-			err error
-		}, 1)
-		go func() {
-			p, err := client.WaitPaired(pctx)
-			waiting <- struct {
-				p   proto.PeerInfo
-				err error
-			}{p, err}
-		}()
 		code, exp, err := client.RequestPairCode(pctx)
 		if err != nil {
 			return err
 		}
 		out(map[string]any{"id": id.ID, "code": code, "expires": exp.UTC().Format(time.RFC3339)})
-		r := <-waiting
-		if r.err != nil {
-			return r.err
+		p, err := client.WaitPairStage(pctx, box.PairCompare)
+		if err != nil {
+			return err
 		}
-		out(map[string]any{"paired": r.p.ID, "name": r.p.Name})
-		return nil
+		return confirmPairing(pctx, client, p, out, f.json)
 	case f.join != "":
-		p, err := client.JoinPairCode(ctx, f.join)
-		if err != nil {
-			return err
-		}
-		out(map[string]any{"id": id.ID, "paired": p.ID, "name": p.Name})
-		return nil
-	case f.button:
-		bctx, cancel := context.WithTimeout(ctx, time.Minute)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		p, err := client.PressPairButton(bctx)
+		p, err := client.JoinPairCode(pctx, f.join)
 		if err != nil {
 			return err
 		}
-		out(map[string]any{"id": id.ID, "paired": p.ID, "name": p.Name})
-		return nil
+		return confirmPairing(pctx, client, p, out, f.json)
 	}
 
 	connected := make(chan struct{}, 1)

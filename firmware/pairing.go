@@ -11,6 +11,7 @@ import (
 
 	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/board/pairing"
+	"github.com/callbox/callbox/peer/box"
 )
 
 // The board's HTTP API, used by the phone page:
@@ -63,6 +64,10 @@ type boardCallState struct {
 	Peer  string `json:"peer,omitempty"`
 	// Enabled: the box has a hub (--hub), so the page offers a call button.
 	Enabled bool `json:"enabled"`
+	// Pairing is the pairing with another box under way (for a paired
+	// token only): the code to read out, the SAS both boxes show, whether
+	// each owner confirmed (POST /api/call/pair/confirm).
+	Pairing *box.Pairing `json:"pairing,omitempty"`
 }
 
 // callStateNames are boardCallState.State by board.Call.
@@ -92,6 +97,9 @@ func (p *boardPart) state(token string) boardAPIState {
 	call := boardCallState{State: callStateNames[st.Call], Enabled: p.calls != nil && p.calls.callsEnabled()}
 	if paired && st.Call != board.CallIdle && p.calls != nil {
 		call.Peer = p.calls.peerLabel()
+	}
+	if paired && p.calls != nil {
+		call.Pairing = p.calls.pairing()
 	}
 	return boardAPIState{
 		State:     st.State.String(),

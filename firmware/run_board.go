@@ -19,6 +19,7 @@ import (
 	"github.com/callbox/callbox/board/store"
 	"github.com/callbox/callbox/drivers/gpio"
 	"github.com/callbox/callbox/internal/netmon"
+	"github.com/callbox/callbox/peer/box"
 )
 
 // boardPart is the appliance's board: the persistent state, the buttons
@@ -82,6 +83,8 @@ type boardRelay interface {
 type boardCalls interface {
 	callsEnabled() bool // a hub is configured
 	peerLabel() string  // the other box in a call, "" without one
+	// pairing is the pairing with another box under way (nil: none).
+	pairing() *box.Pairing
 }
 
 // boardConfigPaths are tried, in order, when --config is not given: the

@@ -131,6 +131,12 @@ func (p *peerPart) start(ctx context.Context) error {
 		p.setBroken(err)
 		return nil
 	}
+	// Signalling goes over TLS (wss://) except to a hub on this machine.
+	if err := box.CheckHubURL(p.hubURL, false); err != nil {
+		p.log.Error("calls off", "err", err)
+		p.setBroken(err)
+		return nil
+	}
 	// The call's relay serves the same phones as the box's own: the same
 	// per-client policy (docs/config.md, "The call's relay").
 	rcfg := p.relayCfg
@@ -228,7 +234,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 	name := p.name
 	backoff := time.Second
 	for {
-		client, err := dialHub(ctx, p.hubURL, dir, name, p.log)
+		client, err := dialHub(ctx, p.hubURL, dir, name, false, p.log)
 		if err == nil {
 			caller, err := box.NewCaller(box.CallerConfig{
 				Client:     client,
@@ -274,12 +280,12 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 
 // dialHub opens the box's identity in dataDir and registers with the hub
 // (`callbox call` and the appliance).
-func dialHub(ctx context.Context, hubURL, dataDir, name string, log *slog.Logger) (*box.Client, error) {
+func dialHub(ctx context.Context, hubURL, dataDir, name string, insecure bool, log *slog.Logger) (*box.Client, error) {
 	id, err := proto.LoadOrCreateIdentity(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	return box.Dial(ctx, box.ClientConfig{HubURL: hubURL, Identity: id, Name: name, DataDir: dataDir, Log: log})
+	return box.Dial(ctx, box.ClientConfig{HubURL: hubURL, Identity: id, Name: name, DataDir: dataDir, InsecureHub: insecure, Log: log})
 }
 
 func (p *peerPart) stop() {

@@ -116,12 +116,12 @@ func pairBoxes(t *testing.T, hubURL, dirA, dirB string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	ca, err := dialHub(ctx, hubURL, dirA, "kitchen", log)
+	ca, err := dialHub(ctx, hubURL, dirA, "kitchen", false, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ca.Close()
-	cb, err := dialHub(ctx, hubURL, dirB, "attic", log)
+	cb, err := dialHub(ctx, hubURL, dirB, "attic", false, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,17 +130,22 @@ func pairBoxes(t *testing.T, hubURL, dirA, dirB string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cb.JoinPairCode(ctx, code); err != nil {
+	pb, err := cb.JoinPairCode(ctx, code)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := ca.Resolve(cb.ID()); err == nil {
-			return
+	pa, err := ca.WaitPairStage(ctx, box.PairCompare)
+	if err != nil || pa.SAS != pb.SAS {
+		t.Fatalf("the boxes show %q and %q (%v)", pa.SAS, pb.SAS, err)
+	}
+	for _, c := range []*box.Client{ca, cb} {
+		if err := c.ConfirmPairing(ctx); err != nil {
+			t.Fatal(err)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("box A never learned of the pairing")
-		case <-time.After(10 * time.Millisecond):
+	}
+	for _, c := range []*box.Client{ca, cb} {
+		if _, err := c.WaitPaired(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -356,24 +361,56 @@ func TestAppliancePairByAPI(t *testing.T) {
 		t.Errorf("POST /api/call with no paired box: %d %+v", code, st)
 	}
 	var got struct{ Code, Expires string }
-	if code := a.do(t, "POST", "/api/call/pair", "", &got); code != 200 || len(got.Code) != 6 {
+	if code := a.do(t, "POST", "/api/call/pair", "", &got); code != 200 || len(got.Code) != proto.PairCodeLen {
 		t.Fatalf("POST /api/call/pair: %d %+v", code, got)
 	}
 	var bad struct{ Error string }
-	if code := b.do(t, "POST", "/api/call/pair", `{"code":"000000"}`, &bad); code != http.StatusConflict || bad.Error == "" {
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"0000000000"}`, &bad); code != http.StatusConflict || bad.Error == "" {
 		t.Errorf("a wrong code: %d %+v", code, bad)
 	}
-	if code := b.do(t, "POST", "/api/call/pair", `{"code":"12x456"}`, &bad); code != http.StatusBadRequest {
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"12x4567890"}`, &bad); code != http.StatusBadRequest {
 		t.Errorf("a malformed code: %d %+v", code, bad)
 	}
-	var joined struct{ Paired callAPIPeer }
-	if code := b.do(t, "POST", "/api/call/pair", `{"code":"`+got.Code+`"}`, &joined); code != 200 || joined.Paired.Name != "kitchen" {
+	// Confirming with nothing to confirm is refused.
+	if code := b.do(t, "POST", "/api/call/pair/confirm", "", &bad); code != http.StatusConflict {
+		t.Errorf("a confirmation with no pairing to confirm: %d %+v", code, bad)
+	}
+	// The code as a person types it, grouped.
+	var joined struct{ Pairing box.Pairing }
+	typed := got.Code[:4] + "-" + got.Code[4:7] + " " + got.Code[7:]
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"`+typed+`"}`, &joined); code != 200 || joined.Pairing.PeerName != "kitchen" || joined.Pairing.Stage != box.PairCompare {
 		t.Fatalf("POST /api/call/pair with the code: %d %+v", code, joined)
+	}
+	// Both boxes show the same confirmation in /api/state; nothing is
+	// pinned until both owners confirm.
+	var sasA string
+	waitFor(t, 5*time.Second, "box A shows the confirmation", func() bool {
+		p := a.state(t, "").Call.Pairing
+		if p != nil {
+			sasA = p.SAS
+		}
+		return p != nil && p.Stage == box.PairCompare
+	})
+	if pb := b.state(t, "").Call.Pairing; pb == nil || pb.SAS != sasA || len(sasA) != proto.SASDigits {
+		t.Fatalf("box B shows %+v, box A %q", pb, sasA)
+	}
+	if code := a.do(t, "POST", "/api/call/pair/confirm", "", &joined); code != 200 || joined.Pairing.Stage != box.PairConfirmed {
+		t.Fatalf("confirm on A: %d %+v", code, joined)
+	}
+	a.do(t, "GET", "/api/call", "", &st)
+	if len(st.Peers) != 0 {
+		t.Fatalf("box A pinned box B on one confirmation: %+v", st.Peers)
+	}
+	if code := b.do(t, "POST", "/api/call/pair/confirm", "", &joined); code != 200 {
+		t.Fatalf("confirm on B: %d %+v", code, joined)
 	}
 	waitFor(t, 5*time.Second, "box A pinned box B", func() bool {
 		a.do(t, "GET", "/api/call", "", &st)
 		return len(st.Peers) == 1 && st.Peers[0].Name == "attic" && st.Peers[0].Online
 	})
+	if p := b.state(t, "").Call.Pairing; p == nil || p.Stage != box.PairDone {
+		t.Fatalf("box B's pairing: %+v", p)
+	}
 	if code := a.do(t, "POST", "/api/call", "", &st); code != 200 {
 		t.Fatalf("POST /api/call: %d %+v", code, st)
 	}

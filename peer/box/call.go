@@ -182,6 +182,11 @@ func (call *Call) ring() {
 // ensurePC creates the PeerConnection with the call's tracks and starts
 // sending media.
 func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
+	if !call.hasPC() {
+		// Short-lived TURN credentials: fresh ones before the
+		// PeerConnection gathers (outside the lock: a hub round trip).
+		call.caller.cfg.Client.RefreshICE(call.ctx)
+	}
 	call.mu.Lock()
 	defer call.mu.Unlock()
 	if call.pc != nil {

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,9 +20,14 @@ import (
 
 // ClientConfig configures a box's connection to its hub.
 type ClientConfig struct {
-	HubURL   string // ws://host:port/v1/ws (wss:// in production)
-	Identity *proto.Identity
-	Name     string // human label sent to the hub and to peers
+	HubURL string // wss://host:port/v1/ws (ws:// only to a loopback hub, or with InsecureHub)
+	// InsecureHub allows plain ws:// to a hub that is not on loopback
+	// (network labs). Without TLS anyone in the middle reads the box's
+	// signalling; pairing stays safe (the owners compare the SAS), but
+	// use it for tests only.
+	InsecureHub bool
+	Identity    *proto.Identity
+	Name        string // human label sent to the hub and to peers
 	// DataDir holds peers.json: the boxes this box has itself paired with.
 	// Calls are accepted only from them, so a hub cannot invent a pair.
 	DataDir string
@@ -56,6 +65,9 @@ type Client struct {
 	// fanoutHandlers hear watch, unwatch and media signals (S7).
 	fanoutHandlers []*func(Signal)
 	ready          chan struct{} // closed when a connection is up; replaced on drop
+	pair           *pairing      // the pairing under way, or the last one
+	pairChange     chan struct{} // closed when pair changes; replaced
+	iceAt          time.Time     // when the ICE servers were last received
 	closed         bool
 
 	ctx    context.Context
@@ -67,6 +79,9 @@ type Client struct {
 func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if cfg.Identity == nil {
 		return nil, fmt.Errorf("peer: client needs an identity")
+	}
+	if err := CheckHubURL(cfg.HubURL, cfg.InsecureHub); err != nil {
+		return nil, err
 	}
 	if cfg.Ping == 0 {
 		cfg.Ping = 20 * time.Second
@@ -85,6 +100,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		online:     map[string]bool{},
 		onlineWait: map[string][]chan struct{}{},
 		ready:      make(chan struct{}),
+		pairChange: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
 	if err := c.loadPeers(); err != nil {
@@ -98,6 +114,26 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	go c.run(conn)
 	return c, nil
+}
+
+// CheckHubURL accepts wss:// URLs, and ws:// ones to a loopback address
+// or localhost (or any, with insecure).
+func CheckHubURL(hubURL string, insecure bool) error {
+	u, err := url.Parse(hubURL)
+	if err != nil {
+		return fmt.Errorf("peer: hub URL %q: %w", hubURL, err)
+	}
+	switch u.Scheme {
+	case "wss":
+		return nil
+	case "ws":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); insecure || host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("peer: hub URL %s: plain ws:// only to a hub on this machine; use wss://", hubURL)
+	}
+	return fmt.Errorf("peer: hub URL %q: want wss://host/v1/ws", hubURL)
 }
 
 // connect dials and registers once.
@@ -264,10 +300,16 @@ func (c *Client) dispatch(m *proto.Message) {
 		}
 		return
 	case proto.TypePaired:
-		for _, p := range m.Peers {
-			c.pin(p)
-			c.setOnline(p.ID, p.Online)
+		c.dispatchPairing(m)
+		if p := c.Pairing(); p.Stage == PairDone && len(m.Peers) == 1 && p.PeerID == m.Peers[0].ID {
+			c.setOnline(m.Peers[0].ID, m.Peers[0].Online)
 		}
+	case proto.TypePairRequest, proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel, proto.TypeError:
+		c.dispatchPairing(m)
+	case proto.TypeICE:
+		c.mu.Lock()
+		c.welcome.ICE = m.ICE
+		c.mu.Unlock()
 	case proto.TypePresence:
 		for _, p := range m.Peers {
 			c.setOnline(p.ID, p.Online)
@@ -377,6 +419,33 @@ func (c *Client) ICEServers() []proto.ICEServer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.welcome.ICE
+}
+
+// RefreshICE asks the hub for fresh ICE servers when the TURN credentials
+// have less than half an hour left (the hub's last an hour), or when the
+// box has paired boxes but no TURN credentials yet. A hub that does not
+// answer within a few seconds leaves the old ones.
+func (c *Client) RefreshICE(ctx context.Context) {
+	c.mu.Lock()
+	stale := len(c.peers) > 0
+	for _, s := range c.welcome.ICE {
+		if s.Username == "" {
+			continue
+		}
+		exp, _, _ := strings.Cut(s.Username, ":")
+		if sec, err := strconv.ParseInt(exp, 10, 64); err == nil {
+			stale = time.Unix(sec, 0).Sub(c.cfg.Now()) < 30*time.Minute
+		}
+	}
+	c.mu.Unlock()
+	if !stale {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := c.request(rctx, &proto.Message{Type: proto.TypeICE}, proto.TypeICE); err != nil {
+		c.cfg.Log.Warn("fresh ICE servers not received; using the old ones", "err", err)
+	}
 }
 
 // send writes one message, waiting for a connection if one is being re-established.

@@ -28,32 +28,17 @@ func TestHubOverWebSocket(t *testing.T) {
 		return c
 	}
 	a, b := dial("a"), dial("b")
-	if len(a.ICEServers()) != 2 {
-		t.Fatalf("ICE servers %+v", a.ICEServers())
+	// Unpaired boxes get STUN only: the TURN relay is for paired boxes.
+	if len(a.ICEServers()) != 1 || a.ICEServers()[0].Username != "" {
+		t.Fatalf("ICE servers of an unpaired box %+v", a.ICEServers())
 	}
 	// Unpaired: the hub refuses to forward and says why.
 	if err := a.SendSignal(ctx, b.ID(), "x", proto.KindRing, ""); err != nil {
 		t.Fatal(err)
 	}
-	code, _, err := a.RequestPairCode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitA := make(chan proto.PeerInfo, 1)
-	go func() {
-		p, _ := a.WaitPaired(ctx)
-		waitA <- p
-	}()
-	time.Sleep(50 * time.Millisecond) // let WaitPaired register before the join completes
-	pb, err := b.JoinPairCode(ctx, code)
-	if err != nil {
-		t.Fatalf("join: %v", err)
-	}
-	if pb.ID != a.ID() {
-		t.Fatalf("b paired with %s", pb.ID)
-	}
-	if p := <-waitA; p.ID != b.ID() {
-		t.Fatalf("a paired with %q", p.ID)
+	pairClients(t, ctx, a, b)
+	if len(a.ICEServers()) != 2 || len(b.ICEServers()) != 2 {
+		t.Fatalf("ICE servers after pairing: a %+v b %+v", a.ICEServers(), b.ICEServers())
 	}
 	if p, err := a.Resolve("b"); err != nil || p.ID != b.ID() {
 		t.Fatalf("resolve b: %+v %v", p, err)
@@ -99,5 +84,44 @@ func TestHubRefusalReachesBox(t *testing.T) {
 	_, err := Dial(ctx, ClientConfig{HubURL: "ws" + strings.TrimPrefix(srv.URL, "http"), Identity: mustIdentity(t), Now: skewed})
 	if !errors.Is(err, proto.ErrHub) || !strings.Contains(err.Error(), "stale") {
 		t.Fatalf("err = %v, want the hub's refusal naming the stale timestamp", err)
+	}
+}
+
+// pairClients pairs a and b by code as two owners would: a shows a code, b
+// enters it, both owners compare the SAS and confirm.
+func pairClients(t *testing.T, ctx context.Context, a, b *Client) {
+	t.Helper()
+	code, _, err := a.RequestPairCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := b.JoinPairCode(ctx, code)
+	if err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	pa, err := a.WaitPairStage(ctx, PairCompare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa.SAS == "" || pa.SAS != pb.SAS || pa.PeerID != b.ID() || pb.PeerID != a.ID() {
+		t.Fatalf("the boxes show different pairings: a %+v, b %+v", pa, pb)
+	}
+	if _, err := a.Resolve(b.ID()); err == nil {
+		t.Fatal("a pinned b before its owner confirmed")
+	}
+	if err := a.ConfirmPairing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ConfirmPairing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range [][2]*Client{{a, b}, {b, a}} {
+		p, err := x[0].WaitPaired(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ID != x[1].ID() {
+			t.Fatalf("%s paired with %s, want %s", x[0].ID(), p.ID, x[1].ID())
+		}
 	}
 }

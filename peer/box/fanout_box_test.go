@@ -153,22 +153,7 @@ func fanoutSwitch(t *testing.T) {
 	rx := make([]*Client, receivers)
 	for i := range rx {
 		rx[i] = dial("rx" + string(rune('0'+i)))
-		code, _, err := box.RequestPairCode(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rx[i].JoinPairCode(ctx, code); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			if _, err := box.Resolve(rx[i].ID()); err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("the box never learned of the pairing")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		pairClients(t, ctx, box, rx[i])
 	}
 
 	// The box's own relay, reached directly by the receivers; every byte

@@ -13,17 +13,14 @@ import (
 	"github.com/callbox/callbox/peer/proto"
 )
 
-// pin records a peer this box paired with (the hub's peer list is only
+// pinLocked records a peer this box paired with (the hub's peer list is only
 // used for names and online state).
-func (c *Client) pin(p proto.PeerInfo) {
+func (c *Client) pinLocked(p proto.PeerInfo) {
 	if proto.BoxID(p.Key) != p.ID {
 		return
 	}
-	c.mu.Lock()
 	c.peers[p.ID] = proto.PeerInfo{ID: p.ID, Key: p.Key, Name: p.Name}
-	err := c.savePeersLocked()
-	c.mu.Unlock()
-	if err != nil {
+	if err := c.savePeersLocked(); err != nil {
 		c.cfg.Log.Warn("peers not saved", "err", err)
 	}
 }

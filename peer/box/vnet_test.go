@@ -190,24 +190,7 @@ func pair(t *testing.T, a, b *vbox) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	code, _, err := a.client.RequestPairCode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.client.JoinPairCode(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	// a learns of the pairing from the hub's paired message.
-	for {
-		if _, err := a.client.Resolve(b.client.ID()); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("a never learned of the pairing")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	pairClients(t, ctx, a.client, b.client)
 }
 
 // runCall calls b from a and waits until each side has decoded enough of

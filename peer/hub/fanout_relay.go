@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -44,6 +45,7 @@ type fanoutRoom struct {
 	relay *relay.Relay
 	pub   *relay.Publisher
 	token string
+	addr  string // the publisher's source address (AddrKey)
 }
 
 // NewFanoutRelay serves S7 relays for boxes registered with hub (whose
@@ -121,6 +123,25 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = f.hub.VerifyHello(&hello)
 	}
+	addr := AddrKey(r.RemoteAddr)
+	if err == nil && !f.hub.HasPairing(hello.Box) {
+		// The relay carries a box's media to its paired boxes: a box
+		// without a pairing has no receivers, and the hub is no free relay.
+		err = fmt.Errorf("%w: %s has no pairing; fan-out is for paired boxes", proto.ErrNotPaired, hello.Box)
+	}
+	if err == nil {
+		f.mu.Lock()
+		n := 0
+		for id, room := range f.rooms {
+			if room.addr == addr && id != hello.Box {
+				n++
+			}
+		}
+		f.mu.Unlock()
+		if n >= f.hub.cfg.Limits.AddrPublishers {
+			err = fmt.Errorf("%w: %d fan-out publications from %s already", ErrLimited, n, addr)
+		}
+	}
 	if err != nil {
 		f.log.Warn("publish refused", "remote", r.RemoteAddr, "err", err)
 		m, _ := json.Marshal(errorMessage(proto.TypeHello, err))
@@ -132,7 +153,7 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 	if _, err := rand.Read(tok[:]); err != nil {
 		return
 	}
-	room := &fanoutRoom{token: hex.EncodeToString(tok[:])}
+	room := &fanoutRoom{token: hex.EncodeToString(tok[:]), addr: addr}
 	cfg := relay.DefaultConfig()
 	cfg.Authorize = func(token string) error {
 		if subtle.ConstantTimeCompare([]byte(token), []byte(room.token)) != 1 {

@@ -69,7 +69,16 @@ func TestFanoutThroughHub(t *testing.T) {
 		t.Fatalf("policy chose %s", d.Mode)
 	}
 
-	pub, err := box.PublishToHub(ctx, hubURL, mustIdentity(t), nil)
+	// Only a box with a pairing may publish (the relay is for its paired
+	// receivers).
+	publisher, other := mustIdentity(t), mustIdentity(t)
+	if _, err := box.PublishToHub(ctx, hubURL, publisher, nil); err == nil || !strings.Contains(err.Error(), "no pairing") {
+		t.Fatalf("an unpaired box's publication: %v", err)
+	}
+	var fa, fb fakeSession
+	sa, sb := register(t, hub, publisher, &fa), register(t, hub, other, &fb)
+	pairByCode(t, hub, sa, &fa, sb, &fb)
+	pub, err := box.PublishToHub(ctx, hubURL, publisher, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +156,35 @@ func TestFanoutThroughHub(t *testing.T) {
 	t.Logf("box uploaded %d bytes; receivers got %d bytes in total", pub.BytesSent(), total)
 	if up := pub.BytesSent(); up == 0 || uint64(total) < 2*up {
 		t.Errorf("uploaded %d bytes for %d received: not one copy for %d receivers", up, total, receivers)
+	}
+}
+
+// One address opens a few publications at most (each is a relay on the hub).
+func TestFanoutPublishersPerAddress(t *testing.T) {
+	h := newTestHub(t, time.Now)
+	fh := NewFanoutRelay(h, nil)
+	t.Cleanup(fh.Close)
+	srv := httptest.NewServer(fh)
+	t.Cleanup(srv.Close)
+	hubURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	max := h.cfg.Limits.AddrPublishers
+	for i := 0; i <= max; i++ {
+		id, other := mustIdentity(t), mustIdentity(t)
+		var fa, fb fakeSession
+		sa, sb := register(t, h, id, &fa), register(t, h, other, &fb)
+		pairByCode(t, h, sa, &fa, sb, &fb)
+		pub, err := box.PublishToHub(ctx, hubURL, id, nil)
+		if i < max {
+			if err != nil {
+				t.Fatalf("publication %d: %v", i, err)
+			}
+			defer pub.Close()
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "publications from") {
+			t.Fatalf("publication %d from one address: %v, want a refusal", i, err)
+		}
 	}
 }

@@ -2,12 +2,10 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -42,18 +40,20 @@ type Config struct {
 	STUNURLs, TURNURLs []string
 	// TURNSecret signs the TURN REST credentials (coturn's static-auth-secret).
 	TURNSecret string
-	// CredentialTTL is how long TURN credentials stay valid (default 24 h).
+	// CredentialTTL is how long TURN credentials stay valid (default 1 h;
+	// a box asks for fresh ones when half of that has passed). Only boxes
+	// with a pairing get TURN credentials at all.
 	CredentialTTL time.Duration
 	// ClockSkew bounds |hub clock - hello timestamp| (default 60 s). Nonces
 	// are remembered for twice as long, which is what makes a replay fail.
 	ClockSkew time.Duration
-	// PairCodeTTL is how long a pairing code is valid (default 5 min).
+	// PairCodeTTL is how long a pairing code is valid, and how long the
+	// two owners then have to confirm the pairing (default 5 min).
 	PairCodeTTL time.Duration
-	// ButtonWindow is how close two button presses must be to pair (default 15 s).
-	ButtonWindow time.Duration
-	// MaxCodeTries is how many wrong codes a connection may enter before
-	// the hub hangs up on it (default 5): a 6-digit code must not be guessable.
-	MaxCodeTries int
+	// Limits bound what strangers can make the hub do (pairing guesses,
+	// codes, new identities, publications); the counters live in the
+	// store, so a cluster's instances share them.
+	Limits Limits
 	// DrainPeriod spreads the disconnections of Drain, so the boxes do not
 	// all reconnect to the other instances at the same instant (default 5 s).
 	DrainPeriod time.Duration
@@ -61,21 +61,75 @@ type Config struct {
 	Log         *slog.Logger
 }
 
+// Limits bound what strangers can make the hub do (docs/security.md, "The
+// hub"). Each "N per W" is a fixed window of length W counted in the store:
+// the first event starts it, the N+1th within it is refused. Zero fields
+// take the defaults in parentheses.
+type Limits struct {
+	// CodeTries wrong secrets for one pending code, whoever sends them,
+	// and the hub withdraws it (3).
+	CodeTries int
+	// SessionTries wrong codes on one connection and the hub hangs up (5).
+	SessionTries int
+	// AddrGuesses joins per AddrGuessWindow from one source address (5
+	// per 10 min); HubGuesses per HubGuessWindow from all (60 per minute):
+	// beyond them a join is refused before its code is looked at.
+	AddrGuesses     int
+	AddrGuessWindow time.Duration
+	HubGuesses      int
+	HubGuessWindow  time.Duration
+	// AddrCodes pairing codes per AddrCodeWindow from one address (10 per
+	// 10 min): codes take slots.
+	AddrCodes      int
+	AddrCodeWindow time.Duration
+	// AddrNewBoxes registrations of identities the hub does not know, per
+	// AddrNewBoxWindow from one address (20 per hour): identities cost
+	// nothing to make, records do.
+	AddrNewBoxes     int
+	AddrNewBoxWindow time.Duration
+	// UnpairedTTL: a box that never paired and has not registered for
+	// this long is forgotten (7 days).
+	UnpairedTTL time.Duration
+	// AddrPublishers fan-out publications open at once from one source
+	// address, on one instance (4).
+	AddrPublishers int
+}
+
+func (l *Limits) defaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.CodeTries, 3)
+	def(&l.SessionTries, 5)
+	def(&l.AddrGuesses, 5)
+	defd(&l.AddrGuessWindow, 10*time.Minute)
+	def(&l.HubGuesses, 60)
+	defd(&l.HubGuessWindow, time.Minute)
+	def(&l.AddrCodes, 10)
+	defd(&l.AddrCodeWindow, 10*time.Minute)
+	def(&l.AddrNewBoxes, 20)
+	defd(&l.AddrNewBoxWindow, time.Hour)
+	defd(&l.UnpairedTTL, 7*24*time.Hour)
+	def(&l.AddrPublishers, 4)
+}
+
 func (c *Config) defaults() {
+	c.Limits.defaults()
 	if c.CredentialTTL == 0 {
-		c.CredentialTTL = 24 * time.Hour
+		c.CredentialTTL = time.Hour
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = 60 * time.Second
 	}
 	if c.PairCodeTTL == 0 {
 		c.PairCodeTTL = 5 * time.Minute
-	}
-	if c.ButtonWindow == 0 {
-		c.ButtonWindow = 15 * time.Second
-	}
-	if c.MaxCodeTries == 0 {
-		c.MaxCodeTries = 5
 	}
 	if c.DrainPeriod == 0 {
 		c.DrainPeriod = 5 * time.Second
@@ -112,12 +166,17 @@ type Hub struct {
 	mu       sync.Mutex
 	sessions map[string]*Session // box ID -> its live connection on this instance
 	tries    map[*Session]int    // wrong pairing codes per connection
+
+	checked, rejected, matched atomic.Int64 // pairing joins on this instance (PairingStats)
 }
 
 // Session is one box's authenticated connection. Send delivers a message to
 // the box; Close hangs up. The WebSocket server makes them; tests make their own.
 type Session struct {
-	Box   string
+	Box string
+	// Addr is the source address the per-address limits count under
+	// (AddrKey of the connection's remote address).
+	Addr  string
 	Send  func(proto.Message) error
 	Close func()
 	// drain hangs up telling the box to reconnect (to another instance);
@@ -125,9 +184,10 @@ type Session struct {
 	drain func()
 
 	// Guarded by Hub.mu.
-	key   []byte
-	name  string
-	peers map[string]bool // the boxes paired with this one
+	key     []byte
+	name    string
+	peers   map[string]bool // the boxes paired with this one
+	touched time.Time       // LastSeen last written (a box online for days is not "unseen")
 }
 
 // New opens the hub on its store (importing a JSON state file if
@@ -207,7 +267,38 @@ func (h *Hub) sweep() {
 				h.cfg.Log.Warn("hub store sweep", "err", err)
 			}
 			cancel()
+			h.expireUnpaired()
 		}
+	}
+}
+
+// expireUnpaired forgets the boxes that never paired and have not
+// registered for Limits.UnpairedTTL. The boxes connected here are touched
+// first (once a day), so a long connection does not count as unseen.
+func (h *Hub) expireUnpaired() {
+	now := h.cfg.Now()
+	h.mu.Lock()
+	var touch []store.Box
+	for _, s := range h.sessions {
+		if now.Sub(s.touched) > 24*time.Hour {
+			s.touched = now
+			touch = append(touch, store.Box{ID: s.Box, Key: s.key, Name: s.name, LastSeen: now.UTC()})
+		}
+	}
+	h.mu.Unlock()
+	ctx, cancel := storeCtx()
+	defer cancel()
+	for _, b := range touch {
+		if err := h.store.PutBox(ctx, b); err != nil {
+			h.cfg.Log.Warn("hub store", "err", err)
+		}
+	}
+	n, err := h.store.ExpireUnpaired(ctx, now.Add(-h.cfg.Limits.UnpairedTTL))
+	if err != nil {
+		h.cfg.Log.Warn("hub store", "err", err)
+	}
+	if n > 0 {
+		h.cfg.Log.Info("forgot boxes that never paired", "boxes", n, "unseen_for", h.cfg.Limits.UnpairedTTL)
 	}
 }
 
@@ -264,7 +355,16 @@ func (h *Hub) Register(s *Session, hello *proto.Message) (proto.Message, error) 
 	ctx, cancel := storeCtx()
 	defer cancel()
 	box := hello.Box
-	if err := h.store.PutBox(ctx, store.Box{ID: box, Key: hello.Key, Name: hello.Name, LastSeen: h.cfg.Now().UTC()}); err != nil {
+	now := h.cfg.Now()
+	if _, err := h.store.GetBox(ctx, box); errors.Is(err, store.ErrNotFound) {
+		if err := h.limit(ctx, "newbox:"+s.Addr, h.cfg.Limits.AddrNewBoxes, h.cfg.Limits.AddrNewBoxWindow); err != nil {
+			h.metrics.refused.Inc()
+			return proto.Message{}, fmt.Errorf("%w: too many new boxes from %s; try again later", err, s.Addr)
+		}
+	} else if err != nil {
+		return proto.Message{}, err
+	}
+	if err := h.store.PutBox(ctx, store.Box{ID: box, Key: hello.Key, Name: hello.Name, LastSeen: now.UTC()}); err != nil {
 		return proto.Message{}, err
 	}
 	peers, err := h.store.Peers(ctx, box)
@@ -276,7 +376,7 @@ func (h *Hub) Register(s *Session, hello *proto.Message) (proto.Message, error) 
 	remote := h.remoteOnline(ctx, peers)
 
 	h.mu.Lock()
-	s.Box, s.key, s.name = box, hello.Key, hello.Name
+	s.Box, s.key, s.name, s.touched = box, hello.Key, hello.Name, now
 	s.peers = make(map[string]bool, len(peers))
 	infos := make([]proto.PeerInfo, 0, len(peers))
 	for _, p := range peers {
@@ -287,7 +387,7 @@ func (h *Hub) Register(s *Session, hello *proto.Message) (proto.Message, error) 
 		old.Close()
 	}
 	h.sessions[box] = s
-	w := proto.Message{Type: proto.TypeWelcome, Box: box, ICE: h.iceServers(box), Peers: infos}
+	w := proto.Message{Type: proto.TypeWelcome, Box: box, ICE: h.iceServers(box, len(peers) > 0), Peers: infos}
 	// The welcome goes out under the lock, before anyone learns that this
 	// box is online: the first message a box reads is always its welcome,
 	// never a signal from a peer that was quicker.
@@ -328,12 +428,14 @@ func (h *Hub) Unregister(s *Session) {
 	}
 }
 
-func (h *Hub) iceServers(box string) []proto.ICEServer {
+// iceServers are box's STUN servers and, if it has a pairing, TURN
+// credentials: the relay is for calls, and only paired boxes call.
+func (h *Hub) iceServers(box string, paired bool) []proto.ICEServer {
 	var out []proto.ICEServer
 	if len(h.cfg.STUNURLs) > 0 {
 		out = append(out, proto.ICEServer{URLs: h.cfg.STUNURLs})
 	}
-	if len(h.cfg.TURNURLs) > 0 && h.cfg.TURNSecret != "" {
+	if len(h.cfg.TURNURLs) > 0 && h.cfg.TURNSecret != "" && paired {
 		u, p := TURNCredentials(h.cfg.TURNSecret, box, h.cfg.Now().Add(h.cfg.CredentialTTL))
 		out = append(out, proto.ICEServer{URLs: h.cfg.TURNURLs, Username: u, Credential: p})
 		h.metrics.turnCredentials.Inc()
@@ -383,7 +485,8 @@ func (h *Hub) pair(a, b string) error {
 	h.mu.Lock()
 	for _, x := range [][2]string{{a, b}, {b, a}} {
 		r := recs[x[1]]
-		msg := proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{{ID: r.ID, Key: r.Key, Name: r.Name, Online: online[x[1]]}}}
+		// It carries the box's ICE servers: with a pairing, TURN too.
+		msg := proto.Message{Type: proto.TypePaired, ICE: h.iceServers(x[0], true), Peers: []proto.PeerInfo{{ID: r.ID, Key: r.Key, Name: r.Name, Online: online[x[1]]}}}
 		if s := h.sessions[x[0]]; s != nil {
 			s.peers[x[1]] = true
 			// Sent under the lock so that "paired" is ordered before any
@@ -399,6 +502,17 @@ func (h *Hub) pair(a, b string) error {
 		}
 	}
 	return nil
+}
+
+// HasPairing reports whether box is paired with at least one box.
+func (h *Hub) HasPairing(box string) bool {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	peers, err := h.store.Peers(ctx, box)
+	if err != nil {
+		h.cfg.Log.Warn("hub store", "err", err)
+	}
+	return len(peers) > 0
 }
 
 // Paired reports whether a and b are paired.
@@ -446,66 +560,22 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	switch m.Type {
 	case proto.TypePing:
 		return s.Send(proto.Message{Type: proto.TypePong})
+	case proto.TypeICE:
+		h.mu.Lock()
+		paired := len(s.peers) > 0
+		h.mu.Unlock()
+		if !paired {
+			paired = h.HasPairing(s.Box) // a pair made on another instance
+		}
+		return s.Send(proto.Message{Type: proto.TypeICE, ICE: h.iceServers(s.Box, paired)})
 	case proto.TypePairCode:
-		exp := now.Add(h.cfg.PairCodeTTL)
-		ctx, cancel := storeCtx()
-		defer cancel()
-		// A code another box holds is drawn again (1 in a million per
-		// pending code: a few tries are plenty).
-		for try := 0; ; try++ {
-			code, err := randomCode()
-			if err != nil {
-				return err
-			}
-			err = h.store.PutCode(ctx, store.Code{Code: code, Box: s.Box, Expires: exp}, now)
-			if err == nil {
-				return s.Send(proto.Message{Type: proto.TypePairCode, Code: code, Expires: exp.Unix()})
-			}
-			if !errors.Is(err, store.ErrCodeTaken) || try >= 10 {
-				return err
-			}
-		}
+		return h.pairCode(s, now)
 	case proto.TypePairJoin:
-		ctx, cancel := storeCtx()
-		defer cancel()
-		c, err := h.store.TakeCode(ctx, m.Code, now)
-		if err == nil && c.Box == s.Box {
-			// A box entering its own code: put it back for the real joiner.
-			err = h.store.PutCode(ctx, c, now)
-			if err == nil {
-				err = store.ErrNotFound
-			}
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			h.mu.Lock()
-			h.tries[s]++
-			n := h.tries[s]
-			h.mu.Unlock()
-			if n >= h.cfg.MaxCodeTries {
-				return fmt.Errorf("%w: %w", errTooManyTries, proto.ErrBadCode)
-			}
-			return proto.ErrBadCode
-		}
-		if err != nil {
-			return err
-		}
-		return h.pair(c.Box, s.Box)
+		return h.pairJoin(s, m, now)
+	case proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel:
+		return h.pairStep(s, m, now)
 	case proto.TypePairButton:
-		ctx, cancel := storeCtx()
-		defer cancel()
-		other, err := h.store.PressButton(ctx, s.Box, now, h.cfg.ButtonWindow)
-		if err != nil {
-			return err
-		}
-		if other == "" {
-			return nil
-		}
-		if !h.online(ctx, other) {
-			// The other box left since it pressed: this press waits instead.
-			_, err := h.store.PressButton(ctx, s.Box, now, h.cfg.ButtonWindow)
-			return err
-		}
-		return h.pair(other, s.Box)
+		return fmt.Errorf("%w: pairing by button presses is withdrawn (it paired any two boxes pressing at once, anywhere): pair with a code", proto.ErrBadMessage)
 	case proto.TypeSignal:
 		paired, err := h.isPaired(s, m.To)
 		if err != nil {
@@ -537,14 +607,6 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	return fmt.Errorf("%w: a box may not send %q", proto.ErrBadMessage, m.Type)
 }
 
-func randomCode() (string, error) {
-	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
-	if err != nil {
-		return "", fmt.Errorf("peer: pairing code: %w", err)
-	}
-	return fmt.Sprintf("%06d", n.Int64()), nil
-}
-
 // errorMessage turns an error into the message sent to the box.
 func errorMessage(ref string, err error) proto.Message {
 	return proto.Message{Type: proto.TypeError, Ref: ref, Error: err.Error()}
@@ -570,6 +632,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &sendQueue{c: c, ctx: ctx, cancel: cancel}
 	s := &Session{
+		Addr:  AddrKey(r.RemoteAddr),
 		Send:  q.send,
 		Close: cancel,
 		// Close code 1012 (service restart) tells the box to reconnect at

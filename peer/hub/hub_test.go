@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -92,7 +93,7 @@ func mustIdentity(t *testing.T) *proto.Identity {
 func register(t *testing.T, h *Hub, id *proto.Identity, f *fakeSession) *Session {
 	t.Helper()
 	s := f.session()
-	hello := proto.NewHello(id, "box", time.Now().UnixMilli(), nonce(t))
+	hello := proto.NewHello(id, "box", h.cfg.Now().UnixMilli(), nonce(t))
 	w, err := h.Register(s, &hello)
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)
@@ -154,6 +155,62 @@ func TestHubRejectsForgedIdentity(t *testing.T) {
 	}
 }
 
+// pairByCode runs the whole pairing between the box of sa (which shows
+// the code) and the box of sb (which enters it), as their clients would,
+// and returns the code.
+func pairByCode(t *testing.T, h *Hub, sa *Session, fa *fakeSession, sb *Session, fb *fakeSession) string {
+	t.Helper()
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairCode}); err != nil {
+		t.Fatal(err)
+	}
+	code := fa.last(t, proto.TypePairCode).Code
+	if !proto.ValidPairCode(code) {
+		t.Fatalf("code %q", code)
+	}
+	nb := nonce(t)
+	rb, err := h.store.GetBox(context.Background(), sb.Box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb := rb.Key
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairJoin, Code: code, Commit: proto.PairCommit(kb, nb)}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	req := fa.last(t, proto.TypePairRequest)
+	if req.From != sb.Box || req.Peers[0].ID != sb.Box {
+		t.Fatalf("pair request %+v", req)
+	}
+	if h.Paired(sa.Box, sb.Box) {
+		t.Fatal("a right code paired the boxes before their owners confirmed")
+	}
+	na := nonce(t)
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairNonce, To: sb.Box, Nonce: na}); err != nil {
+		t.Fatal(err)
+	}
+	if m := fb.last(t, proto.TypePairNonce); m.From != sa.Box || m.Peers[0].ID != sa.Box {
+		t.Fatalf("nonce forwarded as %+v", m)
+	}
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairReveal, To: sa.Box, Nonce: nb}); err != nil {
+		t.Fatal(err)
+	}
+	if m := fa.last(t, proto.TypePairReveal); !proto.CheckCommit(req.Commit, req.Peers[0].Key, m.Nonce) {
+		t.Fatal("the revealed nonce does not match the commitment")
+	}
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairConfirm, To: sb.Box}); err != nil {
+		t.Fatal(err)
+	}
+	if h.Paired(sa.Box, sb.Box) {
+		t.Fatal("paired with one confirmation")
+	}
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairConfirm, To: sa.Box}); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Paired(sa.Box, sb.Box) {
+		t.Fatal("not paired after both confirmations")
+	}
+	return code
+}
+
 func TestHubOnlyConnectsPairedBoxes(t *testing.T) {
 	h := newTestHub(t, time.Now)
 	a, b, c := mustIdentity(t), mustIdentity(t), mustIdentity(t)
@@ -165,25 +222,11 @@ func TestHubOnlyConnectsPairedBoxes(t *testing.T) {
 	if err := h.Handle(sa, &offer); !errors.Is(err, proto.ErrNotPaired) {
 		t.Fatalf("unpaired signal: err = %v, want ErrNotPaired", err)
 	}
-
-	// Pair a and b by code.
-	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairCode}); err != nil {
-		t.Fatal(err)
-	}
-	code := fa.last(t, proto.TypePairCode).Code
-	if !proto.ValidPairCode(code) {
-		t.Fatalf("code %q", code)
-	}
-	wrong := "000000"
-	if wrong == code {
-		wrong = "000001"
-	}
-	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairJoin, Code: wrong}); !errors.Is(err, proto.ErrBadCode) {
+	// A wrong code is refused.
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairJoin, Code: "0000000000", Commit: make([]byte, proto.CommitSize)}); !errors.Is(err, proto.ErrBadCode) {
 		t.Fatalf("wrong code: err = %v", err)
 	}
-	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairJoin, Code: code}); err != nil {
-		t.Fatalf("join: %v", err)
-	}
+	code := pairByCode(t, h, sa, &fa, sb, &fb)
 	if p := fa.last(t, proto.TypePaired).Peers[0]; p.ID != b.ID {
 		t.Fatalf("a paired with %s, want %s", p.ID, b.ID)
 	}
@@ -191,7 +234,7 @@ func TestHubOnlyConnectsPairedBoxes(t *testing.T) {
 		t.Fatalf("b paired with %s, want %s", p.ID, a.ID)
 	}
 	// A used code cannot pair a third box.
-	if err := h.Handle(sc, &proto.Message{Type: proto.TypePairJoin, Code: code}); !errors.Is(err, proto.ErrBadCode) {
+	if err := h.Handle(sc, &proto.Message{Type: proto.TypePairJoin, Code: code, Commit: make([]byte, proto.CommitSize)}); !errors.Is(err, proto.ErrBadCode) {
 		t.Fatalf("reused code: err = %v", err)
 	}
 
@@ -229,79 +272,206 @@ func TestHubOnlyConnectsPairedBoxes(t *testing.T) {
 	}
 }
 
-func TestHubButtonPairingWindow(t *testing.T) {
+// A right code starts a pairing that holds only once both owners confirm
+// within the code's lifetime; the steps go in order and only between the
+// two boxes of that pairing.
+func TestHubPairingNeedsBothConfirmations(t *testing.T) {
 	now := time.Now()
-	clock := func() time.Time { return now }
-	h := newTestHub(t, clock)
+	h := newTestHub(t, func() time.Time { return now })
 	a, b, c := mustIdentity(t), mustIdentity(t), mustIdentity(t)
 	var fa, fb, fc fakeSession
 	sa, sb, sc := register(t, h, a, &fa), register(t, h, b, &fb), register(t, h, c, &fc)
-
-	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairButton}); err != nil {
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairCode}); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(h.cfg.ButtonWindow + time.Second) // too late
-	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairButton}); err != nil {
+	code := fa.last(t, proto.TypePairCode).Code
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairJoin, Code: code, Commit: make([]byte, proto.CommitSize)}); err != nil {
 		t.Fatal(err)
+	}
+	// Out of turn: confirm before the nonces, a reveal before the owner's
+	// nonce, a third box stepping in.
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairConfirm, To: a.ID}); err == nil {
+		t.Fatal("confirmation before the SAS could be shown accepted")
+	}
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairReveal, To: a.ID, Nonce: nonce(t)}); err == nil {
+		t.Fatal("reveal before the owner's nonce accepted")
+	}
+	if err := h.Handle(sc, &proto.Message{Type: proto.TypePairNonce, To: b.ID, Nonce: nonce(t)}); !errors.Is(err, proto.ErrNotPaired) {
+		t.Fatalf("a third box's nonce: %v", err)
+	}
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairNonce, To: b.ID, Nonce: nonce(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairReveal, To: a.ID, Nonce: nonce(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypePairConfirm, To: b.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if m := fb.last(t, proto.TypePairConfirm); m.From != a.ID {
+		t.Fatalf("b not told that a confirmed: %+v", m)
+	}
+	// b's owner never confirms: past the code's lifetime the pairing is
+	// dropped (each box was given the deadline and gives up by itself),
+	// and a late confirmation pairs nothing.
+	now = now.Add(h.cfg.PairCodeTTL + time.Second)
+	if err := h.Handle(sb, &proto.Message{Type: proto.TypePairConfirm, To: a.ID}); err == nil {
+		t.Fatal("a confirmation after the code's lifetime accepted")
 	}
 	if h.Paired(a.ID, b.ID) {
-		t.Fatal("presses outside the window paired")
+		t.Fatal("paired without both confirmations in time")
 	}
-	now = now.Add(time.Second)
-	if err := h.Handle(sc, &proto.Message{Type: proto.TypePairButton}); err != nil {
-		t.Fatal(err)
-	}
-	if !h.Paired(b.ID, c.ID) {
-		t.Fatal("presses within the window did not pair")
-	}
-	if p := fc.last(t, proto.TypePaired).Peers[0]; p.ID != b.ID {
-		t.Fatalf("c paired with %s", p.ID)
+	if m := fb.last(t, proto.TypePairNonce); m.Expires != now.Add(-time.Second).Unix() {
+		t.Fatalf("b was told the deadline %d, want %d", m.Expires, now.Add(-time.Second).Unix())
 	}
 }
 
-func TestHubLimitsCodeGuessing(t *testing.T) {
+// Item 8 of the security review: pair_button paired any two boxes in the
+// world that pressed within 15 s. It is withdrawn.
+func TestHubRefusesButtonPairing(t *testing.T) {
+	h := newTestHub(t, time.Now)
+	a, b := mustIdentity(t), mustIdentity(t)
+	var fa, fb fakeSession
+	sa, sb := register(t, h, a, &fa), register(t, h, b, &fb)
+	for _, s := range []*Session{sa, sb} {
+		if err := h.Handle(s, &proto.Message{Type: proto.TypePairButton}); err == nil || !strings.Contains(err.Error(), "code") {
+			t.Fatalf("pair_button: err = %v, want a refusal pointing to codes", err)
+		}
+	}
+	if h.Paired(a.ID, b.ID) {
+		t.Fatal("two button presses paired two boxes")
+	}
+}
+
+func TestHubLimitsCodeGuessingPerConnection(t *testing.T) {
 	h := newTestHub(t, time.Now)
 	a := mustIdentity(t)
 	var fa fakeSession
 	sa := register(t, h, a, &fa)
 	var err error
-	for i := 0; i < h.cfg.MaxCodeTries; i++ {
-		err = h.Handle(sa, &proto.Message{Type: proto.TypePairJoin, Code: "123456"})
+	for i := 0; i < h.cfg.Limits.SessionTries; i++ {
+		err = h.Handle(sa, &proto.Message{Type: proto.TypePairJoin, Code: "1234567890", Commit: make([]byte, proto.CommitSize)})
 	}
 	if !errors.Is(err, errTooManyTries) {
-		t.Fatalf("after %d wrong codes: err = %v", h.cfg.MaxCodeTries, err)
+		t.Fatalf("after %d wrong codes: err = %v", h.cfg.Limits.SessionTries, err)
 	}
 }
 
-func TestHubWelcomeCarriesTURNRESTCredentials(t *testing.T) {
+// TURN credentials go to boxes with a pairing only (item 7 of the security
+// review: a never-paired identity got 24 h credentials and a working
+// relay), and last an hour: a box asks for fresh ones (TypeICE).
+func TestHubTURNCredentialsOnlyForPairedBoxes(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := newTestHub(t, func() time.Time { return now })
-	id := mustIdentity(t)
-	s := (&fakeSession{}).session()
-	hello := proto.NewHello(id, "", now.UnixMilli(), nonce(t))
-	w, err := h.Register(s, &hello)
-	if err != nil {
+	a, b := mustIdentity(t), mustIdentity(t)
+	var fa, fb fakeSession
+	turnOf := func(ice []proto.ICEServer) *proto.ICEServer {
+		for i := range ice {
+			if strings.HasPrefix(ice[i].URLs[0], "turn:") {
+				return &ice[i]
+			}
+		}
+		return nil
+	}
+	sa := register(t, h, a, &fa)
+	if w := fa.last(t, proto.TypeWelcome); turnOf(w.ICE) != nil || len(w.ICE) != 1 {
+		t.Fatalf("an unpaired box got %+v", w.ICE)
+	}
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypeICE}); err != nil {
 		t.Fatal(err)
 	}
-	var turn *proto.ICEServer
-	for i := range w.ICE {
-		if strings.HasPrefix(w.ICE[i].URLs[0], "turn:") {
-			turn = &w.ICE[i]
-		}
+	if turnOf(fa.last(t, proto.TypeICE).ICE) != nil {
+		t.Fatal("an unpaired box got TURN credentials on request")
 	}
+	sb := register(t, h, b, &fb)
+	pairByCode(t, h, sa, &fa, sb, &fb)
+	turn := turnOf(fa.last(t, proto.TypePaired).ICE)
 	if turn == nil {
-		t.Fatalf("no TURN server in %+v", w.ICE)
+		t.Fatal("no TURN credentials with the pairing")
 	}
-	wantUser := "1700086400:" + id.ID
+	now = now.Add(40 * time.Minute)
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypeICE}); err != nil {
+		t.Fatal(err)
+	}
+	turn = turnOf(fa.last(t, proto.TypeICE).ICE)
+	if turn == nil {
+		t.Fatal("no TURN credentials on request")
+	}
+	wantUser := fmt.Sprintf("%d:%s", now.Add(time.Hour).Unix(), a.ID)
 	if turn.Username != wantUser {
-		t.Fatalf("username %q, want %q", turn.Username, wantUser)
+		t.Fatalf("username %q, want %q (an hour from now)", turn.Username, wantUser)
 	}
 	// The construction itself is checked against an independent
 	// computation in TestTURNCredentialsKnownAnswer.
-	_, pw := TURNCredentials("s3cret", id.ID, now.Add(24*time.Hour))
+	_, pw := TURNCredentials("s3cret", a.ID, now.Add(time.Hour))
 	if turn.Credential != pw {
 		t.Fatalf("credential %q, want %q", turn.Credential, pw)
 	}
+	// A welcome after a reconnection carries them too.
+	register(t, h, a, &fa)
+	if turnOf(fa.last(t, proto.TypeWelcome).ICE) == nil {
+		t.Fatal("no TURN credentials in a paired box's welcome")
+	}
+}
+
+// Boxes that never paired are forgotten after Limits.UnpairedTTL without a
+// registration; paired ones stay.
+func TestHubForgetsNeverPairedBoxes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := newTestHub(t, func() time.Time { return now })
+	a, b := mustIdentity(t), mustIdentity(t)
+	var fa, fb fakeSession
+	sa, sb := register(t, h, a, &fa), register(t, h, b, &fb)
+	pairByCode(t, h, sa, &fa, sb, &fb)
+	for range 50 {
+		s, _ := registerAt(t, h, "203.0.113.5")
+		h.Unregister(s)
+		now = now.Add(6 * time.Minute) // past the per-address limit on new identities
+	}
+	h.Unregister(sa)
+	h.Unregister(sb)
+	if n := h.Stats().Boxes; n != 52 {
+		t.Fatalf("%d boxes recorded, want 52", n)
+	}
+	now = now.Add(h.cfg.Limits.UnpairedTTL + time.Hour)
+	registerAt(t, h, "198.51.100.1")
+	h.expireUnpaired() // what the minute's sweep does
+	if n := h.Stats().Boxes; n != 3 {
+		t.Fatalf("%d boxes after the never-paired ones expired, want 3 (a, b, the new one)", n)
+	}
+	if !h.Paired(a.ID, b.ID) {
+		t.Fatal("the expiry dropped a pair")
+	}
+}
+
+// New identities from one address are limited (a record each); boxes the
+// hub knows register again from anywhere.
+func TestHubLimitsNewBoxesPerAddress(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := newTestHub(t, func() time.Time { return now })
+	var known *proto.Identity
+	var err error
+	n := 0
+	for ; n < 100; n++ {
+		id := mustIdentity(t)
+		s := (&fakeSession{}).session()
+		s.Addr = "203.0.113.5"
+		hello := proto.NewHello(id, "", now.UnixMilli(), nonce(t))
+		if _, err = h.Register(s, &hello); err != nil {
+			break
+		}
+		known = id
+	}
+	if !errors.Is(err, ErrLimited) || n != h.cfg.Limits.AddrNewBoxes {
+		t.Fatalf("new box %d from one address: %v; want ErrLimited after %d", n, err, h.cfg.Limits.AddrNewBoxes)
+	}
+	s := (&fakeSession{}).session()
+	s.Addr = "203.0.113.5"
+	hello := proto.NewHello(known, "", now.UnixMilli(), nonce(t))
+	if _, err := h.Register(s, &hello); err != nil {
+		t.Fatalf("a known box from the limited address: %v", err)
+	}
+	registerAt(t, h, "198.51.100.1")
 }
 
 const turnKnownAnswer = "JHB+ma78tkliRYmKj8HsE260l14="
@@ -372,7 +542,8 @@ func TestHubDrain(t *testing.T) {
 	m := httptest.NewRecorder()
 	h.Metrics().ServeHTTP(m, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{"callbox_hub_registrations_total 3", "callbox_hub_boxes_online 3",
-		"callbox_hub_turn_credentials_total 3", `callbox_hub_store_seconds_count{op="put_box"} 3`} {
+		// Unpaired boxes get no TURN credentials (docs/security.md).
+		"callbox_hub_turn_credentials_total 0", `callbox_hub_store_seconds_count{op="put_box"} 3`} {
 		if !strings.Contains(m.Body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

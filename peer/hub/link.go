@@ -149,7 +149,7 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		return nil
 	case cluster.KindSignal:
 		var sig proto.Message
-		if err := json.Unmarshal(m.Body, &sig); err != nil || sig.Type != proto.TypeSignal {
+		if err := json.Unmarshal(m.Body, &sig); err != nil || !forwardable(&sig) {
 			return fmt.Errorf("%w: not a signal", proto.ErrBadMessage)
 		}
 		h.mu.Lock()
@@ -191,9 +191,22 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		}
 		s.peers[info.ID] = true
 		info.Online = info.Online || h.sessions[info.ID] != nil
-		return s.Send(proto.Message{Type: proto.TypePaired, Peers: []proto.PeerInfo{info}})
+		return s.Send(proto.Message{Type: proto.TypePaired, ICE: h.iceServers(to, true), Peers: []proto.PeerInfo{info}})
 	}
 	return fmt.Errorf("%w: cluster message %q", proto.ErrBadMessage, m.Kind)
+}
+
+// forwardable: what one instance hands another for a box connected there:
+// signals, and the steps of a pending pairing (with From set by the
+// instance that took them from a box).
+func forwardable(m *proto.Message) bool {
+	switch m.Type {
+	case proto.TypeSignal, proto.TypePairRequest, proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel:
+		return true
+	case proto.TypeError:
+		return m.Ref == proto.TypePairCode // a code withdrawn after wrong tries
+	}
+	return false
 }
 
 // gone hears that box's instance died: its peers here learn it is offline.

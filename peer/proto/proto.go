@@ -16,16 +16,22 @@ import (
 // both directions, discriminated by "type". docs/peer.md has the full table.
 const (
 	// box -> hub
-	TypeHello      = "hello"       // signed registration; first message on a connection
-	TypePairCode   = "pair_code"   // ask for a pairing code (hub answers with the same type and Code)
-	TypePairJoin   = "pair_join"   // enter the other box's code
-	TypePairButton = "pair_button" // "my button was pressed": pairs with another box pressing within the window
-	TypeSignal     = "signal"      // to a paired box: offer, answer, ring, bye (forwarded with From set)
-	TypePing       = "ping"        // application-level keepalive (the hub answers pong)
+	TypeHello    = "hello"     // signed registration; first message on a connection
+	TypePairCode = "pair_code" // ask for a pairing code (hub answers with the same type and Code)
+	TypePairJoin = "pair_join" // enter the other box's code, with a commitment to this box's pairing nonce
+	// TypePairButton was "my button was pressed": it paired any two boxes
+	// in the world pressing within 15 s. The hub refuses it now (pair
+	// with a code); the name stays so the refusal can say so.
+	TypePairButton = "pair_button"
+	TypeSignal     = "signal" // to a paired box: offer, answer, ring, bye (forwarded with From set)
+	TypePing       = "ping"   // application-level keepalive (the hub answers pong)
+	// TypeICE asks for fresh ICE servers (TURN credentials are short-lived);
+	// the hub answers with the same type and ICE.
+	TypeICE = "ice"
 
 	// hub -> box
 	TypeWelcome = "welcome" // registration accepted: ICE servers with TURN credentials, paired peers
-	TypePaired  = "paired"  // a pairing completed
+	TypePaired  = "paired"  // a pairing completed: both owners confirmed it
 	TypePong    = "pong"
 	// TypePresence tells a box that paired boxes came online or went
 	// offline (Peers, with Online set accordingly).
@@ -34,6 +40,15 @@ const (
 	// receivers and URL, the relay's WebSocket base for this box.
 	TypeFanout = "fanout"
 	TypeError  = "error" // Error says why, Ref names the refused message type
+
+	// The confirmation of a pairing (docs/security.md, "The hub"), between
+	// the code's owner and the box that joined it, through the hub, which
+	// forwards these only within that pending pairing (with From set):
+	TypePairRequest = "pair_request" // hub -> owner: who joined (Peers) and its Commit
+	TypePairNonce   = "pair_nonce"   // owner -> joiner: the owner's Nonce (the hub adds the owner in Peers)
+	TypePairReveal  = "pair_reveal"  // joiner -> owner: the Nonce the joiner committed to
+	TypePairConfirm = "pair_confirm" // box -> hub -> other box: this box's owner confirmed the SAS
+	TypePairCancel  = "pair_cancel"  // either box, or the hub (expired): the pending pairing is dropped
 )
 
 // Signal kinds.
@@ -60,10 +75,16 @@ const (
 	MaxMessageSize = 64 << 10 // one signalling message
 	maxSDP         = 48 << 10
 	maxName        = 32
-	// NonceSize is the length of a hello's nonce.
-	NonceSize   = 16
-	pairCodeLen = 6
-	maxCallID   = 64
+	// NonceSize is the length of a hello's nonce and of a pairing nonce.
+	NonceSize = 16
+	// PairCodeLen is the length of a pairing code: PairSlotLen digits
+	// name the pending code on the hub (so a wrong guess counts against
+	// that code), the rest are its secret.
+	PairCodeLen = 10
+	PairSlotLen = 4
+	// CommitSize is the length of a pairing commitment (SHA-256).
+	CommitSize = 32
+	maxCallID  = 64
 	// maxMediaLocation bounds a media signal's JSON (mode, URL with token).
 	maxMediaLocation = 1024
 )
@@ -87,6 +108,9 @@ type Message struct {
 	// pair_code, pair_join
 	Code    string `json:"code,omitempty"`
 	Expires int64  `json:"expires,omitempty"` // Unix seconds
+	// pair_join, pair_request: SHA-256 of the joiner's key and pairing
+	// nonce (PairCommit); pair_nonce and pair_reveal carry nonces in Nonce.
+	Commit []byte `json:"commit,omitempty"`
 
 	// signal
 	From string `json:"from,omitempty"` // set by the hub, never trusted from a box
@@ -175,6 +199,29 @@ func (m *Message) Validate() error {
 		if !ValidPairCode(m.Code) {
 			return bad("code %q", m.Code)
 		}
+		if len(m.Commit) != CommitSize {
+			return bad("commitment is %d bytes", len(m.Commit))
+		}
+	case TypePairRequest, TypePairNonce, TypePairReveal, TypePairConfirm, TypePairCancel:
+		// Box -> hub names the other box in To; hub -> box names it in From.
+		if !ValidBoxID(m.To) && !ValidBoxID(m.From) {
+			return bad("names no box")
+		}
+		if m.To != "" && !ValidBoxID(m.To) || m.From != "" && !ValidBoxID(m.From) {
+			return bad("to %q from %q", m.To, m.From)
+		}
+		if m.Type == TypePairRequest && len(m.Commit) != CommitSize {
+			return bad("commitment is %d bytes", len(m.Commit))
+		}
+		if (m.Type == TypePairNonce || m.Type == TypePairReveal) && len(m.Nonce) != NonceSize {
+			return bad("nonce is %d bytes", len(m.Nonce))
+		}
+		if err := validPeers(m.Peers); err != nil {
+			return bad("%v", err)
+		}
+		if m.Type == TypePairRequest && len(m.Peers) != 1 {
+			return bad("%d peers", len(m.Peers))
+		}
 	case TypeSignal:
 		if !ValidBoxID(m.To) {
 			return bad("to %q", m.To)
@@ -204,17 +251,12 @@ func (m *Message) Validate() error {
 		if len(m.Sig) != ed25519.SignatureSize {
 			return bad("signature is %d bytes", len(m.Sig))
 		}
-	case TypeWelcome, TypePaired, TypePresence:
+	case TypeWelcome, TypePaired, TypePresence, TypeICE:
 		if m.Type == TypeWelcome && !ValidBoxID(m.Box) {
 			return bad("box ID %q", m.Box)
 		}
-		for _, p := range m.Peers {
-			if !ValidBoxID(p.ID) || len(p.Key) != ed25519.PublicKeySize || BoxID(p.Key) != p.ID {
-				return bad("peer %q does not match its key", p.ID)
-			}
-			if err := validName(p.Name); err != nil {
-				return bad("peer name: %v", err)
-			}
+		if err := validPeers(m.Peers); err != nil {
+			return bad("%v", err)
 		}
 		for _, s := range m.ICE {
 			if len(s.URLs) == 0 {
@@ -241,6 +283,18 @@ func (m *Message) Validate() error {
 	return nil
 }
 
+func validPeers(ps []PeerInfo) error {
+	for _, p := range ps {
+		if !ValidBoxID(p.ID) || len(p.Key) != ed25519.PublicKeySize || BoxID(p.Key) != p.ID {
+			return fmt.Errorf("peer %q does not match its key", p.ID)
+		}
+		if err := validName(p.Name); err != nil {
+			return fmt.Errorf("peer name: %w", err)
+		}
+	}
+	return nil
+}
+
 func validName(s string) error {
 	if len(s) > maxName {
 		return fmt.Errorf("name longer than %d bytes", maxName)
@@ -258,7 +312,7 @@ func validName(s string) error {
 
 // ValidPairCode reports whether s has the form of a pairing code.
 func ValidPairCode(s string) bool {
-	if len(s) != pairCodeLen {
+	if len(s) != PairCodeLen {
 		return false
 	}
 	for _, c := range []byte(s) {

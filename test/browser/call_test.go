@@ -65,6 +65,32 @@ func TestPageCall(t *testing.T) {
 	if c := post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined); c != 200 {
 		t.Fatalf("box B could not join: %d %v\n%s", c, joined, b.log)
 	}
+	// Both owners confirm the code both boxes show (the test trusts its
+	// own hub; TestAppliancePairByAPI checks the codes agree). A reaches
+	// the confirmation a moment after B's join returns.
+	for _, x := range []*box{b, a} {
+		var confirmed map[string]any
+		for post(x, "/api/call/pair/confirm", "", &confirmed) != 200 {
+			if time.Now().After(deadline) {
+				t.Fatalf("pairing not confirmed: %v\n%s", confirmed, x.log)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for {
+		var st struct{ Peers []struct{ ID string } }
+		if r, err := http.Get("http://" + a.addr + "/api/call"); err == nil {
+			json.NewDecoder(r.Body).Decode(&st)
+			r.Body.Close()
+		}
+		if len(st.Peers) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("box A never pinned box B:\n%s", a.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/")
 	t.Logf("button after %.0f ms; in a call %.0f ms after the tap: %q", r.num("buttonMs"), r.num("inCallMs"), r["boxstateInCall"])

@@ -185,7 +185,9 @@ func newBox(t *testing.T, hubURL, name string) *tbox {
 	return b
 }
 
-// pair pairs a and b with a code a asks for and b enters.
+// pair pairs a and b with a code a asks for and b enters; both show the
+// same confirmation and both owners confirm (the steps may cross
+// instances).
 func pair(t *testing.T, a, b *tbox) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -194,13 +196,24 @@ func pair(t *testing.T, a, b *tbox) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.client.JoinPairCode(ctx, code); err != nil {
+	pb, err := b.client.JoinPairCode(ctx, code)
+	if err != nil {
 		t.Fatalf("%s joins %s's code: %v", b.name, a.name, err)
 	}
-	waitFor(t, 10*time.Second, a.name+" learns of the pairing", func() bool {
-		_, err := a.client.Resolve(b.client.ID())
-		return err == nil
-	})
+	pa, err := a.client.WaitPairStage(ctx, box.PairCompare)
+	if err != nil || pa.SAS != pb.SAS {
+		t.Fatalf("%s shows %q, %s %q (%v)", a.name, pa.SAS, b.name, pb.SAS, err)
+	}
+	for _, x := range []*tbox{a, b} {
+		if err := x.client.ConfirmPairing(ctx); err != nil {
+			t.Fatalf("%s confirms: %v", x.name, err)
+		}
+	}
+	for _, x := range []*tbox{a, b} {
+		if _, err := x.client.WaitPaired(ctx); err != nil {
+			t.Fatalf("%s: %v", x.name, err)
+		}
+	}
 }
 
 // waitFor polls cond (every 20 ms) until it holds or d passes.

@@ -180,8 +180,15 @@ func (l *lab) host(name, router string, n, h int) {
 // start runs the callbox binary in namespace ns.
 func (l *lab) start(ns string, stdout io.Writer, args ...string) *exec.Cmd {
 	l.t.Helper()
+	return l.startIn(ns, nil, stdout, args...)
+}
+
+// startIn is start with the process's standard input read from stdin.
+func (l *lab) startIn(ns string, stdin io.Reader, stdout io.Writer, args ...string) *exec.Cmd {
+	l.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.pfx + ns, l.bin}, args...)...)
 	cmd.Env = append(os.Environ(), "CALLBOX_TURN_SECRET=natlab-secret")
+	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	var stderr bytes.Buffer
 	cmd.Stderr = &lockedWriter{w: &stderr}
@@ -242,36 +249,60 @@ func (l *lab) startHub(extra ...string) {
 
 const hubURL = "ws://" + hubIP + ":8443/v1/ws"
 
-// pair pairs the boxes in namespaces a and b (data dirs named after them).
+// pair pairs the boxes in namespaces a and b (data dirs named after them)
+// as two owners would: a shows a code, b enters it, both show a short
+// confirmation, and each owner types in the confirmation the other box
+// shows (the hub is plain ws:// here, hence --insecure-hub).
 func (l *lab) pair(a, b string) {
 	l.t.Helper()
-	pr, pw := io.Pipe()
-	pa := l.start(a, pw, "call", "--hub", hubURL, "--data", filepath.Join(l.dir, a), "--name", a, "--pair", "--json")
-	codes := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var m struct{ Code string }
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m.Code != "" {
-				codes <- m.Code
+	type line struct{ Code, SAS string }
+	run := func(ns string, extra ...string) (lines chan line, stdin io.WriteCloser, cmd *exec.Cmd) {
+		pr, pw := io.Pipe()
+		inR, inW := io.Pipe()
+		args := append([]string{"call", "--hub", hubURL, "--insecure-hub", "--data", filepath.Join(l.dir, ns), "--name", ns, "--json"}, extra...)
+		cmd = l.startIn(ns, inR, pw, args...)
+		lines = make(chan line, 4)
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				var m line
+				if json.Unmarshal(sc.Bytes(), &m) == nil && (m.Code != "" || m.SAS != "") {
+					lines <- m
+				}
 			}
-		}
-	}()
-	var code string
-	select {
-	case code = <-codes:
-	case <-time.After(10 * time.Second):
-		l.t.Fatal("no pairing code")
+		}()
+		l.t.Cleanup(func() { pw.Close(); inW.Close() })
+		return lines, inW, cmd
 	}
-	var out bytes.Buffer
-	pb := l.start(b, &out, "call", "--hub", hubURL, "--data", filepath.Join(l.dir, b), "--name", b, "--join", code, "--json")
+	next := func(c chan line, what string) line {
+		select {
+		case m := <-c:
+			return m
+		case <-time.After(10 * time.Second):
+			l.t.Fatalf("no %s", what)
+		}
+		return line{}
+	}
+	la, ina, pa := run(a, "--pair")
+	code := next(la, "pairing code").Code
+	lb, inb, pb := run(b, "--join", code)
+	sasB := next(lb, "confirmation on "+b).SAS
+	sasA := next(la, "confirmation on "+a).SAS
+	if sasA == "" || sasA != sasB {
+		l.t.Fatalf("the boxes show different confirmations: %q and %q", sasA, sasB)
+	}
+	// Each owner types what the other box shows. (Closing stdin lets
+	// Wait return: exec copies into the process until EOF.)
+	fmt.Fprintln(ina, sasB)
+	fmt.Fprintln(inb, sasA)
+	ina.Close()
+	inb.Close()
 	if err := pb.Wait(); err != nil {
-		l.t.Fatalf("join: %v %s", err, out.String())
+		l.t.Fatalf("join: %v", err)
 	}
 	if err := pa.Wait(); err != nil {
 		l.t.Fatalf("pair: %v", err)
 	}
-	pw.Close()
 }
 
 // summary is what `callbox call --json` prints at the end (box.Summary).
@@ -300,7 +331,7 @@ func (l *lab) call(a, b string, d time.Duration) (summary, summary) {
 	l.t.Helper()
 	var outA, outB bytes.Buffer
 	args := func(self, peer string) []string {
-		a := []string{"call", "--hub", hubURL, "--data", filepath.Join(l.dir, self), peer,
+		a := []string{"call", "--hub", hubURL, "--insecure-hub", "--data", filepath.Join(l.dir, self), peer,
 			"--duration", d.String(), "--setup-timeout", "10s", "--json"}
 		if os.Getenv("NATLAB_STDERR") != "" {
 			a = append(a, "-v") // the call's progress in its log

@@ -82,6 +82,15 @@ var migrations = []string{
 		window_end_ms {bigint} NOT NULL
 	);
 	CREATE INDEX limits_window_end ON limits (window_end_ms);`,
+	// 2: pending pairings (a right code, waiting for both owners to
+	// confirm the short authentication string both boxes show).
+	`CREATE TABLE pairings (
+		owner TEXT PRIMARY KEY,
+		joiner TEXT NOT NULL UNIQUE,
+		expires_ms {bigint} NOT NULL,
+		flags {bigint} NOT NULL DEFAULT 0
+	);
+	CREATE INDEX pairings_expires ON pairings (expires_ms);`,
 }
 
 // sqlStore implements Store on database/sql for both engines.
@@ -206,12 +215,24 @@ const (
 	qSweepNonces = `DELETE FROM nonces WHERE expires_ms <= $1`
 	qSweepLimits = `DELETE FROM limits WHERE window_end_ms <= $1`
 	qCountBoxes  = `SELECT COUNT(*) FROM boxes`
-	qCountPairs  = `SELECT COUNT(*) FROM pairs`
+	// The prefix is digits only (the hub checks): no LIKE wildcards in it.
+	qCodePrefix    = `SELECT code, box, expires_ms FROM codes WHERE code LIKE $1 AND expires_ms > $2 ORDER BY code LIMIT 1`
+	qDeleteCode    = `DELETE FROM codes WHERE code = $1`
+	qDropPairings  = `DELETE FROM pairings WHERE owner IN ($1, $2) OR joiner IN ($1, $2)`
+	qPutPairing    = `INSERT INTO pairings (owner, joiner, expires_ms, flags) VALUES ($1, $2, $3, $4)`
+	qGetPairing    = `SELECT owner, joiner, expires_ms, flags FROM pairings WHERE (owner = $1 OR joiner = $1) AND expires_ms > $2`
+	qMarkPairing   = `UPDATE pairings SET flags = flags | $3 WHERE owner = $1 AND joiner = $2 AND expires_ms > $4 RETURNING flags`
+	qDeletePairing = `DELETE FROM pairings WHERE owner = $1 OR joiner = $1`
+	qSweepPairings = `DELETE FROM pairings WHERE expires_ms <= $1`
+	qStaleUnpaired = `SELECT id FROM boxes WHERE last_seen_ms < $1 AND NOT EXISTS (SELECT 1 FROM pairs WHERE pairs.a = boxes.id)`
+	qCountPairs    = `SELECT COUNT(*) FROM pairs`
 )
 
 var allQueries = []string{qPutBox, qGetBox, qDeleteBox, qDeleteCodeOf, qStaleBoxes, qAddPair, qRemovePair,
 	qPaired, qPeers, qPutCode, qTakeCode, qButtonGet, qButtonDel, qButtonPut, qButtonCancel, qUseNonce, qHit,
-	qResetLimit, qSweepCodes, qSweepButton, qSweepNonces, qSweepLimits, qCountBoxes, qCountPairs}
+	qResetLimit, qSweepCodes, qSweepButton, qSweepNonces, qSweepLimits, qCountBoxes, qCountPairs,
+	qCodePrefix, qDeleteCode, qDropPairings, qPutPairing, qGetPairing, qMarkPairing, qDeletePairing, qSweepPairings,
+	qStaleUnpaired}
 
 func (s *sqlStore) PutBox(ctx context.Context, b Box) error {
 	if b.ID == "" || len(b.Key) == 0 {
@@ -259,7 +280,16 @@ func deleteBoxTx(ctx context.Context, s *sqlStore, tx *sql.Tx, id string) error 
 }
 
 func (s *sqlStore) ExpireBoxes(ctx context.Context, before time.Time) (int, error) {
-	rows, err := s.db.QueryContext(ctx, s.query(qStaleBoxes), ms(before))
+	return s.expire(ctx, qStaleBoxes, before)
+}
+
+func (s *sqlStore) ExpireUnpaired(ctx context.Context, before time.Time) (int, error) {
+	return s.expire(ctx, qStaleUnpaired, before)
+}
+
+// expire deletes the boxes query q lists.
+func (s *sqlStore) expire(ctx context.Context, q string, before time.Time) (int, error) {
+	rows, err := s.db.QueryContext(ctx, s.query(q), ms(before))
 	if err != nil {
 		return 0, s.wrap("expire boxes", err)
 	}
@@ -419,7 +449,7 @@ func (s *sqlStore) ResetLimit(ctx context.Context, key string) error {
 }
 
 func (s *sqlStore) Sweep(ctx context.Context, now time.Time) error {
-	for _, q := range []string{qSweepCodes, qSweepButton, qSweepNonces, qSweepLimits} {
+	for _, q := range []string{qSweepCodes, qSweepButton, qSweepNonces, qSweepLimits, qSweepPairings} {
 		if _, err := s.db.ExecContext(ctx, s.query(q), ms(now)); err != nil {
 			return s.wrap("sweep", err)
 		}
@@ -441,3 +471,63 @@ func (s *sqlStore) Counts(ctx context.Context) (int, int, error) {
 func (s *sqlStore) Ping(ctx context.Context) error { return s.wrap("ping", s.db.PingContext(ctx)) }
 
 func (s *sqlStore) Close() error { return s.db.Close() }
+
+func (s *sqlStore) CodeWithPrefix(ctx context.Context, prefix string, now time.Time) (Code, error) {
+	var c Code
+	var exp int64
+	err := s.db.QueryRowContext(ctx, s.query(qCodePrefix), prefix+"%", ms(now)).Scan(&c.Code, &c.Box, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Code{}, fmt.Errorf("%w: no valid code starting %q", ErrNotFound, prefix)
+	}
+	if err != nil {
+		return Code{}, s.wrap("code with prefix", err)
+	}
+	c.Expires = fromMS(exp)
+	return c, nil
+}
+
+func (s *sqlStore) DeleteCode(ctx context.Context, code string) error {
+	_, err := s.db.ExecContext(ctx, s.query(qDeleteCode), code)
+	return s.wrap("delete code", err)
+}
+
+func (s *sqlStore) PutPairing(ctx context.Context, p Pairing) error {
+	if p.Owner == p.Joiner {
+		return fmt.Errorf("store: a box cannot pair with itself (%s)", p.Owner)
+	}
+	return s.wrap("put pairing", s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.query(qDropPairings), p.Owner, p.Joiner); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.query(qPutPairing), p.Owner, p.Joiner, ms(p.Expires), p.Flags)
+		return err
+	}))
+}
+
+func (s *sqlStore) GetPairing(ctx context.Context, box string, now time.Time) (Pairing, error) {
+	var p Pairing
+	var exp int64
+	err := s.db.QueryRowContext(ctx, s.query(qGetPairing), box, ms(now)).Scan(&p.Owner, &p.Joiner, &exp, &p.Flags)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Pairing{}, fmt.Errorf("%w: no pending pairing of %s", ErrNotFound, box)
+	}
+	if err != nil {
+		return Pairing{}, s.wrap("get pairing", err)
+	}
+	p.Expires = fromMS(exp)
+	return p, nil
+}
+
+func (s *sqlStore) MarkPairing(ctx context.Context, owner, joiner string, flags int, now time.Time) (int, error) {
+	var after int
+	err := s.db.QueryRowContext(ctx, s.query(qMarkPairing), owner, joiner, flags, ms(now)).Scan(&after)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("%w: no pending pairing of %s and %s", ErrNotFound, owner, joiner)
+	}
+	return after, s.wrap("mark pairing", err)
+}
+
+func (s *sqlStore) DeletePairing(ctx context.Context, box string) error {
+	_, err := s.db.ExecContext(ctx, s.query(qDeletePairing), box)
+	return s.wrap("delete pairing", err)
+}

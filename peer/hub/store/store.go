@@ -41,6 +41,15 @@ type Code struct {
 	Expires time.Time
 }
 
+// Pairing is a pending pairing: a right code was entered on Joiner's box
+// for Owner's code; it holds once both owners confirmed (Flags) before
+// Expires (docs/security.md, "The hub").
+type Pairing struct {
+	Owner, Joiner string
+	Expires       time.Time
+	Flags         int // the hub's progress bits (nonce sent, revealed, confirmations)
+}
+
 // Errors callers test with errors.Is.
 var (
 	// ErrNotFound: no such box, or no valid code.
@@ -81,6 +90,28 @@ type Store interface {
 	// TakeCode removes and returns a code valid at now, or ErrNotFound.
 	// Exactly one of several concurrent takers of a code gets it.
 	TakeCode(ctx context.Context, code string, now time.Time) (Code, error)
+
+	// CodeWithPrefix returns a code valid at now that starts with prefix
+	// (the slot of a pairing code), or ErrNotFound.
+	CodeWithPrefix(ctx context.Context, prefix string, now time.Time) (Code, error)
+	// DeleteCode removes a code, whoever holds it.
+	DeleteCode(ctx context.Context, code string) error
+
+	// PutPairing records a pending pairing, replacing any pending pairing
+	// either box had.
+	PutPairing(ctx context.Context, p Pairing) error
+	// GetPairing returns the pending pairing box takes part in, valid at
+	// now, or ErrNotFound.
+	GetPairing(ctx context.Context, box string, now time.Time) (Pairing, error)
+	// MarkPairing sets flags on the pending pairing of owner and joiner,
+	// valid at now, and returns all its flags after (atomically: of two
+	// concurrent marks, the second sees the first's). ErrNotFound: none.
+	MarkPairing(ctx context.Context, owner, joiner string, flags int, now time.Time) (int, error)
+	// DeletePairing forgets the pending pairing box takes part in.
+	DeletePairing(ctx context.Context, box string) error
+	// ExpireUnpaired deletes (as DeleteBox) the boxes last seen before t
+	// that have no pair, and returns how many.
+	ExpireUnpaired(ctx context.Context, before time.Time) (int, error)
 
 	// PressButton is the pairing button of box at now. If another box
 	// pressed within window before, that press is consumed and its box

@@ -109,3 +109,38 @@ func (t *timed) Ping(ctx context.Context) error {
 }
 
 func (t *timed) Close() error { return t.s.Close() }
+
+func (t *timed) CodeWithPrefix(ctx context.Context, prefix string, now time.Time) (Code, error) {
+	defer t.since("code_with_prefix", time.Now())
+	return t.s.CodeWithPrefix(ctx, prefix, now)
+}
+
+func (t *timed) DeleteCode(ctx context.Context, code string) error {
+	defer t.since("delete_code", time.Now())
+	return t.s.DeleteCode(ctx, code)
+}
+
+func (t *timed) PutPairing(ctx context.Context, p Pairing) error {
+	defer t.since("put_pairing", time.Now())
+	return t.s.PutPairing(ctx, p)
+}
+
+func (t *timed) GetPairing(ctx context.Context, box string, now time.Time) (Pairing, error) {
+	defer t.since("get_pairing", time.Now())
+	return t.s.GetPairing(ctx, box, now)
+}
+
+func (t *timed) MarkPairing(ctx context.Context, owner, joiner string, flags int, now time.Time) (int, error) {
+	defer t.since("mark_pairing", time.Now())
+	return t.s.MarkPairing(ctx, owner, joiner, flags, now)
+}
+
+func (t *timed) DeletePairing(ctx context.Context, box string) error {
+	defer t.since("delete_pairing", time.Now())
+	return t.s.DeletePairing(ctx, box)
+}
+
+func (t *timed) ExpireUnpaired(ctx context.Context, before time.Time) (int, error) {
+	defer t.since("expire_unpaired", time.Now())
+	return t.s.ExpireUnpaired(ctx, before)
+}
