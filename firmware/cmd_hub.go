@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/peer/hub"
 	"github.com/callbox/callbox/peer/hub/store"
 )
@@ -48,7 +49,9 @@ func cmdHub(args []string) int {
 	drain := fs.Duration("drain", 5*time.Second, "on SIGTERM, how long to spread telling the connected boxes to reconnect elsewhere")
 	certFile := fs.String("tls-cert", "", "TLS certificate for wss:// (recommended in production)")
 	keyFile := fs.String("tls-key", "", "TLS key for --tls-cert")
-	ttl := fs.Duration("credential-ttl", 24*time.Hour, "lifetime of the TURN credentials handed to a box")
+	ttl := fs.Duration("credential-ttl", time.Hour, "lifetime of the TURN credentials handed to a paired box (it asks for fresh ones when half has passed)")
+	maxConns := fs.Int("max-conns", 4096, "connections open at once on --listen (each box keeps one); beyond it idle ones are closed first, then new ones refused")
+	maxConnsPerAddr := fs.Int("max-conns-per-addr", 64, "connections open at once from one address (IPv4, or IPv6 /64): boxes behind one NAT share it")
 	minPort := fs.Uint("relay-min-port", 49152, "lowest UDP port of a TURN relay allocation (open the range in the firewall)")
 	maxPort := fs.Uint("relay-max-port", 65535, "highest UDP port of a TURN relay allocation")
 	if code, ok := parseArgs(fs, args); !ok {
@@ -143,7 +146,10 @@ func cmdHub(args []string) int {
 	mux.Handle("/healthz", h.Healthz())
 	mux.Handle("/readyz", h.Readyz())
 	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		st := h.Stats()
+		st := struct {
+			hub.Stats
+			Pairing hub.PairingStats `json:"pairing"`
+		}{h.Stats(), h.PairingStats()}
 		if turn != nil {
 			st.RelayedBytes = turn.RelayedBytes()
 			st.Allocations = turn.Allocations()
@@ -151,12 +157,18 @@ func cmdHub(args []string) int {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})
-	ln, err := net.Listen("tcp", *listen)
+	// Bounded headers and timeouts, and connection caps (docs/security.md,
+	// "The hub"): a flood of oversized headers or idle connections costs
+	// the hub a bounded amount of memory and descriptors.
+	limits := netguard.Limits{MaxHeaderBytes: 16 << 10, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxConns: *maxConns, MaxConnsPerAddr: *maxConnsPerAddr}
+	ln, err := netguard.Listen(*listen, limits)
 	if err != nil {
 		log.Error("callbox hub", "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := netguard.Server(mux, limits)
+	ln.Watch(srv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)

@@ -173,6 +173,102 @@ func contract(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("pair with expired box remains: %+v", peers)
 		}
 	})
+	t.Run("ExpireUnpaired", func(t *testing.T) {
+		s := open(t)
+		lonely, a, b, fresh := box("llll"), box("aaaa"), box("bbbb"), box("nnnn")
+		for _, x := range []*Box{&lonely, &a, &b} {
+			x.LastSeen = t0.Add(-48 * time.Hour)
+		}
+		for _, x := range []Box{lonely, a, b, fresh} {
+			if err := s.PutBox(ctx, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.AddPair(ctx, "aaaa", "bbbb", t0); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.ExpireUnpaired(ctx, t0.Add(-24*time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("expired %d, %v; want the one old box without a pair", n, err)
+		}
+		if _, err := s.GetBox(ctx, "llll"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old unpaired box still there: %v", err)
+		}
+		for _, id := range []string{"aaaa", "bbbb", "nnnn"} {
+			if _, err := s.GetBox(ctx, id); err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+	})
+	t.Run("CodePrefix", func(t *testing.T) {
+		s := open(t)
+		if err := s.PutCode(ctx, Code{Code: "1234567890", Box: "aaaa", Expires: t0.Add(time.Minute)}, t0); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.CodeWithPrefix(ctx, "1234", t0)
+		if err != nil || c.Code != "1234567890" || c.Box != "aaaa" {
+			t.Fatalf("by prefix: %+v %v", c, err)
+		}
+		if _, err := s.CodeWithPrefix(ctx, "1235", t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("another prefix: %v", err)
+		}
+		if _, err := s.CodeWithPrefix(ctx, "1234", t0.Add(2*time.Minute)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("expired code by prefix: %v", err)
+		}
+		if err := s.DeleteCode(ctx, "1234567890"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CodeWithPrefix(ctx, "1234", t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted code: %v", err)
+		}
+	})
+	t.Run("Pairings", func(t *testing.T) {
+		s := open(t)
+		exp := t0.Add(5 * time.Minute)
+		if err := s.PutPairing(ctx, Pairing{Owner: "aaaa", Joiner: "bbbb", Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"aaaa", "bbbb"} {
+			p, err := s.GetPairing(ctx, id, t0)
+			if err != nil || p.Owner != "aaaa" || p.Joiner != "bbbb" || !p.Expires.Equal(exp) {
+				t.Fatalf("pairing of %s: %+v %v", id, p, err)
+			}
+		}
+		if f, err := s.MarkPairing(ctx, "aaaa", "bbbb", 1, t0); err != nil || f != 1 {
+			t.Fatalf("mark 1: %d %v", f, err)
+		}
+		if f, err := s.MarkPairing(ctx, "aaaa", "bbbb", 4, t0); err != nil || f != 5 {
+			t.Fatalf("mark 4: %d %v", f, err)
+		}
+		if _, err := s.MarkPairing(ctx, "bbbb", "aaaa", 2, t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("mark with the roles swapped: %v", err)
+		}
+		// A new pairing of either box replaces the old one.
+		if err := s.PutPairing(ctx, Pairing{Owner: "cccc", Joiner: "aaaa", Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetPairing(ctx, "bbbb", t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("replaced pairing still there: %v", err)
+		}
+		if p, err := s.GetPairing(ctx, "aaaa", t0); err != nil || p.Owner != "cccc" || p.Flags != 0 {
+			t.Fatalf("new pairing %+v %v", p, err)
+		}
+		if _, err := s.GetPairing(ctx, "aaaa", exp); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("expired pairing: %v", err)
+		}
+		if err := s.Sweep(ctx, exp); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPairing(ctx, Pairing{Owner: "dddd", Joiner: "eeee", Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeletePairing(ctx, "eeee"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetPairing(ctx, "dddd", t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted pairing: %v", err)
+		}
+	})
 	t.Run("Codes", func(t *testing.T) {
 		s := open(t)
 		exp := t0.Add(5 * time.Minute)
