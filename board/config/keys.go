@@ -112,7 +112,7 @@ var Keys = []Key{
 		15*time.Second, 3*time.Second, 5*time.Minute, func(c *Config) *time.Duration { return &c.Pairing.ResetConfirm }),
 
 	// [call]
-	stringKey("call.hub", "hub", "the hub's WebSocket URL, `ws://` or `wss://` (e.g. `\"wss://hub.example.org/v1/ws\"`); `\"\"`: calls off",
+	stringKey("call.hub", "hub", "the hub's WebSocket URL, `wss://` (plain `ws://` only to a hub on this machine; e.g. `\"wss://hub.example.org/v1/ws\"`); `\"\"`: calls off",
 		"", func(c *Config) *string { return &c.Call.Hub }, wsURL),
 	stringKey("call.peer", "peer", "the paired box the call button calls, by name or ID; `\"\"`: the only paired box",
 		"", func(c *Config) *string { return &c.Call.Peer }, maxLen(64)),

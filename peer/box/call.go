@@ -193,11 +193,7 @@ func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
 		return call.pc, nil
 	}
 	cfg := call.caller.cfg
-	var servers []webrtc.ICEServer
-	for _, s := range cfg.Client.ICEServers() {
-		servers = append(servers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	pc, err := call.caller.api.NewPeerConnection(webrtc.Configuration{ICEServers: servers})
+	pc, err := call.caller.api.NewPeerConnection(webrtc.Configuration{ICEServers: webrtcServers(cfg.Client.ICEServers())})
 	if err != nil {
 		return nil, fmt.Errorf("peer: new peer connection: %w", err)
 	}
@@ -288,10 +284,14 @@ func (call *Call) localDescription(pc *webrtc.PeerConnection, d webrtc.SessionDe
 func (call *Call) offer(restart bool) {
 	call.neg.Lock()
 	defer call.neg.Unlock()
+	existed := call.hasPC()
 	pc, err := call.ensurePC()
 	if err != nil {
 		call.hangUp(err, true)
 		return
+	}
+	if restart && existed {
+		call.freshServers(pc)
 	}
 	if pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
 		// An earlier offer went unanswered: it may have been lost with the
@@ -341,10 +341,14 @@ func (call *Call) answer(s Signal) {
 	call.neg.Lock()
 	defer call.neg.Unlock()
 	call.setCallID(s.Call)
+	existed := call.hasPC()
 	pc, err := call.ensurePC()
 	if err != nil {
 		call.hangUp(err, true)
 		return
+	}
+	if existed {
+		call.freshServers(pc) // an offer on a live call is an ICE restart
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.SDP}); err != nil {
 		call.hangUp(fmt.Errorf("peer: offer from %s: %w", s.From, err), true)
@@ -444,4 +448,25 @@ func (call *Call) hangUp(reason error, tell bool) {
 		c.mu.Unlock()
 		close(call.done)
 	})
+}
+
+func webrtcServers(in []proto.ICEServer) []webrtc.ICEServer {
+	var out []webrtc.ICEServer
+	for _, s := range in {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// freshServers gives pc the hub's current ICE servers before an ICE
+// restart gathers again: TURN credentials last an hour, and a relayed call
+// that outlives them needs new ones for its next allocation.
+func (call *Call) freshServers(pc *webrtc.PeerConnection) {
+	client := call.caller.cfg.Client
+	client.RefreshICE(call.ctx)
+	c := pc.GetConfiguration()
+	c.ICEServers = webrtcServers(client.ICEServers())
+	if err := pc.SetConfiguration(c); err != nil {
+		call.caller.cfg.Log.Warn("ICE servers not updated for the restart", "err", err)
+	}
 }
