@@ -65,6 +65,7 @@ func TestPageCall(t *testing.T) {
 	if c := post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined); c != 200 {
 		t.Fatalf("box B could not join: %d %v\n%s", c, joined, b.log)
 	}
+	deadline := time.Now().Add(30 * time.Second)
 	// Both owners confirm the code both boxes show (the test trusts its
 	// own hub; TestAppliancePairByAPI checks the codes agree). A reaches
 	// the confirmation a moment after B's join returns.
