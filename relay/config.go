@@ -114,7 +114,7 @@ func DefaultConfig() Config {
 		HealthTimeout:    2 * time.Second,
 		WriteTimeout:     2 * time.Second,
 		MaxFlushes:       40,
-		MinFrames:        8,
+		MinFrames:        5,
 		FlushWindow:      5 * time.Second,
 		HandshakeTimeout: 5 * time.Second,
 		KeyframeInterval: 500 * time.Millisecond,
