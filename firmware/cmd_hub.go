@@ -34,6 +34,7 @@ func cmdHub(args []string) int {
 			"callbox hub --listen :8443 --public-ip 203.0.113.7 --turn-secret-file /etc/callbox/turn.secret",
 			"callbox hub --listen 127.0.0.1:8443 --stun-listen \"\"          # a hub for local tests",
 			"callbox hub --store postgres://hub@db/hub --cluster nats://db:4222  # one of several instances",
+			"callbox hub --config /etc/callbox/hub.toml                       # [hub] store = \"sqlite:/var/lib/callbox-hub/hub.db\"",
 		},
 	})
 	listen := fs.String("listen", ":8443", "HTTP address for the signalling WebSocket (/v1/ws), the S7 fan-out relay (/v1/publish, /v1/fanout/) and /v1/stats")
@@ -54,8 +55,15 @@ func cmdHub(args []string) int {
 	maxConnsPerAddr := fs.Int("max-conns-per-addr", 64, "connections open at once from one address (IPv4, or IPv6 /64): boxes behind one NAT share it")
 	minPort := fs.Uint("relay-min-port", 49152, "lowest UDP port of a TURN relay allocation (open the range in the firewall)")
 	maxPort := fs.Uint("relay-max-port", 65535, "highest UDP port of a TURN relay allocation")
+	configPath := fs.String("config", "", "TOML file with a [hub] table whose keys are these flags' names (store = \"postgres://...\"); flags on the command line win")
 	if code, ok := parseArgs(fs, args); !ok {
 		return code
+	}
+	if *configPath != "" {
+		if err := applyHubConfig(fs, *configPath); err != nil {
+			fmt.Fprintf(os.Stderr, "callbox hub: %v\n", err)
+			return 2
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	secret := os.Getenv("CALLBOX_TURN_SECRET")

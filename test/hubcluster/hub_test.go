@@ -168,7 +168,12 @@ func TestHubClusterFailover(t *testing.T) {
 	// Its /readyz turns 503 (the load balancer stops choosing it) and it
 	// tells its boxes to reconnect: kitchen, behind the load balancer,
 	// lands on three.
-	three := startHub(t, "three", "127.0.0.1:0", "--store", pg, "--cluster", nats.URL, "--instance", "three", "--data", t.TempDir())
+	// Instance three takes its store and cluster from its config file.
+	conf := filepath.Join(t.TempDir(), "hub.toml")
+	if err := os.WriteFile(conf, []byte("[hub]\nstore = \""+pg+"\"\ncluster = \""+nats.URL+"\"\ninstance = \"three\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	three := startHub(t, "three", "127.0.0.1:0", "--config", conf, "--data", t.TempDir())
 	lb.add(three.addr)
 	term := time.Now()
 	two.term()

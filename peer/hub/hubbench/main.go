@@ -43,10 +43,10 @@ func main() {
 func orchestrate(args []string) int {
 	fs := flag.NewFlagSet("hubbench", flag.ContinueOnError)
 	callbox := fs.String("callbox", "bin/callbox", "the callbox binary to run as the hub")
-	counts := fs.String("boxes", "1000,10000,50000", "numbers of simulated boxes, one run each")
+	counts := fs.String("boxes", "1000,10000,50000", "numbers of simulated boxes, one run each (\"\": none)")
 	conc := fs.Int("concurrency", 64, "registrations in flight")
 	pairs := fs.Int("pairs", 100, "box pairs across the two instances for the signal runs")
-	rates := fs.String("rates", "1000,5000,10000", "signal rates (per second, in total) to measure latency at")
+	rates := fs.String("rates", "1000,5000,10000", "signal rates (per second, in total) to measure latency at (\"\": no signal runs)")
 	dur := fs.Duration("duration", 5*time.Second, "length of each signal run")
 	natsBin := fs.String("nats-server", "nats-server", "the NATS server binary")
 	if err := fs.Parse(args); err != nil {
@@ -60,21 +60,46 @@ func orchestrate(args []string) int {
 	}
 	defer os.RemoveAll(dir)
 	cpu := cpuName()
-	fmt.Printf("hubbench on %s, %d CPUs\n\n", cpu, numCPU())
-	fmt.Println("| boxes | registrations/s | hub RSS idle | hub RSS with the boxes | RSS per box | boxes process RSS |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|")
+	limit := fileLimit()
+	fmt.Printf("hubbench on %s, %d CPUs, load average %s, open-file limit %d\n\n", cpu, numCPU(), loadAvg(), limit)
+	fmt.Println("| boxes | registrations/s | hub CPU per registration | hub RSS idle | hub RSS with the boxes | RSS per box | boxes process RSS |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	var last struct {
+		n       int
+		idle    int
+		perBox  float64
+		perCore float64
+	}
 	for _, s := range strings.Split(*counts, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue // -boxes "": the signal runs only
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		if err := benchBoxes(*callbox, dir, n, *conc); err != nil {
+		// Each box is a socket in the hub and one in the boxes process;
+		// a process may not hold more than the open-file limit.
+		if max := int(limit) - 512; n > max {
+			fmt.Printf("| %d | not here: the open-file limit is %d (no CAP_SYS_RESOURCE to raise it); measuring %d instead | | | | | |\n", n, limit, max)
+			n = max
+		}
+		r, err := benchBoxes(*callbox, dir, n, *conc)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "hubbench: %d boxes: %v\n", n, err)
 			return 1
 		}
+		last.n, last.idle, last.perBox, last.perCore = n, r.idleKB, r.perBoxKB, r.perCore
+	}
+	if last.n > 0 {
+		fmt.Printf("\nProjected from the %d-box run: 50,000 boxes would take %.0f MB of hub RSS (idle + 50,000 x %.1f KB); one core registers %.0f boxes/s.\n",
+			last.n, (float64(last.idle)+50000*last.perBox)/1024, last.perBox, last.perCore)
 	}
 	fmt.Println()
+	if *rates == "" {
+		return 0
+	}
 	if err := benchSignals(*callbox, *natsBin, dir, *pairs, *rates, *dur); err != nil {
 		fmt.Fprintf(os.Stderr, "hubbench: signals: %v\n", err)
 		return 1
@@ -212,39 +237,80 @@ type boxesReport struct {
 	FirstError string  `json:"first_error,omitempty"`
 }
 
-func benchBoxes(callbox, dir string, n, conc int) error {
+type boxesResult struct {
+	idleKB   int
+	perBoxKB float64
+	perCore  float64 // registrations per CPU-second of the hub
+}
+
+func benchBoxes(callbox, dir string, n, conc int) (boxesResult, error) {
+	var res boxesResult
 	hubDir := filepath.Join(dir, fmt.Sprintf("hub-%d", n))
 	hub, url, err := startHub(callbox, hubDir)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer hub.stop()
 	time.Sleep(time.Second) // let the idle hub settle before its baseline
-	idle := rssKB(hub.cmd.Process.Pid)
+	pid := hub.cmd.Process.Pid
+	idle := rssKB(pid)
+	cpu0 := cpuSeconds(pid)
 	self, _ := os.Executable()
 	boxes, err := start(self, []string{"boxes", "-url", url, "-n", strconv.Itoa(n), "-concurrency", strconv.Itoa(conc)})
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer boxes.stop()
 	m, err := boxes.wait(regexp.MustCompile(`^(\{.*"registered".*\})$`), 30*time.Minute)
 	if err != nil {
-		return err
+		return res, err
 	}
+	cpu := cpuSeconds(pid) - cpu0
 	var r boxesReport
 	if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
-		return err
+		return res, err
 	}
 	if r.Failed > 0 {
-		return fmt.Errorf("%d registrations failed, first: %s", r.Failed, r.FirstError)
+		return res, fmt.Errorf("%d registrations failed, first: %s", r.Failed, r.FirstError)
 	}
 	// Let the hub settle with every box connected (a GC cycle and the
 	// scavenger returning the registrations' garbage), then read RSS.
 	time.Sleep(10 * time.Second)
-	full := rssKB(hub.cmd.Process.Pid)
-	fmt.Printf("| %d | %.0f | %.1f MB | %.1f MB | %.1f KB | %.1f MB |\n", n, float64(r.Registered)/r.Seconds,
-		float64(idle)/1024, float64(full)/1024, float64(full-idle)/float64(n), float64(rssKB(boxes.cmd.Process.Pid))/1024)
-	return nil
+	full := rssKB(pid)
+	res = boxesResult{idleKB: idle, perBoxKB: float64(full-idle) / float64(n), perCore: float64(n) / cpu}
+	fmt.Printf("| %d | %.0f | %.2f ms | %.1f MB | %.1f MB | %.1f KB | %.1f MB |\n", n, float64(r.Registered)/r.Seconds, 1000*cpu/float64(n),
+		float64(idle)/1024, float64(full)/1024, res.perBoxKB, float64(rssKB(boxes.cmd.Process.Pid))/1024)
+	return res, nil
+}
+
+// cpuSeconds is a process's user+system CPU time (/proc/PID/stat).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields count from after it.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func fileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	return l.Cur
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func freePort() (int, error) {
@@ -309,6 +375,7 @@ func benchSignals(callbox, natsBin, dir string, pairs int, rates string, dur tim
 		return err
 	}
 	defer p.stop()
+	fmt.Printf("Load average now %s.\n\n", loadAvg())
 	fmt.Printf("Signals between two hub instances through NATS (%d box pairs, each signal box -> instance one -> NATS -> instance two -> box, an offer of ~1.2 KB):\n\n", pairs)
 	fmt.Println("| offered signals/s | delivered signals/s | p50 | p99 | max |")
 	fmt.Println("|---:|---:|---:|---:|---:|")
@@ -352,4 +419,3 @@ func numCPU() int {
 	}
 	return strings.Count(string(b), "processor\t:")
 }
-

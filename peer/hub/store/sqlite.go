@@ -55,6 +55,10 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if path != ":memory:" {
 		_ = os.Chmod(path, 0o600) // holds the boxes' public keys and who is paired with whom
 	}

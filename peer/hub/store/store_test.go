@@ -520,3 +520,29 @@ func TestTimedReportsEachCall(t *testing.T) {
 		t.Fatalf("observed %v", ops)
 	}
 }
+
+// BenchmarkRegistrationSQLite is a registration's store work on SQLite:
+// the nonce, the box upsert, its peers.
+func BenchmarkRegistrationSQLite(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "hub.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	key := bytes.Repeat([]byte{7}, 32)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("box%013d", i)
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		if _, err := s.UseNonce(ctx, id, key[:16], now, now.Add(2*time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.PutBox(ctx, Box{ID: id, Key: key, Name: "bench", LastSeen: now}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Peers(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
