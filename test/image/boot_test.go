@@ -35,7 +35,7 @@ var guestModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "v
 // bootChecks are the checks the guest script reports, in order.
 var bootChecks = []string{
 	"dhcp-wired", "data-mounted", "import-config", "import-wifi-crlf", "import-wifi-mode",
-	"data-grown", "page-local", "runs-imported-config", "health-ok", "respawn", "restart", "stop",
+	"data-grown", "page-local", "runs-imported-config", "runs-as-callbox", "data-private", "health-ok", "respawn", "restart", "stop",
 	"health-stopped", "health-counts-failures", "data-repair", "data-recreate", "keep-local-edits", "start-again", "log-to-syslog",
 }
 
@@ -107,6 +107,18 @@ args=$(tr '\0' ' ' </proc/$p/cmdline)
 data_flag=""
 /usr/bin/callbox run -h 2>&1 | grep -q -- '-data' && data_flag="--data /data/callbox"
 case "$args" in *"--config /data/etc/callbox.toml"*"$data_flag"*) ok runs-imported-config ;; *) fail runs-imported-config "$args" ;; esac
+# callbox runs as its own user with the device groups only, and keeps its
+# data to itself (issue 12, item 13).
+uid=$(awk '/^Uid:/ { print $2 }' /proc/$p/status)
+gids=" $(awk '/^Groups:/ { $1 = ""; print }' /proc/$p/status) "
+missing=""
+for g in video audio gpio; do
+	gid=$(awk -F: -v g=$g '$1 == g { print $3 }' /etc/group)
+	case "$gids" in *" $gid "*) ;; *) missing="$missing $g" ;; esac
+done
+if [ "$uid" = "$(id -u callbox)" ] && [ "$uid" != 0 ] && [ -z "$missing" ]; then ok runs-as-callbox; else fail runs-as-callbox "uid $uid groups$gids missing$missing"; fi
+m=$(stat -c '%a %U' /data/callbox)
+[ "$m" = "700 callbox" ] && ok data-private || fail data-private "$m"
 /usr/libexec/callbox/healthcheck && ok health-ok || fail health-ok "exit $?"
 
 kill -9 "$p"
@@ -341,6 +353,10 @@ func startGuest(t *testing.T, opt guestOptions) *guest {
 	writeFile(t, filepath.Join(rootfs, "etc", "callbox", "callbox.toml"), example, 0o644)
 	writeFile(t, filepath.Join(rootfs, "etc", "fstab"), skeletonFstab, 0o644)
 	writeFile(t, filepath.Join(rootfs, "etc", "inittab"), skeletonInittab, 0o644)
+	// The users Buildroot's makeusers makes from users.txt.
+	passwd, group := guestUsers(t)
+	writeFile(t, filepath.Join(rootfs, "etc", "passwd"), passwd, 0o644)
+	writeFile(t, filepath.Join(rootfs, "etc", "group"), group, 0o644)
 	_, cert := signingPair(t, work, "callbox boot test")
 	run(t, append(os.Environ(), "CALLBOX_RAUC_CERT="+cert), "", "sh", filepath.Join(boardDir(t), "common", "post-build.sh"), rootfs, "qemu")
 	writeFile(t, filepath.Join(rootfs, "init"), guestInit, 0o755)

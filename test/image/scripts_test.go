@@ -79,6 +79,9 @@ console::respawn:/sbin/getty -L  console 0 vt100 # GENERIC_SERIAL
 
 // TestPostBuild runs post-build.sh twice (Buildroot runs it on every make)
 // on a stand-in target and checks the mounts it adds for each board.
+// skeletonMdev stands in for the mdev.conf BusyBox installs.
+const skeletonMdev = "null root:root 666\n$MODALIAS=.* root:root 660 @modprobe \"$MODALIAS\"\n"
+
 func TestPostBuild(t *testing.T) {
 	script := filepath.Join(boardDir(t), "common", "post-build.sh")
 	_, cert := signingPair(t, t.TempDir(), "callbox post-build test")
@@ -90,8 +93,16 @@ func TestPostBuild(t *testing.T) {
 			target := t.TempDir()
 			writeFile(t, filepath.Join(target, "etc", "fstab"), skeletonFstab, 0o644)
 			writeFile(t, filepath.Join(target, "etc", "inittab"), skeletonInittab, 0o644)
+			writeFile(t, filepath.Join(target, "etc", "mdev.conf"), skeletonMdev, 0o644)
 			run(t, env, "", "sh", script, target, c.board)
 			run(t, env, "", "sh", script, target, c.board)
+			// The callbox user's device groups, once, ahead of the
+			// skeleton's rules (mdev takes the first match).
+			mdev := readFile(t, filepath.Join(target, "etc", "mdev.conf"))
+			if strings.Count(mdev, "# callbox devices: begin") != 1 || !strings.HasPrefix(mdev, "# callbox devices: begin\ngpiochip[0-9]+ root:gpio 660\n") ||
+				!strings.HasSuffix(mdev, skeletonMdev) || !strings.Contains(mdev, "video[0-9]+ root:video 660") || !strings.Contains(mdev, "root:audio 660 =snd/") {
+				t.Errorf("mdev.conf after post-build.sh:\n%s", mdev)
+			}
 			mounts := map[string][]string{}
 			for _, line := range strings.Split(readFile(t, filepath.Join(target, "etc", "fstab")), "\n") {
 				if f := strings.Fields(line); len(f) == 6 && !strings.HasPrefix(f[0], "#") {

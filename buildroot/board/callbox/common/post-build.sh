@@ -32,6 +32,26 @@ printf '%s1\t/boot\t\tvfat\tro,noauto,nodev,nosuid,noexec\t0\t0\n' "$PART" >>"$F
 printf '%s%s\t/data\t\text4\tnoauto,noatime,nodev,nosuid\t0\t0\n' "$PART" "$DATA" >>"$FSTAB.new"
 mv "$FSTAB.new" "$FSTAB"
 
+# Device groups for the callbox user (users.txt): mdev gives new device
+# nodes to root only unless a rule says otherwise, and the first matching
+# rule wins, so these go first. Post-build runs on every `make`: drop the
+# block a previous run added first.
+MDEV="$TARGET/etc/mdev.conf"
+if [ -e "$MDEV" ]; then
+	awk '/^# callbox devices: begin$/ { skip = 1 } !skip { print } /^# callbox devices: end$/ { skip = 0 }' "$MDEV" >"$MDEV.old"
+	{
+		echo "# callbox devices: begin"
+		echo "gpiochip[0-9]+ root:gpio 660"
+		echo "video[0-9]+ root:video 660"
+		echo "media[0-9]+ root:video 660"
+		echo "v4l-subdev[0-9]+ root:video 660"
+		echo "(controlC[0-9]+|pcmC[0-9]+D[0-9]+[cp]|timer|seq) root:audio 660 =snd/"
+		echo "# callbox devices: end"
+		cat "$MDEV.old"
+	} >"$MDEV"
+	rm -f "$MDEV.old"
+fi
+
 # A login on the HDMI console as well as the serial one (Raspberry Pi).
 case "$BOARD" in
 rpi4 | rpizero2w)
