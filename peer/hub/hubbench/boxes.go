@@ -24,11 +24,13 @@ import (
 	"github.com/callbox/callbox/peer/proto"
 )
 
-// loopbackDialers spread the boxes over source addresses 127.0.0.2,
-// 127.0.0.3, ...: one source address has only ~28,000 ephemeral ports
-// towards one hub port.
-func loopbackClient(i int) *http.Client {
-	ip := net.IPv4(127, 0, byte(1+(i/20000)/250), byte(2+(i/20000)%250))
+// boxClient dials from a loopback source address of box i's own
+// (127.1.0.2, 127.1.0.3, ...): the hub limits what one address may do
+// (connections, new identities per hour, pairing codes), as boxes on the
+// internet each come from their own NAT, and one address has only ~28,000
+// ephemeral ports towards one hub port.
+func boxClient(i int) *http.Client {
+	ip := net.IPv4(127, byte(1+i/62500), byte(i/250%250), byte(2+i%250))
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
 }
@@ -48,10 +50,6 @@ func runBoxes(args []string) int {
 	conns := make([]*websocket.Conn, *n)
 	var failed atomic.Int64
 	var firstErr atomic.Value
-	clients := map[int]*http.Client{}
-	for i := 0; i < *n; i += 20000 {
-		clients[i/20000] = loopbackClient(i)
-	}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -60,7 +58,7 @@ func runBoxes(args []string) int {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				c, err := register(*url, clients[i/20000], i)
+				c, err := register(*url, boxClient(i), i)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -149,12 +147,14 @@ func runPairs(args []string) int {
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
+	nbox := 0
 	dial := func(url, name string) (*box.Client, error) {
 		id, err := proto.NewIdentity()
 		if err != nil {
 			return nil, err
 		}
-		return box.Dial(ctx, box.ClientConfig{HubURL: url, Identity: id, Name: name, DataDir: dir + "/" + id.ID, Log: log})
+		nbox++
+		return box.Dial(ctx, box.ClientConfig{HubURL: url, Identity: id, Name: name, DataDir: dir + "/" + id.ID, Log: log, HTTPClient: boxClient(nbox)})
 	}
 	type pair struct{ a, b *box.Client }
 	ps := make([]pair, *pairs)
@@ -170,20 +170,7 @@ func runPairs(args []string) int {
 			return 1
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		code, _, err := a.RequestPairCode(pctx)
-		if err == nil {
-			_, err = b.JoinPairCode(pctx, code)
-		}
-		for err == nil {
-			if _, rerr := a.Resolve(b.ID()); rerr == nil {
-				break
-			}
-			select {
-			case <-pctx.Done():
-				err = pctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+		err = pairBoxes(pctx, a, b)
 		cancel()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "pair:", err)
@@ -267,4 +254,36 @@ func runPairs(args []string) int {
 		p.b.Close()
 	}
 	return 0
+}
+
+// pairBoxes pairs a and b as their owners would: a code a asks for, b
+// enters; both show the same short authentication string and both owners
+// confirm it.
+func pairBoxes(ctx context.Context, a, b *box.Client) error {
+	code, _, err := a.RequestPairCode(ctx)
+	if err != nil {
+		return err
+	}
+	pb, err := b.JoinPairCode(ctx, code)
+	if err != nil {
+		return err
+	}
+	pa, err := a.WaitPairStage(ctx, box.PairCompare)
+	if err != nil {
+		return err
+	}
+	if pa.SAS != pb.SAS {
+		return fmt.Errorf("the boxes show %q and %q", pa.SAS, pb.SAS)
+	}
+	for _, c := range []*box.Client{a, b} {
+		if err := c.ConfirmPairing(ctx); err != nil {
+			return err
+		}
+	}
+	for _, c := range []*box.Client{a, b} {
+		if _, err := c.WaitPaired(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -45,7 +45,7 @@ func orchestrate(args []string) int {
 	callbox := fs.String("callbox", "bin/callbox", "the callbox binary to run as the hub")
 	counts := fs.String("boxes", "1000,10000,50000", "numbers of simulated boxes, one run each (\"\": none)")
 	conc := fs.Int("concurrency", 64, "registrations in flight")
-	pairs := fs.Int("pairs", 100, "box pairs across the two instances for the signal runs")
+	pairs := fs.Int("pairs", 50, "box pairs across the two instances for the signal runs (the hub takes 60 pairing joins a minute)")
 	rates := fs.String("rates", "1000,5000,10000", "signal rates (per second, in total) to measure latency at (\"\": no signal runs)")
 	dur := fs.Duration("duration", 5*time.Second, "length of each signal run")
 	natsBin := fs.String("nats-server", "nats-server", "the NATS server binary")
@@ -188,7 +188,10 @@ func (p *proc) stop() {
 var hubListening = regexp.MustCompile(`signalling at ws://([0-9.]+:[0-9]+)/v1/ws`)
 
 func startHub(callbox, dir string, extra ...string) (*proc, string, error) {
-	args := append([]string{"hub", "--listen", "127.0.0.1:0", "--public-ip", "127.0.0.1", "--stun-listen", "", "--data", dir, "--drain", "1ms"}, extra...)
+	// --max-conns: the default (4096) protects a small hub; this one is
+	// meant to hold every box the run connects.
+	args := append([]string{"hub", "--listen", "127.0.0.1:0", "--public-ip", "127.0.0.1", "--stun-listen", "", "--data", dir, "--drain", "1ms",
+		"--max-conns", "200000"}, extra...)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", err
 	}
