@@ -76,12 +76,12 @@ func (a *appliance) wire() {
 	a.net = netmon.New(nil, 0)
 	a.board = &boardPart{cfg: a.cfg, cfgErr: a.cfgErr, log: a.log, logOut: a.logOut, mux: a.mux, net: a.net}
 	a.relay = &relayPart{cfg: a.cfg.Relay, log: a.log.With("part", "relay"), mux: a.mux, auth: a.board}
-	a.media = &mediaPart{cfg: mediaConfig(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
+	a.media = &mediaPart{cfg: mediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
 	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
 		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
 	a.outputs = newOutputsPart(a.cfg, a.log.With("part", "outputs"), a.mux, a.board, a.relay, a.media, a.page)
-	a.board.relay, a.board.calls = a.relay, a.peer
+	a.board.relay, a.board.calls, a.board.video = a.relay, a.peer, a.media
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 	// The outputs' gate stands in front of the board's pairing check, for
 	// the relay and for the tokens a pairing hands out: RTSP Digest needs

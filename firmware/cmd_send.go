@@ -14,8 +14,10 @@ import (
 
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/h264enc"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
+	"github.com/callbox/callbox/capture/rtph264"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/media"
 )
@@ -26,16 +28,18 @@ import (
 func cmdSend(args []string) int {
 	fs := newFlagSet("send", usageText{
 		synopsis: []string{"--to HOST:PORT --sdp FILE [--duration D] [flags]"},
-		about: "Sends RTP/JPEG video to HOST:PORT and PCMU audio to HOST:PORT+2 over UDP,\n" +
+		about: "Sends RTP video (H.264, RFC 6184, or JPEG, RFC 2435: --codec) to HOST:PORT\n" +
+			"and PCMU audio to HOST:PORT+2 over UDP,\n" +
 			"and writes FILE, an SDP that ffplay, VLC and GStreamer open as is. Start the\n" +
 			"receiver first (e.g. with --sdp-only), then send.",
 		examples: []string{
 			"callbox send --to 127.0.0.1:5004 --sdp /tmp/box.sdp --sdp-only && ffplay -protocol_whitelist file,udp,rtp /tmp/box.sdp",
 			"callbox send --to 127.0.0.1:5004 --sdp /tmp/box.sdp --duration 30s --size 640x480 --fps 15",
+			"callbox send --codec h264 --bitrate 1500 --gop 30 --to 127.0.0.1:5004 --sdp /tmp/box.sdp",
 		},
 	})
 	// The media keys of the configuration (board/config), as flags.
-	flags := config.RegisterFlags(fs, "camera.", "audio.", "relay.packet_size")
+	flags := config.RegisterFlags(fs, "camera.", "video.", "audio.", "relay.packet_size")
 	to := fs.String("to", "", "receiver HOST:PORT (PORT even: video to PORT, audio to PORT+2)")
 	sdpPath := fs.String("sdp", "", "write the receiver's SDP file here")
 	sdpOnly := fs.Bool("sdp-only", false, "write the SDP file and exit, so a receiver can start before the sender")
@@ -52,7 +56,7 @@ func cmdSend(args []string) int {
 		fmt.Fprintf(os.Stderr, "callbox send: %v\n", err)
 		return 2
 	}
-	cfg := sendConfig{opts: mediaConfig(mc), to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
+	cfg := sendConfig{opts: mediaConfig(mc), h264: h264Config(mc), to: *to, sdpPath: *sdpPath, sdpOnly: *sdpOnly, duration: *duration}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -65,6 +69,8 @@ func cmdSend(args []string) int {
 
 type sendConfig struct {
 	opts     media.Config
+	h264     media.H264Config
+	probes   *media.Probes // nil: media.DefaultProbes
 	to       string
 	sdpPath  string
 	sdpOnly  bool
@@ -99,11 +105,24 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	probes := media.DefaultProbes
+	if cfg.probes != nil {
+		probes = *cfg.probes
+	}
+	choice, err := media.ChooseVideo(cfg.opts.Camera, cfg.h264, probes)
+	if err != nil {
+		return err
+	}
+	log.Info("video", "codec", choice.Name, "path", choice.Path, "encoder", choice.Encoder, "reason", choice.Reason)
+	if err := media.ApplyVideo(&cfg.opts, choice, cfg.h264); err != nil {
+		return err
+	}
 	if cfg.sdpPath != "" {
 		ip := vaddr.AddrPort().Addr()
 		text, err := sendSDP{
-			Addr: ip, VideoPort: vaddr.Port, AudioPort: aaddr.Port, FPS: cfg.opts.Video.FPS,
-			SessionID: uint64(time.Now().Unix()), Version: Version,
+			Addr: ip, VideoPort: vaddr.Port, AudioPort: aaddr.Port, FPS: cfg.opts.Video.FPS, VideoCodec: choice.Codec,
+			ProfileLevelID: profileLevelID(choice, cfg.h264, cfg.opts.Video),
+			SessionID:      uint64(time.Now().Unix()), Version: Version,
 		}.marshal()
 		if err != nil {
 			return err
@@ -118,7 +137,15 @@ func runSend(ctx context.Context, cfg sendConfig, out io.Writer, log *slog.Logge
 
 	vssrc, assrc := rtpext.Random32(), rtpext.Random32()
 	vbase, abase := rtpext.Random32(), rtpext.Random32()
-	vp, err := rtpjpeg.NewPacketizer(cfg.opts.PacketSize, vssrc, capture.PayloadTypeJPEG)
+	var vp interface {
+		capture.VideoPacketizer
+		SetStart(seq uint16, ts uint32)
+	}
+	if choice.Codec == capture.CodecH264 {
+		vp, err = rtph264.NewPacketizer(cfg.opts.PacketSize, vssrc, capture.PayloadTypeH264)
+	} else {
+		vp, err = rtpjpeg.NewPacketizer(cfg.opts.PacketSize, vssrc, capture.PayloadTypeJPEG)
+	}
 	if err != nil {
 		return fmt.Errorf("video packetizer: %w", err)
 	}
@@ -229,4 +256,23 @@ func observed(publish func(capture.Burst), sr *srStream) func(capture.Burst) {
 		publish(b)
 		sr.observe(b)
 	}
+}
+
+// profileLevelID is the SDP's profile-level-id for what the encoder makes:
+// the configured profile at level 3.1 (up to 1280x720 at 30 fps) or 4.0
+// (up to 1080p30); "" for a camera's own H.264.
+func profileLevelID(c media.VideoChoice, hc media.H264Config, vc media.VideoConfig) string {
+	if c.Codec != capture.CodecH264 || c.Path == "camera" {
+		return ""
+	}
+	prof, err := h264enc.ParseProfile(hc.Profile)
+	if hc.Profile == "" || err != nil {
+		prof = h264enc.ProfileConstrainedBaseline
+	}
+	idc, cons := prof.ProfileIDC()
+	level := 0x1f
+	if vc.Width*vc.Height*vc.FPS > 1280*720*30 {
+		level = 0x28
+	}
+	return fmt.Sprintf("%02x%02x%02x", idc, cons, level)
 }

@@ -161,6 +161,7 @@ func TestSendLoopback(t *testing.T) {
 	sdpPath := filepath.Join(dir, "s.sdp")
 	cfg := sendConfig{to: fmt.Sprintf("127.0.0.1:%d", port), sdpPath: sdpPath, duration: time.Second}
 	cfg.opts = media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 500}
+	cfg.h264 = media.H264Config{Codec: "jpeg"} // this test reads RTP/JPEG
 	var out bytes.Buffer
 	if err := runSend(context.Background(), cfg, &out, quietLog); err != nil {
 		t.Fatal(err)
@@ -280,6 +281,9 @@ func TestSendErrors(t *testing.T) {
 		{"bad size", sendConfig{opts: media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 100, Height: 100, FPS: 25}, PacketSize: 1200}, to: "127.0.0.1:5004"}},
 		{"tiny packets", sendConfig{opts: media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 25}, PacketSize: 64}, to: "127.0.0.1:5004"}},
 	} {
+		if tc.cfg.h264.Codec == "" {
+			tc.cfg.h264.Codec = "jpeg" // RFC 2435's limits (tiny packets)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := runSend(ctx, tc.cfg, &bytes.Buffer{}, quietLog)
 		cancel()

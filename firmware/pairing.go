@@ -11,6 +11,7 @@ import (
 
 	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/board/pairing"
+	"github.com/callbox/callbox/media"
 	"github.com/callbox/callbox/peer/box"
 )
 
@@ -53,6 +54,9 @@ type boardAPIState struct {
 	Open    bool `json:"open"`    // pairing is off (open access)
 	// Call is the call to another box (docs/peer.md, "Calls from the box").
 	Call boardCallState `json:"call"`
+	// Video is the codec the box sends, where it comes from and why
+	// (docs/h264.md).
+	Video *media.VideoChoice `json:"video,omitempty"`
 }
 
 // boardCallState is /api/state's "call": idle, calling (also while a lost
@@ -113,7 +117,19 @@ func (p *boardPart) state(token string) boardAPIState {
 		Waiting:   st.Waiting,
 		Open:      p.box.Open(),
 		Call:      call,
+		Video:     p.videoState(),
 	}
+}
+
+func (p *boardPart) videoState() *media.VideoChoice {
+	if p.video == nil {
+		return nil
+	}
+	v := p.video.videoChoice()
+	if v.Name == "" {
+		return nil // media not started yet
+	}
+	return &v
 }
 
 func (p *boardPart) handleState(w http.ResponseWriter, r *http.Request) {

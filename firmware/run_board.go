@@ -19,6 +19,7 @@ import (
 	"github.com/callbox/callbox/board/store"
 	"github.com/callbox/callbox/drivers/gpio"
 	"github.com/callbox/callbox/internal/netmon"
+	"github.com/callbox/callbox/media"
 	"github.com/callbox/callbox/peer/box"
 )
 
@@ -40,6 +41,7 @@ type boardPart struct {
 	// onToken is told each token a pairing hands out (the outputs' gate
 	// remembers it, in memory, for RTSP Digest); nil: nobody.
 	onToken func(token string)
+	video   boardVideo // nil: not shown
 
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware
@@ -77,6 +79,11 @@ type boardNet interface {
 type boardRelay interface {
 	Viewers() int
 	DisconnectAll(reason string) int
+}
+
+// boardVideo is what the board shows of the video codec on /api/state.
+type boardVideo interface {
+	videoChoice() media.VideoChoice
 }
 
 // boardCalls is what the board shows of calls on /api/state.

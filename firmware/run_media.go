@@ -3,6 +3,8 @@ package firmware
 import (
 	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/callbox/callbox/board"
@@ -16,12 +18,52 @@ import (
 // A, tapped by calls.
 type mediaPart struct {
 	// Set by wire.
-	cfg   media.Config
-	log   *slog.Logger
-	sink  mediaSink
-	board mediaBoard
+	cfg    media.Config
+	h264   media.H264Config
+	probes *media.Probes // nil: media.DefaultProbes
+	log    *slog.Logger
+	sink   mediaSink
+	board  mediaBoard
 
-	pipe *media.Pipeline
+	pipe  *media.Pipeline
+	mu    sync.Mutex
+	video media.VideoChoice // what the box sends, and why (/api/state)
+}
+
+// videoChoice says what video the box sends and why.
+func (p *mediaPart) videoChoice() media.VideoChoice {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.video
+}
+
+// chooseVideo probes for H.264 (camera, hardware, software) and sets the
+// pipeline up for what it found. In the appliance, "auto" keeps JPEG on
+// the relay: the page's WebSocket player decodes JPEG only, so H.264 goes
+// out only when asked for (--codec h264), where the page plays it over
+// WebRTC; what auto would use is still probed and shown.
+func (p *mediaPart) chooseVideo(mc *media.Config) error {
+	probes := media.DefaultProbes
+	if p.probes != nil {
+		probes = *p.probes
+	}
+	choice, err := media.ChooseVideo(mc.Camera, p.h264, probes)
+	if err != nil {
+		return err
+	}
+	if choice.Codec == capture.CodecH264 && !strings.EqualFold(p.h264.Codec, "h264") {
+		choice = media.VideoChoice{Codec: capture.CodecJPEG, Name: "jpeg", Path: "jpeg",
+			Reason: "codec auto: the page's WebSocket video is JPEG; H.264 is available from the " + choice.Path +
+				" (" + choice.Encoder + "): --codec h264 sends it"}
+	}
+	if err := media.ApplyVideo(mc, choice, p.h264); err != nil {
+		return err
+	}
+	p.log.Info("video", "codec", choice.Name, "path", choice.Path, "encoder", choice.Encoder, "reason", choice.Reason)
+	p.mu.Lock()
+	p.video = choice
+	p.mu.Unlock()
+	return nil
 }
 
 // mediaSink is where the pipeline's packets go (the relay), and who asks
@@ -38,6 +80,11 @@ type mediaBoard interface {
 	muted() bool
 	isSimulated() bool
 	fault(board.Fault, error)
+}
+
+// h264Config is the configuration's [video] section for media.ChooseVideo.
+func h264Config(c *config.Config) media.H264Config {
+	return media.H264Config{Codec: c.Video.Codec, Bitrate: c.Video.Bitrate * 1000, GOP: c.Video.GOP, Profile: c.Video.Profile}
 }
 
 // mediaConfig takes the media keys of a configuration.
@@ -68,6 +115,9 @@ func (p *mediaPart) start(ctx context.Context) error {
 		} else {
 			p.board.fault(board.FaultAudio, err)
 		}
+	}
+	if err := p.chooseVideo(&mc); err != nil {
+		return err
 	}
 	pipe, err := media.Start(ctx, mc)
 	if err != nil {

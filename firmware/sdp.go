@@ -22,8 +22,14 @@ type sendSDP struct {
 	VideoPort int        // RTP/JPEG; RTCP would be VideoPort+1
 	AudioPort int        // PCMU; VideoPort+2 by convention
 	FPS       int        // announced with a=framerate (informational)
-	SessionID uint64     // o= session id; any number unique enough
-	Version   string     // the program version, for a=tool
+	// VideoCodec is capture.CodecH264 (dynamic payload type 96, RFC 6184
+	// packetization mode 1) or JPEG (the default).
+	VideoCodec capture.Codec
+	// ProfileLevelID is the H.264 fmtp profile-level-id (hex), "" to
+	// leave it out (a camera's own H.264, whose profile the camera picks).
+	ProfileLevelID string
+	SessionID      uint64 // o= session id; any number unique enough
+	Version        string // the program version, for a=tool
 }
 
 // marshal returns the SDP text (RFC 8866), lines ending in CRLF.
@@ -49,12 +55,28 @@ func (s sendSDP) marshal() ([]byte, error) {
 	line("v=0")
 	line("o=- %d 1 IN %s %s", s.SessionID, addrType, addr)
 	line("s=callbox")
-	line("i=callbox send: RTP/JPEG video and PCMU audio")
+	if s.VideoCodec == capture.CodecH264 {
+		line("i=callbox send: RTP/H.264 video and PCMU audio")
+	} else {
+		line("i=callbox send: RTP/JPEG video and PCMU audio")
+	}
 	line("c=IN %s %s", addrType, addr)
 	line("t=0 0")
 	line("a=tool:callbox %s", sdpToken(s.Version))
-	line("m=video %d RTP/AVP %d", s.VideoPort, capture.PayloadTypeJPEG)
-	line("a=rtpmap:%d JPEG/%d", capture.PayloadTypeJPEG, capture.VideoClockRate)
+	if s.VideoCodec == capture.CodecH264 {
+		// No sprop-parameter-sets: SPS and PPS come in band before every
+		// IDR, so a receiver can start at any keyframe.
+		line("m=video %d RTP/AVP %d", s.VideoPort, capture.PayloadTypeH264)
+		line("a=rtpmap:%d H264/%d", capture.PayloadTypeH264, capture.VideoClockRate)
+		if s.ProfileLevelID != "" {
+			line("a=fmtp:%d packetization-mode=1;profile-level-id=%s", capture.PayloadTypeH264, s.ProfileLevelID)
+		} else {
+			line("a=fmtp:%d packetization-mode=1", capture.PayloadTypeH264)
+		}
+	} else {
+		line("m=video %d RTP/AVP %d", s.VideoPort, capture.PayloadTypeJPEG)
+		line("a=rtpmap:%d JPEG/%d", capture.PayloadTypeJPEG, capture.VideoClockRate)
+	}
 	if s.FPS > 0 {
 		line("a=framerate:%d", s.FPS)
 	}

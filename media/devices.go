@@ -24,6 +24,11 @@ var ErrNoDriver = errors.New("no driver for this device in this build")
 // VideoConfig is what the pipeline asks of a camera.
 type VideoConfig struct {
 	Width, Height, FPS int
+	// Format is what the pipeline wants from the camera: JPEG (0, the
+	// default), I420 for an encoder stage (the synthetic camera gives raw
+	// pictures; a real camera still gives JPEG, which the stage decodes),
+	// or H.264 (a camera's own H.264 mode; ChooseVideo decides).
+	Format capture.Codec
 }
 
 // device is a source chosen at start and how to open it again after it
@@ -43,13 +48,21 @@ type device[U Unit] struct {
 // such as /dev/video0).
 func openCamera(spec string, vc VideoConfig, fallback bool) (device[capture.VideoFrame], error) {
 	synthOpen := func() (Source[capture.VideoFrame], error) {
-		c, err := synth.NewCamera(synth.CameraConfig{Width: vc.Width, Height: vc.Height, FPS: vc.FPS})
+		format := capture.CodecJPEG
+		if vc.Format == capture.CodecI420 {
+			format = capture.CodecI420
+		}
+		c, err := synth.NewCamera(synth.CameraConfig{Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: format})
 		if err != nil {
 			return nil, fmt.Errorf("synthetic camera: %w", err)
 		}
 		return VideoSource(c), nil
 	}
-	synthDesc := fmt.Sprintf("synthetic camera %dx%d@%d JPEG", vc.Width, vc.Height, vc.FPS)
+	synthFormat := "JPEG"
+	if vc.Format == capture.CodecI420 {
+		synthFormat = "I420"
+	}
+	synthDesc := fmt.Sprintf("synthetic camera %dx%d@%d %s", vc.Width, vc.Height, vc.FPS, synthFormat)
 	switch spec {
 	case "synthetic":
 		s, err := synthOpen()
@@ -80,10 +93,17 @@ func openCamera(spec string, vc VideoConfig, fallback bool) (device[capture.Vide
 }
 
 // openRealCamera opens spec ("auto" or a /dev/video* path) through
-// drivers/camera. The pipeline packetizes JPEG (RFC 2435) and H.264, but
-// the camera's own H.264 mode is not used: an H.264 camera is used
-// through its YUYV mode.
+// drivers/camera: MJPEG, else YUYV (made JPEG by the driver); or the
+// camera's own H.264 when the video choice says so (ChooseVideo), with no
+// fallback then, since the packetizer and the receivers expect H.264.
 func openRealCamera(spec string, vc VideoConfig) (Source[capture.VideoFrame], error) {
+	if vc.Format == capture.CodecH264 {
+		c, err := camera.Open(camera.Config{Device: spec, Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: "h264"})
+		if err != nil {
+			return nil, err
+		}
+		return VideoSource(c), nil
+	}
 	cfg := camera.Config{Device: spec, Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: "mjpeg"}
 	c, err := camera.Open(cfg)
 	if errors.Is(err, camera.ErrNoFormat) {

@@ -418,6 +418,11 @@ function render() {
   }
   $('sound').hidden = s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
+  // What the box sends (H.264 from the camera, the hardware or the
+  // software encoder; or JPEG) and why: /api/state's "video".
+  const v = box && box.video;
+  $('codec').textContent = v ? (v.codec === 'h264' ? `H.264 (${v.path})` : 'JPEG') : '';
+  $('codec').title = v ? [v.encoder, v.reason].filter(Boolean).join(': ') : '';
 }
 
 // The media paths: WebRTC first (?path=ws forces the WebSocket path), the
