@@ -89,7 +89,7 @@ bundle: image
 
 # vendor/ for Buildroot, which builds Go with -mod=vendor (docs/image.md).
 vendor:
-	$(GO) mod vendor
+	GO=$(GO) bash scripts/vendor.sh
 
 # docs/config.md's key tables and board/callbox.example.toml, from the keys
 # declared in board/config/keys.go (a test fails when they drift).
