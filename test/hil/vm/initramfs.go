@@ -120,7 +120,14 @@ func buildInitramfs(ctx context.Context, o Options, a archInfo, kt *kernelTree) 
 		r.file(guest, host, uint32(fi.Mode().Perm())) // keeps a script executable
 	}
 
-	mods, err := kt.moduleClosure(ctx, append(append([]string{}, baseModules...), o.Modules...))
+	want := append(append([]string{}, baseModules...), o.Modules...)
+	// vicodec (out of tree) needs the mem2mem framework: a module of its
+	// own on kernels that build it (arm64), absent on Debian's amd64 one,
+	// where vicodec carries a copy (kernel.go).
+	if m, _ := filepath.Glob(filepath.Join(kt.root, "lib/modules", kt.kver, "kernel/drivers/media/v4l2-core/v4l2-mem2mem.ko*")); len(m) > 0 {
+		want = append(want, "v4l2-mem2mem")
+	}
+	mods, err := kt.moduleClosure(ctx, want)
 	if err != nil {
 		return "", err
 	}
