@@ -44,6 +44,11 @@ func parseTestAppliance(t *testing.T, configText string, args ...string) (*appli
 	return a, nil
 }
 
+// loadSlack multiplies the budgets of waits for readiness (a box
+// registered, a call connected, a state reached): the suite runs on 2-core
+// machines busy with other tests.
+const loadSlack = 3
+
 // authFunc is a pairing gate from a function.
 type authFunc func(token string) error
 
