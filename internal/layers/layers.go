@@ -58,6 +58,10 @@ var Rules = []Rule{
 		"the box side of calls gets its media from a factory, its network from a monitor"},
 	{"outputs/...", []string{"media/...", "drivers/...", "peer/...", "board/...", "firmware/..."},
 		"outputs read the relay"},
+	{"integrations/...", []string{"media/...", "drivers/...", "relay/...", "peer/...", "board/...", "firmware/...", "outputs/..."},
+		"integrations talk to other systems about what the firmware hands them"},
+	{"update/...", []string{"media/...", "drivers/...", "relay/...", "peer/...", "board/...", "firmware/...", "outputs/...", "integrations/..."},
+		"the updater stands alone: it must work when the rest of the box does not"},
 }
 
 // Package is one package and everything it depends on.
