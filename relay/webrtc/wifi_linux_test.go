@@ -433,14 +433,15 @@ func TestWiFiTenViewersAndSlowOne(t *testing.T) {
 
 	var alone, beside []viewerResult
 	var s viewerResult
+	var fails []string
 	for attempt := 1; ; attempt++ {
 		alone, beside, s = wifiRun(t, ctx, wifi, slow, spec, b.port())
-		_, _, aP99, _, _ := summarize(alone)
-		_, _, bP99, _, _ := summarize(beside)
-		if bP99 <= 1.1*aP99+20 || attempt == 2 || !overloaded() {
+		fails = judgeWiFi(alone, beside, s)
+		if len(fails) == 0 || attempt == 3 || !overloaded() {
 			break
 		}
-		t.Logf("attempt %d: fast p99 %.1f ms beside the slow one, %.1f ms alone, load average %.1f on %d cores: measuring again", attempt, bP99, aP99, load(), runtime.NumCPU())
+		t.Logf("attempt %d: %s; the machine is overloaded (load average %.1f on %d cores): measuring again",
+			attempt, strings.Join(fails, "; "), load(), runtime.NumCPU())
 	}
 	for i, r := range alone {
 		t.Logf("alone  %2d: %+v", i, r)
@@ -452,31 +453,41 @@ func TestWiFiTenViewersAndSlowOne(t *testing.T) {
 	t.Logf("wifi tbf: %s", wifi.qdisc())
 	t.Logf("slow tbf: %s", slow.qdisc())
 	t.Logf("forced keyframes: %d of %d frames; load average %.1f", b.player.ForcedKeys.Load(), b.player.Frames.Load(), load())
-
-	aMin, aMax, aP99, aInc, aUnd := summarize(alone)
-	bMin, bMax, bP99, bInc, bUnd := summarize(beside)
+	aMin, aMax, aP99, _, _ := summarize(alone)
+	bMin, bMax, bP99, _, _ := summarize(beside)
 	t.Logf("10 alone: %.1f-%.1f fps, p99 %.1f ms; with the slow one: %.1f-%.1f fps, p99 %.1f ms", aMin, aMax, aP99, bMin, bMax, bP99)
+	for _, f := range fails {
+		t.Error(f)
+	}
+}
+
+// judgeWiFi lists what the ten-plus-one run got wrong.
+func judgeWiFi(alone, beside []viewerResult, s viewerResult) []string {
+	var fails []string
+	_, _, aP99, aInc, aUnd := summarize(alone)
+	bMin, _, bP99, bInc, bUnd := summarize(beside)
 	for _, r := range append(append([]viewerResult{}, alone...), beside...) {
 		if r.Err != "" {
-			t.Errorf("fast viewer: %s", r.Err)
+			fails = append(fails, "fast viewer: "+r.Err)
 		}
 	}
 	if aInc+bInc+aUnd+bUnd != 0 {
-		t.Errorf("fast viewers: %d incomplete, %d undecodable frames", aInc+bInc, aUnd+bUnd)
+		fails = append(fails, fmt.Sprintf("fast viewers: %d incomplete, %d undecodable frames", aInc+bInc, aUnd+bUnd))
 	}
 	if bMin < 25 {
-		t.Errorf("a fast viewer got %.1f fps beside the slow one, want >= 25", bMin)
+		fails = append(fails, fmt.Sprintf("a fast viewer got %.1f fps beside the slow one, want >= 25", bMin))
 	}
 	// 1.1x the run without it, plus 20 ms for a shared 2-vCPU machine.
 	if bP99 > 1.1*aP99+20 {
-		t.Errorf("fast viewers' p99 %.1f ms beside the slow one, %.1f ms alone", bP99, aP99)
+		fails = append(fails, fmt.Sprintf("fast viewers' p99 %.1f ms beside the slow one, %.1f ms alone", bP99, aP99))
 	}
 	if s.Err != "" || s.Incomplete != 0 || s.Whole == 0 || s.Decodable < s.Whole {
-		t.Errorf("slow viewer: %d whole, %d decodable, %d incomplete (%s): want only decodable frames", s.Whole, s.Decodable, s.Incomplete, s.Err)
+		fails = append(fails, fmt.Sprintf("slow viewer: %d whole, %d decodable, %d incomplete (%s): want only decodable frames", s.Whole, s.Decodable, s.Incomplete, s.Err))
 	}
 	if s.FPS < 1 || s.Max > 500 {
-		t.Errorf("slow viewer: %.1f fps, worst frame %.0f ms behind: want a few frames a second, never 0.5 s behind", s.FPS, s.Max)
+		fails = append(fails, fmt.Sprintf("slow viewer: %.1f fps, worst frame %.0f ms behind: want a few frames a second, never 0.5 s behind", s.FPS, s.Max))
 	}
+	return fails
 }
 
 // TestWiFiBenchmark is the benchmark of docs/webrtc.md (make bench-webrtc;
@@ -563,10 +574,19 @@ func TestWiFiSaturatedKeepsEveryone(t *testing.T) {
 	b := newWifiBox(t, true, wifi.boxIP)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rs, err := wifi.viewers(ctx, viewersSpec{URL: "ws://" + wifi.boxIP + ":" + b.port(), Mode: "ws", N: 10,
-		Warmup: 2 * time.Second, Duration: 8 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	var rs []viewerResult
+	for attempt := 1; ; attempt++ {
+		var err error
+		rs, err = wifi.viewers(ctx, viewersSpec{URL: "ws://" + wifi.boxIP + ":" + b.port(), Mode: "ws", N: 10,
+			Warmup: 2 * time.Second, Duration: 8 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi, _, _, _ := summarize(rs)
+		if lo >= 0.75*hi || attempt == 3 || !overloaded() {
+			break
+		}
+		t.Logf("attempt %d: %.1f-%.1f fps; the machine is overloaded (load average %.1f): measuring again", attempt, lo, hi, load())
 	}
 	lo, hi, _, _, _ := summarize(rs)
 	for i, r := range rs {
