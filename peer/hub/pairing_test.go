@@ -147,3 +147,19 @@ func TestHubLimitsCodesPerAddress(t *testing.T) {
 	}
 	f.last(t, proto.TypePairCode)
 }
+
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.5:4242":           "203.0.113.5",
+		"203.0.113.5":                "203.0.113.5",
+		"[::ffff:203.0.113.5]:1":     "203.0.113.5",
+		"[2001:db8:1:2:aaaa::1]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:bbbb::9]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:443":      "2001:db8:1:3::/64",
+		"not an address":             "not an address",
+	} {
+		if got := AddrKey(in); got != want {
+			t.Errorf("AddrKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
