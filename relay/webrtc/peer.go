@@ -70,12 +70,12 @@ func (p *peer) nextTWCC(kind capture.Kind, rtx bool) uint16 {
 	return n
 }
 
-// lossHold is how long a packet the feedback reports lost still counts as
+// lossHold (a variable for the tuning runs) is how long a packet the feedback reports lost still counts as
 // in flight. A lost packet is not a received one: counting it as
 // acknowledged at once would reopen the window exactly when the link drops
 // packets, and the box would send ever faster into a full queue. Holding
 // it makes the window shrink while losses last, and come back after.
-const lossHold = time.Second
+var lossHold = time.Second
 
 // feedback applies one transport-wide congestion control report (the
 // Health Check, S13): every packet it reports received leaves its kind's

@@ -510,8 +510,13 @@ func TestWiFiBenchmark(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	idle := (cpuSeconds() - c0) / time.Since(t0).Seconds() * 100
 	var rows []string
-	for _, n := range []int{1, 4, 10, 16} {
-		for _, mode := range []string{"webrtc", "ws"} {
+	ns, modes := []int{1, 4, 10, 16}, []string{"webrtc", "ws"}
+	if v := os.Getenv("CALLBOX_BENCH_N"); v != "" { // one row, e.g. 16 (tuning)
+		n, _ := strconv.Atoi(v)
+		ns, modes = []int{n}, []string{"webrtc"}
+	}
+	for _, n := range ns {
+		for _, mode := range modes {
 			spec := viewersSpec{URL: base + "/whep", Mode: mode, N: n, Warmup: 2 * time.Second, Duration: 5 * time.Second}
 			if mode == "ws" {
 				spec.URL = "ws://" + wifi.boxIP + ":" + b.port()
@@ -604,5 +609,13 @@ func TestWiFiSaturatedKeepsEveryone(t *testing.T) {
 	}
 	if lo < 0.75*hi {
 		t.Errorf("frame rates %.1f-%.1f fps: not a fair share (want the slowest within 25%% of the fastest)", lo, hi)
+	}
+}
+
+func init() {
+	if v := os.Getenv("CALLBOX_LOSS_HOLD"); v != "" { // tuning runs only
+		if d, err := time.ParseDuration(v); err == nil {
+			lossHold = d
+		}
 	}
 }
