@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,9 +149,9 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		}
 		return nil
 	case cluster.KindSignal:
-		var sig proto.Message
-		if err := json.Unmarshal(m.Body, &sig); err != nil || !forwardable(&sig) {
-			return fmt.Errorf("%w: not a signal", proto.ErrBadMessage)
+		sig, err := noticeMessage(m)
+		if err != nil {
+			return err
 		}
 		h.mu.Lock()
 		s := h.sessions[to]
@@ -160,9 +161,9 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		}
 		return s.Send(sig)
 	case cluster.KindPresence:
-		var info proto.PeerInfo
-		if err := json.Unmarshal(m.Body, &info); err != nil || info.ID != m.Box {
-			return fmt.Errorf("%w: bad presence", proto.ErrBadMessage)
+		info, err := noticePeer(m)
+		if err != nil {
+			return err
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -176,9 +177,9 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		}
 		return nil
 	case cluster.KindPaired:
-		var info proto.PeerInfo
-		if err := json.Unmarshal(m.Body, &info); err != nil || info.ID != m.Box {
-			return fmt.Errorf("%w: bad pairing notice", proto.ErrBadMessage)
+		info, err := noticePeer(m)
+		if err != nil {
+			return err
 		}
 		if m.Online {
 			h.cluster.Track(m.Box, m.Instance)
@@ -194,6 +195,32 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		return s.Send(proto.Message{Type: proto.TypePaired, ICE: h.iceServers(to, true), Peers: []proto.PeerInfo{info}})
 	}
 	return fmt.Errorf("%w: cluster message %q", proto.ErrBadMessage, m.Kind)
+}
+
+// noticeMessage decodes a message another instance hands over for a box
+// here: it is checked as if the box's own connection had brought it.
+func noticeMessage(m cluster.Msg) (proto.Message, error) {
+	msg, err := proto.ParseMessage(m.Body)
+	if err != nil {
+		return proto.Message{}, fmt.Errorf("cluster %s: %w", m.Kind, err)
+	}
+	if !forwardable(&msg) {
+		return proto.Message{}, fmt.Errorf("%w: cluster %s carries a %q", proto.ErrBadMessage, m.Kind, msg.Type)
+	}
+	return msg, nil
+}
+
+// noticePeer decodes the box a presence or pairing notice is about: its ID
+// must be the notice's and belong to its key (the box checks it again).
+func noticePeer(m cluster.Msg) (proto.PeerInfo, error) {
+	var info proto.PeerInfo
+	if err := json.Unmarshal(m.Body, &info); err != nil {
+		return info, fmt.Errorf("%w: cluster %s: %v", proto.ErrBadMessage, m.Kind, err)
+	}
+	if info.ID != m.Box || !proto.ValidBoxID(info.ID) || len(info.Key) != ed25519.PublicKeySize || proto.BoxID(info.Key) != info.ID {
+		return proto.PeerInfo{}, fmt.Errorf("%w: cluster %s about %q: ID and key do not match", proto.ErrBadMessage, m.Kind, m.Box)
+	}
+	return info, nil
 }
 
 // forwardable: what one instance hands another for a box connected there:

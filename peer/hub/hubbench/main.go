@@ -62,8 +62,8 @@ func orchestrate(args []string) int {
 	cpu := cpuName()
 	limit := fileLimit()
 	fmt.Printf("hubbench on %s, %d CPUs, load average %s, open-file limit %d\n\n", cpu, numCPU(), loadAvg(), limit)
-	fmt.Println("| boxes | registrations/s | hub CPU per registration | hub RSS idle | hub RSS with the boxes | RSS per box | boxes process RSS |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| boxes | registrations/s | hub CPU per registration | boxes' CPU per registration | hub RSS idle | hub RSS with the boxes | RSS per box | boxes process RSS |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var last struct {
 		n       int
 		idle    int
@@ -82,7 +82,7 @@ func orchestrate(args []string) int {
 		// Each box is a socket in the hub and one in the boxes process;
 		// a process may not hold more than the open-file limit.
 		if max := int(limit) - 512; n > max {
-			fmt.Printf("| %d | not here: the open-file limit is %d (no CAP_SYS_RESOURCE to raise it); measuring %d instead | | | | | |\n", n, limit, max)
+			fmt.Printf("| %d | not here: the open-file limit is %d (no CAP_SYS_RESOURCE to raise it); measuring %d instead | | | | | | |\n", n, limit, max)
 			n = max
 		}
 		r, err := benchBoxes(*callbox, dir, n, *conc)
@@ -93,7 +93,7 @@ func orchestrate(args []string) int {
 		last.n, last.idle, last.perBox, last.perCore = n, r.idleKB, r.perBoxKB, r.perCore
 	}
 	if last.n > 0 {
-		fmt.Printf("\nProjected from the %d-box run: 50,000 boxes would take %.0f MB of hub RSS (idle + 50,000 x %.1f KB); one core registers %.0f boxes/s.\n",
+		fmt.Printf("\nProjected from the %d-box run: 50,000 boxes would take %.0f MB of hub RSS (idle + 50,000 x %.1f KB); one core of hub registers %.0f boxes/s.\n",
 			last.n, (float64(last.idle)+50000*last.perBox)/1024, last.perBox, last.perCore)
 	}
 	fmt.Println()
@@ -269,6 +269,7 @@ func benchBoxes(callbox, dir string, n, conc int) (boxesResult, error) {
 		return res, err
 	}
 	cpu := cpuSeconds(pid) - cpu0
+	boxesCPU := cpuSeconds(boxes.cmd.Process.Pid)
 	var r boxesReport
 	if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
 		return res, err
@@ -281,7 +282,7 @@ func benchBoxes(callbox, dir string, n, conc int) (boxesResult, error) {
 	time.Sleep(10 * time.Second)
 	full := rssKB(pid)
 	res = boxesResult{idleKB: idle, perBoxKB: float64(full-idle) / float64(n), perCore: float64(n) / cpu}
-	fmt.Printf("| %d | %.0f | %.2f ms | %.1f MB | %.1f MB | %.1f KB | %.1f MB |\n", n, float64(r.Registered)/r.Seconds, 1000*cpu/float64(n),
+	fmt.Printf("| %d | %.0f | %.2f ms | %.2f ms | %.1f MB | %.1f MB | %.1f KB | %.1f MB |\n", n, float64(r.Registered)/r.Seconds, 1000*cpu/float64(n), 1000*boxesCPU/float64(n),
 		float64(idle)/1024, float64(full)/1024, res.perBoxKB, float64(rssKB(boxes.cmd.Process.Pid))/1024)
 	return res, nil
 }
