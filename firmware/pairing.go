@@ -20,8 +20,9 @@ import (
 //	GET  /api/state            the box's state, LED pattern and error message
 //	                           for a paired phone (token as "Authorization:
 //	                           Bearer T" or ?token=T); a stranger gets only
-//	                           {"state":"unpaired",...} (not on the
-//	                           simulated board, whose page is its LED)
+//	                           {"state":"unpaired",...} (loopback and the
+//	                           simulated board, whose page is its LED,
+//	                           see all)
 //	POST /api/pair/request     long poll until the box's buttons approve this
 //	                           phone: 200 {"token":...}, 408 when nobody has
 //	                           pressed them yet (the page asks again)
@@ -88,14 +89,17 @@ func (p *boardPart) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/sim/button", p.handleSimButton)
 }
 
-func (p *boardPart) state(token string) boardAPIState {
+// state is /api/state's answer for a request with token; local: from the
+// box itself (loopback).
+func (p *boardPart) state(token string, local bool) boardAPIState {
 	st := p.box.Status()
 	paired := p.box.Authorize(token) == nil
-	if !paired && !p.netButtons {
+	if !paired && !p.netButtons && !local {
 		// A stranger learns only that it must pair: not who watches, not
 		// whether a call is on, not the configuration's errors, not
-		// whether phones wait. (The simulated board is the exception:
-		// there the page is the board, and anyone can press its buttons.)
+		// whether phones wait. (The box itself, on loopback, sees all, as
+		// /metrics; so does everyone on the simulated board, whose page is
+		// the board: anyone can press its buttons.)
 		return boardAPIState{State: "unpaired", Message: "pair this phone: press both buttons on the box together"}
 	}
 	call := boardCallState{State: callStateNames[st.Call], Enabled: p.calls != nil && p.calls.callsEnabled()}
@@ -133,7 +137,7 @@ func (p *boardPart) videoState() *media.VideoChoice {
 }
 
 func (p *boardPart) handleState(w http.ResponseWriter, r *http.Request) {
-	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r)))
+	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r), isLoopback(r.RemoteAddr)))
 }
 
 // requestToken is a request's pairing token: "Authorization: Bearer T"
@@ -230,7 +234,7 @@ func (p *boardPart) handleSimButton(w http.ResponseWriter, r *http.Request) {
 		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r)))
+	writeBoardJSON(w, http.StatusOK, p.state(requestToken(r), isLoopback(r.RemoteAddr)))
 }
 
 func writeBoardJSON(w http.ResponseWriter, code int, v any) {

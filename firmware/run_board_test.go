@@ -432,7 +432,7 @@ func TestBoardMissingHardware(t *testing.T) {
 	}
 	// A stranger learns only that it must pair, not the configuration's
 	// errors (issue 12, item 11).
-	if st := f.state(t, ""); st.State != "unpaired" || strings.Contains(st.Message, "board:") || st.Simulated {
+	if st := lanState(t, f, ""); st.State != "unpaired" || strings.Contains(st.Message, "board:") || st.Simulated {
 		t.Fatalf("missing board, as a stranger sees it: %+v", st)
 	}
 	if code := f.press(t, `{"button":"both","ms":100}`); code != 404 {

@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -292,13 +293,17 @@ func TestPairingOnePress(t *testing.T) {
 		t.Fatalf("a third waiting request from one address: %+v, want 429", r)
 	}
 
-	// A stranger on a real board learns only that it must pair.
+	// A stranger on the LAN of a real board learns only that it must
+	// pair; a paired phone and the box itself (loopback) see all.
 	f.a.board.netButtons = false
-	if st := f.state(t, ""); st.State != "unpaired" || st.Waiting != 0 || st.LED != "" || st.Name != "" || st.Viewers != 0 {
+	if st := lanState(t, f, ""); st.State != "unpaired" || st.Waiting != 0 || st.LED != "" || st.Name != "" || st.Viewers != 0 {
 		t.Errorf("a stranger's /api/state: %+v", st)
 	}
-	if st := f.state(t, tok); st.State != "pairing" || st.Waiting != 2 || !st.Paired {
+	if st := lanState(t, f, tok); st.State != "pairing" || st.Waiting != 2 || !st.Paired {
 		t.Errorf("a paired phone's /api/state: %+v", st)
+	}
+	if st := f.state(t, ""); st.State != "pairing" || st.Waiting != 2 {
+		t.Errorf("the box's own /api/state (loopback): %+v", st)
 	}
 	f.a.board.netButtons = true
 	f.press(t, `{"button":"both","ms":300}`)
@@ -348,4 +353,21 @@ func TestMetricsNotForStrangers(t *testing.T) {
 			t.Errorf("/metrics from %s with token %q: %d, want %d", tc.remote, tc.token, got, tc.want)
 		}
 	}
+}
+
+// lanState is /api/state as a client on the LAN (not loopback) gets it.
+func lanState(t *testing.T, f *boardFixture, token string) boardAPIState {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/api/state", nil)
+	req.RemoteAddr = "192.168.1.50:5000"
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	f.a.mux.ServeHTTP(rec, req)
+	var st boardAPIState
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatalf("/api/state: %v: %q", err, rec.Body.String())
+	}
+	return st
 }
