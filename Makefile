@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/callbox/callbox/firmware.Version=$(VERSION)
 HTTP    ?= 127.0.0.1:8080
 
-.PHONY: all build run deps test test-unit test-cross cross bench bench-relay bench-webrtc fuzz image bundle vendor clean config-docs
+.PHONY: all build run deps test test-unit test-cross cross bench bench-relay bench-rtsp bench-webrtc fuzz image bundle vendor clean config-docs
 all: build
 
 # The build needs Go and git, plus a C compiler and PortAudio for the
@@ -73,6 +73,11 @@ bench-hub: build
 	$(GO) test -run '^$$' -bench SignalAcrossInstances ./peer/hub/cluster
 	$(GO) build -o bin/hubbench ./peer/hub/hubbench
 	./bin/hubbench -callbox $(BIN)
+
+# RTSP fan-out: the box's RTSP server against mediamtx (MEDIAMTX=path/to/mediamtx,
+# optional), both measured by ../shared/peerbench (docs/integrations.md).
+bench-rtsp:
+	bash scripts/bench-rtsp.sh
 
 fuzz:
 	bash scripts/fuzz.sh

@@ -27,3 +27,30 @@ type NonBlockingConn interface {
 	TryWriteUnits(units []*Unit) (complete bool, err error)
 	FinishUnits() error
 }
+
+// Interleaved returns the unit's packets each behind the 4-byte header of
+// RTSP's interleaved framing ('$', ch, 16-bit length; RFC 2326 section
+// 10.12), contiguous, so an RTSP reader's write of a frame is one slice.
+// It is built by the first caller for a channel and shared by every
+// reader on the same channel (the usual case: every client sets video up
+// on 0); a reader on another channel gets ok false and frames the packets
+// itself (Framed).
+func (u *unit) Interleaved(ch byte) (b []byte, ok bool) {
+	u.ilMu.Lock()
+	defer u.ilMu.Unlock()
+	switch u.ilCh {
+	case int(ch):
+		return u.il, true
+	case -1:
+	default:
+		return nil, false
+	}
+	u.il = u.il[:0]
+	for _, off := range u.offs {
+		n := int(binary.BigEndian.Uint16(u.framed[off:]))
+		u.il = append(u.il, '$', ch)
+		u.il = append(u.il, u.framed[off:int(off)+2+n]...)
+	}
+	u.ilCh = int(ch)
+	return u.il, true
+}

@@ -25,6 +25,13 @@ type unit struct {
 	msgs    int           // packets
 	framed  []byte
 	offs    []int32 // offset of each packet's length prefix in framed
+
+	// il is the unit re-framed for RTSP interleaved channel ilCh (-1: not
+	// built), built once by the first RTSP reader that asks and shared by
+	// the others (Interleaved).
+	ilMu sync.Mutex
+	ilCh int
+	il   []byte
 }
 
 var unitPool = sync.Pool{New: func() any { return new(unit) }}
@@ -52,6 +59,7 @@ func newUnit(b *capture.Burst, pub uint8) *unit {
 	u.msgs = len(b.Packets)
 	u.framed = u.framed[:0]
 	u.offs = u.offs[:0]
+	u.ilCh = -1
 	for _, p := range b.Packets {
 		u.offs = append(u.offs, int32(len(u.framed)))
 		u.framed = binary.BigEndian.AppendUint16(u.framed, uint16(len(p)))

@@ -408,6 +408,9 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 			c.Abort()
 			continue
 		}
+		if tm, ok := c.(*tcpMedia); ok {
+			tm.client.Store(cl)
+		}
 		rs.conns = append(rs.conns, c)
 		kind := m.kind
 		s.wg.Add(2)

@@ -48,6 +48,11 @@ type tcpMedia struct {
 	outqN   int
 	outqErr error
 
+	// client is the relay session, for Acks from the writing goroutine.
+	client atomic.Pointer[relay.Client]
+	// qmu serializes the socket query (its result lives in outqN).
+	qmu sync.Mutex
+
 	// Acknowledgement records: each written unit's end position and packets.
 	mu    sync.Mutex
 	recs  []ackRec
@@ -82,11 +87,17 @@ func (m *tcpMedia) gather(units []*relay.Unit) int {
 	total := 0
 	m.mu.Lock()
 	for _, u := range units {
-		framed, offs := u.Framed()
-		for _, off := range offs {
-			n := 2 + u.PacketLen(off)
-			m.iov = append(m.iov, m.dollar[:], framed[off:int(off)+n])
-			total += 2 + n
+		if il, ok := u.Interleaved(m.dollar[1]); ok {
+			// Framed once for every reader on this channel: one slice.
+			m.iov = append(m.iov, il)
+			total += len(il)
+		} else {
+			framed, offs := u.Framed()
+			for _, off := range offs {
+				n := 2 + u.PacketLen(off)
+				m.iov = append(m.iov, m.dollar[:], framed[off:int(off)+n])
+				total += 2 + n
+			}
 		}
 		m.recs = append(m.recs, ackRec{end: m.sc.pos + int64(total), msgs: u.Packets()})
 	}
@@ -104,7 +115,7 @@ func (m *tcpMedia) WriteUnits(units []*relay.Unit) error {
 	m.sc.written.Add(n)
 	clear(m.iov)
 	m.sc.wmu.Unlock()
-	m.signal()
+	m.ackNow()
 	return err
 }
 
@@ -149,7 +160,7 @@ func (m *tcpMedia) TryWriteUnits(units []*relay.Unit) (bool, error) {
 	if n == total {
 		clear(m.iov)
 		m.sc.wmu.Unlock()
-		m.signal()
+		m.ackNow()
 		return true, nil
 	}
 	// Split: keep wmu so nothing lands inside this write; Finish ends it.
@@ -193,8 +204,52 @@ func (m *tcpMedia) FinishUnits() error {
 	if m.holding.CompareAndSwap(true, false) {
 		m.sc.wmu.Unlock()
 	}
-	m.signal()
+	m.ackNow()
 	return err
+}
+
+// ackNow looks at the socket right after a write, in the writing
+// goroutine (one ioctl; on a LAN the client's TCP has usually acknowledged
+// by then), and passes what is acknowledged to the relay at once; only
+// what is still outstanding wakes the Health Check loop to poll. A
+// goroutine wake-up per write and reader would cost more than the write.
+func (m *tcpMedia) ackNow() {
+	cl := m.client.Load()
+	if cl == nil {
+		m.signal()
+		return
+	}
+	n, outstanding, err := m.collect()
+	if n > 0 {
+		cl.Ack(n)
+	}
+	if outstanding || err != nil {
+		m.signal()
+	}
+}
+
+// collect pops the units the client's TCP has acknowledged: their packets,
+// and whether some remain.
+func (m *tcpMedia) collect() (n int, outstanding bool, err error) {
+	written := m.sc.written.Load() // before the socket's count: never ahead of it
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	q, err := m.unacked()
+	if err != nil {
+		return 0, true, err
+	}
+	acked := written - int64(q)
+	m.mu.Lock()
+	i := 0
+	for ; i < len(m.recs) && m.recs[i].end <= acked; i++ {
+		n += m.recs[i].msgs
+	}
+	if i > 0 {
+		m.recs = append(m.recs[:0], m.recs[i:]...)
+	}
+	outstanding = len(m.recs) > 0
+	m.mu.Unlock()
+	return n, outstanding, nil
 }
 
 func (m *tcpMedia) signal() {
@@ -233,22 +288,10 @@ func (m *tcpMedia) acked() (int, error) {
 			wait = time.Millisecond
 			continue
 		}
-		written := m.sc.written.Load() // before the socket's count: never ahead of it
-		q, err := m.unacked()
+		n, _, err := m.collect()
 		if err != nil {
 			return 0, err
 		}
-		acked := written - int64(q)
-		n := 0
-		m.mu.Lock()
-		i := 0
-		for ; i < len(m.recs) && m.recs[i].end <= acked; i++ {
-			n += m.recs[i].msgs
-		}
-		if i > 0 {
-			m.recs = append(m.recs[:0], m.recs[i:]...)
-		}
-		m.mu.Unlock()
 		if n > 0 {
 			return n, nil
 		}
