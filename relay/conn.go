@@ -54,3 +54,27 @@ func (u *unit) Interleaved(ch byte) (b []byte, ok bool) {
 	u.ilCh = int(ch)
 	return u.il, true
 }
+
+// AckNow is Ack applied in the caller's goroutine: for a transport that
+// learns of acknowledgements while it writes (RTSP over TCP reads its
+// socket's unacknowledged bytes after each write), so that no goroutine
+// is woken per write and client. Called from inside a write (a
+// NonBlockingConn's TryWriteUnits), it only lowers the idle count and the
+// write in progress goes on with the window it opened; called from
+// elsewhere, it writes what the window now allows, like a Health Check
+// arriving.
+func (c *Client) AckNow(n int) {
+	if n <= 0 {
+		return
+	}
+	s := c.s
+	now := ns(s.r.cfg.Now())
+	s.mu.Lock()
+	more := s.pol.healthCheck(uint32(min(n, 1<<31-1)), now)
+	s.mu.Unlock()
+	if more {
+		if err := s.pump(); err != nil {
+			s.end(err)
+		}
+	}
+}

@@ -42,7 +42,7 @@ if [ -n "${MEDIAMTX:-}" ]; then
   # mediamtx's default configuration with RTMP, HLS, WebRTC and SRT off,
   # RTSP over TCP only, on loopback (the harness README's setup).
   sed -e 's/^rtmp: true/rtmp: false/' -e 's/^hls: true/hls: false/' -e 's/^webrtc: true/webrtc: false/' \
-      -e 's/^srt: true/srt: false/' -e 's/^rtspTransports: .*/rtspTransports: [tcp]/' \
+      -e 's/^srt: true/srt: false/' -e 's/^moq: true/moq: false/' -e 's/^rtspTransports: .*/rtspTransports: [tcp]/' \
       -e "s/^rtspAddress: .*/rtspAddress: 127.0.0.1:$PORT/" "$yml" > "$OUT/mediamtx.yml"
   run mediamtx "$MEDIAMTX" "$OUT/mediamtx.yml"
 fi

@@ -422,7 +422,7 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 					cl.Close()
 					return
 				}
-				cl.Ack(n)
+				cl.AckNow(n)
 			}
 		}()
 		go func() {

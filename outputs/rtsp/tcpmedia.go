@@ -58,6 +58,7 @@ type tcpMedia struct {
 	recs  []ackRec
 	wrote chan struct{}
 	timer *time.Timer
+	lazy  *time.Timer // lazyAck
 
 	// stopped: the RTSP session ended (TEARDOWN, timeout) and the media
 	// stops, leaving the connection to gortsplib for its answer.
@@ -77,6 +78,8 @@ func newTCPMedia(sc *sockConn, ch int) *tcpMedia {
 	m.outqFn = m.outq
 	m.timer = time.NewTimer(time.Hour)
 	m.timer.Stop()
+	m.lazy = time.NewTimer(time.Hour)
+	m.lazy.Stop()
 	return m
 }
 
@@ -108,6 +111,7 @@ func (m *tcpMedia) gather(units []*relay.Unit) int {
 
 // WriteUnits writes blocking (the relay's writer goroutine).
 func (m *tcpMedia) WriteUnits(units []*relay.Unit) error {
+	stale := m.ackBefore()
 	m.sc.wmu.Lock()
 	m.gather(units)
 	m.wb = m.iov
@@ -115,7 +119,7 @@ func (m *tcpMedia) WriteUnits(units []*relay.Unit) error {
 	m.sc.written.Add(n)
 	clear(m.iov)
 	m.sc.wmu.Unlock()
-	m.ackNow()
+	m.ackAfter(stale)
 	return err
 }
 
@@ -123,6 +127,7 @@ func (m *tcpMedia) WriteUnits(units []*relay.Unit) error {
 // holds the socket or the socket takes only part, the rest is left to
 // FinishUnits.
 func (m *tcpMedia) TryWriteUnits(units []*relay.Unit) (bool, error) {
+	stale := m.ackBefore()
 	if !m.sc.wmu.TryLock() {
 		m.pending, m.pUnits = true, units
 		return false, nil
@@ -160,7 +165,7 @@ func (m *tcpMedia) TryWriteUnits(units []*relay.Unit) (bool, error) {
 	if n == total {
 		clear(m.iov)
 		m.sc.wmu.Unlock()
-		m.ackNow()
+		m.ackAfter(stale)
 		return true, nil
 	}
 	// Split: keep wmu so nothing lands inside this write; Finish ends it.
@@ -204,16 +209,38 @@ func (m *tcpMedia) FinishUnits() error {
 	if m.holding.CompareAndSwap(true, false) {
 		m.sc.wmu.Unlock()
 	}
-	m.ackNow()
+	m.ackAfter(true)
 	return err
 }
 
-// ackNow looks at the socket right after a write, in the writing
-// goroutine (one ioctl; on a LAN the client's TCP has usually acknowledged
-// by then), and passes what is acknowledged to the relay at once; only
-// what is still outstanding wakes the Health Check loop to poll. A
-// goroutine wake-up per write and reader would cost more than the write.
-func (m *tcpMedia) ackNow() {
+// The Health Check is read in the writing goroutine, before and after
+// each write (one ioctl each), and applied at once (relay.Client.AckNow):
+// a goroutine wake-up per write and reader would cost more than the
+// write. The Health Check loop (acked) polls only when a reader is
+// behind: units written before this write are still unacknowledged
+// (stale), or the stream pauses with units outstanding (lazyAck).
+
+// lazyAck is how long after the last write outstanding units are looked
+// at again when no further write comes (the stream paused).
+const lazyAck = 100 * time.Millisecond
+
+// ackBefore acknowledges what the client's TCP has taken since the last
+// write and reports whether units from before remain unacknowledged.
+func (m *tcpMedia) ackBefore() (stale bool) {
+	cl := m.client.Load()
+	if cl == nil {
+		return true
+	}
+	n, outstanding, err := m.collect()
+	if n > 0 {
+		cl.AckNow(n)
+	}
+	return outstanding || err != nil
+}
+
+// ackAfter acknowledges right after a write; a reader that is behind gets
+// the polling loop now, others a look after lazyAck if no write comes.
+func (m *tcpMedia) ackAfter(stale bool) {
 	cl := m.client.Load()
 	if cl == nil {
 		m.signal()
@@ -221,10 +248,13 @@ func (m *tcpMedia) ackNow() {
 	}
 	n, outstanding, err := m.collect()
 	if n > 0 {
-		cl.Ack(n)
+		cl.AckNow(n)
 	}
-	if outstanding || err != nil {
+	switch {
+	case stale || err != nil:
 		m.signal()
+	case outstanding:
+		m.lazy.Reset(lazyAck)
 	}
 }
 
@@ -280,6 +310,7 @@ func (m *tcpMedia) acked() (int, error) {
 		if !outstanding {
 			select {
 			case <-m.wrote:
+			case <-m.lazy.C:
 			case <-m.sc.closed:
 				return 0, errGone
 			case <-m.stopped:
