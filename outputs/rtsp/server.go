@@ -212,6 +212,7 @@ type readerState struct {
 	mu      sync.Mutex
 	medias  []setupMedia
 	conns   []media
+	udps    []*udpMedia // for RTCP reports
 	started bool
 	closed  bool
 }
@@ -315,6 +316,17 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 	if !s.authorized(ctx.Conn, ctx.Request) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, errAuth
 	}
+	// A UDP reader's RTCP is its liveness (udpMedia). gortsplib wants the
+	// callback set before the session plays.
+	rs := readerOf(ctx.Session)
+	ctx.Session.OnPacketRTCPAny(func(*description.Media, rtcp.Packet) {
+		rs.mu.Lock()
+		udps := rs.udps
+		rs.mu.Unlock()
+		for _, u := range udps {
+			u.report()
+		}
+	})
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
@@ -434,13 +446,7 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 			s.log.Info("rtsp: reader left", "remote", c.RemoteAddr(), "kind", kind, "why", cl.Err())
 		}()
 	}
-	if len(udps) > 0 {
-		ss.OnPacketRTCPAny(func(*description.Media, rtcp.Packet) {
-			for _, u := range udps {
-				u.report()
-			}
-		})
-	}
+	rs.udps = udps
 }
 
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
