@@ -11,7 +11,10 @@
 #      SLOW_N (100: the slow-reader row's fast readers), SLOWRATE (128000 B/s: a quarter of the 4.1 Mbit/s stream)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PEERBENCH=$(cd "${PEERBENCH:-$ROOT/../shared/peerbench}" && pwd)
+if [ -z "${PEERBENCH:-}" ]; then  # ../shared/peerbench beside the clone (or beside a worktree's parent)
+  for d in "$ROOT/../shared/peerbench" "$ROOT/../../shared/peerbench"; do [ -d "$d" ] && PEERBENCH=$d && break; done
+fi
+PEERBENCH=$(cd "${PEERBENCH:?no ../shared/peerbench: set PEERBENCH}" && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/bench-rtsp.XXXXXX)}
 NS=${NS:-1 100 300 500 700}
 SLOW_N=${SLOW_N:-100}
