@@ -129,16 +129,17 @@ func StreamingPattern(viewers int) Pattern {
 // at the box sees "many", which is reason enough not to press.
 const MaxPairingBlips = 8
 
-// PairingPattern is blue: one short flash per phone waiting to pair (up to
-// MaxPairingBlips), then a pause, so the person at the box sees how many
-// phones one press of both buttons will admit. One phone: PatternPairing.
+// PairingPattern is blue: a long flash that says "pairing", then one short
+// flash per phone waiting to pair (up to MaxPairingBlips), then a pause,
+// so the person at the box sees how many phones one press of both buttons
+// will admit. One phone: PatternPairing.
 func PairingPattern(waiting int) Pattern {
 	n := min(max(waiting, 1), MaxPairingBlips)
-	steps := make([]Step, 0, 2*n)
+	steps := []Step{{Blue, ms(600)}, {Off, ms(400)}}
 	for i := 0; i < n; i++ {
-		steps = append(steps, Step{Blue, ms(100)}, Step{Off, ms(250)})
+		steps = append(steps, Step{Blue, ms(100)}, Step{Off, ms(300)})
 	}
-	steps[len(steps)-1] = Step{Off, ms(1200)}
+	steps[len(steps)-1] = Step{Off, ms(1000)}
 	return Pattern{"pairing", steps}
 }
 

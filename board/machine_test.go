@@ -197,15 +197,15 @@ func TestPairingNoWindow(t *testing.T) {
 	// A phone asks: the LED says so, nothing is approved by itself, and the
 	// mute button does not approve it.
 	m.SetWaiting(1)
-	if st := m.Status(); st.State != Pairing || st.Waiting != 1 || st.LED.Name != "pairing" || len(st.LED.Steps) != 2 {
+	if st := m.Status(); st.State != Pairing || st.Waiting != 1 || st.LED.Name != "pairing" || len(st.LED.Steps) != 4 {
 		t.Fatalf("waiting phone: %+v", st)
 	}
 	if acts := hold(m, clk, ButtonA, 100*time.Millisecond); !reflect.DeepEqual(acts, []Action{ActMute}) {
 		t.Fatalf("A short while a phone waits: %v", acts)
 	}
-	// Two waiting: two blue flashes per cycle.
+	// Two waiting: the long flash, then two short ones per cycle.
 	m.SetWaiting(2)
-	if st := m.Status(); len(st.LED.Steps) != 4 || st.LED.Steps[0].Color != Blue || st.LED.Steps[2].Color != Blue {
+	if st := m.Status(); len(st.LED.Steps) != 6 || st.LED.Steps[2].Color != Blue || st.LED.Steps[4].Color != Blue {
 		t.Fatalf("two waiting: LED %+v", st.LED)
 	}
 	if acts := both(m, clk); !reflect.DeepEqual(acts, []Action{ActApprove}) {

@@ -30,7 +30,7 @@ import (
 //	                           simulated board, 404 on real hardware
 //
 // The approval rule (docs/board.md, docs/security.md): a waiting phone
-// makes the LED show "pairing", one blue flash per waiting phone; pressing
+// makes the LED show "pairing", a short blue flash per waiting phone; pressing
 // both buttons together admits the phones waiting at that moment, and no
 // later one (there is no pairing window). At most two requests per
 // address wait at once. Nothing here reveals media or tokens to an
@@ -51,7 +51,7 @@ type boardAPIState struct {
 	Viewers   int    `json:"viewers"`
 	// Beyond the page's contract, for people and scripts.
 	Muted   bool `json:"muted"`
-	Waiting int  `json:"waiting"` // phones waiting to pair (the LED's blue flashes)
+	Waiting int  `json:"waiting"` // phones waiting to pair (the LED's short blue flashes)
 	Open    bool `json:"open"`    // pairing is off (open access)
 	// Call is the call to another box (docs/peer.md, "Calls from the box").
 	Call boardCallState `json:"call"`

@@ -204,7 +204,7 @@ func run() error {
 		return err
 	}
 
-	// Pairing: a phone asks, the LED double-blinks, both buttons admit it.
+	// Pairing: a phone asks, the LED shows one waiting, both buttons admit it.
 	type result struct {
 		code int
 		tok  string
@@ -225,11 +225,12 @@ func run() error {
 	if _, err := waitState("phone waiting", 5*time.Second, func(s state) bool { return s.Waiting == 1 && s.LED == "pairing" }); err != nil {
 		return err
 	}
-	runs, err = sample(2500 * time.Millisecond)
+	runs, err = sample(5000 * time.Millisecond) // two cycles of 2.1 s
 	if err != nil {
 		return err
 	}
-	if err := expectRhythm(runs, []run_{{true, ms(100)}, {false, ms(100)}, {true, ms(100)}, {false, ms(700)}}); err != nil {
+	// The long flash, then one short flash for the one waiting phone.
+	if err := expectRhythm(runs, []run_{{true, ms(600)}, {false, ms(400)}, {true, ms(100)}, {false, ms(1000)}}); err != nil {
 		return fmt.Errorf("pairing: %w", err)
 	}
 	fmt.Printf("BOARD LED PAIRING PASS: %v\n", runs[1:len(runs)-1])
