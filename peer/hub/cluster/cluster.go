@@ -193,6 +193,14 @@ func (c *Cluster) Attach(box string) error {
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe %s: %w", box, err)
 	}
+	// The server takes the subscription asynchronously: without this round
+	// trip, a request another instance sends right after the box registered
+	// finds no responder (TestSignalReachesTheInstanceHoldingTheBox failed
+	// 2 runs in 5).
+	if err := c.nc.FlushTimeout(2 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("cluster: subscribe %s: %w", box, err)
+	}
 	c.subs[box] = sub
 	delete(c.where, box)
 	return nil
