@@ -66,7 +66,8 @@ type Config struct {
 	// Heartbeat is how often this instance says it is alive (default 1 s);
 	// DeadAfter is how long an instance may stay silent (default 3 s).
 	Heartbeat, DeadAfter time.Duration
-	// RequestTimeout bounds a signal or presence question (default 2 s).
+	// RequestTimeout bounds a signal or presence question (default 5 s: on
+	// a loaded machine a round trip through NATS has taken over 2 s).
 	RequestTimeout time.Duration
 	Log            *slog.Logger
 }
@@ -109,7 +110,7 @@ func Connect(cfg Config) (*Cluster, error) {
 		cfg.DeadAfter = 3 * cfg.Heartbeat
 	}
 	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 2 * time.Second
+		cfg.RequestTimeout = 5 * time.Second
 	}
 	if cfg.Gone == nil {
 		cfg.Gone = func(string) {}
