@@ -268,14 +268,20 @@ func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
 	if s.cfg.Authorize == nil {
 		return true
 	}
-	tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-	if ok {
-		if err := s.cfg.Authorize(strings.TrimSpace(tok)); err == nil {
-			return true
-		} else {
-			s.log.Info("webrtc: refused WHEP client", "remote", req.RemoteAddr, "err", err)
+	// No header is the empty token: the gate decides (an open box admits
+	// it, as it does a WebSocket client without a token).
+	tok := ""
+	if h := req.Header.Get("Authorization"); h != "" {
+		var ok bool
+		if tok, ok = strings.CutPrefix(h, "Bearer "); !ok {
+			tok = "\x00not a bearer token"
 		}
 	}
+	err := s.cfg.Authorize(strings.TrimSpace(tok))
+	if err == nil {
+		return true
+	}
+	s.log.Info("webrtc: refused WHEP client", "remote", req.RemoteAddr, "err", err)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
 	http.Error(w, "unpaired", http.StatusUnauthorized)
 	return false

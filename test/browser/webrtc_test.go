@@ -1,0 +1,50 @@
+package browser
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// TestPageWebRTC: `callbox run --codec h264` (the synthetic camera through
+// the software H.264 encoder) and the page in headless Chromium: the page
+// takes the WebRTC path (WHEP), the browser decodes the box's H.264 and
+// plays its audio, and the mute button and volume work. The same scenario
+// runs in-process in firmware's TestPageWebRTCChromium with ffmpeg's H.264;
+// this one is the appliance as shipped.
+func TestPageWebRTC(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "chromium")
+	needNode(t, true)
+	addr := freeAddr(t)
+	b := startBoxWith(t, addr, "--open", "--codec", "h264")
+	if !strings.Contains(b.log.String(), "h264") {
+		t.Logf("box log:\n%s", b.log)
+	}
+	r := scenario(t, "webrtc", "http://"+addr+"/", nil, "--seconds", "5")
+	num := r.num
+	p := pageStats(t, r)
+	t.Logf("WebRTC from callbox run: path %v (%v), %v decoded, codec %v, candidates %v, %.1f fps shown, %.0f kbit/s, latency p50 %.1f ms p99 %.1f ms (%v), audio packets %v, energy %.3f, muted %v, unmuted %v, volume %v, Chromium %.2f cores, load %v",
+		r["path"], r["pathShown"], r["framesDecoded"], r["codec"], r["candidatePair"], p.num("fps"), p.num("kbps"),
+		num("latencyP50"), num("latencyP99"), r["latencySource"], r["audioPackets"], num("audioEnergy"),
+		r["muted"], r["unmuted"], r["volume"], num("chromiumCores"), r["load"])
+	if r["path"] != "webrtc" {
+		t.Fatalf("path %v (fallback: %v), want webrtc", r["path"], r["fallbackReason"])
+	}
+	if num("framesDecoded") < 60 {
+		t.Errorf("%v frames decoded, want >= 60", r["framesDecoded"])
+	}
+	if c, _ := r["codec"].(string); !strings.Contains(strings.ToLower(c), "h264") {
+		t.Errorf("codec %v, want H.264", r["codec"])
+	}
+	if num("audioPackets") < 100 || num("audioEnergy") <= 0 {
+		t.Errorf("audio: %v packets, energy %v", r["audioPackets"], r["audioEnergy"])
+	}
+	if m, _ := r["muted"].(map[string]any); m == nil || m["element"] != true {
+		t.Errorf("mute: %v", r["muted"])
+	}
+	if r["unmuted"] != true {
+		t.Error("a second tap did not unmute")
+	}
+}
