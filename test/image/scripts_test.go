@@ -75,6 +75,9 @@ tmpfs		/tmp		tmpfs	mode=1777	0	0
 const skeletonInittab = `::sysinit:/etc/init.d/rcS
 # Put a getty on the serial port
 console::respawn:/sbin/getty -L  console 0 vt100 # GENERIC_SERIAL
+::shutdown:/etc/init.d/rcK
+::shutdown:/sbin/swapoff -a
+::shutdown:/bin/umount -a -r
 `
 
 // TestPostBuild runs post-build.sh twice (Buildroot runs it on every make)

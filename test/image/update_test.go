@@ -64,8 +64,13 @@ func checkRAUCTarget(t *testing.T, target, board, cert string) {
 	if got := readFile(t, filepath.Join(target, "etc", "default", "callbox-update")); got != "TRYBOOT_METHOD="+method+"\n" {
 		t.Errorf("/etc/default/callbox-update = %q, want method %s", got, method)
 	}
-	if n := strings.Count(readFile(t, filepath.Join(target, "etc", "inittab")), "::shutdown:/usr/libexec/callbox/tryboot-reboot\n"); n != 1 {
+	inittab := readFile(t, filepath.Join(target, "etc", "inittab"))
+	if n := strings.Count(inittab, "::shutdown:/usr/libexec/callbox/tryboot-reboot\n"); n != 1 {
 		t.Errorf("inittab has %d tryboot-reboot shutdown steps, want 1", n)
+	}
+	// After rcK, before umount -a (which takes /run and the request).
+	if i, j, k := strings.Index(inittab, "rcK"), strings.Index(inittab, "tryboot-reboot"), strings.Index(inittab, "umount -a -r"); !(i < j && j < k) {
+		t.Errorf("tryboot-reboot not between rcK and umount -a -r:\n%s", inittab)
 	}
 	if _, err := os.Stat(filepath.Join(target, "etc", "rauc")); err != nil {
 		t.Error(err)

@@ -33,8 +33,13 @@ sed "s/@COMPATIBLE@/callbox-$BOARD/" "$CONF" >"$TARGET/etc/rauc/system.conf"
 install -m 0644 "$CALLBOX_RAUC_CERT" "$TARGET/etc/rauc/keyring.pem"
 printf 'TRYBOOT_METHOD=%s\n' "$METHOD" >"$TARGET/etc/default/callbox-update"
 
-# After Buildroot's own shutdown steps (rcK, swapoff, umount -a -r).
+# After rcK (services stopped, /data unmounted), before `umount -a -r`
+# (which takes /run, where the request is).
 INITTAB="$TARGET/etc/inittab"
 if [ -e "$INITTAB" ] && ! grep -q tryboot-reboot "$INITTAB"; then
-	echo '::shutdown:/usr/libexec/callbox/tryboot-reboot' >>"$INITTAB"
+	if grep -q '^::shutdown:.*umount -a' "$INITTAB"; then
+		sed -i '/^::shutdown:.*umount -a/i ::shutdown:/usr/libexec/callbox/tryboot-reboot' "$INITTAB"
+	else
+		echo '::shutdown:/usr/libexec/callbox/tryboot-reboot' >>"$INITTAB"
+	fi
 fi
