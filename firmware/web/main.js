@@ -57,6 +57,7 @@ const stats = {
   pairHint: '', // the box's answer while pairing waits
   box: null, // the last /api/state answer, or null when the box has none
   callError: '', // why the last call or hang-up from this page failed
+  boxPairError: '', // why the last pairing request from this page failed
   // How the media comes: 'webrtc' (WHEP, the browser's own decoder) first,
   // 'websocket' (JPEG and PCMU rebuilt by the page) as the fallback.
   path: '',
@@ -250,8 +251,11 @@ async function pollBox() {
     render();
     // While a call is being set up, look again soon: it connects within
     // a second or so, and the page should say so when the box does.
-    const calling = stats.box && stats.box.call && stats.box.call.state === 'calling';
-    await new Promise((r) => { const id = setTimeout(r, calling ? 250 : 2000); wakeBox = () => { clearTimeout(id); r(); }; });
+    const call = stats.box && stats.box.call;
+    const calling = call && call.state === 'calling';
+    // A pairing with another box moves when the other box does: look often.
+    const pairing = call && call.pairing && ['waiting', 'compare', 'confirmed'].includes(call.pairing.stage);
+    await new Promise((r) => { const id = setTimeout(r, calling ? 250 : pairing ? 500 : 2000); wakeBox = () => { clearTimeout(id); r(); }; });
   }
 }
 let wakeBox = () => {}; // ends pollBox's wait: the page changed the box's state
@@ -311,6 +315,49 @@ $('call').addEventListener('click', async (e) => {
   render();
   wakeBox();
 });
+
+// Pairing with another box (docs/peer.md): this page shows a code, or
+// enters the other box's; both boxes then show the same confirmation
+// (/api/state's call.pairing.sas) and each owner confirms it, so nobody in
+// the middle can slip in a box of their own.
+async function boxPair(method, path, body) {
+  try {
+    const r = await fetch(path, { method, headers: authHeaders({ 'Content-Type': 'application/json' }), body: body ? JSON.stringify(body) : undefined });
+    const b = await r.json().catch(() => ({}));
+    stats.boxPairError = r.ok ? '' : (b.error || `HTTP ${r.status}`);
+    const call = stats.box && stats.box.call;
+    if (r.ok && call && b.code) call.pairing = { stage: 'waiting', role: 'code', code: b.code };
+    if (r.ok && call && b.pairing) call.pairing = b.pairing;
+  } catch {
+    stats.boxPairError = 'the box is away';
+  }
+  render();
+  wakeBox();
+}
+
+// 1234567890 as "1234-567890", easier to read out.
+const groupCode = (c) => (c && c.length === 10 ? `${c.slice(0, 4)}-${c.slice(4)}` : c || '');
+
+function boxPairText(p) {
+  if (!p) return '';
+  switch (p.stage) {
+    case 'waiting': return p.role === 'code' ? `Enter ${groupCode(p.code)} on the other box` : 'Waiting for the other box…';
+    case 'compare': return `Does the other box show ${p.sas}?`;
+    case 'confirmed': return `${p.sas} confirmed here; waiting for the other box`;
+    case 'paired': return `Paired with ${p.peer_name || p.peer_id}`;
+    case 'failed': return `Pairing failed: ${p.error}`;
+  }
+  return '';
+}
+
+$('boxpair').addEventListener('click', (e) => e.stopPropagation());
+$('boxpair-code').addEventListener('click', () => boxPair('POST', '/api/call/pair'));
+$('boxpair-join').addEventListener('submit', (e) => {
+  e.preventDefault();
+  boxPair('POST', '/api/call/pair', { code: $('boxpair-input').value });
+});
+$('boxpair-confirm').addEventListener('click', () => boxPair('POST', '/api/call/pair/confirm'));
+$('boxpair-cancel').addEventListener('click', () => boxPair('DELETE', '/api/call/pair'));
 
 // A tap on the picture: sound on (mobile autoplay rules need the gesture),
 // and full screen where the browser has it; iPhones lack element full
@@ -416,6 +463,15 @@ function render() {
     callBtn.dataset.call = call.state;
     callBtn.textContent = call.state === 'idle' ? 'Call' : 'Hang up';
   }
+  const bp = call && call.pairing;
+  $('boxpair').hidden = !(call && call.enabled && box.paired && call.state === 'idle');
+  const bpStatus = $('boxpair-status');
+  bpStatus.textContent = [boxPairText(bp), s.boxPairError].filter(Boolean).join(': ');
+  bpStatus.dataset.stage = bp ? bp.stage : '';
+  bpStatus.dataset.code = bp && bp.code ? bp.code : '';
+  bpStatus.dataset.sas = bp && bp.sas ? bp.sas : '';
+  $('boxpair-confirm').hidden = !(bp && bp.stage === 'compare');
+  $('boxpair-cancel').hidden = !(bp && ['waiting', 'compare', 'confirmed'].includes(bp.stage));
   $('sound').hidden = s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
   // What the box sends (H.264 from the camera, the hardware or the

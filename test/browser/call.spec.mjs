@@ -3,6 +3,8 @@
 //
 //   node call.spec.mjs --url http://127.0.0.1:A/ --other http://127.0.0.1:B/
 //
+// 0. The boxes pair from their pages: A's page asks for a code, B's page
+//    enters it, both pages show the same confirmation, and both confirm.
 // 1. The page on box A shows the Call button (the box has a hub).
 // 2. A tap on it calls box B: the page's box state says "in a call with
 //    ... (direct)" and box B's /api/state says direct too.
@@ -38,6 +40,36 @@ try {
   const page = browser.pages()[0] || await browser.newPage();
   page.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
   const otherCall = async () => (await (await fetch(new URL('/api/state', opt.other))).json()).call;
+
+  // Pairing from the pages.
+  const pageB = await browser.newPage();
+  pageB.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
+  const tp = Date.now();
+  await page.goto(opt.url);
+  await pageB.goto(opt.other);
+  const stageIs = (p, stage) => p.waitForSelector(`#boxpair-status[data-stage="${stage}"]`, { timeout: ms });
+  await page.waitForSelector('#boxpair:not([hidden])', { timeout: ms });
+  await pageB.waitForSelector('#boxpair:not([hidden])', { timeout: ms });
+  await page.click('#boxpair-code');
+  await stageIs(page, 'waiting');
+  const code = await page.getAttribute('#boxpair-status', 'data-code');
+  result.codeText = await page.textContent('#boxpair-status');
+  await pageB.fill('#boxpair-input', `${code.slice(0, 4)}-${code.slice(4)}`); // as a person types it
+  await pageB.click('#boxpair-join button[type="submit"]');
+  await stageIs(pageB, 'compare');
+  await stageIs(page, 'compare');
+  result.sasA = await page.getAttribute('#boxpair-status', 'data-sas');
+  result.sasB = await pageB.getAttribute('#boxpair-status', 'data-sas');
+  result.compareText = await pageB.textContent('#boxpair-status');
+  await page.click('#boxpair-confirm');
+  await stageIs(page, 'confirmed');
+  await pageB.click('#boxpair-confirm');
+  await stageIs(page, 'paired');
+  await stageIs(pageB, 'paired');
+  result.pairedText = await page.textContent('#boxpair-status');
+  result.pairMs = Date.now() - tp;
+  await pageB.close();
+
   const t0 = Date.now();
   await page.goto(opt.url);
   await page.waitForSelector('#call:not([hidden])', { timeout: ms });

@@ -2,9 +2,7 @@ package browser
 
 import (
 	"bytes"
-	"encoding/json"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,10 +12,11 @@ import (
 	"github.com/callbox/callbox/internal/testenv"
 )
 
-// TestPageCall: the page's Call button calls the paired box and hangs up,
-// and the page says whether the call is direct or relayed (call.spec.mjs).
-// Two `callbox run` boxes and a `callbox hub` on this machine; the boxes
-// pair through /api/call/pair. The call's ICE uses the machine's own
+// TestPageCall: the boxes pair from their pages (a code on A's page,
+// entered on B's, the same confirmation on both, confirmed on both), then
+// the page's Call button calls the paired box and hangs up, and the page
+// says whether the call is direct or relayed (call.spec.mjs). Two `callbox
+// run` boxes and a `callbox hub` on this machine. The call's ICE uses the machine's own
 // (non-loopback) addresses, so it stays on this machine.
 func TestPageCall(t *testing.T) {
 	testenv.Short(t)
@@ -40,60 +39,21 @@ func TestPageCall(t *testing.T) {
 	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
 	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
 
-	post := func(x *box, path, body string, v any) int {
-		t.Helper()
-		r, err := http.Post("http://"+x.addr+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		json.NewDecoder(r.Body).Decode(v)
-		return r.StatusCode
-	}
-	// Pair the boxes once both are registered with the hub (their logs
-	// say so).
+	// The pages pair the boxes once both are registered with the hub
+	// (their logs say so).
 	for _, x := range []*box{a, b} {
 		if err := x.waitLog("registered with the hub", 60*time.Second); err != nil {
 			t.Fatalf("%v\n%s", err, hubLog.String())
 		}
 	}
-	var code struct{ Code string }
-	if c := post(a, "/api/call/pair", "", &code); c != 200 {
-		t.Fatalf("box A's pairing code: %d\n%s\n%s", c, a.log, hubLog.String())
-	}
-	var joined map[string]any
-	if c := post(b, "/api/call/pair", `{"code":"`+code.Code+`"}`, &joined); c != 200 {
-		t.Fatalf("box B could not join: %d %v\n%s", c, joined, b.log)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	// Both owners confirm the code both boxes show (the test trusts its
-	// own hub; TestAppliancePairByAPI checks the codes agree). A reaches
-	// the confirmation a moment after B's join returns.
-	for _, x := range []*box{b, a} {
-		var confirmed map[string]any
-		for post(x, "/api/call/pair/confirm", "", &confirmed) != 200 {
-			if time.Now().After(deadline) {
-				t.Fatalf("pairing not confirmed: %v\n%s", confirmed, x.log)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	for {
-		var st struct{ Peers []struct{ ID string } }
-		if r, err := http.Get("http://" + a.addr + "/api/call"); err == nil {
-			json.NewDecoder(r.Body).Decode(&st)
-			r.Body.Close()
-		}
-		if len(st.Peers) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("box A never pinned box B:\n%s", a.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
 	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/")
+	t.Logf("paired from the pages in %.0f ms: %q, then %q, then %q", r.num("pairMs"), r["codeText"], r["compareText"], r["pairedText"])
+	if sa, _ := r["sasA"].(string); len(sa) != 6 || r["sasA"] != r["sasB"] {
+		t.Errorf("the pages show the confirmations %v and %v, want the same 6 digits", r["sasA"], r["sasB"])
+	}
+	if p, _ := r["pairedText"].(string); !strings.HasPrefix(p, "Paired with") {
+		t.Errorf("box A's page after both confirmed: %q", p)
+	}
 	t.Logf("button after %.0f ms; in a call %.0f ms after the tap: %q", r.num("buttonMs"), r.num("inCallMs"), r["boxstateInCall"])
 	if r["labelIdle"] != "Call" || r["labelInCall"] != "Hang up" {
 		t.Errorf("button labels %v / %v, want Call / Hang up", r["labelIdle"], r["labelInCall"])
