@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/h264enc"
 	"github.com/callbox/callbox/drivers/camera"
+	"github.com/callbox/callbox/media"
 )
 
 func main() {
@@ -27,7 +29,15 @@ func main() {
 	fps := flag.Int("fps", 30, "requested frame rate")
 	out := flag.String("out", "", "write the first frame here")
 	replug := flag.Bool("replug", false, "unbind and rebind vivid's platform device during capture (an unplug)")
+	h264out := flag.String("h264out", "", "H.264 camera: check the access units and write them here as one stream; also check that media.ChooseVideo picks the camera")
 	flag.Parse()
+	if *h264out != "" {
+		if err := runH264(*dev, *n, *h264out); err != nil {
+			fmt.Printf("CAM H264 FAIL %s: %v\n", *dev, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *replug {
 		if err := replugTest(); err != nil {
 			fmt.Printf("CAM REPLUG FAIL: %v\n", err)
@@ -163,4 +173,55 @@ func replugTest() error {
 			return fmt.Errorf("no frame 10 s after the camera came back: %w", err)
 		}
 	}
+}
+
+// runH264 captures n frames from an H.264 camera through drivers/camera's
+// passthrough: every frame is an Annex B access unit flagged a keyframe
+// exactly when it holds an IDR; the stream goes to out for the host to
+// decode. media.ChooseVideo must pick the camera's own H.264.
+func runH264(dev string, n int, out string) error {
+	choice, err := media.ChooseVideo(dev, media.H264Config{Codec: "auto"}, media.DefaultProbes)
+	if err != nil {
+		return err
+	}
+	fmt.Println("choice:", choice)
+	if choice.Path != "camera" {
+		return fmt.Errorf("ChooseVideo chose %q, want the camera's own H.264", choice.Path)
+	}
+	cam, err := camera.Open(camera.Config{Device: dev, Format: "h264", Width: 640, Height: 480, FPS: 30})
+	if err != nil {
+		return err
+	}
+	defer cam.Close()
+	if got := camera.FourccString(cam.Info().Fourcc); got != "H264" {
+		return fmt.Errorf("chose %s, want H264", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stream []byte
+	keys := 0
+	for i := 0; i < n; i++ {
+		fr, err := cam.ReadFrame(ctx)
+		if err != nil {
+			return fmt.Errorf("frame %d: %w", i, err)
+		}
+		if fr.Codec != capture.CodecH264 || !bytes.HasPrefix(fr.Data, []byte{0, 0, 0, 1}) && !bytes.HasPrefix(fr.Data, []byte{0, 0, 1}) {
+			return fmt.Errorf("frame %d: %v, %d bytes, starts % x: not an Annex B access unit", i, fr.Codec, len(fr.Data), fr.Data[:min(8, len(fr.Data))])
+		}
+		if fr.Keyframe != h264enc.IsKeyframe(fr.Data) {
+			return fmt.Errorf("frame %d: keyframe flag %v, IDR in the data %v", i, fr.Keyframe, h264enc.IsKeyframe(fr.Data))
+		}
+		if fr.Keyframe {
+			keys++
+		}
+		stream = append(stream, fr.Data...)
+	}
+	if keys == 0 {
+		return fmt.Errorf("no keyframe in %d frames", n)
+	}
+	if err := os.WriteFile(out, stream, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("CAM H264 PASS %s: %d access units, %d keyframes, %d bytes\n", dev, n, keys, len(stream))
+	return nil
 }
