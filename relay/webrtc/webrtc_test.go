@@ -115,9 +115,7 @@ func waitFor(t testing.TB, budget time.Duration, what string, cond func() bool) 
 }
 
 func TestWHEPPlaysDecodableH264(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-time")
-	}
+	testenv.Short(t)
 	b := newBox(t, Config{}, relay.Config{})
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -141,7 +141,7 @@ func (p *Player) Run(ctx context.Context) error {
 		return err
 	}
 	const rate = 8000
-	samples := make([]int16, rate*int(capture.ChunkDuration)/int(time.Second))
+	samples := make([]int16, rate/int(time.Second/capture.ChunkDuration))
 	var phase float64
 	frame := time.Second / time.Duration(p.FPS)
 	start := time.Now()
