@@ -34,7 +34,7 @@ var Keys = []Key{
 		30, 1, 240, func(c *Config) *int { return &c.Camera.FPS }),
 
 	// [video]
-	stringKey("video.codec", "codec", "what the box sends: `auto` (H.264 when an encoder is found: the camera's own H.264, else the hardware encoder, else the software one; JPEG otherwise), `h264` (an error if there is no encoder) or `jpeg`. The page's WebSocket video stays JPEG",
+	stringKey("video.codec", "codec", "what the box sends: `auto` (H.264 when an encoder is found: the camera's own H.264, else the hardware encoder, else the software one; JPEG otherwise; `callbox run` keeps JPEG on the relay with `auto` and only shows what it found), `h264` (an error if there is no encoder) or `jpeg`. The page's WebSocket video stays JPEG",
 		"auto", func(c *Config) *string { return &c.Video.Codec }, oneOf("auto", "h264", "jpeg")),
 	intKey("video.bitrate", "bitrate", "H.264 target bitrate in kbit/s",
 		2000, 50, 50000, func(c *Config) *int { return &c.Video.Bitrate }),
