@@ -8,7 +8,8 @@
 # env: PEERBENCH (../shared/peerbench), OUT (a fresh temp dir), NS ("1 100 300 500 700"),
 #      MEDIAMTX (a mediamtx binary; unset: the box only), MEDIAMTX_YML (its default mediamtx.yml),
 #      WARMUP/DUR seconds (3/10), GATE_MAX (20: the harness waits at most this long for a quiet machine),
-#      SLOW_N (100: the slow-reader row's fast readers), SLOWRATE (128000 B/s: a quarter of the 4.1 Mbit/s stream)
+#      SLOW_N (100: the slow-reader row's fast readers), SLOWRATE (128000 B/s: a quarter of the 4.1 Mbit/s stream),
+#      RELAYS ("callbox mediamtx": which to measure)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${PEERBENCH:-}" ]; then  # ../shared/peerbench beside the clone (or beside a worktree's parent)
@@ -34,13 +35,15 @@ export BIN="$OUT/bin" URL="rtsp://127.0.0.1:$PORT/live" VIDEO="$OUT/bin/media/vi
 run() { # label relay-command
   local label=$1; shift
   export RELAY_CMD="$*"
+  # sweep.sh ends with its interference check's status: not an error here.
   # shellcheck disable=SC2086
-  bash "$PEERBENCH/sweep.sh" "$label" $NS
-  bash "$PEERBENCH/sweep.sh" "$label-slow" "$SLOW_N" -- -slow 1 -slowrate "$SLOWRATE"
+  bash "$PEERBENCH/sweep.sh" "$label" $NS || true
+  bash "$PEERBENCH/sweep.sh" "$label-slow" "$SLOW_N" -- -slow 1 -slowrate "$SLOWRATE" || true
 }
 
-run callbox "$OUT/bin/callbox-rtsp" -listen "127.0.0.1:$PORT"
-if [ -n "${MEDIAMTX:-}" ]; then
+RELAYS=${RELAYS:-callbox mediamtx}
+case " $RELAYS " in *" callbox "*) run callbox "$OUT/bin/callbox-rtsp" -listen "127.0.0.1:$PORT" ;; esac
+if [ -n "${MEDIAMTX:-}" ] && [[ " $RELAYS " == *" mediamtx "* ]]; then
   yml=${MEDIAMTX_YML:-$(dirname "$MEDIAMTX")/../mediamtx.yml}
   # mediamtx's default configuration with RTMP, HLS, WebRTC and SRT off,
   # RTSP over TCP only, on loopback (the harness README's setup).
