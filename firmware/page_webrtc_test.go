@@ -101,6 +101,14 @@ func TestPageWebRTCChromium(t *testing.T) {
 		res["path"], res["pathShown"], res["framesDecoded"], res["framesDropped"], res["codec"], res["candidatePair"], pnum("fps"), pnum("kbps"),
 		num("latencyP50"), num("latencyP99"), res["latencySource"], res["latencySamples"], res["audioPackets"],
 		num("audioEnergyBefore"), num("audioEnergyMuted"), num("audioEnergy"), res["muted"], res["unmuted"], res["volume"], num("chromiumCores"), res["load"])
+	remote := a.relay.whep.RemoteCandidates()
+	t.Logf("the box reached Chromium through: %v", remote)
+	// Chromium hides its host candidates behind mDNS names without
+	// camera permission, as Safari does: the box (no mDNS) must reach it
+	// through the peer-reflexive candidate its checks reveal.
+	if remote["prflx"] == 0 {
+		t.Errorf("connections by remote candidate type %v: want the phone reached as peer-reflexive", remote)
+	}
 	if res["path"] != "webrtc" || res["pathShown"] != "WebRTC" {
 		t.Errorf("path %v, shown %q, fallback %v: want webrtc", res["path"], res["pathShown"], res["fallbackReason"])
 	}

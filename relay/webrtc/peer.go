@@ -260,6 +260,18 @@ func (p *peer) sendReports() {
 // policy decides what each gets.
 func (p *peer) connected() {
 	r := p.srv.r
+	// How the phone reached the box: "host", or "prflx" when it hid its
+	// addresses (mDNS names the box does not resolve) and the box learnt
+	// it from its connectivity checks.
+	for _, rs := range p.pc.GetSenders() {
+		if tr := rs.Transport(); tr != nil {
+			if pair, err := tr.ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
+				p.srv.countRemote(pair.Remote.Typ.String())
+				p.srv.log.Info("webrtc: connected", "peer", p.id, "remote", pair.Remote.String())
+				break
+			}
+		}
+	}
 	for _, s := range []*sender{p.video, p.audio} {
 		opt := relay.AttachOptions{Policy: p.srv.cfg.Video, Codec: capture.CodecH264}
 		if s.kind == capture.KindAudio {

@@ -98,6 +98,29 @@ type Server struct {
 	mu     sync.Mutex
 	peers  map[string]*peer
 	closed bool
+	remote map[string]uint64 // connections by the remote candidate's type
+}
+
+func (s *Server) countRemote(typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.remote == nil {
+		s.remote = make(map[string]uint64)
+	}
+	s.remote[typ]++
+}
+
+// RemoteCandidates counts the connections so far by the type of the
+// phone's candidate they use: host, or prflx (peer-reflexive: a phone that
+// hid its host candidates).
+func (s *Server) RemoteCandidates() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]uint64, len(s.remote))
+	for k, v := range s.remote {
+		m[k] = v
+	}
+	return m
 }
 
 // New makes the WHEP endpoint for r.
