@@ -21,6 +21,8 @@ import (
 // Server is a running nats-server.
 type Server struct {
 	URL  string
+	bin  string
+	port int
 	cmd  *exec.Cmd
 	done chan struct{}
 	mu   sync.Mutex
@@ -39,14 +41,10 @@ func Start(t testing.TB) *Server {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		s := &Server{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), done: make(chan struct{})}
-		s.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-		s.cmd.Stdout, s.cmd.Stderr = &syncWriter{s}, &syncWriter{s}
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := s.cmd.Start(); err != nil {
+		s := &Server{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), bin: bin, port: port}
+		if err := s.start(); err != nil {
 			t.Fatalf("natstest: %v", err)
 		}
-		go func() { _ = s.cmd.Wait(); close(s.done) }()
 		if err := s.waitReady(); err != nil {
 			s.Stop()
 			if attempt < 4 {
@@ -56,6 +54,33 @@ func Start(t testing.TB) *Server {
 		}
 		t.Cleanup(s.Stop)
 		return s
+	}
+}
+
+func (s *Server) start() error {
+	s.done = make(chan struct{})
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
+	s.cmd.Stdout, s.cmd.Stderr = &syncWriter{s}, &syncWriter{s}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	done := s.done
+	cmd := s.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
+	return nil
+}
+
+// Restart stops the server and starts it again on the same port (its
+// clients see an outage and reconnect).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		t.Fatalf("natstest: restart: %v", err)
+	}
+	if err := s.waitReady(); err != nil {
+		t.Fatalf("natstest: restart: %v\n%s", err, s.Log())
 	}
 }
 

@@ -157,7 +157,7 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Cluster != "" {
 		c, err := cluster.Connect(cluster.Config{
 			URL: cfg.Cluster, Instance: cfg.Instance, Log: cfg.Log,
-			Deliver: h.deliver, Gone: h.gone,
+			Deliver: h.deliver, Gone: h.gone, Announce: h.reannounce,
 		})
 		if err != nil {
 			h.closeStore()

@@ -76,6 +76,11 @@ func (h *Hub) announce(s *Session, peers []store.Box, online bool) {
 	} else {
 		h.cluster.Detach(s.Box)
 	}
+	h.notifyPresence(s, peers, online)
+}
+
+// notifyPresence publishes s's presence to its peers not connected here.
+func (h *Hub) notifyPresence(s *Session, peers []store.Box, online bool) {
 	info, _ := json.Marshal(proto.PeerInfo{ID: s.Box, Key: s.key, Name: s.name, Online: online})
 	for _, p := range peers {
 		h.mu.Lock()
@@ -87,6 +92,35 @@ func (h *Hub) announce(s *Session, peers []store.Box, online bool) {
 		if err := h.cluster.Notify(p.ID, cluster.Msg{Kind: cluster.KindPresence, Box: s.Box, Online: online, Body: info}); err != nil {
 			h.cfg.Log.Warn("cluster: presence", "box", s.Box, "err", err)
 		}
+	}
+}
+
+// reannounce tells the peers on other instances of every box connected
+// here that it is online: after a NATS outage (or a partition) they may
+// have declared this instance dead and its boxes offline. The
+// subscriptions themselves come back with the connection.
+func (h *Hub) reannounce() {
+	type entry struct {
+		s     *Session
+		peers []store.Box
+	}
+	h.mu.Lock()
+	all := make([]entry, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		e := entry{s: s}
+		for id := range s.peers {
+			if h.sessions[id] == nil {
+				e.peers = append(e.peers, store.Box{ID: id})
+			}
+		}
+		all = append(all, e)
+	}
+	h.mu.Unlock()
+	for _, e := range all {
+		h.notifyPresence(e.s, e.peers, true)
+	}
+	if len(all) > 0 {
+		h.cfg.Log.Info("cluster: boxes announced again", "boxes", len(all))
 	}
 }
 

@@ -63,6 +63,12 @@ type Config struct {
 	// Gone hears that box, which Track had placed on a now dead instance,
 	// is offline.
 	Gone func(box string)
+	// Announce asks the hub to tell the other instances again which boxes
+	// it has (on its own goroutine): after this instance's NATS connection
+	// came back (the others may have declared it dead meanwhile), and when
+	// an instance it had declared dead (or never heard of) speaks: that one
+	// may have declared this one dead too.
+	Announce func()
 	// Heartbeat is how often this instance says it is alive (default 1 s);
 	// DeadAfter is how long an instance may stay silent (default 3 s).
 	Heartbeat, DeadAfter time.Duration
@@ -140,7 +146,12 @@ func Connect(cfg Config) (*Cluster, error) {
 				cfg.Log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { cfg.Log.Info("nats reconnected") }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			cfg.Log.Info("nats reconnected")
+			if cfg.Announce != nil {
+				go cfg.Announce()
+			}
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect %s: %w", cfg.URL, err)
@@ -329,8 +340,12 @@ func (c *Cluster) handle(nm *nats.Msg) {
 			return
 		}
 		c.mu.Lock()
+		_, known := c.lastBeat[b.Instance]
 		c.lastBeat[b.Instance] = time.Now()
 		c.mu.Unlock()
+		if !known && c.cfg.Announce != nil {
+			go c.cfg.Announce()
+		}
 		return
 	}
 	const boxPrefix = ".box."

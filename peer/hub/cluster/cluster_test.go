@@ -15,15 +15,16 @@ import (
 // instance is a Cluster with a record of what was delivered to it.
 type instance struct {
 	*Cluster
-	mu    sync.Mutex
-	got   []string // "box kind"
-	local map[string]bool
-	gone  chan string
+	mu        sync.Mutex
+	got       []string // "box kind"
+	local     map[string]bool
+	gone      chan string
+	announced chan struct{}
 }
 
 func join(t testing.TB, url, name string, hb time.Duration) *instance {
 	t.Helper()
-	in := &instance{local: map[string]bool{}, gone: make(chan string, 16)}
+	in := &instance{local: map[string]bool{}, gone: make(chan string, 16), announced: make(chan struct{}, 16)}
 	c, err := Connect(Config{
 		URL: url, Instance: name, Heartbeat: hb,
 		Deliver: func(to string, m Msg) error {
@@ -40,6 +41,12 @@ func join(t testing.TB, url, name string, hb time.Duration) *instance {
 			return nil
 		},
 		Gone: func(box string) { in.gone <- box },
+		Announce: func() {
+			select {
+			case in.announced <- struct{}{}:
+			default:
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +181,64 @@ func TestPresenceDiesWithItsInstance(t *testing.T) {
 	}
 	if d := time.Since(start); d < 2*hb {
 		t.Fatalf("c declared dead after %v, before missing its heartbeats", d)
+	}
+}
+
+// TestAnnounceAfterOutage: NATS goes away long enough for each instance to
+// declare the other dead (its boxes gone); when NATS is back, each is asked
+// to announce its boxes again, and a box is reachable again.
+func TestAnnounceAfterOutage(t *testing.T) {
+	srv := natstest.Start(t)
+	hb := 100 * time.Millisecond
+	a := join(t, srv.URL, "a", hb)
+	b := join(t, srv.URL, "b", hb)
+	b.attach(t, "boxb")
+	a.Track("boxb", "b")
+	// Both have heard each other (a heartbeat each): drain the announces
+	// that first contact asked for.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.Cluster.mu.Lock()
+		_, ok := a.lastBeat["b"]
+		a.Cluster.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for len(a.announced) > 0 {
+		<-a.announced
+	}
+	srv.Stop()
+	select {
+	case g := <-a.gone:
+		if g != "boxb" {
+			t.Fatalf("gone %q", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("boxb not declared gone during the outage")
+	}
+	srv.Restart(t)
+	select {
+	case <-a.announced:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a was not asked to announce its boxes after NATS came back")
+	}
+	select {
+	case <-b.announced:
+	case <-time.After(15 * time.Second):
+		t.Fatal("b was not asked to announce its boxes after NATS came back")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if w, err := a.Where(ctx, "boxb"); err == nil && w == "b" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("boxb not reachable after the outage")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
