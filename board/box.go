@@ -21,6 +21,7 @@ type Hooks struct {
 	Mute   func(muted bool) // silence or restore the microphone
 	Call   func() error     // call the configured peer
 	HangUp func() error     // end or cancel the call
+	Answer func() error     // take the incoming call that rings
 	// Reset runs after a factory reset has revoked every token: clients
 	// already receiving media must be cut off too.
 	Reset func()
@@ -269,6 +270,13 @@ func (b *Box) do(acts []Action) {
 			if err := h.Call(); err != nil {
 				b.log.Warn("board: call", "err", err)
 				b.SetCall(CallIdle)
+			}
+		case ActAnswer:
+			if h.Answer == nil {
+				continue
+			}
+			if err := h.Answer(); err != nil {
+				b.log.Warn("board: answer", "err", err)
 			}
 		case ActHangUp:
 			if h.HangUp != nil {

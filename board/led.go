@@ -107,6 +107,8 @@ var (
 	PatternMuted   = Pattern{"muted", []Step{{Red, ms(100)}, {Off, ms(1900)}}}
 	PatternError   = Pattern{"error", []Step{{Red, ms(100)}, {Off, ms(100)}, {Red, ms(100)}, {Off, ms(100)}, {Red, ms(100)}, {Off, ms(900)}}}
 	PatternReset   = Pattern{"reset", []Step{{Red, ms(50)}, {Off, ms(50)}}}
+	// PatternRinging: a paired box calls (green, white: a ring's rhythm).
+	PatternRinging = Pattern{"ringing", []Step{{Green, ms(150)}, {White, ms(150)}, {Green, ms(150)}, {Off, ms(550)}}}
 	// PatternUpdating: an update is being checked or written (long, short).
 	PatternUpdating = Pattern{"updating", []Step{{White, ms(600)}, {Off, ms(200)}, {White, ms(200)}, {Off, ms(200)}}}
 )
@@ -149,5 +151,5 @@ func Patterns() []Pattern {
 	for n := 1; n <= MaxStreamingBlips; n++ {
 		out = append(out, StreamingPattern(n))
 	}
-	return append(out, PatternPairing, PatternCalling, PatternDirect, PatternRelayed, PatternMuted, PatternError, PatternReset, PatternUpdating)
+	return append(out, PatternPairing, PatternCalling, PatternRinging, PatternDirect, PatternRelayed, PatternMuted, PatternError, PatternReset, PatternUpdating)
 }

@@ -20,9 +20,10 @@ const (
 	InCall
 	Muted
 	Error
+	Ringing // a paired box calls: press B to answer
 )
 
-var stateNames = [...]string{"booting", "ready", "streaming", "pairing", "calling", "in-call", "muted", "error"}
+var stateNames = [...]string{"booting", "ready", "streaming", "pairing", "calling", "in-call", "muted", "error", "ringing"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -40,6 +41,7 @@ const (
 	CallDialing      // calling a peer, not connected yet
 	CallDirect       // connected peer to peer
 	CallRelayed      // connected through a relay
+	CallRinging      // a paired box calls; nobody answered yet
 )
 
 // Fault names a class of error the box shows. Several can be active.
@@ -65,6 +67,7 @@ const (
 	ActHangUp                         // end or cancel the call
 	ActApprove                        // admit every phone waiting to pair
 	ActFactoryReset                   // forget every phone and setting
+	ActAnswer                         // take the incoming call that rings
 )
 
 func (a Action) String() string {
@@ -81,6 +84,8 @@ func (a Action) String() string {
 		return "approve pairing"
 	case ActFactoryReset:
 		return "factory reset"
+	case ActAnswer:
+		return "answer"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -222,6 +227,13 @@ func (m *Machine) gesture(p Press, now time.Time) []Action {
 	case p.Button == ButtonA && p.Gesture == VeryLong:
 		m.resetUntil = now.Add(m.cfg.ResetConfirm)
 		return nil
+	case m.call == CallRinging:
+		// A short press of B answers; a long press of B, or of A,
+		// declines.
+		if p == (Press{ButtonB, Short}) {
+			return []Action{ActAnswer}
+		}
+		return []Action{ActHangUp}
 	default: // A long, or any press of B
 		if m.call == CallIdle {
 			return []Action{ActCall}
@@ -251,6 +263,8 @@ func (m *Machine) Status() Status {
 		st.State, st.LED = Booting, PatternBooting
 	case m.waiting > 0:
 		st.State, st.LED = Pairing, PairingPattern(m.waiting)
+	case m.call == CallRinging:
+		st.State, st.LED = Ringing, PatternRinging
 	case m.call == CallDialing:
 		st.State, st.LED = Calling, PatternCalling
 	case len(m.faults) > 0:

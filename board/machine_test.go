@@ -167,6 +167,11 @@ func TestButtonActions(t *testing.T) {
 		{"peer idle", func() []Action { m.SetCall(CallIdle); return nil }, nil, Ready},
 		{"B long calls", func() []Action { return hold(m, clk, ButtonB, long) }, []Action{ActCall}, Ready},
 		{"glitch does nothing", func() []Action { return hold(m, clk, ButtonA, time.Millisecond) }, nil, Ready},
+		{"a box calls: rings", func() []Action { m.SetCall(CallRinging); return nil }, nil, Ringing},
+		{"B short answers", func() []Action { return hold(m, clk, ButtonB, short) }, []Action{ActAnswer}, Ringing},
+		{"B long declines", func() []Action { return hold(m, clk, ButtonB, long) }, []Action{ActHangUp}, Ringing},
+		{"A long declines", func() []Action { return hold(m, clk, ButtonA, long) }, []Action{ActHangUp}, Ringing},
+		{"A short still mutes", func() []Action { return hold(m, clk, ButtonA, short) }, []Action{ActMute}, Ringing},
 	}
 	for _, s := range steps {
 		got := s.do()

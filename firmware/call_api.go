@@ -21,7 +21,10 @@ import (
 //	GET    /api/call   the call and the paired boxes
 //	POST   /api/call   call a paired box: optional body {"peer":"name or ID"}
 //	                   (default --peer, or the only paired box)
-//	DELETE /api/call   hang up (or cancel a call being set up)
+//	DELETE /api/call   hang up, cancel a call being set up, or decline one
+//	                   that rings
+//	POST   /api/call/answer  take the incoming call that rings (409: none)
+//	DELETE /api/call/missed  forget the missed calls the page lists
 //	POST /api/call/pair  pair with another box through the hub: an empty
 //	                   body asks for a 10-digit code ({"code","expires"}:
 //	                   the other box enters it within 5 minutes), a body
@@ -40,7 +43,8 @@ type callAPIState struct {
 	// Enabled: the box has a hub (--hub); Registered: the hub welcomed it.
 	Enabled    bool `json:"enabled"`
 	Registered bool `json:"registered"`
-	// State is idle, calling, direct or relayed (as /api/state's call.state).
+	// State is idle, ringing, calling, direct or relayed (as /api/state's
+	// call.state).
 	State string `json:"state"`
 	Peer  string `json:"peer,omitempty"`
 	// Path is host, srflx or relay while connected: host and srflx are
@@ -49,6 +53,8 @@ type callAPIState struct {
 	Peers []callAPIPeer `json:"peers"`
 	Error string        `json:"error,omitempty"`
 	Last  *box.Summary  `json:"last,omitempty"` // the call in progress (its figures so far)
+	// Missed are incoming calls nobody answered within call.ring_timeout.
+	Missed []missedCall `json:"missed"`
 }
 
 type callAPIPeer struct {
@@ -66,6 +72,8 @@ func (p *peerPart) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/call", p.handleCallGet)
 	mux.HandleFunc("POST /api/call", p.handleCallStart)
 	mux.HandleFunc("DELETE /api/call", p.handleCallEnd)
+	mux.HandleFunc("POST /api/call/answer", p.handleCallAnswer)
+	mux.HandleFunc("DELETE /api/call/missed", p.handleMissedClear)
 	mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
 	mux.HandleFunc("POST /api/call/pair/confirm", p.handleCallPairConfirm)
 	mux.HandleFunc("DELETE /api/call/pair", p.handleCallPairCancel)
@@ -84,7 +92,10 @@ func (p *peerPart) callAuthorized(w http.ResponseWriter, r *http.Request) bool {
 func (p *peerPart) apiState(errMsg string) callAPIState {
 	client, caller := p.current()
 	st := callAPIState{Enabled: p.hubURL != "", Registered: client != nil, State: callStateNames[p.board.callState()],
-		Peers: []callAPIPeer{}, Error: errMsg}
+		Peers: []callAPIPeer{}, Error: errMsg, Missed: p.missedCalls()}
+	if st.Missed == nil {
+		st.Missed = []missedCall{}
+	}
 	if client != nil {
 		for _, pi := range client.Peers() {
 			st.Peers = append(st.Peers, callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online})
@@ -145,6 +156,28 @@ func (p *peerPart) handleCallEnd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.hangUp()
+	writeBoardJSON(w, http.StatusOK, p.apiState(""))
+}
+
+func (p *peerPart) handleCallAnswer(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	if !readOptionalJSON(w, r, &struct{}{}) {
+		return
+	}
+	if err := p.answer(); err != nil {
+		writeBoardJSON(w, http.StatusConflict, p.apiState(err.Error()))
+		return
+	}
+	writeBoardJSON(w, http.StatusOK, p.apiState(""))
+}
+
+func (p *peerPart) handleMissedClear(w http.ResponseWriter, r *http.Request) {
+	if !p.callAuthorized(w, r) {
+		return
+	}
+	p.clearMissed()
 	writeBoardJSON(w, http.StatusOK, p.apiState(""))
 }
 

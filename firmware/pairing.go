@@ -73,6 +73,8 @@ type boardCallState struct {
 	// token only): the code to read out, the SAS both boxes show, whether
 	// each owner confirmed (POST /api/call/pair/confirm).
 	Pairing *box.Pairing `json:"pairing,omitempty"`
+	// Missed are incoming calls nobody answered (for a paired token only).
+	Missed []missedCall `json:"missed,omitempty"`
 }
 
 // callStateNames are boardCallState.State by board.Call.
@@ -81,6 +83,7 @@ var callStateNames = map[board.Call]string{
 	board.CallDialing: "calling",
 	board.CallDirect:  "direct",
 	board.CallRelayed: "relayed",
+	board.CallRinging: "ringing",
 }
 
 func (p *boardPart) routes(mux *http.ServeMux) {
@@ -108,6 +111,7 @@ func (p *boardPart) state(token string, local bool) boardAPIState {
 	}
 	if paired && p.calls != nil {
 		call.Pairing = p.calls.pairing()
+		call.Missed = p.calls.missedCalls()
 	}
 	return boardAPIState{
 		State:     st.State.String(),

@@ -92,6 +92,8 @@ type boardCalls interface {
 	peerLabel() string  // the other box in a call, "" without one
 	// pairing is the pairing with another box under way (nil: none).
 	pairing() *box.Pairing
+	// missedCalls are the incoming calls nobody answered.
+	missedCalls() []missedCall
 }
 
 // boardConfigPaths are tried, in order, when --config is not given: the
@@ -316,6 +318,9 @@ func (p *boardPart) setHooks(h board.Hooks) {
 	}
 	if h.HangUp != nil {
 		p.hooks.HangUp = h.HangUp
+	}
+	if h.Answer != nil {
+		p.hooks.Answer = h.Answer
 	}
 	if h.Reset != nil {
 		p.hooks.Reset = h.Reset

@@ -65,6 +65,7 @@ type peerPart struct {
 	regDone   chan struct{}
 
 	mu     sync.Mutex
+	missed []missedCall // the latest unanswered calls, newest last
 	client *box.Client // nil until registered with the hub
 	caller *box.Caller
 	st     box.State // the last state the caller reported
@@ -110,6 +111,7 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.board.setHooks(board.Hooks{
 		Call:   func() error { return p.call("") },
 		HangUp: p.hangUp,
+		Answer: p.answer,
 	})
 	p.routes(p.mux)
 	dir := p.board.dataDir()
@@ -242,14 +244,10 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				OnState:    p.onState,
 				NetMonitor: p.net,
 				OnMedia:    func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
-				// No one at the box has consented to a call: refused unless
-				// call.auto_answer (ringing and answering: a later issue).
-				Accept: func(pi proto.PeerInfo) bool {
-					if !p.cfg.AutoAnswer {
-						p.log.Info("incoming call refused: call.auto_answer is off", "peer", peerLabel(pi.Name, pi.ID))
-					}
-					return p.cfg.AutoAnswer
-				},
+				// No one at the box has consented to a call yet: it rings
+				// (LED, page) and waits for button B, the page or
+				// /api/call/answer, unless call.auto_answer.
+				RingFor:      p.ringFor(),
 				LoopbackOnly: p.loopbackOnly,
 				Log:          p.log,
 			})
@@ -345,6 +343,9 @@ func (p *peerPart) call(want string) error {
 	if err != nil {
 		return err
 	}
+	if cur := caller.Current(); cur != nil && cur.Peer.ID == target.ID && cur.State().Phase == box.PhaseRinging {
+		return p.answer() // calling the box that rings here takes its call
+	}
 	if cur := caller.Current(); cur != nil && cur.Peer.ID != target.ID {
 		return fmt.Errorf("%w: in a call with %s", errBusy, peerLabel(cur.Peer.Name, cur.Peer.ID))
 	}
@@ -387,6 +388,55 @@ func choosePeer(peers []proto.PeerInfo, want string) (proto.PeerInfo, error) {
 	return proto.PeerInfo{}, fmt.Errorf("%w: %d paired boxes; choose one with --peer or {\"peer\":...}", errNoPeer, len(peers))
 }
 
+// ringFor is how long an incoming call rings (0: call.auto_answer).
+func (p *peerPart) ringFor() time.Duration {
+	if p.cfg.AutoAnswer {
+		return 0
+	}
+	if p.cfg.RingTimeout > 0 {
+		return p.cfg.RingTimeout
+	}
+	return 30 * time.Second
+}
+
+// missedCall is an incoming call nobody answered, for the page.
+type missedCall struct {
+	Peer string    `json:"peer"`
+	At   time.Time `json:"at"`
+}
+
+// maxMissed bounds the missed calls kept (in memory: a restart forgets them).
+const maxMissed = 10
+
+// missedCalls are the latest missed calls, newest last.
+func (p *peerPart) missedCalls() []missedCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]missedCall(nil), p.missed...)
+}
+
+// clearMissed forgets the missed calls (the page's "dismiss").
+func (p *peerPart) clearMissed() {
+	p.mu.Lock()
+	p.missed = nil
+	p.mu.Unlock()
+}
+
+// answer takes the incoming call that rings.
+func (p *peerPart) answer() error {
+	_, caller := p.current()
+	if caller == nil {
+		return box.ErrNotRinging
+	}
+	if err := caller.Answer(); err != nil {
+		return err
+	}
+	if cur := caller.Current(); cur != nil {
+		p.log.Info("call answered", "peer", peerLabel(cur.Peer.Name, cur.Peer.ID))
+	}
+	return nil
+}
+
 // hangUp ends the call, or cancels one being set up.
 func (p *peerPart) hangUp() error {
 	if _, caller := p.current(); caller != nil {
@@ -402,6 +452,12 @@ func (p *peerPart) hangUp() error {
 func (p *peerPart) onState(s box.State) {
 	p.mu.Lock()
 	p.st = s
+	if s.Phase == box.PhaseEnded && errors.Is(s.Err, box.ErrMissed) {
+		p.missed = append(p.missed, missedCall{Peer: peerLabel(s.Name, s.Peer), At: time.Now().UTC()})
+		if len(p.missed) > maxMissed {
+			p.missed = p.missed[len(p.missed)-maxMissed:]
+		}
+	}
 	p.mu.Unlock()
 	if s.Phase == box.PhaseEnded && s.Err != nil {
 		p.log.Info("call ended", "peer", peerLabel(s.Name, s.Peer), "why", s.Err)
@@ -412,6 +468,8 @@ func (p *peerPart) onState(s box.State) {
 // boardCall maps a call's state to the board's.
 func boardCall(s box.State) board.Call {
 	switch s.Phase {
+	case box.PhaseRinging:
+		return board.CallRinging
 	case box.PhaseCalling, box.PhaseReconnecting:
 		return board.CallDialing
 	case box.PhaseConnected:

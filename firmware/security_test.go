@@ -170,36 +170,6 @@ func TestFactoryResetForgetsBoxes(t *testing.T) {
 	}
 }
 
-// TestIncomingCallRefusedByDefault (issue 12, item 1): without
-// call.auto_answer nobody at the box has consented, so a paired box's
-// call is refused and brings no media.
-func TestIncomingCallRefusedByDefault(t *testing.T) {
-	hubURL := startTestHub(t)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	pairBoxes(t, hubURL, dirA, dirB)
-	a := startCallBox(t, hubURL, dirA, "kitchen", "--open", "--auto-answer=false")
-	b := startCallBox(t, hubURL, dirB, "attic", "--open")
-	online := func(x *callBox) bool {
-		c, _ := x.a.peer.current()
-		return c != nil && len(c.Peers()) == 1 && c.Peers()[0].Online
-	}
-	waitFor(t, 10*time.Second, "both boxes registered, each seeing the other online", func() bool { return online(a) && online(b) })
-	media := make(chan int, 1)
-	go func() { media <- callMedia(t, b, 5*time.Second) }()
-	if err := b.a.peer.call(""); err != nil {
-		t.Fatalf("box B's call: %v", err)
-	}
-	if !neverConnects(t, b, 5*time.Second) {
-		t.Error("box A answered without consent")
-	}
-	if n := <-media; n != 0 {
-		t.Errorf("a phone on box B got %d packets of box A's video", n)
-	}
-	if st := a.state(t, ""); st.Call.State != "idle" {
-		t.Errorf("box A's call state %q, want idle", st.Call.State)
-	}
-}
-
 // TestFactoryResetCutsCallViewers (issue 12, item 10): a paired phone
 // watching the call's relay (/ws/call/video) is cut off by a factory
 // reset, like one watching the box's own video.

@@ -145,8 +145,10 @@ type Call struct {
 	Peer string // the paired box the call button calls; "" = the only one
 	FPS  int    // most video frames per second sent in a call
 	// AutoAnswer takes calls from paired boxes without anyone at the box
-	// consenting; off (the default), every incoming call is refused.
+	// consenting; off (the default), an incoming call rings until answered.
 	AutoAnswer bool
+	// RingTimeout ends an unanswered incoming call (shown as missed).
+	RingTimeout time.Duration
 }
 
 // Profiles lists the accepted values of board.profile.

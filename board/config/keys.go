@@ -118,8 +118,10 @@ var Keys = []Key{
 		"", func(c *Config) *string { return &c.Call.Peer }, maxLen(64)),
 	intKey("call.fps", "call-fps", "most video frames per second sent in a call (the camera's rate is the upper bound)",
 		15, 1, 60, func(c *Config) *int { return &c.Call.FPS }),
-	boolKey("call.auto_answer", "auto-answer", "answer calls from paired boxes at once; off: every incoming call is refused (docs/security.md)",
+	boolKey("call.auto_answer", "auto-answer", "answer calls from paired boxes at once, without anyone at the box consenting; off: an incoming call rings until answered (button B, the page, `POST /api/call/answer`) (docs/security.md)",
 		false, func(c *Config) *bool { return &c.Call.AutoAnswer }),
+	durationKey("call.ring_timeout", "ring-timeout", "how long an incoming call rings before it ends as missed",
+		30*time.Second, 5*time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.Call.RingTimeout }),
 
 	// [rtsp]
 	stringKey("rtsp.listen", "rtsp", "RTSP server address; the stream is `rtsp://<box>:8554/live`; `\"\"`: RTSP off",

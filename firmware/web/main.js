@@ -252,7 +252,7 @@ async function pollBox() {
     // While a call is being set up, look again soon: it connects within
     // a second or so, and the page should say so when the box does.
     const call = stats.box && stats.box.call;
-    const calling = call && call.state === 'calling';
+    const calling = call && (call.state === 'calling' || call.state === 'ringing');
     // A pairing with another box moves when the other box does: look often.
     const pairing = call && call.pairing && ['waiting', 'compare', 'confirmed'].includes(call.pairing.stage);
     await new Promise((r) => { const id = setTimeout(r, calling ? 250 : pairing ? 500 : 2000); wakeBox = () => { clearTimeout(id); r(); }; });
@@ -293,28 +293,39 @@ function callText(call) {
   if (!call || call.state === 'idle') return '';
   const who = call.peer ? ` ${call.peer}` : '';
   if (call.state === 'calling') return `calling${who}…`;
+  if (call.state === 'ringing') return `${call.peer || 'a box'} is calling`;
   return `in a call${call.peer ? ` with ${call.peer}` : ''} (${call.state})`;
 }
 
-$('call').addEventListener('click', async (e) => {
-  e.stopPropagation();
-  const call = stats.box && stats.box.call;
-  if (!call) return;
-  const method = call.state === 'idle' ? 'POST' : 'DELETE';
+// callAPI sends one call request (answer, decline, call, hang up) and
+// shows its outcome.
+async function callAPI(method, path) {
   try {
     // JSON, as the box wants of every POST (a cross-site page cannot send it).
-    const r = await fetch('/api/call', { method, headers: authHeaders({ 'Content-Type': 'application/json' }) });
+    const r = await fetch(path, { method, headers: authHeaders({ 'Content-Type': 'application/json' }) });
     const body = await r.json().catch(() => ({}));
     stats.callError = r.ok ? '' : (body.error || `HTTP ${r.status}`);
     if (stats.box && stats.box.call && typeof body.state === 'string') {
-      stats.box.call = { ...stats.box.call, state: body.state, peer: body.peer || '' };
+      stats.box.call = { ...stats.box.call, state: body.state, peer: body.peer || '', missed: body.missed };
     }
   } catch {
     stats.callError = 'the box is away';
   }
   render();
   wakeBox();
+}
+
+$('call').addEventListener('click', (e) => {
+  e.stopPropagation();
+  const call = stats.box && stats.box.call;
+  if (!call) return;
+  callAPI(call.state === 'idle' ? 'POST' : 'DELETE', '/api/call');
 });
+// An incoming call rings on every phone: Answer takes it (as button B on
+// the box does), Decline ends it.
+$('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callAPI('POST', '/api/call/answer'); });
+$('decline').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call'); });
+$('missed-ok').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call/missed'); });
 
 // Pairing with another box (docs/peer.md): this page shows a code, or
 // enters the other box's; both boxes then show the same confirmation
@@ -472,6 +483,18 @@ function render() {
   bpStatus.dataset.sas = bp && bp.sas ? bp.sas : '';
   $('boxpair-confirm').hidden = !(bp && bp.stage === 'compare');
   $('boxpair-cancel').hidden = !(bp && ['waiting', 'compare', 'confirmed'].includes(bp.stage));
+  const ringing = !!(call && call.state === 'ringing' && box.paired);
+  $('ring').hidden = !ringing;
+  callBtn.hidden = callBtn.hidden || ringing;
+  if (ringing) $('ring-text').textContent = `${call.peer || 'Another box'} is calling`;
+  const missed = (call && box.paired && call.missed) || [];
+  $('missed').hidden = missed.length === 0;
+  if (missed.length) {
+    const last = missed[missed.length - 1];
+    const at = new Date(last.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    $('missed-text').textContent = missed.length === 1 ? `Missed call from ${last.peer} at ${at}`
+      : `${missed.length} missed calls, the last from ${last.peer} at ${at}`;
+  }
   $('sound').hidden = s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
   // What the box sends (H.264 from the camera, the hardware or the

@@ -27,6 +27,7 @@ type Phase string
 
 const (
 	PhaseCalling      Phase = "calling"      // signalling and ICE in progress
+	PhaseRinging      Phase = "ringing"      // an incoming call waits for Caller.Answer (no media yet)
 	PhaseConnected    Phase = "connected"    // media flowing on Path
 	PhaseReconnecting Phase = "reconnecting" // connectivity lost; ICE restart under way
 	PhaseEnded        Phase = "ended"
@@ -66,6 +67,13 @@ type Call struct {
 	media     *Media
 	state     State
 	restartAt time.Time
+
+	// ringing: an incoming call not answered yet; held is the peer's
+	// latest offer or ring, handled once the call is answered. extend
+	// resets the setup timer (answered; the peer rings).
+	ringing bool
+	held    *Signal
+	extend  chan time.Duration
 
 	connectedOnce atomic.Bool
 	offered       atomic.Bool // the first offer is made (once: by Call or by the peer's ring)

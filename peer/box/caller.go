@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -23,6 +24,11 @@ type CallerConfig struct {
 	Media MediaFactory
 	// Accept decides whether to take a call from a paired box (nil: accept all).
 	Accept func(proto.PeerInfo) bool
+	// RingFor, if set, makes every accepted incoming call ring (PhaseRinging)
+	// until Answer, HangUp, or RingFor passes (the call ends with
+	// ErrMissed). Nothing is negotiated, so no media flows, before Answer.
+	// Zero: calls are answered at once.
+	RingFor time.Duration
 	// OnState is called on every state change, in order (from the call's
 	// goroutines, one at a time; it must not block or call back into the
 	// Caller).
@@ -177,7 +183,7 @@ func (c *Caller) Call(ctx context.Context, peer string) (*Call, error) {
 		}
 		return nil, fmt.Errorf("peer: busy with a call to %s", cur.Peer.ID)
 	}
-	call := c.newCallLocked(p, newCallID(), c.cfg.Client.ID() < p.ID)
+	call := c.newCallLocked(p, newCallID(), c.cfg.Client.ID() < p.ID, false)
 	c.mu.Unlock()
 	go func() {
 		// Signalling a box that is not connected to the hub would be lost:
@@ -203,30 +209,107 @@ func newCallID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (c *Caller) newCallLocked(p proto.PeerInfo, id string, offerer bool) *Call {
+func (c *Caller) newCallLocked(p proto.PeerInfo, id string, offerer, ringing bool) *Call {
 	call := &Call{
 		caller:  c,
 		Peer:    p,
 		id:      id,
 		offerer: offerer,
+		ringing: ringing,
+		extend:  make(chan time.Duration, 1),
 		done:    make(chan struct{}),
 	}
 	call.start.Store(time.Now().UnixNano())
 	call.ctx, call.cancel = context.WithCancel(c.ctx)
 	go call.watchAddrs()
 	c.cur = call
-	call.setState(PhaseCalling, PathNone, nil)
+	first := c.cfg.SetupTimeout
+	if ringing {
+		first = c.cfg.RingFor
+		call.setState(PhaseRinging, PathNone, nil)
+	} else {
+		call.setState(PhaseCalling, PathNone, nil)
+	}
 	go func() {
-		// A call that never connects ends on its own.
-		select {
-		case <-time.After(c.cfg.SetupTimeout):
-			if !call.connectedOnce.Load() {
-				call.hangUp(fmt.Errorf("peer: no connection to %s within %v", p.ID, c.cfg.SetupTimeout), true)
+		// A call that never connects ends on its own: an unanswered one
+		// after RingFor (missed), another after SetupTimeout, counted again
+		// from when it is answered (or from the peer's "ringing").
+		t := time.NewTimer(first)
+		defer t.Stop()
+		limit := first
+		for {
+			select {
+			case <-t.C:
+				if call.connectedOnce.Load() {
+					return
+				}
+				if call.isRinging() {
+					call.hangUp(fmt.Errorf("%w: from %s, not answered within %v", ErrMissed, p.ID, c.cfg.RingFor), true)
+					return
+				}
+				call.hangUp(fmt.Errorf("peer: no connection to %s within %v", p.ID, limit), true)
+				return
+			case d := <-call.extend:
+				limit = d
+				t.Reset(d)
+			case <-call.done:
+				return
 			}
-		case <-call.done:
 		}
 	}()
 	return call
+}
+
+// ErrMissed ends an incoming call that rang for CallerConfig.RingFor
+// without an answer.
+var ErrMissed = errors.New("peer: missed call")
+
+// ErrNotRinging: Answer without an incoming call ringing.
+var ErrNotRinging = errors.New("peer: no call is ringing")
+
+// MaxRingWait is how long a caller waits for the other box to answer once
+// it reports that the call rings there (the callee ends the ring itself
+// after its own RingFor, which should be shorter).
+const MaxRingWait = 10 * time.Minute
+
+func (call *Call) isRinging() bool {
+	call.mu.Lock()
+	defer call.mu.Unlock()
+	return call.ringing
+}
+
+// resetSetup restarts the call's setup timer with d.
+func (call *Call) resetSetup(d time.Duration) {
+	select {
+	case <-call.extend:
+	default:
+	}
+	call.extend <- d
+}
+
+// Answer takes the incoming call that is ringing: the negotiation the
+// peer asked for starts now.
+func (c *Caller) Answer() error {
+	cur := c.Current()
+	if cur == nil {
+		return ErrNotRinging
+	}
+	cur.mu.Lock()
+	if !cur.ringing {
+		cur.mu.Unlock()
+		return ErrNotRinging
+	}
+	cur.ringing = false
+	held := cur.held
+	cur.held = nil
+	cur.mu.Unlock()
+	cur.start.Store(time.Now().UnixNano()) // the setup figures count from the answer
+	cur.resetSetup(c.cfg.SetupTimeout)
+	cur.setState(PhaseCalling, PathNone, nil)
+	if held != nil {
+		c.dispatch(cur, *held)
+	}
+	return nil
 }
 
 // loop handles signals from paired boxes.
@@ -267,12 +350,38 @@ func (c *Caller) handle(s Signal) {
 			go c.cfg.Client.SendSignal(c.ctx, s.From, s.Call, proto.KindBye, "")
 			return
 		}
-		cur = c.newCallLocked(p, s.Call, s.Kind == proto.KindRing)
+		ringing := c.cfg.RingFor > 0
+		cur = c.newCallLocked(p, s.Call, s.Kind == proto.KindRing, ringing)
+		if ringing {
+			cur.setCallID(s.Call)
+			go c.cfg.Client.SendSignal(cur.ctx, s.From, s.Call, proto.KindRinging, "")
+		}
 	}
 	c.mu.Unlock()
 
+	if s.Kind != proto.KindBye {
+		cur.mu.Lock()
+		if cur.ringing {
+			// Not answered yet: nothing is negotiated. The peer's latest
+			// offer (or ring) waits for Answer.
+			if s.Kind == proto.KindOffer || s.Kind == proto.KindRing {
+				cur.held = &s
+			}
+			cur.mu.Unlock()
+			return
+		}
+		cur.mu.Unlock()
+	}
+	c.dispatch(cur, s)
+}
+
+// dispatch handles a signal for the call in progress.
+func (c *Caller) dispatch(cur *Call, s Signal) {
 	switch s.Kind {
 	case proto.KindOffer:
+		if !cur.connectedOnce.Load() {
+			cur.resetSetup(c.cfg.SetupTimeout) // answered at the other box
+		}
 		if cur.isOfferer() {
 			// Glare: both offered. The smaller ID's offer stands.
 			if c.cfg.Client.ID() < s.From {
@@ -281,8 +390,16 @@ func (c *Caller) handle(s Signal) {
 			cur.becomeAnswerer()
 		}
 		go cur.answer(s)
+	case proto.KindRinging:
+		// The call rings at the other box: wait for someone there to
+		// answer (that box ends the ring itself when nobody does).
+		if !cur.connectedOnce.Load() {
+			cur.resetSetup(MaxRingWait)
+			c.cfg.Log.Info("the call rings at the other box", "peer", s.From)
+		}
 	case proto.KindAnswer:
 		if cur.isOfferer() && s.Call == cur.callID() {
+			cur.resetSetup(c.cfg.SetupTimeout)
 			go cur.applyAnswer(s)
 		}
 	case proto.KindRing:

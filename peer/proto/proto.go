@@ -57,6 +57,9 @@ const (
 	KindAnswer = "answer" // SDP answer
 	KindRing   = "ring"   // "please call me": sent by the box that must not offer (see Caller)
 	KindBye    = "bye"    // hang up
+	// KindRinging: callee -> caller: the call rings at the box and waits for
+	// someone to answer (the caller waits longer than its setup timeout).
+	KindRinging = "ringing"
 
 	// S7 fan-out between a box and its remote receivers (peer/box/fanout_box.go):
 	KindWatch   = "watch"   // receiver -> box: send me your stream
@@ -241,7 +244,7 @@ func (m *Message) Validate() error {
 			if m.SDP == "" || len(m.SDP) > maxMediaLocation || !utf8.ValidString(m.SDP) {
 				return bad("media location of %d bytes", len(m.SDP))
 			}
-		case KindRing, KindBye, KindWatch, KindUnwatch:
+		case KindRing, KindRinging, KindBye, KindWatch, KindUnwatch:
 			if m.SDP != "" {
 				return bad("%s with an SDP", m.Kind)
 			}
