@@ -93,7 +93,8 @@ func openCamera(spec string, vc VideoConfig, fallback bool) (device[capture.Vide
 }
 
 // openRealCamera opens spec ("auto" or a /dev/video* path) through
-// drivers/camera: MJPEG, else YUYV (made JPEG by the driver); or the
+// drivers/camera: MJPEG, else YUYV (made JPEG by the driver, or I420 for
+// an encoder stage); or the
 // camera's own H.264 when the video choice says so (ChooseVideo), with no
 // fallback then, since the packetizer and the receivers expect H.264.
 func openRealCamera(spec string, vc VideoConfig) (Source[capture.VideoFrame], error) {
@@ -104,7 +105,10 @@ func openRealCamera(spec string, vc VideoConfig) (Source[capture.VideoFrame], er
 		}
 		return VideoSource(c), nil
 	}
-	cfg := camera.Config{Device: spec, Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: "mjpeg"}
+	// For an encoder (I420 wanted) a YUYV camera gives raw pictures; an
+	// MJPEG one still gives JPEG, which the encoder stage decodes.
+	cfg := camera.Config{Device: spec, Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: "mjpeg",
+		Raw: vc.Format == capture.CodecI420}
 	c, err := camera.Open(cfg)
 	if errors.Is(err, camera.ErrNoFormat) {
 		cfg.Format = "yuyv"

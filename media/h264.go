@@ -155,25 +155,21 @@ func ApplyVideo(cfg *Config, choice VideoChoice, hc H264Config) error {
 	if err := ec.Fill(); err != nil {
 		return err
 	}
-	hardware := choice.Path == "hardware"
+	open := h264enc.NewSoftware
+	if choice.Path == "hardware" {
+		open = func(c h264enc.Config) (h264enc.Engine, error) {
+			e, err := encoder.Open(encoder.Config{Width: c.Width, Height: c.Height, FPS: c.FPS,
+				Bitrate: c.Bitrate, GOP: c.GOP, Profile: c.Profile})
+			if err != nil {
+				return nil, err
+			}
+			return e, nil
+		}
+	}
+	// The engine opens at the size of the camera's first picture, which
+	// may differ from the one asked for.
 	cfg.Encode = func(cam capture.VideoSource) (VideoEncoder, error) {
-		var eng h264enc.Engine
-		var err error
-		if hardware {
-			eng, err = encoder.Open(encoder.Config{Width: ec.Width, Height: ec.Height, FPS: ec.FPS,
-				Bitrate: ec.Bitrate, GOP: ec.GOP, Profile: ec.Profile})
-		} else {
-			eng, err = h264enc.NewSoftware(ec)
-		}
-		if err != nil {
-			return nil, err
-		}
-		st, err := h264enc.NewStage(cam, eng, ec)
-		if err != nil {
-			eng.Close()
-			return nil, err
-		}
-		return st, nil
+		return h264enc.NewStageOpen(cam, open, ec)
 	}
 	return nil
 }

@@ -146,9 +146,10 @@ type Stats struct {
 // it decodes first. ReadFrame is for one goroutine; RequestKeyframe, Stats
 // and Close may be called from any.
 type Stage struct {
-	src capture.VideoSource
-	eng Engine
-	cfg Config
+	src  capture.VideoSource
+	eng  Engine                       // nil until the first picture with open
+	open func(Config) (Engine, error) // NewStageOpen's
+	cfg  Config
 
 	pending  atomic.Bool // a keyframe was requested
 	lastKey  time.Time   // when the last IDR went out (clock of now)
@@ -175,8 +176,45 @@ func NewStage(src capture.VideoSource, eng Engine, cfg Config) (*Stage, error) {
 	return &Stage{src: src, eng: eng, cfg: cfg, now: time.Now, picSize: capture.I420Size(cfg.Width, cfg.Height)}, nil
 }
 
-// Engine returns the encoder behind the stage.
-func (s *Stage) Engine() Engine { return s.eng }
+// NewStageOpen is NewStage with the engine opened by open at the size of
+// the source's first picture (a camera may deliver another size than the
+// one asked for), and opened again should the size change. cfg's size is
+// only the first guess.
+func NewStageOpen(src capture.VideoSource, open func(Config) (Engine, error), cfg Config) (*Stage, error) {
+	if err := cfg.Fill(); err != nil {
+		return nil, err
+	}
+	return &Stage{src: src, open: open, cfg: cfg, now: time.Now, picSize: capture.I420Size(cfg.Width, cfg.Height)}, nil
+}
+
+// resize (re)opens the engine for pictures of w x h.
+func (s *Stage) resize(w, h int) error {
+	cfg := s.cfg
+	cfg.Width, cfg.Height = w, h
+	if err := cfg.Fill(); err != nil {
+		return err
+	}
+	eng, err := s.open(cfg)
+	if err != nil {
+		return err
+	}
+	s.encMu.Lock()
+	old := s.eng
+	s.eng, s.cfg, s.picSize = eng, cfg, capture.I420Size(w, h)
+	s.encMu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Engine returns the encoder behind the stage (nil before NewStageOpen's
+// first picture).
+func (s *Stage) Engine() Engine {
+	s.encMu.Lock()
+	defer s.encMu.Unlock()
+	return s.eng
+}
 
 // Config returns the stage's configuration, defaults filled in.
 func (s *Stage) Config() Config { return s.cfg }
@@ -207,6 +245,11 @@ func (s *Stage) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 		raw, err := s.src.ReadFrame(ctx)
 		if err != nil {
 			return capture.VideoFrame{}, err
+		}
+		if s.open != nil && (s.eng == nil || raw.Width != s.cfg.Width || raw.Height != s.cfg.Height) {
+			if err := s.resize(raw.Width, raw.Height); err != nil {
+				return capture.VideoFrame{}, fmt.Errorf("h264enc: open the encoder for %dx%d: %w", raw.Width, raw.Height, err)
+			}
 		}
 		if raw.Codec == capture.CodecJPEG && raw.Width == s.cfg.Width && raw.Height == s.cfg.Height {
 			if s.conv, err = jpegToI420(s.conv, raw.Data, raw.Width, raw.Height); err != nil {
@@ -276,7 +319,10 @@ func (s *Stage) Close() error {
 		err := s.src.Close()
 		s.encMu.Lock()
 		defer s.encMu.Unlock()
-		s.closeErr = errors.Join(err, s.eng.Close())
+		if s.eng != nil {
+			err = errors.Join(err, s.eng.Close())
+		}
+		s.closeErr = err
 	})
 	return s.closeErr
 }

@@ -3,6 +3,7 @@ package h264enc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"testing"
 	"time"
@@ -309,5 +310,53 @@ func TestJPEGInput(t *testing.T) {
 	}
 	if _, err := jpegToI420(nil, []byte("not a jpeg"), 320, 240); !errors.Is(err, ErrFormat) {
 		t.Fatalf("garbage: %v", err)
+	}
+}
+
+// sizedSource gives 3 pictures of the first size, then of the second.
+type sizedSource struct {
+	a, b *seqSource
+	n    int
+}
+
+func (s *sizedSource) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
+	s.n++
+	if s.n <= 3 {
+		return s.a.ReadFrame(ctx)
+	}
+	return s.b.ReadFrame(ctx)
+}
+
+func (s *sizedSource) Close() error { return nil }
+
+// TestStageOpenFollowsTheSource: NewStageOpen opens the engine at the
+// size the camera actually delivers, and again (from a keyframe) when it
+// changes.
+func TestStageOpenFollowsTheSource(t *testing.T) {
+	if !SoftwareAvailable() {
+		t.Skip("no software encoder in this build")
+	}
+	var opened []string
+	open := func(c Config) (Engine, error) {
+		opened = append(opened, fmt.Sprintf("%dx%d", c.Width, c.Height))
+		return NewSoftware(c)
+	}
+	st, err := NewStageOpen(&sizedSource{a: newSeqSource(t, 320, 240), b: newSeqSource(t, 640, 480)}, open,
+		Config{Width: 1280, Height: 720})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range 6 {
+		f, err := st.ReadFrame(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i == 0 || i == 3; f.Keyframe != want || (i < 3) != (f.Width == 320) {
+			t.Fatalf("frame %d: %dx%d keyframe %v", i, f.Width, f.Height, f.Keyframe)
+		}
+	}
+	if fmt.Sprint(opened) != "[320x240 640x480]" {
+		t.Fatalf("engines opened for %v", opened)
 	}
 }

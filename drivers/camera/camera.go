@@ -108,6 +108,10 @@ type Config struct {
 	Width, Height, FPS int
 	// JPEGQuality is used when encoding YUYV (1-100, 0 means 75).
 	JPEGQuality int
+	// Raw makes a YUYV camera yield I420 pictures (capture.CodecI420),
+	// for an H.264 encoder, instead of JPEG: no JPEG encode, so none of
+	// the YUYV caps either. MJPEG and H.264 are unaffected.
+	Raw bool
 	// FrameTimeout is how long ReadFrame waits for the driver before it
 	// reports the device gone (a stalled USB camera). Zero means 5 s.
 	FrameTimeout time.Duration
@@ -246,7 +250,7 @@ func start(cfg Config, path string, dev Device) (*Camera, error) {
 		return nil, fmt.Errorf("camera: %s: %w", path, err)
 	}
 	w, h, fps := cfg.Width, cfg.Height, cfg.FPS
-	if f == FourccYUYV {
+	if f == FourccYUYV && !cfg.Raw {
 		w, h, fps = min(w, YUYVMaxWidth), min(h, YUYVMaxHeight), min(fps, YUYVMaxFPS)
 	}
 	gf, gw, gh, err := dev.SetFormat(f, w, h)
@@ -268,11 +272,17 @@ func start(cfg Config, path string, dev Device) (*Camera, error) {
 		return nil, fmt.Errorf("camera: %s: start streaming: %w", path, classify(err))
 	}
 	codec := capture.CodecJPEG
-	if f == FourccH264 {
+	switch {
+	case f == FourccH264:
 		codec = capture.CodecH264
+	case f == FourccYUYV && cfg.Raw:
+		codec = capture.CodecI420
+		if gh%2 != 0 {
+			return nil, fmt.Errorf("camera: %s: driver chose odd height %d (I420 needs even)", path, gh)
+		}
 	}
 	c := &Camera{cfg: cfg, dev: dev, info: Info{Path: path, Fourcc: f, Codec: codec, Width: gw, Height: gh, FPS: fps}}
-	if f == FourccYUYV {
+	if f == FourccYUYV && !cfg.Raw {
 		c.yuv = image.NewYCbCr(image.Rect(0, 0, gw, gh), image.YCbCrSubsampleRatio422)
 	}
 	return c, nil
@@ -367,6 +377,11 @@ func (c *Camera) convert(data []byte, now time.Time) (capture.VideoFrame, error)
 			c.seq++
 			return fr, errSkip // a short buffer from a device being torn down
 		}
+		if c.cfg.Raw {
+			c.buf = yuyvToI420(c.buf[:0], data, c.info.Width, c.info.Height)
+			fr.Keyframe = true
+			break
+		}
 		if c.info.FPS > 0 {
 			if now.Before(c.next) {
 				return fr, errSkip
@@ -404,6 +419,37 @@ func (c *Camera) Close() error {
 		return fmt.Errorf("camera: close %s: %w", c.info.Path, err)
 	}
 	return nil
+}
+
+// yuyvToI420 appends the I420 picture of a packed YUYV (4:2:2) frame to
+// dst: luma as is, chroma averaged over each pair of rows. Both are the
+// camera's own (limited) range.
+func yuyvToI420(dst, src []byte, w, h int) []byte {
+	ys, cw := w*h, w/2
+	n := len(dst)
+	need := n + ys + 2*cw*(h/2)
+	if cap(dst) < need {
+		nd := make([]byte, n, need)
+		copy(nd, dst)
+		dst = nd
+	}
+	dst = dst[:need]
+	p := dst[n:]
+	y, u, v := p[:ys], p[ys:ys+cw*(h/2)], p[ys+cw*(h/2):]
+	for r := range h {
+		row := src[r*w*2 : (r+1)*w*2]
+		for c := range w {
+			y[r*w+c] = row[2*c]
+		}
+	}
+	for r := range h / 2 {
+		r0, r1 := src[2*r*w*2:], src[(2*r+1)*w*2:]
+		for c := range cw {
+			u[r*cw+c] = uint8((int(r0[4*c+1]) + int(r1[4*c+1]) + 1) / 2)
+			v[r*cw+c] = uint8((int(r0[4*c+3]) + int(r1[4*c+3]) + 1) / 2)
+		}
+	}
+	return dst
 }
 
 // yuyvToYCbCr de-interleaves packed YUYV (Y0 Cb Y1 Cr) into a 4:2:2
