@@ -75,6 +75,7 @@ func TestSoftwareH264Pipeline(t *testing.T) {
 	var mu sync.Mutex
 	var keys, frames int
 	got := make(chan struct{}, 1)
+	tenth := make(chan struct{})
 	cfg := Config{Camera: "synthetic", Mic: "synthetic", Video: VideoConfig{Width: 320, Height: 240, FPS: 30},
 		PacketSize: 1200,
 		Publish: func(b capture.Burst) {
@@ -88,6 +89,9 @@ func TestSoftwareH264Pipeline(t *testing.T) {
 			}
 			n := frames
 			mu.Unlock()
+			if n == 10 {
+				close(tenth)
+			}
 			if n == 40 {
 				got <- struct{}{}
 			}
@@ -103,13 +107,19 @@ func TestSoftwareH264Pipeline(t *testing.T) {
 	if cam, _ := p.Describe(); !strings.Contains(cam, "I420") {
 		t.Errorf("camera %q is not the raw synthetic one", cam)
 	}
-	// One request now; the keyframe interval (500 ms) since the first
-	// IDR has passed by frame 20 at the latest.
-	time.AfterFunc(700*time.Millisecond, p.RequestKeyframe)
+	// One request after the 10th frame (well after the first IDR, which
+	// would serve a request made before it); the keyframe interval
+	// (500 ms) since the first IDR has passed by frame 16 at 30 fps.
+	select {
+	case <-tenth:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no 10 video bursts in 60 s")
+	}
+	p.RequestKeyframe()
 	select {
 	case <-got:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no 40 video bursts in 20 s")
+	case <-time.After(120 * time.Second):
+		t.Fatal("no 40 video bursts in 120 s")
 	}
 	mu.Lock()
 	defer mu.Unlock()
