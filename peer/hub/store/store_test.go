@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/internal/pgtest"
+	"github.com/callbox/callbox/internal/testenv"
 )
 
 // The contract: every engine passes the same tests.
@@ -26,6 +27,7 @@ func TestContractSQLite(t *testing.T) {
 }
 
 func TestContractPostgres(t *testing.T) {
+	testenv.Short(t) // a PostgreSQL server per run: the full suite runs it, -short (and qemu) not
 	url := pgtest.Start(t)
 	n := 0
 	contract(t, func(t *testing.T) Store {
