@@ -231,6 +231,10 @@ func (b *Box) SetMuted(on bool) {
 // Authorize is the relay's gate: nil for a paired token (or in open mode).
 func (b *Box) Authorize(token string) error { return b.reg.Authorize(token) }
 
+// AuthorizeHash accepts the hash of a paired phone's token (a phone away
+// from home: pairing.Registry.AuthorizeHash).
+func (b *Box) AuthorizeHash(hash string) error { return b.reg.AuthorizeHash(hash) }
+
 // Open reports whether pairing is off (every client admitted).
 func (b *Box) Open() bool { return b.reg.Open() }
 

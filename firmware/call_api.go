@@ -77,6 +77,7 @@ func (p *peerPart) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/call/pair", p.handleCallPair)
 	mux.HandleFunc("POST /api/call/pair/confirm", p.handleCallPairConfirm)
 	mux.HandleFunc("DELETE /api/call/pair", p.handleCallPairCancel)
+	mux.HandleFunc("GET /api/remote", p.handleRemote)
 }
 
 // callAuthorized checks the request's token against the board's pairing.

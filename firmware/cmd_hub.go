@@ -150,6 +150,7 @@ func cmdHub(args []string) int {
 	// one copy here; the hub's relay serves the receivers.
 	mux.Handle("/v1/publish", fanout)
 	mux.Handle("/v1/fanout/", fanout)
+	mux.Handle("/box/", h.PhoneHandler())
 	mux.Handle("/metrics", h.Metrics())
 	mux.Handle("/healthz", h.Healthz())
 	mux.Handle("/readyz", h.Readyz())

@@ -513,6 +513,15 @@ func (p *boardPart) isSimulated() bool { return p.simulated }
 // and paired boxes there too.
 func (p *boardPart) dataDir() string { return p.dir }
 
+// authorizeHash accepts the hash of a paired phone's token (a phone away
+// from home presents its credential, which names the hash).
+func (p *boardPart) authorizeHash(hash string) error {
+	if p.box == nil {
+		return errBoardNotStarted
+	}
+	return p.box.AuthorizeHash(hash)
+}
+
 // setCall shows a call's progress on the LED and /api/state.
 func (p *boardPart) setCall(c board.Call) {
 	if p.box != nil {

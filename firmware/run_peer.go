@@ -42,6 +42,9 @@ type peerPart struct {
 	board    peerBoard
 	media    peerMedia
 	net      box.NetMonitor
+	// phones answers phones away from home (the relay's WebRTC
+	// transport, run_remote.go).
+	phones remoteAnswerer
 
 	hubURL   string
 	peerName string
@@ -91,6 +94,7 @@ var (
 // the call and hang-up buttons, and the LED's call state.
 type peerBoard interface {
 	authorizer
+	authorizeHash(hash string) error
 	dataDir() string
 	setHooks(board.Hooks)
 	onReset(func())
@@ -257,6 +261,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				p.setBroken(err)
 				return
 			}
+			client.OnPhoneOffer(p.answerPhone)
 			p.mu.Lock()
 			p.client, p.caller = client, caller
 			p.mu.Unlock()

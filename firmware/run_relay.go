@@ -14,6 +14,7 @@ import (
 	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/relay"
 	rwebrtc "github.com/callbox/callbox/relay/webrtc"
+	pion "github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -151,4 +152,15 @@ func (p *relayPart) Addr() net.Addr {
 		return nil
 	}
 	return p.ln.Addr()
+}
+
+// AnswerRemote answers a phone away from home, forwarded by the hub, with
+// a session of the relay's WebRTC transport (the same per-client policy as
+// the LAN's phones) whose ICE also uses the hub's STUN/TURN.
+func (p *relayPart) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, error) {
+	if p.whep == nil || p.ptr.Load() == nil {
+		return "", relay.ErrClosed
+	}
+	_, answer, err := p.whep.AnswerRemote(ctx, remote, offer, ice)
+	return answer, err
 }

@@ -150,6 +150,22 @@ func (r *Registry) Authorize(token string) error {
 	return ErrUnpaired
 }
 
+// AuthorizeHash accepts the stored hash (Hash) of a paired token: a phone
+// away from home presents a credential naming its token's hash, never the
+// token (docs/peer.md, "Phones away from home"). A factory reset revokes
+// it like the token. Open mode does not admit unknown hashes: remote
+// phones are always paired ones.
+func (r *Registry) AuthorizeHash(hash string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.tokens {
+		if subtle.ConstantTimeCompare([]byte(k), []byte(hash)) == 1 {
+			return nil
+		}
+	}
+	return ErrUnpaired
+}
+
 // Request is RequestFrom without an address (no per-address bound).
 func (r *Registry) Request(ctx context.Context, name string) (string, error) {
 	return r.RequestFrom(ctx, name, "")

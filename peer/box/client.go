@@ -68,6 +68,7 @@ type Client struct {
 	pair           *pairing      // the pairing under way, or the last one
 	pairChange     chan struct{} // closed when pair changes; replaced
 	iceAt          time.Time     // when the ICE servers were last received
+	onPhone        PhoneHandler  // answers remote phones (phone.go)
 	closed         bool
 
 	ctx    context.Context
@@ -306,6 +307,9 @@ func (c *Client) dispatch(m *proto.Message) {
 		}
 	case proto.TypePairRequest, proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel, proto.TypeError:
 		c.dispatchPairing(m)
+	case proto.TypePhoneOffer:
+		c.dispatchPhone(m)
+		return
 	case proto.TypeICE:
 		c.mu.Lock()
 		c.welcome.ICE = m.ICE

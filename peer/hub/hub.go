@@ -106,6 +106,8 @@ type Hub struct {
 	tries    map[*Session]int    // wrong pairing codes per connection
 
 	checked, rejected, matched atomic.Int64 // pairing joins on this instance (PairingStats)
+
+	phones phoneWaits // phone offers waiting for their box's answer (phone.go)
 }
 
 // Session is one box's authenticated connection. Send delivers a message to
@@ -512,6 +514,11 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 		return h.pairJoin(s, m, now)
 	case proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel:
 		return h.pairStep(s, m, now)
+	case proto.TypePhoneAnswer:
+		if !h.phones.deliver(s.Box, *m) {
+			h.cfg.Log.Debug("phone answer nobody waits for", "box", s.Box, "request", m.Call)
+		}
+		return nil
 	case proto.TypePairButton:
 		return fmt.Errorf("%w: pairing by button presses is withdrawn (it paired any two boxes pressing at once, anywhere): pair with a code", proto.ErrBadMessage)
 	case proto.TypeSignal:

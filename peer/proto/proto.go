@@ -276,6 +276,10 @@ func (m *Message) Validate() error {
 		if !strings.HasPrefix(m.URL, "/") || len(m.URL) > 256 || !printableASCII(m.URL) {
 			return bad("url %q", m.URL)
 		}
+	case TypePhoneOffer, TypePhoneAnswer:
+		if err := validPhoneMessage(m); err != nil {
+			return bad("%v", err)
+		}
 	case TypeError:
 		if m.Error == "" {
 			return bad("empty error")
@@ -325,6 +329,8 @@ func ValidPairCode(s string) bool {
 	}
 	return true
 }
+
+func utf8Valid(s string) bool { return utf8.ValidString(s) }
 
 func printableASCII(s string) bool {
 	for _, c := range []byte(s) {

@@ -43,6 +43,12 @@ type ClientOptions struct {
 	// TimeProbes is how many OPTIONS requests estimate the clock offset
 	// (default 5; negative: none, offset 0).
 	TimeProbes int
+	// ICEServers are STUN/TURN servers for the client's own candidates.
+	// Nil: the ones the endpoint's OPTIONS answer names in Link headers
+	// with rel="ice-server" (RFC 9725 section 4.6; the hub names its STUN
+	// server: a phone away from home needs its server-reflexive address),
+	// none on the LAN.
+	ICEServers []pion.ICEServer
 }
 
 // Client is a headless WHEP viewer (pion): it receives the box's H.264
@@ -90,12 +96,16 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
 		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
 		h264Out: opt.H264Out, done: make(chan struct{})}
+	ice := opt.ICEServers
 	if opt.TimeProbes > 0 {
-		off, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
+		off, links, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
 		if err != nil {
 			return nil, err
 		}
 		c.offset = off
+		if ice == nil && len(links) > 0 {
+			ice = []pion.ICEServer{{URLs: links}}
+		}
 	}
 	m, err := MediaEngine(true)
 	if err != nil {
@@ -121,7 +131,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	se.SetNetworkTypes([]pion.NetworkType{pion.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(opt.Loopback)
 	api := pion.NewAPI(pion.WithMediaEngine(m), pion.WithInterceptorRegistry(reg), pion.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(pion.Configuration{})
+	pc, err := api.NewPeerConnection(pion.Configuration{ICEServers: ice})
 	if err != nil {
 		return nil, err
 	}
@@ -201,33 +211,61 @@ func (e *StatusError) Error() string { return fmt.Sprintf("webrtc: WHEP: %d %s",
 // the uplink's delay; the downlink, where the media queues, only lengthens
 // the round trip. The estimate is the smallest such sample less half the
 // smallest round trip, at most 2 ms.
-func probeOffset(ctx context.Context, hc *http.Client, u string, n int) (time.Duration, error) {
+//
+// It also returns the STUN URLs the answers name in Link headers
+// (rel="ice-server").
+func probeOffset(ctx context.Context, hc *http.Client, u string, n int) (time.Duration, []string, error) {
 	const maxUplink = 2 * time.Millisecond
 	minUp, bestRTT := time.Duration(1<<62), time.Duration(1<<62)
+	var links []string
 	for i := 0; i < n; i++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodOptions, u, nil)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		t0 := time.Now()
 		resp, err := hc.Do(req)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		t1 := time.Now()
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if i == 0 {
+			links = iceLinks(resp.Header.Values("Link"))
+		}
 		v, err := strconv.ParseInt(resp.Header.Get(TimeHeader), 10, 64)
 		if err != nil {
-			return 0, nil // an endpoint without the header: no offset
+			return 0, links, nil // an endpoint without the header: no offset
 		}
 		minUp = min(minUp, time.Unix(0, v).Sub(t0))
 		bestRTT = min(bestRTT, t1.Sub(t0))
 	}
 	if n == 0 {
-		return 0, nil
+		return 0, links, nil
 	}
-	return minUp - min(bestRTT/2, maxUplink), nil
+	return minUp - min(bestRTT/2, maxUplink), links, nil
+}
+
+// iceLinks returns the stun: URLs of Link header values with
+// rel="ice-server" (credentialed TURN links are not taken: a phone away
+// from home needs only its server-reflexive address, the box relays).
+func iceLinks(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, l := range strings.Split(v, ",") {
+			l = strings.TrimSpace(l)
+			u, params, ok := strings.Cut(l, ";")
+			if !ok || !strings.HasPrefix(u, "<") || !strings.HasSuffix(u, ">") {
+				continue
+			}
+			u = u[1 : len(u)-1]
+			if strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="ice-server"`) && strings.HasPrefix(u, "stun:") && len(u) < 256 {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }
 
 func (c *Client) receive(t *pion.TrackRemote) {

@@ -343,7 +343,7 @@ func (s *Server) offer(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the box's video is "+c.String()+", not H.264: use the WebSocket path", http.StatusServiceUnavailable)
 		return
 	}
-	p, answer, err := s.newPeer(req, string(body))
+	p, answer, err := s.newPeer(req.Context(), req.RemoteAddr, string(body), nil)
 	if err != nil {
 		var bad *badOfferError
 		switch {
@@ -370,10 +370,52 @@ func (e *badOfferError) Error() string { return "bad offer: " + e.err.Error() }
 
 var errFull = errors.New("webrtc: too many sessions")
 
-func (s *Server) newPeer(req *http.Request, offer string) (*peer, string, error) {
+// ErrNotH264 refuses an offer while the box's video is not H.264 (a
+// browser cannot play its JPEG over WebRTC).
+var ErrNotH264 = errors.New("webrtc: the box's video is not H.264")
+
+// IsBadOffer reports whether err (from AnswerRemote) blames the offer.
+func IsBadOffer(err error) bool {
+	var bad *badOfferError
+	return errors.As(err, &bad)
+}
+
+// AnswerRemote answers an offer that did not come over this box's HTTP
+// (a phone away from home, forwarded by the hub: docs/peer.md): the same
+// session under the same policy as a WHEP client on the LAN, but its ICE
+// agent also gathers server-reflexive and relayed candidates from ice
+// (the hub's STUN and TURN). It returns the session's ID and the answer
+// with every candidate (no trickle). remote names the client in logs.
+func (s *Server) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (id, answer string, err error) {
+	if len(offer) > maxOffer {
+		return "", "", &badOfferError{errors.New("offer too large")}
+	}
+	if !s.r.Publishing(capture.CodecH264) {
+		return "", "", ErrNotH264
+	}
+	p, answer, err := s.newPeer(ctx, remote, offer, ice)
+	if err != nil {
+		return "", "", err
+	}
+	return p.id, answer, nil
+}
+
+// CloseSession ends session id (a remote phone's DELETE); false if there is none.
+func (s *Server) CloseSession(id string) bool {
+	s.mu.Lock()
+	p := s.peers[id]
+	s.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.close("DELETE")
+	return true
+}
+
+func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.ICEServer) (*peer, string, error) {
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	p := &peer{srv: s, id: hex.EncodeToString(idb[:]), remote: req.RemoteAddr, start: time.Now(),
+	p := &peer{srv: s, id: hex.EncodeToString(idb[:]), remote: remote, start: time.Now(),
 		done: make(chan struct{}), twAcked: 0xffff}
 	p.video = newSender(p, capture.KindVideo)
 	p.audio = newSender(p, capture.KindAudio)
@@ -398,7 +440,7 @@ func (s *Server) newPeer(req *http.Request, offer string) (*peer, string, error)
 		return nil, "", err
 	}
 
-	pc, err := s.api.NewPeerConnection(pion.Configuration{})
+	pc, err := s.api.NewPeerConnection(pion.Configuration{ICEServers: ice})
 	if err != nil {
 		s.forget(p)
 		return nil, "", err
@@ -449,12 +491,12 @@ func (s *Server) newPeer(req *http.Request, offer string) (*peer, string, error)
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	select {
 	case <-gathered:
-	case <-ctx.Done():
-		return fail(errors.New("webrtc: gathering host candidates timed out"))
+	case <-gctx.Done():
+		return fail(errors.New("webrtc: gathering candidates timed out"))
 	}
 	if !p.video.isBound() {
 		return fail(&badOfferError{errors.New("the offer has no H.264 42e01f packetization-mode 1 the box can send")})

@@ -1,0 +1,111 @@
+package firmware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/callbox/callbox/board/pairing"
+	"github.com/callbox/callbox/peer/box"
+	pion "github.com/pion/webrtc/v4"
+)
+
+// Phones away from home (docs/peer.md): a phone paired on the LAN asks the
+// box for its remote link (GET /api/remote); the link is the hub's page
+// for this box with a credential the box signed in its fragment. The hub
+// forwards the phone's offer over the box's hub connection, and the box
+// answers it here with a session of the relay's WebRTC transport.
+
+// remoteAnswerer answers a remote phone's offer (the relay part).
+type remoteAnswerer interface {
+	AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, error)
+}
+
+// remoteCredentialTTL is how long a remote link stays valid; a factory
+// reset ends it sooner (new identity, no tokens).
+const remoteCredentialTTL = 90 * 24 * time.Hour
+
+// answerPhone checks a remote phone's credential (this box's signature,
+// not expired, the phone still paired) and answers its offer.
+func (p *peerPart) answerPhone(ctx context.Context, o box.PhoneOffer) (string, error) {
+	client, _ := p.current()
+	if client == nil {
+		return "", errHubDown
+	}
+	cred, err := client.VerifyPhoneCredential(o.Credential)
+	if err != nil {
+		return "", fmt.Errorf("unpaired: %w", err)
+	}
+	if err := p.board.authorizeHash(cred.TokenID); err != nil {
+		return "", fmt.Errorf("unpaired: the box no longer knows this phone (factory reset?): %w", err)
+	}
+	if p.phones == nil {
+		return "", errors.New("no WebRTC transport")
+	}
+	ice := make([]pion.ICEServer, 0, len(o.ICE))
+	for _, s := range o.ICE {
+		ice = append(ice, pion.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	answer, err := p.phones.AnswerRemote(ctx, "remote phone "+cred.TokenID[:8], o.SDP, ice)
+	if err != nil {
+		return "", err
+	}
+	p.log.Info("remote phone session", "phone", cred.TokenID[:8])
+	return answer, nil
+}
+
+// remoteLink is /api/remote's answer.
+type remoteLink struct {
+	URL     string `json:"url"`
+	Expires int64  `json:"expires"` // Unix seconds
+}
+
+// handleRemote answers GET /api/remote: the calling phone's link to the
+// hub's page, for paired tokens only (the credential names the token's
+// hash, so a factory reset revokes it).
+func (p *peerPart) handleRemote(w http.ResponseWriter, r *http.Request) {
+	tok := requestToken(r)
+	if tok == "" || p.board.Authorize(tok) != nil || p.board.authorizeHash(pairing.Hash(tok)) != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
+		writeBoardJSON(w, http.StatusUnauthorized, map[string]string{"error": "pair this phone first"})
+		return
+	}
+	client, _ := p.current()
+	if client == nil {
+		err := errNoHub
+		if p.hubURL != "" {
+			err = errHubDown
+		}
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	base, err := hubPageBase(p.hubURL)
+	if err != nil {
+		writeBoardJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	exp := time.Now().Add(remoteCredentialTTL)
+	cred := client.IssuePhoneCredential(pairing.Hash(tok), exp)
+	w.Header().Set("Cache-Control", "no-store")
+	writeBoardJSON(w, http.StatusOK, remoteLink{URL: base + "/box/" + client.ID() + "#c=" + cred, Expires: exp.Unix()})
+}
+
+// hubPageBase turns the hub's signalling URL (wss://host/v1/ws) into the
+// base of its pages (https://host).
+func hubPageBase(hubURL string) (string, error) {
+	u, err := url.Parse(hubURL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("hub URL %q: not a URL", hubURL)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "wss":
+		return "https://" + u.Host, nil
+	case "ws":
+		return "http://" + u.Host, nil // network labs only (--insecure-hub)
+	}
+	return "", fmt.Errorf("hub URL %q: want wss://", hubURL)
+}

@@ -1,0 +1,300 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callbox/callbox/peer/hub/store"
+	"github.com/callbox/callbox/peer/proto"
+)
+
+// Phones away from home (docs/peer.md): the hub serves the phone page at
+// /box/<box id> and its WHEP-like signalling at /box/<box id>/whep. A POST
+// carries the phone's SDP offer and, as its bearer token, the credential
+// the box signed (proto.IssuePhoneCredential). The hub checks the
+// signature against the box's registered key (it keeps no secret for
+// phones), forwards the offer over the box's own hub connection with fresh
+// TURN credentials for the box, and returns the box's answer. Media never
+// passes through the hub except through its TURN relay, when ICE needs it.
+
+// phoneAnswerTimeout bounds the wait for the box's answer (it gathers
+// host, server-reflexive and relayed candidates before answering).
+const phoneAnswerTimeout = 10 * time.Second
+
+// maxPhoneOffers bounds the offers waiting for one box's answer.
+const maxPhoneOffers = 8
+
+// maxPhoneOffer bounds a phone's SDP offer (a browser's is 4-8 KB).
+const maxPhoneOffer = 32 << 10
+
+// phoneWaits are the offers forwarded to boxes on this instance, waiting
+// for their answers: box ID -> request ID -> the waiter.
+type phoneWaits struct {
+	mu sync.Mutex
+	m  map[string]map[string]chan proto.Message
+}
+
+func (w *phoneWaits) add(box, id string) (chan proto.Message, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string]map[string]chan proto.Message{}
+	}
+	if len(w.m[box]) >= maxPhoneOffers {
+		return nil, errors.New("too many phones connecting to this box at once")
+	}
+	if w.m[box] == nil {
+		w.m[box] = map[string]chan proto.Message{}
+	}
+	ch := make(chan proto.Message, 1)
+	w.m[box][id] = ch
+	return ch, nil
+}
+
+func (w *phoneWaits) remove(box, id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m[box], id)
+	if len(w.m[box]) == 0 {
+		delete(w.m, box)
+	}
+}
+
+// deliver hands a box's phone_answer to its waiter; false when none waits
+// (late, or a request ID the hub never made for this box).
+func (w *phoneWaits) deliver(box string, m proto.Message) bool {
+	w.mu.Lock()
+	ch := w.m[box][m.Call]
+	delete(w.m[box], m.Call)
+	w.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch <- m
+	return true
+}
+
+// PhoneHandler serves /box/ (mount it there): the page and its signalling.
+func (h *Hub) PhoneHandler() http.Handler {
+	return http.HandlerFunc(h.servePhone)
+}
+
+func (h *Hub) servePhone(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/box/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	if !proto.ValidBoxID(parts[0]) {
+		http.Error(w, "no such box", http.StatusNotFound)
+		return
+	}
+	box := parts[0]
+	switch {
+	case len(parts) == 1:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h.phonePage(w, box)
+	case len(parts) == 2 && parts[1] == "whep":
+		switch r.Method {
+		case http.MethodOptions:
+			h.phoneOptions(w)
+		case http.MethodPost:
+			h.phoneOffer(w, r, box)
+		default:
+			w.Header().Set("Allow", "POST, OPTIONS")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}
+	case len(parts) == 3 && parts[1] == "whep":
+		// The session ends when the phone's ICE goes away (the box's
+		// agent notices in seconds); the hub does not forward DELETEs.
+		w.Header().Set("Allow", "DELETE")
+		if r.Method != http.MethodDelete {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// phoneOptions answers the WHEP client's OPTIONS: the hub's clock and its
+// STUN servers as ice-server links (RFC 9725 section 4.6).
+func (h *Hub) phoneOptions(w http.ResponseWriter) {
+	w.Header().Set("Callbox-Time", strconv.FormatInt(time.Now().UnixNano(), 10))
+	w.Header().Set("Accept-Post", "application/sdp")
+	for _, u := range h.cfg.STUNURLs {
+		w.Header().Add("Link", "<"+u+`>; rel="ice-server"`)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// phoneCredential checks the bearer credential of r for box.
+func (h *Hub) phoneCredential(r *http.Request, box string) (proto.PhoneCredential, int, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return proto.PhoneCredential{}, http.StatusUnauthorized, errors.New("pair at home first: no credential")
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	rec, err := h.store.GetBox(ctx, box)
+	if errors.Is(err, store.ErrNotFound) {
+		return proto.PhoneCredential{}, http.StatusUnauthorized, errors.New("pair at home first: unknown box")
+	}
+	if err != nil {
+		return proto.PhoneCredential{}, http.StatusServiceUnavailable, err
+	}
+	c, err := proto.VerifyPhoneCredential(box, rec.Key, strings.TrimSpace(tok), h.cfg.Now())
+	if err != nil {
+		return proto.PhoneCredential{}, http.StatusUnauthorized, fmt.Errorf("pair at home first: %w", err)
+	}
+	return c, 0, nil
+}
+
+func (h *Hub) phoneOffer(w http.ResponseWriter, r *http.Request, box string) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/sdp" {
+		http.Error(w, "want Content-Type: application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	cred, code, err := h.phoneCredential(r, box)
+	if err != nil {
+		h.cfg.Log.Info("phone refused", "box", box, "remote", r.RemoteAddr, "err", err)
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPhoneOffer+1))
+	if err != nil || len(body) == 0 || len(body) > maxPhoneOffer {
+		http.Error(w, "unreadable, empty or too large offer", http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	s := h.sessions[box]
+	h.mu.Unlock()
+	if s == nil {
+		// With a cluster the box may be on another instance; forwarding
+		// phone offers through NATS is not built (docs/peer.md).
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "the box is not connected to this hub", http.StatusServiceUnavailable)
+		return
+	}
+	var idb [12]byte
+	_, _ = rand.Read(idb[:])
+	id := "ph-" + hex.EncodeToString(idb[:])
+	ch, err := h.phones.add(box, id)
+	if err != nil {
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer h.phones.remove(box, id)
+	// The hub checked the phone: the box gets TURN credentials for it even
+	// without a pairing with another box.
+	m := proto.Message{Type: proto.TypePhoneOffer, Call: id, Token: r.Header.Get("Authorization")[len("Bearer "):], SDP: string(body), ICE: h.iceServers(box, true)}
+	m.Token = strings.TrimSpace(m.Token)
+	if err := m.Validate(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := s.Send(m); err != nil {
+		http.Error(w, "the box is not reachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), phoneAnswerTimeout)
+	defer cancel()
+	select {
+	case a := <-ch:
+		if a.Error != "" {
+			h.cfg.Log.Info("box refused a phone", "box", box, "phone", cred.TokenID[:8], "err", a.Error)
+			code := http.StatusServiceUnavailable
+			if strings.HasPrefix(a.Error, "unpaired") {
+				code = http.StatusUnauthorized
+			} else if strings.HasPrefix(a.Error, "bad offer") {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, a.Error, code)
+			return
+		}
+		h.cfg.Log.Info("phone session", "box", box, "phone", cred.TokenID[:8], "remote", r.RemoteAddr)
+		w.Header().Set("Content-Type", "application/sdp")
+		w.Header().Set("Location", "/box/"+box+"/whep/"+id)
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, a.SDP)
+	case <-ctx.Done():
+		http.Error(w, "the box did not answer in time", http.StatusGatewayTimeout)
+	}
+}
+
+func (h *Hub) phonePage(w http.ResponseWriter, box string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; media-src 'self' blob:")
+	stun := "[]"
+	if len(h.cfg.STUNURLs) > 0 {
+		stun = `["` + strings.Join(h.cfg.STUNURLs, `","`) + `"]`
+	}
+	_ = phonePageTmpl.Execute(w, map[string]any{"Box": box, "STUN": template.JS(stun)})
+}
+
+// The phone page: the credential arrives in the URL's fragment (never
+// sent to the hub in the request line, never in its logs) from the box's
+// LAN page, and is kept in the phone's localStorage for this box. Without
+// one, or when the hub or the box refuses it, the page says to pair at
+// home first.
+var phonePageTmpl = template.Must(template.New("phone").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>callbox</title>
+<style>body{font-family:sans-serif;margin:0;background:#111;color:#eee;text-align:center}video{width:100%;max-height:90vh;background:#000}#msg{padding:1em}</style>
+</head><body>
+<video id="v" autoplay playsinline muted controls></video>
+<div id="msg">connecting…</div>
+<script>
+(function(){
+  var box = "{{.Box}}", stun = {{.STUN}};
+  var key = "callbox-remote-" + box, msg = document.getElementById("msg");
+  var m = /[#&]c=([0-9a-f]{64}\.[0-9]+\.[A-Za-z0-9_-]+)/.exec(location.hash);
+  if (m) { localStorage.setItem(key, m[1]); history.replaceState(null, "", location.pathname); }
+  var cred = localStorage.getItem(key);
+  function pairFirst(){ document.getElementById("v").style.display="none";
+    msg.textContent = "This phone is not paired with this box. Pair at home first: open the box's page on its Wi-Fi, pair, then use its \"away from home\" link."; }
+  if (!cred) { pairFirst(); return; }
+  var pc = new RTCPeerConnection({iceServers: stun.length ? [{urls: stun}] : []});
+  pc.addTransceiver("video", {direction: "recvonly"});
+  pc.addTransceiver("audio", {direction: "recvonly"});
+  pc.ontrack = function(e){ var v=document.getElementById("v"); if (!v.srcObject) v.srcObject = new MediaStream(); v.srcObject.addTrack(e.track); };
+  pc.onconnectionstatechange = function(){ msg.textContent = pc.connectionState === "connected" ? "live" : pc.connectionState; };
+  pc.createOffer().then(function(o){ return pc.setLocalDescription(o); }).then(function(){
+    return new Promise(function(ok){ if (pc.iceGatheringState === "complete") return ok();
+      pc.onicegatheringstatechange = function(){ if (pc.iceGatheringState === "complete") ok(); };
+      setTimeout(ok, 3000); });
+  }).then(function(){
+    return fetch("/box/" + box + "/whep", {method: "POST", headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + cred}, body: pc.localDescription.sdp});
+  }).then(function(r){
+    if (r.status === 401) { localStorage.removeItem(key); pairFirst(); throw null; }
+    if (r.status !== 201) return r.text().then(function(t){ throw new Error(t || r.status); });
+    return r.text();
+  }).then(function(sdp){ return pc.setRemoteDescription({type: "answer", sdp: sdp}); })
+  .catch(function(e){ if (e) msg.textContent = "could not connect: " + e.message; });
+})();
+</script></body></html>
+`))
