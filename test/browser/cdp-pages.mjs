@@ -162,7 +162,20 @@ try {
       reject(new Error(`a page is not live after ${liveBudget} s: ${st.join(' ')}`));
     }, liveBudget * 1000);
   });
-  await Promise.race([Promise.all(sessions.map((s) => evaluate(s, LIVE, true))), late]);
+  // A new target starts on about:blank: an evaluation that lands before the
+  // page's navigation commits dies with its context, so it is asked again
+  // in the page that replaced it.
+  const untilLive = async (s) => {
+    for (;;) {
+      try {
+        return await evaluate(s, LIVE, true);
+      } catch (e) {
+        if (!/context was destroyed|Cannot find (default )?(execution )?context/i.test(String(e.message))) throw e;
+        await sleep(100);
+      }
+    }
+  };
+  await Promise.race([Promise.all(sessions.map(untilLive)), late]);
   clearTimeout(timer);
   emit({ event: 'live', pages: n });
   await sleep(2000);
