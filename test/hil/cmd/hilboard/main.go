@@ -189,7 +189,7 @@ func run() error {
 	if _, err := waitState("muted after A short", 5*time.Second, func(s state) bool { return s.Muted && s.State == "muted" }); err != nil {
 		return err
 	}
-	runs, err = sample(4500 * time.Millisecond)
+	runs, err = sample(6500 * time.Millisecond) // three cycles of 2 s: expectRhythm needs 4 whole runs inside
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func run() error {
 	if _, err := waitState("phone waiting", 5*time.Second, func(s state) bool { return s.Waiting == 1 && s.LED == "pairing" }); err != nil {
 		return err
 	}
-	runs, err = sample(5000 * time.Millisecond) // two cycles of 2.1 s
+	runs, err = sample(6500 * time.Millisecond) // three cycles of 2.1 s
 	if err != nil {
 		return err
 	}
