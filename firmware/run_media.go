@@ -91,7 +91,7 @@ func h264Config(c *config.Config) media.H264Config {
 func mediaConfig(c *config.Config) media.Config {
 	return media.Config{
 		Camera: c.Camera.Device, Mic: c.Audio.Device,
-		Video:      media.VideoConfig{Width: c.Camera.Width, Height: c.Camera.Height, FPS: c.Camera.FPS},
+		Video:      media.VideoConfig{Width: c.Camera.Width, Height: c.Camera.Height, FPS: c.Camera.FPS, Mark: c.Name},
 		PacketSize: c.Relay.PacketSize,
 	}
 }

@@ -69,7 +69,7 @@ type peerPart struct {
 
 	mu     sync.Mutex
 	missed []missedCall // the latest unanswered calls, newest last
-	client *box.Client // nil until registered with the hub
+	client *box.Client  // nil until registered with the hub
 	caller *box.Caller
 	st     box.State // the last state the caller reported
 	broken error     // why calls are off although a hub is configured

@@ -29,6 +29,9 @@ type VideoConfig struct {
 	// pictures; a real camera still gives JPEG, which the stage decodes),
 	// or H.264 (a camera's own H.264 mode; ChooseVideo decides).
 	Format capture.Codec
+	// Mark tells the synthetic camera's picture apart (synth.CameraConfig.Mark:
+	// the box's name).
+	Mark string
 }
 
 // device is a source chosen at start and how to open it again after it
@@ -52,7 +55,7 @@ func openCamera(spec string, vc VideoConfig, fallback bool) (device[capture.Vide
 		if vc.Format == capture.CodecI420 {
 			format = capture.CodecI420
 		}
-		c, err := synth.NewCamera(synth.CameraConfig{Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: format})
+		c, err := synth.NewCamera(synth.CameraConfig{Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Format: format, Mark: vc.Mark})
 		if err != nil {
 			return nil, fmt.Errorf("synthetic camera: %w", err)
 		}

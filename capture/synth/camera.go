@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"image"
 	"image/color"
 	"image/draw"
@@ -70,6 +71,32 @@ type CameraConfig struct {
 	// Format is what ReadFrame yields: capture.CodecJPEG (the default) or
 	// capture.CodecI420, the same picture uncompressed, for an encoder.
 	Format capture.Codec
+	// Mark, if not empty, paints a block of a colour derived from it
+	// (MarkColor) in the top-right corner: two synthetic boxes in a call
+	// (marked with their names) then show pictures a test can tell apart.
+	Mark string
+}
+
+// markPalette are the colours MarkColor picks from: saturated and far
+// apart, so a JPEG round trip cannot turn one into another.
+var markPalette = [...]color.RGBA{
+	{230, 30, 30, 255}, {30, 200, 30, 255}, {30, 60, 230, 255}, {230, 30, 230, 255},
+	{30, 210, 210, 255}, {230, 210, 30, 255}, {240, 130, 20, 255}, {140, 40, 220, 255},
+}
+
+// MarkColor is the colour CameraConfig.Mark paints for mark.
+func MarkColor(mark string) color.RGBA {
+	h := fnv.New32a()
+	h.Write([]byte(mark))
+	return markPalette[h.Sum32()%uint32(len(markPalette))]
+}
+
+// MarkRect is where the mark is painted in a w x h picture: the top-right
+// eighth of the width and height, on whole 16-pixel blocks (over the last
+// colour bar; the counter is top-left, the ball's band lower down).
+func MarkRect(w, h int) image.Rectangle {
+	mw, mh := max(16, w/8/16*16), max(16, h/8/16*16)
+	return image.Rect(w/16*16-mw, 0, w/16*16, mh)
 }
 
 func (c *CameraConfig) fill() {
@@ -108,6 +135,22 @@ type layout struct {
 	step             int // pixels the ball moves per frame
 	phases           int // ball positions within one tile
 	positions        int // ball positions in one sweep
+	mark             string
+}
+
+// background is the pattern's static part, with the mark if any.
+func (l *layout) background() *image.RGBA {
+	img := drawBackground(l.width, l.height)
+	if l.mark != "" {
+		c := MarkColor(l.mark)
+		r := MarkRect(l.width, l.height)
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				img.SetRGBA(x, y, c)
+			}
+		}
+	}
+	return img
 }
 
 func newLayout(w, h int) (layout, error) {
@@ -192,6 +235,7 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 	if err != nil {
 		return nil, err
 	}
+	lay.mark = cfg.Mark
 	// The JPEG tiles are built in both formats: AppendFrame gives the JPEG
 	// of any frame, and a raw camera's pictures are the same pattern.
 	t, err := buildTiles(&lay, cfg.Quality)
@@ -406,7 +450,7 @@ func buildTiles(l *layout, quality int) (*tiles, error) {
 		return image.Rect(col*l.tileW, row*16, (col+1)*l.tileW, (row+1)*16).Intersect(frame)
 	}
 
-	bg := drawBackground(l.width, l.height)
+	bg := l.background()
 	t.bg = make([][]byte, l.mcuRows*l.tileCols)
 	for row := 0; row < l.mcuRows; row++ {
 		for col := 0; col < l.tileCols; col++ {

@@ -80,7 +80,7 @@ type rawPattern struct {
 }
 
 func buildRaw(l *layout) *rawPattern {
-	bgImg := drawBackground(l.width, l.height)
+	bgImg := l.background()
 	band := image.Rect(0, l.bandRow*16, l.width, (l.bandRow+l.bandRows)*16)
 	for y := band.Min.Y; y < band.Max.Y; y++ {
 		for x := band.Min.X; x < band.Max.X; x++ {

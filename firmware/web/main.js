@@ -115,6 +115,54 @@ const viewSize = () => {
 };
 const video = new JpegVideo(wsURL, { token, hcDelayMs, viewSize: params.get('decode') === 'full' ? null : viewSize });
 const audio = new AudioPlayer(wsURL, { token, hcDelayMs, clock: video.clock });
+// The other home during a call: the box republishes the other box's media
+// on its call relay (/ws/call/video, /ws/call/audio; docs/peer.md). Calls
+// carry RTP/JPEG and PCMU, which the browser's WebRTC stack cannot decode,
+// so the page rebuilds them as it does the box's own on the WebSocket path.
+const callURL = (kind) => wsURL(`call/${kind}`);
+const callVideo = new JpegVideo(callURL, { token, viewSize: params.get('decode') === 'full' ? null : () => {
+  const r = $('callvideo').getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  return { width: r.width * dpr, height: r.height * dpr };
+} });
+const callAudio = new AudioPlayer(callURL, { token, clock: callVideo.clock });
+let callUpSince = 0; // performance.now() when this page saw the call connect
+Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callAudioRunning: false, callDurationS: 0, callView: false });
+callVideo.onframe = (f) => {
+  const c = $('callvideo');
+  if (c.width !== f.width || c.height !== f.height) { c.width = f.width; c.height = f.height; }
+  c.getContext('2d', { alpha: false }).drawImage(f.image, 0, 0);
+  f.close();
+  stats.callFramesDrawn++;
+  stats.callWidth = f.frameWidth;
+  stats.callHeight = f.frameHeight;
+};
+
+// followCall opens the call's media while the call is up (direct or
+// relayed) and closes it after.
+function followCall(call) {
+  const up = !!(call && (call.state === 'direct' || call.state === 'relayed') && stats.box && stats.box.paired);
+  if (up === stats.callView) return;
+  stats.callView = up;
+  document.body.classList.toggle('in-call', up);
+  $('callview').hidden = !up;
+  if (up) {
+    callUpSince = performance.now();
+    callAudio.setMuted(stats.audioMuted);
+    callAudio.setVolume(stats.volume);
+    callVideo.start();
+    callAudio.start();
+    // The other home's sound replaces this room's own (which would echo).
+    audio.setMuted(true);
+    if (rtc) rtc.setMuted(true);
+  } else {
+    callVideo.stop();
+    callAudio.stop();
+    audio.setMuted(stats.audioMuted);
+    if (rtc) rtc.setMuted(stats.audioMuted);
+  }
+}
+
 const latency = new Rolling(300);
 // Where the latency goes: capture -> last packet in (box, relay, network,
 // the page's message handling) and last packet in -> decoded.
@@ -315,15 +363,17 @@ async function callAPI(method, path) {
   wakeBox();
 }
 
+$('callview').addEventListener('click', () => callAudio.unlock());
 $('call').addEventListener('click', (e) => {
   e.stopPropagation();
+  callAudio.unlock();
   const call = stats.box && stats.box.call;
   if (!call) return;
   callAPI(call.state === 'idle' ? 'POST' : 'DELETE', '/api/call');
 });
 // An incoming call rings on every phone: Answer takes it (as button B on
 // the box does), Decline ends it.
-$('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callAPI('POST', '/api/call/answer'); });
+$('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callAudio.unlock(); callAPI('POST', '/api/call/answer'); });
 $('decline').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call'); });
 $('missed-ok').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call/missed'); });
 
@@ -375,6 +425,7 @@ $('boxpair-cancel').addEventListener('click', () => boxPair('DELETE', '/api/call
 // screen, so there the overlays hide instead.
 $('stage').addEventListener('click', () => {
   audio.unlock();
+  callAudio.unlock();
   if (rtc && rtc.autoplayMuted) rtc.setMuted(stats.audioMuted);
   const d = document;
   if (d.fullscreenElement || d.webkitFullscreenElement) {
@@ -392,6 +443,7 @@ $('stage').addEventListener('click', () => {
 $('sound').addEventListener('click', (e) => {
   e.stopPropagation();
   audio.unlock();
+  callAudio.unlock();
   if (rtc) rtc.setMuted(stats.audioMuted);
 });
 audio.onchange = render;
@@ -483,6 +535,14 @@ function render() {
   bpStatus.dataset.sas = bp && bp.sas ? bp.sas : '';
   $('boxpair-confirm').hidden = !(bp && bp.stage === 'compare');
   $('boxpair-cancel').hidden = !(bp && ['waiting', 'compare', 'confirmed'].includes(bp.stage));
+  followCall(call);
+  if (stats.callView) {
+    const secs = Math.floor((performance.now() - callUpSince) / 1000);
+    stats.callDurationS = secs;
+    stats.callAudioRunning = callAudio.running;
+    const dur = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
+    $('callinfo').textContent = `${call.peer || 'the other box'} · ${call.state} · ${dur}${stats.audioMuted ? ' · muted' : ''}`;
+  }
   const ringing = !!(call && call.state === 'ringing' && box.paired);
   $('ring').hidden = !ringing;
   callBtn.hidden = callBtn.hidden || ringing;
@@ -495,7 +555,7 @@ function render() {
     $('missed-text').textContent = missed.length === 1 ? `Missed call from ${last.peer} at ${at}`
       : `${missed.length} missed calls, the last from ${last.peer} at ${at}`;
   }
-  $('sound').hidden = s.audioRunning;
+  $('sound').hidden = stats.callView ? callAudio.running : s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
   // What the box sends (H.264 from the camera, the hardware or the
   // software encoder; or JPEG) and why: /api/state's "video".
@@ -617,8 +677,12 @@ $('mute').addEventListener('click', (e) => {
   stats.audioMuted = !stats.audioMuted;
   $('mute').setAttribute('aria-pressed', String(stats.audioMuted));
   $('mute').textContent = stats.audioMuted ? 'Unmute' : 'Mute';
-  if (rtc) rtc.setMuted(stats.audioMuted);
-  audio.setMuted(stats.audioMuted);
+  if (stats.callView) {
+    callAudio.setMuted(stats.audioMuted);
+  } else {
+    if (rtc) rtc.setMuted(stats.audioMuted);
+    audio.setMuted(stats.audioMuted);
+  }
   render();
 });
 $('volume').addEventListener('click', (e) => e.stopPropagation());
@@ -626,6 +690,7 @@ $('volume').addEventListener('input', (e) => {
   stats.volume = Number(e.target.value);
   if (rtc) rtc.setVolume(stats.volume);
   audio.setVolume(stats.volume);
+  callAudio.setVolume(stats.volume);
 });
 
 // rtcTick folds the browser's WebRTC counters into callboxStats.

@@ -6,9 +6,13 @@
 // 0. The boxes pair from their pages: A's page asks for a code, B's page
 //    enters it, both pages show the same confirmation, and both confirm.
 // 1. The page on box A shows the Call button (the box has a hub).
-// 2. A tap on it calls box B: the page's box state says "in a call with
-//    ... (direct)" and box B's /api/state says direct too.
-// 3. A second tap hangs up: the button says Call again, box B is idle.
+// 2. A tap on it calls box B, which rings: B's page shows the notice; a tap
+//    on its Answer takes the call. A's page says "in a call with ...
+//    (direct)" and box B's /api/state says direct too.
+// 3. B's page shows the other home (A's synthetic camera, its mark colour)
+//    full-screen with its own room (B's mark) picture-in-picture, the
+//    call's state and duration, and plays A's sound.
+// 4. A tap on Hang up on B's page ends the call: both boxes are idle.
 //
 // Prints one JSON object per line; the last is {"event":"result",...}.
 // call_test.go runs it and judges the result.
@@ -23,6 +27,7 @@ const { values: opt } = parseArgs({
     url: { type: 'string' },
     other: { type: 'string' },
     timeout: { type: 'string', default: '60' },
+    shot: { type: 'string', default: '' },
   },
 });
 const emit = (o) => console.log(JSON.stringify(o));
@@ -68,7 +73,6 @@ try {
   await stageIs(pageB, 'paired');
   result.pairedText = await page.textContent('#boxpair-status');
   result.pairMs = Date.now() - tp;
-  await pageB.close();
 
   const t0 = Date.now();
   await page.goto(opt.url);
@@ -78,16 +82,56 @@ try {
 
   const t1 = Date.now();
   await page.click('#call');
+  // Box B rings: its page shows the notice; a tap answers.
+  await pageB.waitForSelector('#ring:not([hidden])', { timeout: ms });
+  result.ringMs = Date.now() - t1;
+  result.ringText = await pageB.textContent('#ring-text');
+  result.stateRinging = (await otherCall()).state;
+  const ta = Date.now();
+  await pageB.click('#answer');
   await page.waitForFunction(() => /\(direct\)|\(relayed\)/.test(document.getElementById('boxstate').textContent), null, { timeout: ms });
-  result.inCallMs = Date.now() - t1;
+  result.inCallMs = Date.now() - ta;
   result.boxstateInCall = await page.textContent('#boxstate');
   result.labelInCall = await page.textContent('#call');
   result.otherInCall = (await otherCall()).state;
 
-  await page.click('#call');
+  // B's page: the other home full-screen, decoded; its own room small.
+  await pageB.waitForFunction(() => window.callboxStats.callFramesDrawn >= 10, null, { timeout: ms });
+  await pageB.waitForFunction(() => window.callboxStats.callDurationS >= 2, null, { timeout: ms });
+  result.callFrames = await pageB.evaluate(() => ({ drawn: window.callboxStats.callFramesDrawn, w: window.callboxStats.callWidth, h: window.callboxStats.callHeight }));
+  // The mark's colour (synth.MarkRect: the top-right eighth) in the
+  // call's picture and in the box's own.
+  result.colours = await pageB.evaluate(() => {
+    const sample = (el, w, h) => {
+      const c = document.createElement('canvas');
+      c.width = w; c.height = h;
+      const g = c.getContext('2d');
+      g.drawImage(el, 0, 0, w, h);
+      const d = g.getImageData(Math.floor(w - w / 32), Math.floor(8 * h / 240), 1, 1).data;
+      return [d[0], d[1], d[2]];
+    };
+    const own = document.body.classList.contains('path-webrtc') ? document.getElementById('rtc') : document.getElementById('video');
+    const call = document.getElementById('callvideo');
+    const ownW = own.videoWidth || own.width, ownH = own.videoHeight || own.height;
+    return { call: sample(call, call.width, call.height), own: sample(own, ownW, ownH) };
+  });
+  const rect = async (sel) => pageB.evaluate((s) => { const r = document.querySelector(s).getBoundingClientRect(); return [r.width, r.height]; }, sel);
+  result.callRect = await rect('#callvideo');
+  result.ownRect = await rect('#stage');
+  result.callInfo = await pageB.textContent('#callinfo');
+  await pageB.click('#callview'); // a tap: sound (autoplay rules)
+  await pageB.waitForFunction(() => window.callboxStats.callAudioRunning, null, { timeout: ms }).catch(() => {});
+  result.callAudioRunning = await pageB.evaluate(() => window.callboxStats.callAudioRunning);
+  if (opt.shot) await pageB.screenshot({ path: opt.shot });
+
+  // Hang up by tapping on B's page.
+  result.labelB = await pageB.textContent('#call');
+  await pageB.click('#call');
   await page.waitForFunction(() => document.getElementById('call').textContent === 'Call', null, { timeout: ms });
   for (let i = 0; i < 50 && (await otherCall()).state !== 'idle'; i++) await new Promise((r) => setTimeout(r, 100));
   result.otherAfter = (await otherCall()).state;
+  await pageB.waitForFunction(() => !window.callboxStats.callView, null, { timeout: ms });
+  result.callViewAfter = await pageB.evaluate(() => window.callboxStats.callView);
   result.callError = await page.evaluate(() => window.callboxStats.callError);
 } catch (e) {
   fail(e);

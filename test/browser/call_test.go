@@ -2,13 +2,18 @@ package browser
 
 import (
 	"bytes"
+	"fmt"
+	"image/color"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callbox/callbox/capture/synth"
 	"github.com/callbox/callbox/internal/testenv"
 )
 
@@ -35,9 +40,17 @@ func TestPageCall(t *testing.T) {
 	}
 	t.Cleanup(func() { hub.Process.Kill(); hub.Wait() })
 	hubURL := "ws://" + hubAddr + "/v1/ws"
-	// --auto-answer: the called box takes the call (the default refuses it).
-	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
-	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--auto-answer")
+	// Named boxes: their synthetic cameras paint different marks. B rings
+	// (no auto-answer) and its page answers.
+	conf := func(name string) string {
+		p := filepath.Join(t.TempDir(), "callbox.toml")
+		if err := os.WriteFile(p, []byte("name = \""+name+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--config", conf("kitchen"))
+	b := startBoxWith(t, freeAddr(t), "--open", "--board", "sim", "--hub", hubURL, "--config", conf("attic"))
 
 	// The pages pair the boxes once both are registered with the hub
 	// (their logs say so).
@@ -46,7 +59,11 @@ func TestPageCall(t *testing.T) {
 			t.Fatalf("%v\n%s", err, hubLog.String())
 		}
 	}
-	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/")
+	shot := filepath.Join(t.TempDir(), "call.png")
+	if d := os.Getenv("CALLBOX_SHOTS"); d != "" {
+		shot = filepath.Join(d, "call-page-b.png")
+	}
+	r := nodeScript(t, "call", nil, "call.spec.mjs", "--url", "http://"+a.addr+"/", "--other", "http://"+b.addr+"/", "--shot", shot)
 	t.Logf("paired from the pages in %.0f ms: %q, then %q, then %q", r.num("pairMs"), r["codeText"], r["compareText"], r["pairedText"])
 	if sa, _ := r["sasA"].(string); len(sa) != 6 || r["sasA"] != r["sasB"] {
 		t.Errorf("the pages show the confirmations %v and %v, want the same 6 digits", r["sasA"], r["sasB"])
@@ -63,6 +80,40 @@ func TestPageCall(t *testing.T) {
 	}
 	if r["otherInCall"] != "direct" || r["otherAfter"] != "idle" {
 		t.Errorf("box B's call: %v in the call, %v after the hang-up; want direct, idle", r["otherInCall"], r["otherAfter"])
+	}
+	t.Logf("B rang %.0f ms after the tap (%q, state %v); in a call %.0f ms after Answer", r.num("ringMs"), r["ringText"], r["stateRinging"], r.num("inCallMs"))
+	if r["stateRinging"] != "ringing" || !strings.Contains(fmt.Sprint(r["ringText"]), "kitchen") {
+		t.Errorf("box B while ringing: state %v, notice %q", r["stateRinging"], r["ringText"])
+	}
+	t.Logf("B's page: call frames %v, colours %v (want call ≈ kitchen %v, own ≈ attic %v), call view %v, own PiP %v, %q, call audio running %v",
+		r["callFrames"], r["colours"], synth.MarkColor("kitchen"), synth.MarkColor("attic"), r["callRect"], r["ownRect"], r["callInfo"], r["callAudioRunning"])
+	if fr, _ := r["callFrames"].(map[string]any); fr == nil || fr["drawn"].(float64) < 10 || fr["w"].(float64) == 0 {
+		t.Errorf("B's page decoded no call frames: %v", r["callFrames"])
+	}
+	cols, _ := r["colours"].(map[string]any)
+	near := func(v any, want color.RGBA) bool {
+		c, _ := v.([]any)
+		if len(c) != 3 {
+			return false
+		}
+		d := 0.0
+		for i, w := range []uint8{want.R, want.G, want.B} {
+			d = max(d, math.Abs(c[i].(float64)-float64(w)))
+		}
+		return d < 40
+	}
+	if cols == nil || !near(cols["call"], synth.MarkColor("kitchen")) || !near(cols["own"], synth.MarkColor("attic")) {
+		t.Errorf("B's page: the call shows %v (want kitchen's mark %v), its own room %v (want attic's %v)",
+			cols["call"], synth.MarkColor("kitchen"), cols["own"], synth.MarkColor("attic"))
+	}
+	if cr, or := r["callRect"].([]any), r["ownRect"].([]any); len(cr) != 2 || len(or) != 2 || cr[0].(float64) < 2*or[0].(float64) {
+		t.Errorf("B's page: call picture %v should be full-screen, own room %v picture-in-picture", r["callRect"], r["ownRect"])
+	}
+	if info, _ := r["callInfo"].(string); !strings.Contains(info, "kitchen") || !strings.Contains(info, "direct") || !strings.Contains(info, "0:0") {
+		t.Errorf("B's page call info %q: want the peer, the path and the duration", info)
+	}
+	if r["labelB"] != "Hang up" || r["callViewAfter"] != false {
+		t.Errorf("B's page: button %v in the call, call view after hang-up %v", r["labelB"], r["callViewAfter"])
 	}
 	if r["callError"] != "" {
 		t.Errorf("page's call error: %v", r["callError"])
