@@ -367,6 +367,7 @@ func (c *Camera) convert(data []byte, now time.Time) (capture.VideoFrame, error)
 		c.buf = append(c.buf[:0], data[:n]...)
 		fr.Keyframe = true
 	case FourccH264:
+		data = trimAccessUnit(data)
 		if len(data) == 0 {
 			return fr, errSkip
 		}
@@ -524,6 +525,39 @@ func jpegLength(b []byte) int {
 		}
 	}
 	return 0
+}
+
+// trimAccessUnit cuts an H.264 buffer after its first access unit. A
+// camera delivers one access unit per buffer, but a driver that reports
+// the whole buffer as used (v4l2loopback does, at times) leaves the tail of
+// an earlier, larger frame behind it: NAL units of another picture, which
+// a decoder would take for a new one. The cut is where H.264 (7.4.1.2.3)
+// says a new access unit begins: after a slice, an access unit delimiter,
+// SEI, SPS or PPS, or a slice whose first_mb_in_slice is 0.
+func trimAccessUnit(b []byte) []byte {
+	seenSlice := false
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] != 0 || b[i+1] != 0 || b[i+2] != 1 {
+			continue
+		}
+		start := i // the start code, with its leading zero if it has one
+		if start > 0 && b[start-1] == 0 {
+			start--
+		}
+		t := b[i+3] & 0x1F
+		switch {
+		case t == 1 || t == 5:
+			// first_mb_in_slice is ue(v): 0 is the single bit 1.
+			if seenSlice && i+4 < len(b) && b[i+4]&0x80 != 0 {
+				return b[:start]
+			}
+			seenSlice = true
+		case seenSlice && (t == 6 || t == 7 || t == 8 || t == 9):
+			return b[:start]
+		}
+		i += 2
+	}
+	return b
 }
 
 // h264Keyframe reports whether an Annex B access unit holds an IDR slice

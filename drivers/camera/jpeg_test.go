@@ -45,3 +45,41 @@ func FuzzJPEGLength(f *testing.F) {
 		}
 	})
 }
+
+// TestTrimAccessUnit: the first access unit of a buffer stays whole (its
+// parameter sets, every slice of a multi-slice picture); the stale tail of
+// another picture behind it goes.
+func TestTrimAccessUnit(t *testing.T) {
+	idr := []byte{0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 0x88, 9, 0, 0, 1, 0x65, 0x40, 9}
+	p := []byte{0, 0, 0, 1, 0x41, 0x9a, 7}
+	for _, c := range []struct {
+		name     string
+		in, want []byte
+	}{
+		{"idr alone (second slice kept)", idr, idr},
+		{"p alone", p, p},
+		{"p then a stale idr", append(append([]byte{}, p...), idr...), p},
+		{"idr then a stale p slice", append(append([]byte{}, idr...), p...), idr},
+		{"p then stale bytes and an AUD", append(append([]byte{}, p...), 0x12, 0x34, 0, 0, 1, 9, 0xf0), append(append([]byte{}, p...), 0x12, 0x34)},
+		{"trailing zeros kept", append(append([]byte{}, p...), 0, 0, 0, 0), append(append([]byte{}, p...), 0, 0, 0, 0)},
+		{"empty", nil, nil},
+	} {
+		if got := trimAccessUnit(c.in); !bytes.Equal(got, c.want) {
+			t.Errorf("%s: % x, want % x", c.name, got, c.want)
+		}
+	}
+}
+
+func FuzzTrimAccessUnit(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 0x41, 0x9a, 7, 0, 0, 1, 0x65, 0x88})
+	f.Add([]byte{0, 0, 1, 9, 0xf0, 0, 0, 1, 0x67})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := trimAccessUnit(b)
+		if !bytes.HasPrefix(b, got) {
+			t.Fatalf("not a prefix")
+		}
+		if len(got) > 0 && !bytes.Equal(trimAccessUnit(got), got) {
+			t.Fatalf("trimming twice cuts more")
+		}
+	})
+}
