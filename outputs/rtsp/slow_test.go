@@ -22,6 +22,9 @@ func TestSlowReaderBesideFast(t *testing.T) {
 	testenv.Short(t)
 	b := startBox(t, boxOptions{open: true})
 	const window = 4 * time.Second
+	// allowance absorbs the shared 2-core machine's scheduling: p99 of 360
+	// frames moves by tens of milliseconds from run to run under load.
+	const allowance = 50.0 // ms
 
 	run := func(slowRate float64) (fastP99 float64, fastRate float64, slow *testReader) {
 		var fast []*testReader
@@ -69,7 +72,7 @@ func TestSlowReaderBesideFast(t *testing.T) {
 		}
 		with, _, slow = run(rate / 4)
 		<-slow.done
-		if with <= 1.1*base+25 {
+		if with <= 1.1*base+allowance {
 			break
 		}
 		t.Logf("attempt %d: fast p99 %.1f ms alone, %.1f ms beside the slow reader: again", attempt, base, with)
@@ -89,7 +92,7 @@ func TestSlowReaderBesideFast(t *testing.T) {
 		t.Errorf("slow reader fell %.0f ms behind, want < 500", s.LatencyMaxMs)
 	}
 	// Within 1.1x, plus an allowance for the shared machine's scheduling.
-	if with > 1.1*base+25 {
+	if with > 1.1*base+allowance {
 		t.Errorf("fast readers' p99 %.1f ms beside the slow reader, %.1f ms without it", with, base)
 	}
 }
