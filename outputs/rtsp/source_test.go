@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,25 @@ type box struct {
 	url    string // rtsp://127.0.0.1:PORT/live
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// published counts the bytes an RTSP/TCP reader of everything would
+	// read (RTP plus the 4-byte interleaved headers), since start.
+	published atomic.Int64
+	started   time.Time
+}
+
+// rate is the stream's rate in bytes per second on an RTSP/TCP reader's
+// wire, as published (not as some reader happened to receive it).
+func (b *box) rate() float64 {
+	return float64(b.published.Load()) / time.Since(b.started).Seconds()
+}
+
+func burstBytes(bu capture.Burst) int64 {
+	n := int64(0)
+	for _, p := range bu.Packets {
+		n += int64(4 + len(p))
+	}
+	return n
 }
 
 type boxOptions struct {
@@ -90,6 +110,7 @@ func startBox(t testing.TB, o boxOptions) *box {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.started = time.Now()
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
@@ -101,6 +122,7 @@ func startBox(t testing.TB, o boxOptions) *box {
 			}
 			bu, err := vp.Packetize(f)
 			if err == nil {
+				b.published.Add(burstBytes(bu))
 				r.Publish(bu)
 			}
 		}
@@ -115,6 +137,7 @@ func startBox(t testing.TB, o boxOptions) *box {
 			}
 			bu, err := ap.Packetize(c)
 			if err == nil {
+				b.published.Add(burstBytes(bu))
 				r.Publish(bu)
 			}
 		}
@@ -163,8 +186,6 @@ func freeUDPPair(t testing.TB) int {
 	t.Fatal("no free UDP port pair")
 	return 0
 }
-
-var _ = time.Second
 
 func testLog(t testing.TB) *slog.Logger {
 	if os.Getenv("RTSP_TEST_LOG") == "" {
