@@ -34,7 +34,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 func buildProgram(ctx context.Context, root, arch string, a archInfo, p Program, out string) error {
 	env := []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=0"}
 	if p.Cgo {
-		env = []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=1", "CC=" + a.cc, "PKG_CONFIG=" + a.pkg}
+		env = []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=1", "CC=" + a.cc, "CXX=" + a.cxx, "PKG_CONFIG=" + a.pkg}
 	}
 	_, err := run(ctx, root, env, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, p.Package)
 	if err != nil {

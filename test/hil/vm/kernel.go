@@ -19,6 +19,7 @@ type archInfo struct {
 	console  string   // serial console device
 	kbuild   []string // extra make arguments for out-of-tree modules
 	cc       string   // C compiler for cgo programs
+	cxx      string   // C++ compiler: cgo links OpenH264 (capture/h264enc) with it
 	pkg      string   // pkg-config for cgo programs
 	qemuUser string   // runs the guest's binaries on the host ("" = native)
 }
@@ -28,14 +29,14 @@ var arches = map[string]archInfo{
 	// PVM-enlightened guests; a stock Debian kernel hangs in its decompressor.
 	"amd64": {
 		qemu: "qemu-system-x86_64", machine: []string{"-accel", "tcg", "-cpu", "max"},
-		console: "ttyS0", cc: "gcc", pkg: "pkg-config",
+		console: "ttyS0", cc: "gcc", cxx: "g++", pkg: "pkg-config",
 	},
 	// cortex-a57, not max: pointer authentication emulation makes -cpu max
 	// about three times slower under TCG.
 	"arm64": {
 		qemu: "qemu-system-aarch64", machine: []string{"-M", "virt", "-cpu", "cortex-a57"},
 		console: "ttyAMA0", kbuild: []string{"ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"},
-		cc: "aarch64-linux-gnu-gcc", pkg: "aarch64-linux-gnu-pkg-config", qemuUser: "qemu-aarch64",
+		cc: "aarch64-linux-gnu-gcc", cxx: "aarch64-linux-gnu-g++", pkg: "aarch64-linux-gnu-pkg-config", qemuUser: "qemu-aarch64",
 	},
 }
 
@@ -46,7 +47,7 @@ func Tools(arch string) []string {
 	if !ok {
 		return nil
 	}
-	t := []string{a.qemu, "apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe", "make", "tar", "xz", "go", a.cc}
+	t := []string{a.qemu, "apt-get", "apt-cache", "dpkg-deb", "depmod", "modprobe", "make", "tar", "xz", "go", a.cc, a.cxx}
 	if a.qemuUser != "" {
 		t = append(t, a.qemuUser, "aarch64-linux-gnu-gcc")
 	} else {
