@@ -44,6 +44,11 @@ type viewSummary struct {
 	// waits for an IDR (from the start and from each flush).
 	Decodable       uint64    `json:"h264_decodable,omitempty"`
 	KeyframeWaitsMs []float64 `json:"keyframe_waits_ms,omitempty"`
+	// WebRTC: the WHEP exchange (from the start), the first whole frame
+	// (from the start), the selected candidate pair's types.
+	SetupMs      float64 `json:"setup_ms,omitempty"`
+	FirstFrameMs float64 `json:"first_frame_ms,omitempty"`
+	Path         string  `json:"path,omitempty"`
 }
 
 func cmdView(args []string) int {

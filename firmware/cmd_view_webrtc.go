@@ -63,6 +63,10 @@ func viewWebRTC(ctx context.Context, url, token string, live io.Writer) (viewSum
 	sum.LatencyP50Ms, sum.LatencyP99Ms, sum.LatencyMaxMs = st.Video.LatencyP50Ms, st.Video.LatencyP99Ms, st.Video.LatencyMaxMs
 	sum.FlushesSeen = st.Video.Gaps + st.Audio.Gaps
 	sum.ClockOffsetMs = float64(st.ClockOffset) / 1e6
+	sum.SetupMs, sum.Path = float64(st.Setup.Microseconds())/1000, st.Path
+	if len(st.KeyframeWaits) > 0 {
+		sum.FirstFrameMs = float64((st.Setup + st.KeyframeWaits[0]).Microseconds()) / 1000
+	}
 	for _, w := range st.KeyframeWaits {
 		sum.KeyframeWaitsMs = append(sum.KeyframeWaitsMs, float64(w.Microseconds())/1000)
 	}

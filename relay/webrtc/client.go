@@ -70,6 +70,7 @@ type Client struct {
 	dep       *rtph264.Depacketizer
 	decodable uint64
 	keyWait   []time.Duration // from the start and from each gap to the next IDR
+	setup     time.Duration   // Dial's start to the answer (OPTIONS, gathering, the POST)
 	waitFrom  time.Time
 	h264Out   io.Writer
 	writeErr  error
@@ -93,6 +94,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
+	dialStart := time.Now()
 	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
 		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
 		h264Out: opt.H264Out, done: make(chan struct{})}
@@ -189,6 +191,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	}
 	c.resource = loc.String()
 	c.start = time.Now()
+	c.setup = c.start.Sub(dialStart)
 	c.waitFrom = c.start
 	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		c.Close()
@@ -335,6 +338,12 @@ type Stats struct {
 	DurationSeconds float64
 	Depacketizer    rtph264.Stats
 	PLIs            uint64 // keyframe requests sent
+	// Setup is Dial's start to the WHEP answer; Setup + KeyframeWaits[0]
+	// is the time to the first whole frame.
+	Setup time.Duration
+	// Path is the selected candidate pair as "local type -> remote type"
+	// (host, srflx, prflx, relay), empty before ICE selects one.
+	Path string
 }
 
 // Stats returns the measurements so far.
@@ -342,6 +351,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Stats{Video: c.video.Summary(), Audio: c.audio.Summary(), Decodable: c.decodable,
+		Setup: c.setup, Path: selectedPath(c.pc),
 		KeyframeWaits: append([]time.Duration(nil), c.keyWait...), ClockOffset: c.offset,
 		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats(), PLIs: c.plis}
 }
@@ -456,4 +466,23 @@ func (r *reorder) drain(emit func([]byte), skip bool) {
 		}
 		r.next++
 	}
+}
+
+// selectedPath names the candidate types of pc's selected pair (the
+// nominated, succeeded one).
+func selectedPath(pc *pion.PeerConnection) string {
+	if pc == nil {
+		return ""
+	}
+	all := pc.GetStats()
+	for _, st := range all {
+		pair, ok := st.(pion.ICECandidatePairStats)
+		if !ok || !pair.Nominated || pair.State != pion.StatsICECandidatePairStateSucceeded {
+			continue
+		}
+		l, _ := all[pair.LocalCandidateID].(pion.ICECandidateStats)
+		r, _ := all[pair.RemoteCandidateID].(pion.ICECandidateStats)
+		return l.CandidateType.String() + " -> " + r.CandidateType.String()
+	}
+	return ""
 }

@@ -31,6 +31,9 @@ type lab struct {
 	bin string
 	dir string
 
+	// env is added to every process's environment (a test CA: SSL_CERT_FILE).
+	env []string
+
 	mu    sync.Mutex
 	nss   []string
 	procs []*exec.Cmd
@@ -187,7 +190,7 @@ func (l *lab) start(ns string, stdout io.Writer, args ...string) *exec.Cmd {
 func (l *lab) startIn(ns string, stdin io.Reader, stdout io.Writer, args ...string) *exec.Cmd {
 	l.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.pfx + ns, l.bin}, args...)...)
-	cmd.Env = append(os.Environ(), "CALLBOX_TURN_SECRET=natlab-secret")
+	cmd.Env = append(append(os.Environ(), "CALLBOX_TURN_SECRET=natlab-secret"), l.env...)
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	var stderr bytes.Buffer

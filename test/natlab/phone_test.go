@@ -1,0 +1,306 @@
+package natlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Phones away from home (docs/peer.md): a `callbox run` box registered
+// with a TLS hub, a phone paired on the box's LAN that took its remote
+// link, and `callbox view --webrtc` (pion's WHEP client) as the phone,
+// signalling through the hub's HTTPS page API (a test CA both trust).
+
+// phoneCase places the phone relative to the box (behind natA, cone).
+type phoneCase struct {
+	name  string
+	build func(l *lab) string // builds the phone's side, returns its namespace
+	want  string              // the phone's remote candidate type: host, direct (srflx/prflx) or relay
+	first float64             // first whole frame target, ms from the phone's start
+}
+
+var phoneCases = []phoneCase{
+	{"phone-lan", func(l *lab) string { l.host("hP", "natA", 1, 3); return "hP" }, "host", 1000},
+	{"phone-cone", func(l *lab) string {
+		l.router("natB", "198.51.100.2", 2, false)
+		l.host("hP", "natB", 2, 2)
+		return "hP"
+	}, "direct", 1000},
+	{"phone-symmetric", func(l *lab) string {
+		l.router("natB", "198.51.100.2", 2, true)
+		l.host("hP", "natB", 2, 2)
+		return "hP"
+	}, "relay", 3000},
+}
+
+// TestNATLabRemotePhone: per case, the phone's path, its first whole
+// frame, and the bytes through the hub's TURN relay. The table it logs is
+// the one in docs/peer.md.
+func TestNATLabRemotePhone(t *testing.T) {
+	var rows []string
+	for i, tc := range phoneCases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, fmt.Sprint("p", i))
+			ca := writeTestCA(t, l.dir, hubIP)
+			l.env = []string{"SSL_CERT_FILE=" + ca.caFile}
+			l.public()
+			l.router("natA", "198.51.100.1", 1, false)
+			l.host("hA", "natA", 1, 2)
+			phone := tc.build(l)
+			l.startHub("--tls-cert", ca.certFile, "--tls-key", ca.keyFile)
+
+			const boxHTTP = "10.201.1.2:8080"
+			l.start("hA", io.Discard, "run", "--http", boxHTTP, "--mdns-name", "", "--relay", "",
+				"--data", filepath.Join(l.dir, "box"), "--camera", "synthetic", "--mic", "synthetic", "--board", "sim",
+				"--codec", "h264", "--hub", "wss://"+hubIP+":8443/v1/ws")
+			lan := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					return dialInNetns(l.pfx+"hA", network, addr)
+				}}}
+			token := pairPhone(t, lan, "http://"+boxHTTP)
+			link := remoteLink(t, lan, "http://"+boxHTTP, token)
+			u, cred, ok := strings.Cut(link, "#c=")
+			if !ok || !strings.HasPrefix(u, "https://"+hubIP+":8443/box/") {
+				t.Fatalf("remote link %q", link)
+			}
+			// An unpaired phone: the page says so; the signalling refuses it.
+			hubHTTP := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: ca.pool},
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					return dialInNetns(l.pfx+"hub", network, addr)
+				}}}
+			checkUnpaired(t, hubHTTP, u)
+
+			before := hubRelayed(t, hubHTTP)
+			marks := make(chan [2]uint64, 1)
+			go func() {
+				time.Sleep(2500 * time.Millisecond)
+				r1 := hubRelayed(t, hubHTTP)
+				time.Sleep(2 * time.Second)
+				marks <- [2]uint64{r1, hubRelayed(t, hubHTTP)}
+			}()
+			var out bytes.Buffer
+			p := l.start(phone, &lockedWriter{w: &out}, "view", "--webrtc", "--json", "--duration", "5s", "--token", cred, u+"/whep")
+			if err := p.Wait(); err != nil {
+				t.Fatalf("phone: %v: %s", err, out.String())
+			}
+			m := <-marks
+			total := hubRelayed(t, hubHTTP) - before
+			var s struct {
+				Path         string  `json:"path"`
+				SetupMs      float64 `json:"setup_ms"`
+				FirstFrameMs float64 `json:"first_frame_ms"`
+				Whole        uint64  `json:"frames_whole"`
+				Incomplete   uint64  `json:"frames_incomplete"`
+				Decodable    uint64  `json:"h264_decodable"`
+				Audio        struct {
+					Packets uint64 `json:"packets"`
+				} `json:"audio"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+				t.Fatalf("phone summary: %v: %q", err, out.String())
+			}
+			steady := m[1] - m[0]
+			_, remote, _ := strings.Cut(s.Path, " -> ")
+			switch tc.want {
+			case "host":
+				if remote != "host" || steady != 0 {
+					t.Errorf("path %q, %d bytes through the hub while media flowed: want host, 0", s.Path, steady)
+				}
+			case "direct":
+				if remote == "relay" || strings.HasPrefix(s.Path, "relay") || remote == "" || steady != 0 {
+					t.Errorf("path %q, %d bytes through the hub while media flowed: want a direct path, 0", s.Path, steady)
+				}
+			case "relay":
+				if remote != "relay" || steady == 0 {
+					t.Errorf("path %q, %d bytes through the hub: want the box's relayed candidate", s.Path, steady)
+				}
+			}
+			if s.Decodable == 0 || s.FirstFrameMs <= 0 {
+				t.Errorf("no decodable H.264 reached the phone: %+v", s)
+			} else if s.FirstFrameMs > tc.first {
+				t.Errorf("first whole frame after %.0f ms, target %.0f ms", s.FirstFrameMs, tc.first)
+			}
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.0f | %d / %d | %d | %d | %d |",
+				tc.name, s.Path, s.SetupMs, s.FirstFrameMs, s.Whole, s.Incomplete, s.Audio.Packets, steady, total))
+		})
+	}
+	host, _ := os.Hostname()
+	t.Logf("remote phones on %s (%s):\n| case | phone's pair (local -> remote) | WHEP answer ms | first whole frame ms | frames whole / incomplete | audio packets | hub relay bytes in 2 s of steady media | hub relay bytes, whole session |\n|---|---|---|---|---|---|---|---|\n%s",
+		host, time.Now().UTC().Format(time.RFC3339), strings.Join(rows, "\n"))
+}
+
+// pairPhone pairs a phone with the box's buttons (the simulated board's
+// /api/sim/button, as a person would press them) and returns its token.
+func pairPhone(t *testing.T, c *http.Client, base string) string {
+	t.Helper()
+	post := func(path, body string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", base)
+		return c.Do(req)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the box starts serving
+		r, err := c.Get(base + "/")
+		if err == nil {
+			r.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("box not serving: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res := make(chan string, 1)
+	go func() {
+		r, err := post("/api/pair/request", `{"name":"phone"}`)
+		if err != nil {
+			res <- ""
+			return
+		}
+		defer r.Body.Close()
+		var b struct{ Token string }
+		json.NewDecoder(r.Body).Decode(&b)
+		res <- b.Token
+	}()
+	for {
+		select {
+		case tok := <-res:
+			if tok == "" {
+				t.Fatal("pairing failed")
+			}
+			return tok
+		case <-time.After(300 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pairing not approved")
+		}
+		if r, err := post("/api/sim/button", `{"button":"both","ms":300}`); err == nil {
+			r.Body.Close()
+		}
+	}
+}
+
+// remoteLink asks the box for the phone's remote link, once the box has
+// registered with the hub.
+func remoteLink(t *testing.T, c *http.Client, base, token string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/remote", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		r, err := c.Do(req)
+		if err == nil {
+			var b struct{ URL, Error string }
+			json.NewDecoder(r.Body).Decode(&b)
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return b.URL
+			}
+			if r.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("/api/remote: %d %s", r.StatusCode, b.Error)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkUnpaired: the page tells a phone without a credential to pair at
+// home, and the signalling refuses an offer without one.
+func checkUnpaired(t *testing.T, c *http.Client, page string) {
+	t.Helper()
+	r, err := c.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(b), "Pair at home first") {
+		t.Errorf("page: %d", r.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, page+"/whep", strings.NewReader("v=0\r\n"))
+	req.Header.Set("Content-Type", "application/sdp")
+	r, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("offer without a credential: %d, want 401", r.StatusCode)
+	}
+}
+
+// hubRelayed is the hub's TURN relay byte counter (/v1/stats over HTTPS).
+func hubRelayed(t *testing.T, c *http.Client) uint64 {
+	r, err := c.Get("https://" + hubIP + ":8443/v1/stats")
+	if err != nil {
+		t.Errorf("hub stats: %v", err)
+		return 0
+	}
+	defer r.Body.Close()
+	var st struct {
+		RelayedBytes uint64 `json:"relayed_bytes"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Errorf("hub stats: %v", err)
+	}
+	return st.RelayedBytes
+}
+
+type testCA struct {
+	caFile, certFile, keyFile string
+	pool                      *x509.CertPool
+}
+
+// writeTestCA makes a CA and a certificate for ip signed by it.
+func writeTestCA(t *testing.T, dir, ip string) testCA {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natlab test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	ca := testCA{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "hub.pem"), keyFile: filepath.Join(dir, "hub.key"), pool: x509.NewCertPool()}
+	ca.pool.AddCert(caCert)
+	for f, blk := range map[string]*pem.Block{ca.caFile: {Type: "CERTIFICATE", Bytes: caDER},
+		ca.certFile: {Type: "CERTIFICATE", Bytes: der}, ca.keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(blk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ca
+}
