@@ -22,6 +22,9 @@ type Hooks struct {
 	Call   func() error     // call the configured peer
 	HangUp func() error     // end or cancel the call
 	Answer func() error     // take the incoming call that rings
+	// ConfirmBoxPairing: the owner saw the same code on both boxes (A+B
+	// while a pairing with another box shows it).
+	ConfirmBoxPairing func() error
 	// Reset runs after a factory reset has revoked every token: clients
 	// already receiving media must be cut off too.
 	Reset func()
@@ -155,6 +158,10 @@ func (b *Box) SetViewers(n int) { b.with(func(m *Machine) { m.SetViewers(n) }) }
 // SetUpdating shows the updating pattern while on (docs/update.md).
 func (b *Box) SetUpdating(on bool) { b.with(func(m *Machine) { m.SetUpdating(on) }) }
 
+// SetBoxPairing shows (or stops showing) that a pairing with another box
+// waits for this owner's confirmation.
+func (b *Box) SetBoxPairing(on bool) { b.with(func(m *Machine) { m.SetBoxPairing(on) }) }
+
 // SetCall records the call state.
 func (b *Box) SetCall(c Call) { b.with(func(m *Machine) { m.SetCall(c) }) }
 
@@ -274,6 +281,13 @@ func (b *Box) do(acts []Action) {
 			if err := h.Call(); err != nil {
 				b.log.Warn("board: call", "err", err)
 				b.SetCall(CallIdle)
+			}
+		case ActConfirmBoxPairing:
+			if h.ConfirmBoxPairing == nil {
+				continue
+			}
+			if err := h.ConfirmBoxPairing(); err != nil {
+				b.log.Warn("board: confirm box pairing", "err", err)
 			}
 		case ActAnswer:
 			if h.Answer == nil {

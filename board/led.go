@@ -107,6 +107,9 @@ var (
 	PatternMuted   = Pattern{"muted", []Step{{Red, ms(100)}, {Off, ms(1900)}}}
 	PatternError   = Pattern{"error", []Step{{Red, ms(100)}, {Off, ms(100)}, {Red, ms(100)}, {Off, ms(100)}, {Red, ms(100)}, {Off, ms(900)}}}
 	PatternReset   = Pattern{"reset", []Step{{Red, ms(50)}, {Off, ms(50)}}}
+	// PatternBoxPairing: a pairing with another box waits for this
+	// owner's confirmation (A+B), blue and white.
+	PatternBoxPairing = Pattern{"box-pairing", []Step{{Blue, ms(200)}, {White, ms(200)}, {Off, ms(200)}, {Blue, ms(200)}, {White, ms(200)}, {Off, ms(1000)}}}
 	// PatternRinging: a paired box calls (green, white: a ring's rhythm).
 	PatternRinging = Pattern{"ringing", []Step{{Green, ms(150)}, {White, ms(150)}, {Green, ms(150)}, {Off, ms(550)}}}
 	// PatternUpdating: an update is being checked or written (long, short).
@@ -151,5 +154,5 @@ func Patterns() []Pattern {
 	for n := 1; n <= MaxStreamingBlips; n++ {
 		out = append(out, StreamingPattern(n))
 	}
-	return append(out, PatternPairing, PatternCalling, PatternRinging, PatternDirect, PatternRelayed, PatternMuted, PatternError, PatternReset, PatternUpdating)
+	return append(out, PatternPairing, PatternBoxPairing, PatternCalling, PatternRinging, PatternDirect, PatternRelayed, PatternMuted, PatternError, PatternReset, PatternUpdating)
 }

@@ -61,13 +61,14 @@ type Action int
 
 // The actions.
 const (
-	ActMute         Action = iota + 1 // stop sending the microphone
-	ActUnmute                         // send it again
-	ActCall                           // call the configured peer
-	ActHangUp                         // end or cancel the call
-	ActApprove                        // admit every phone waiting to pair
-	ActFactoryReset                   // forget every phone and setting
-	ActAnswer                         // take the incoming call that rings
+	ActMute              Action = iota + 1 // stop sending the microphone
+	ActUnmute                              // send it again
+	ActCall                                // call the configured peer
+	ActHangUp                              // end or cancel the call
+	ActApprove                             // admit every phone waiting to pair
+	ActFactoryReset                        // forget every phone and setting
+	ActAnswer                              // take the incoming call that rings
+	ActConfirmBoxPairing                   // the owner saw the same code on both boxes
 )
 
 func (a Action) String() string {
@@ -86,6 +87,8 @@ func (a Action) String() string {
 		return "factory reset"
 	case ActAnswer:
 		return "answer"
+	case ActConfirmBoxPairing:
+		return "confirm box pairing"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -128,6 +131,7 @@ type Machine struct {
 	call       Call
 	faults     map[Fault]string
 	waiting    int
+	boxCompare bool      // a pairing with another box waits for this owner's confirmation
 	resetUntil time.Time // a reset confirmation is awaited before this
 }
 
@@ -177,6 +181,10 @@ func (m *Machine) SetFault(f Fault, msg string) {
 // window in which a later request would be admitted unseen.
 func (m *Machine) SetWaiting(n int) { m.waiting = max(n, 0) }
 
+// SetBoxPairing records whether a pairing with another box shows its
+// confirmation code and waits for this box's owner (A+B confirms it).
+func (m *Machine) SetBoxPairing(on bool) { m.boxCompare = on }
+
 func (m *Machine) resetAsked(now time.Time) bool { return now.Before(m.resetUntil) }
 
 // Press records a button going down at the given instant (the edge's time
@@ -216,6 +224,11 @@ func (m *Machine) gesture(p Press, now time.Time) []Action {
 		// no later one.
 		if m.waiting > 0 {
 			return []Action{ActApprove}
+		}
+		// With no phone waiting, a pairing with another box that shows
+		// its code is confirmed (the owner compared the codes).
+		if m.boxCompare {
+			return []Action{ActConfirmBoxPairing}
 		}
 		return nil
 	case p.Button == ButtonA && p.Gesture == Short:
@@ -265,6 +278,8 @@ func (m *Machine) Status() Status {
 		st.State, st.LED = Pairing, PairingPattern(m.waiting)
 	case m.call == CallRinging:
 		st.State, st.LED = Ringing, PatternRinging
+	case m.boxCompare:
+		st.State, st.LED = Pairing, PatternBoxPairing
 	case m.call == CallDialing:
 		st.State, st.LED = Calling, PatternCalling
 	case len(m.faults) > 0:

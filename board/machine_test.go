@@ -287,3 +287,29 @@ func TestFactoryResetNeedsConfirmation(t *testing.T) {
 		t.Fatalf("after reset: %+v", st)
 	}
 }
+
+// TestBoxPairingGesture: A+B confirms a pairing with another box only while
+// one shows its code and no phone waits (phones come first).
+func TestBoxPairingGesture(t *testing.T) {
+	m, clk := newTestMachine()
+	m.Booted()
+	if acts := both(m, clk); acts != nil {
+		t.Fatalf("A+B with nothing to confirm: %v", acts)
+	}
+	m.SetBoxPairing(true)
+	if st := m.Status(); st.State != Pairing || st.LED.Name != PatternBoxPairing.Name {
+		t.Fatalf("box pairing shows %v / %s", st.State, st.LED.Name)
+	}
+	m.SetWaiting(1)
+	if acts := both(m, clk); !reflect.DeepEqual(acts, []Action{ActApprove}) {
+		t.Fatalf("A+B with a phone waiting: %v, want approve", acts)
+	}
+	m.SetWaiting(0)
+	if acts := both(m, clk); !reflect.DeepEqual(acts, []Action{ActConfirmBoxPairing}) {
+		t.Fatalf("A+B while the box pairing shows its code: %v", acts)
+	}
+	m.SetBoxPairing(false)
+	if st := m.Status(); st.State != Ready {
+		t.Fatalf("after the box pairing: %v", st.State)
+	}
+}

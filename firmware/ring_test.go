@@ -172,3 +172,41 @@ func TestIncomingCallRingsNotAfterReset(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPairBoxesByButtons: the pairing code from A's API, entered on B's;
+// both boxes' LEDs show box-pairing; A+B on each box confirms, and the
+// boxes are paired.
+func TestPairBoxesByButtons(t *testing.T) {
+	hubURL := startTestHub(t)
+	a := startCallBox(t, hubURL, t.TempDir(), "kitchen", "--open")
+	b := startCallBox(t, hubURL, t.TempDir(), "attic", "--open")
+	waitFor(t, 10*time.Second, "both boxes registered", func() bool {
+		ca, _ := a.a.peer.current()
+		cb, _ := b.a.peer.current()
+		return ca != nil && cb != nil
+	})
+	var got struct{ Code, Expires string }
+	if code := a.do(t, "POST", "/api/call/pair", "", &got); code != 200 {
+		t.Fatalf("POST /api/call/pair: %d %+v", code, got)
+	}
+	if code := b.do(t, "POST", "/api/call/pair", `{"code":"`+got.Code+`"}`, nil); code != 200 {
+		t.Fatalf("POST /api/call/pair with the code: %d", code)
+	}
+	for _, x := range []*callBox{a, b} {
+		waitFor(t, 5*time.Second, "the LED shows box-pairing", func() bool {
+			st := x.state(t, "")
+			return st.LED == "box-pairing" && st.State == "pairing"
+		})
+		if code := x.do(t, "POST", "/api/sim/button", `{"button":"both"}`, nil); code != 200 {
+			t.Fatalf("press A+B: %d", code)
+		}
+	}
+	for _, x := range []*callBox{a, b} {
+		waitFor(t, 5*time.Second, "paired by the buttons", func() bool {
+			var st callAPIState
+			x.do(t, "GET", "/api/call", "", &st)
+			return len(st.Peers) == 1
+		})
+		waitFor(t, 5*time.Second, "the LED back to ready", func() bool { return x.state(t, "").LED == "ready" })
+	}
+}

@@ -322,6 +322,9 @@ func (p *boardPart) setHooks(h board.Hooks) {
 	if h.Answer != nil {
 		p.hooks.Answer = h.Answer
 	}
+	if h.ConfirmBoxPairing != nil {
+		p.hooks.ConfirmBoxPairing = h.ConfirmBoxPairing
+	}
 	if h.Reset != nil {
 		p.hooks.Reset = h.Reset
 	}
@@ -526,6 +529,14 @@ func (p *boardPart) authorizeHash(hash string) error {
 func (p *boardPart) setCall(c board.Call) {
 	if p.box != nil {
 		p.box.SetCall(c)
+	}
+}
+
+// setBoxPairing shows that a pairing with another box waits for the
+// owner's confirmation (LED box-pairing; A+B confirms).
+func (p *boardPart) setBoxPairing(on bool) {
+	if p.box != nil {
+		p.box.SetBoxPairing(on)
 	}
 }
 

@@ -99,6 +99,7 @@ type peerBoard interface {
 	setHooks(board.Hooks)
 	onReset(func())
 	setCall(board.Call)
+	setBoxPairing(bool)
 	callState() board.Call
 	muted() bool
 }
@@ -116,6 +117,23 @@ func (p *peerPart) start(ctx context.Context) error {
 		Call:   func() error { return p.call("") },
 		HangUp: p.hangUp,
 		Answer: p.answer,
+		ConfirmBoxPairing: func() error {
+			client, _ := p.current()
+			if client == nil {
+				return errHubDown
+			}
+			// Hooks return at once: the hub round trip runs aside.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := client.ConfirmPairing(ctx); err != nil {
+					p.log.Warn("pairing confirmation by the buttons", "err", err)
+					return
+				}
+				p.log.Info("pairing confirmed on this box by the buttons")
+			}()
+			return nil
+		},
 	})
 	p.routes(p.mux)
 	dir := p.board.dataDir()
@@ -265,6 +283,11 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 			p.mu.Lock()
 			p.client, p.caller = client, caller
 			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.followPairing(ctx, client)
+			}()
 			p.log.Info("registered with the hub", "hub", p.hubURL, "id", client.ID(), "peers", len(client.Peers()))
 			return
 		}
@@ -278,6 +301,24 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// followPairing shows on the board whether a pairing with another box
+// waits for this owner's confirmation, as long as client is the box's.
+func (p *peerPart) followPairing(ctx context.Context, client *box.Client) {
+	defer p.board.setBoxPairing(false)
+	for {
+		ch := client.PairingChanged()
+		p.board.setBoxPairing(client.Pairing().Stage == box.PairCompare)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-time.After(time.Second):
+			// Pairing's stage also turns failed when its code expires,
+			// with no change to wake this loop.
+		}
 	}
 }
 

@@ -71,6 +71,14 @@ func (c *Client) Pairing() Pairing {
 	return p
 }
 
+// PairingChanged returns a channel closed at the next change of Pairing
+// (take it before reading Pairing, so no change goes unseen).
+func (c *Client) PairingChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pairChange
+}
+
 // setPairLocked replaces the pairing and wakes whoever waits on a change.
 func (c *Client) pairChangedLocked() {
 	close(c.pairChange)
