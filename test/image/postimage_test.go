@@ -39,6 +39,7 @@ type card struct {
 // cardOptions change the stand-in inputs.
 type cardOptions struct {
 	config string // content of the target's /etc/callbox/callbox.toml; "" = the example
+	rootfs string // the root file system image for slot A; "" = a small stand-in
 }
 
 // requireImageTools skips (or fails in CI) without what genimage and the
@@ -106,7 +107,11 @@ func makeCard(t testing.TB, board string, opt cardOptions) card {
 	}
 	rootdir := filepath.Join(work, "rootdir")
 	writeFile(t, filepath.Join(rootdir, "etc", "hostname"), "callbox\n", 0o644)
-	run(t, nil, "", "mke2fs", "-q", "-F", "-t", "ext4", "-L", "rootfs", "-d", rootdir, c.rootfs, "20M")
+	if opt.rootfs != "" {
+		copyFile(t, opt.rootfs, c.rootfs)
+	} else {
+		run(t, nil, "", "mke2fs", "-q", "-F", "-t", "ext4", "-L", "rootfs", "-d", rootdir, c.rootfs, "20M")
+	}
 
 	build := filepath.Join(work, "build")
 	env := append(os.Environ(), "BUILD_DIR="+build, "TARGET_DIR="+target)
