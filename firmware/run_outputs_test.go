@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/integrations/homeassistant"
 	"github.com/callbox/callbox/internal/testenv"
 )
@@ -96,5 +97,30 @@ func TestPressEvent(t *testing.T) {
 		if b, e := pressEvent(c.p); b != c.button || e != c.event {
 			t.Errorf("%v: %s %s, want %s %s", c.p, b, e, c.button, c.event)
 		}
+	}
+}
+
+// TestOutputsRTSPH264: with the H.264 encoder on (--codec h264), the RTSP
+// stream is H.264 (the description follows the relay's codec) and ffmpeg
+// decodes it.
+func TestOutputsRTSPH264(t *testing.T) {
+	testenv.Short(t)
+	ff := testenv.LookPath(t, "ffmpeg")
+	f := startBoard(t, "", "--relay", "", "--rtsp", "127.0.0.1:0", "--rtsp-udp-port", "0", "--size", "640x480", "--codec", "h264", "--open")
+	a := f.a
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, p := range []part{a.relay, a.media, a.outputs} {
+		if err := p.start(ctx); err != nil {
+			testenv.Unavailable(t, "no H.264 encoder here: %v", err)
+		}
+		defer p.stop()
+	}
+	eventually(t, "H.264 on the relay", func() bool { return a.relay.current().VideoCodec() == capture.CodecH264 })
+	url := "rtsp://" + a.outputs.rtsp.Addr().String() + "/live"
+	out, err := exec.CommandContext(ctx, ff, "-hide_banner", "-nostdin", "-rtsp_transport", "tcp", "-i", url,
+		"-frames:v", "30", "-f", "null", "-").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "frame=   30") || !strings.Contains(string(out), "Video: h264") {
+		t.Fatalf("ffmpeg on the H.264 stream: %v\n%s", err, out)
 	}
 }
