@@ -411,6 +411,18 @@ function boxPairText(p) {
   return '';
 }
 
+// The phone's link to the hub's page for this box (docs/peer.md, "Phones
+// away from home"): asked once the box has a hub and this phone is paired;
+// again 10 s after the box said it was not registered yet.
+let remoteAsked = false;
+function remoteLink() {
+  if (remoteAsked) return;
+  remoteAsked = true;
+  fetch('/api/remote', { headers: authHeaders() }).then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+    .then((j) => { const a = $('remote-link'); a.href = j.url; a.hidden = false; })
+    .catch((code) => { if (code === 503) setTimeout(() => { remoteAsked = false; }, 10000); });
+}
+
 $('boxpair').addEventListener('click', (e) => e.stopPropagation());
 $('boxpair-code').addEventListener('click', () => boxPair('POST', '/api/call/pair'));
 $('boxpair-join').addEventListener('submit', (e) => {
@@ -526,6 +538,7 @@ function render() {
     callBtn.dataset.call = call.state;
     callBtn.textContent = call.state === 'idle' ? 'Call' : 'Hang up';
   }
+  if (call && call.enabled && box.paired) remoteLink();
   const bp = call && call.pairing;
   $('boxpair').hidden = !(call && call.enabled && box.paired && call.state === 'idle');
   const bpStatus = $('boxpair-status');
