@@ -225,3 +225,35 @@ func TestWaitingPerAddr(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestAuthorizeHashRevoked: a remote phone's credential names its token's
+// hash; the hash is admitted while the token is paired, never in open mode
+// for an unknown token, and not after a factory reset.
+func TestAuthorizeHashRevoked(t *testing.T) {
+	r := New(Options{Save: saver(newStore(t))})
+	res := make(chan string, 1)
+	go func() { tok, _ := r.Request(context.Background(), "phone"); res <- tok }()
+	waitWaiting(t, r, 1)
+	if _, err := r.ApproveAll(); err != nil {
+		t.Fatal(err)
+	}
+	tok := <-res
+	if err := r.AuthorizeHash(Hash(tok)); err != nil {
+		t.Fatalf("paired token's hash refused: %v", err)
+	}
+	if err := r.AuthorizeHash(Hash("another")); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("unknown hash: %v", err)
+	}
+	if err := r.AuthorizeHash(tok); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("the token itself in place of its hash: %v", err)
+	}
+	if err := r.RevokeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AuthorizeHash(Hash(tok)); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("after a factory reset: %v", err)
+	}
+	if err := New(Options{Open: true}).AuthorizeHash(Hash(tok)); !errors.Is(err, ErrUnpaired) {
+		t.Fatalf("open mode admitted an unknown hash: %v", err)
+	}
+}
