@@ -38,10 +38,13 @@ func (p *mediaPart) videoChoice() media.VideoChoice {
 }
 
 // chooseVideo probes for H.264 (camera, hardware, software) and sets the
-// pipeline up for what it found. In the appliance, "auto" keeps JPEG on
-// the relay: the page's WebSocket player decodes JPEG only, so H.264 goes
-// out only when asked for (--codec h264), where the page plays it over
-// WebRTC; what auto would use is still probed and shown.
+// pipeline up for what it found. In the appliance, "auto" with an encoder
+// at hand sends both: JPEG for the page's WebSocket player, TCP viewers,
+// /snapshot.jpg and calls, and H.264 from the encoder fed with copies of
+// the same frames for WebRTC and RTSP (media.ApplyVideoAlongside; the
+// relay keeps its own TCP and WebSocket clients on JPEG). A camera's own
+// H.264 cannot run beside its JPEG, so auto then takes the encoder after
+// it. "h264" sends H.264 only, "jpeg" JPEG only.
 func (p *mediaPart) chooseVideo(mc *media.Config) error {
 	probes := media.DefaultProbes
 	if p.probes != nil {
@@ -51,19 +54,49 @@ func (p *mediaPart) chooseVideo(mc *media.Config) error {
 	if err != nil {
 		return err
 	}
-	if choice.Codec == capture.CodecH264 && !strings.EqualFold(p.h264.Codec, "h264") {
-		choice = media.VideoChoice{Codec: capture.CodecJPEG, Name: "jpeg", Path: "jpeg",
-			Reason: "codec auto: the page's WebSocket video is JPEG; H.264 is available from the " + choice.Path +
-				" (" + choice.Encoder + "): --codec h264 sends it"}
+	auto := !strings.EqualFold(p.h264.Codec, "h264") && !strings.EqualFold(p.h264.Codec, "jpeg")
+	if auto && choice.Path == "camera" {
+		encoderOnly := probes
+		encoderOnly.CameraH264 = func(string) (string, bool) { return "", false }
+		if choice, err = media.ChooseVideo(mc.Camera, p.h264, encoderOnly); err != nil {
+			return err
+		}
+		choice.Reason = "codec auto: the camera's own H.264 cannot run beside its JPEG; " + choice.Reason
 	}
-	if err := media.ApplyVideo(mc, choice, p.h264); err != nil {
+	if auto && choice.Codec == capture.CodecH264 {
+		if err := media.ApplyVideoAlongside(mc, choice, p.h264); err != nil {
+			return err
+		}
+		choice.Alongside = "jpeg"
+		choice.Reason += "; JPEG beside it for the WebSocket page"
+		p.sink.SetNativeVideo(capture.CodecJPEG)
+	} else if err := media.ApplyVideo(mc, choice, p.h264); err != nil {
 		return err
 	}
-	p.log.Info("video", "codec", choice.Name, "path", choice.Path, "encoder", choice.Encoder, "reason", choice.Reason)
+	choice.Transports = videoTransports(choice)
+	p.log.Info("video", "codec", choice.Name, "path", choice.Path, "encoder", choice.Encoder,
+		"alongside", choice.Alongside, "reason", choice.Reason)
 	p.mu.Lock()
 	p.video = choice
 	p.mu.Unlock()
 	return nil
+}
+
+// videoTransports says which codec each of the box's ways out carries
+// (/api/state): "" where there is no video.
+func videoTransports(c media.VideoChoice) map[string]string {
+	main, webrtc := c.Name, ""
+	if c.Codec == capture.CodecH264 {
+		webrtc = "h264"
+	}
+	if c.Alongside != "" {
+		main = c.Alongside
+	}
+	rtsp := main // RTSP takes H.264 when there is any, else what the relay carries
+	if webrtc != "" {
+		rtsp = webrtc
+	}
+	return map[string]string{"websocket": main, "tcp": main, "snapshot": "jpeg", "webrtc": webrtc, "rtsp": rtsp}
 }
 
 // mediaSink is where the pipeline's packets go (the relay), and who asks
@@ -71,6 +104,9 @@ func (p *mediaPart) chooseVideo(mc *media.Config) error {
 type mediaSink interface {
 	Publish(capture.Burst)
 	OnKeyframeRequest(func())
+	// SetNativeVideo keeps the relay's own TCP and WebSocket clients on
+	// codec c while another is published beside it.
+	SetNativeVideo(c capture.Codec)
 }
 
 // mediaBoard is what the pipeline needs of the board: mute (button A),

@@ -202,8 +202,9 @@ func (b *fakeMediaBoard) fault(f board.Fault, err error) {
 
 type nullSink struct{}
 
-func (nullSink) Publish(capture.Burst)    {}
-func (nullSink) OnKeyframeRequest(func()) {}
+func (nullSink) Publish(capture.Burst)        {}
+func (nullSink) OnKeyframeRequest(func())     {}
+func (nullSink) SetNativeVideo(capture.Codec) {}
 
 // On a real board a missing camera or microphone is a fault with a
 // message, never the test pattern or tone (on this machine, whichever of

@@ -146,6 +146,14 @@ func (p *relayPart) OnKeyframeRequest(f func()) {
 	}
 }
 
+// SetNativeVideo keeps the relay's TCP and WebSocket clients on codec c
+// while the box publishes another beside it (relay.SetNativeVideo).
+func (p *relayPart) SetNativeVideo(c capture.Codec) {
+	if r := p.ptr.Load(); r != nil {
+		r.SetNativeVideo(c)
+	}
+}
+
 // Addr is the TCP listener's address, or nil.
 func (p *relayPart) Addr() net.Addr {
 	if p.ln == nil {

@@ -34,6 +34,13 @@ type VideoChoice struct {
 	Path    string        `json:"path"`    // "camera", "hardware", "software" or "jpeg"
 	Encoder string        `json:"encoder"` // the device or library, "" for JPEG
 	Reason  string        `json:"reason"`
+	// Alongside is the codec sent beside Name ("jpeg": the camera's JPEG
+	// for the WebSocket page while the encoder's H.264 goes to WebRTC and
+	// RTSP), "" when there is one.
+	Alongside string `json:"alongside,omitempty"`
+	// Transports is which codec each way out carries (websocket, tcp,
+	// snapshot, webrtc, rtsp; "" none), set by the appliance.
+	Transports map[string]string `json:"transports,omitempty"`
 }
 
 func (c VideoChoice) String() string {
@@ -150,6 +157,32 @@ func ApplyVideo(cfg *Config, choice VideoChoice, hc H264Config) error {
 		return nil
 	}
 	cfg.Video.Format = capture.CodecI420
+	return applyEncoder(cfg, choice, prof, hc)
+}
+
+// ApplyVideoAlongside sets up cfg to send the camera's JPEG as it is AND
+// H.264 from choice's encoder (hardware or software) fed with copies of
+// the same frames (Config.EncodeAlongside): the WebSocket page and the
+// JPEG outputs keep their codec while WebRTC and RTSP get H.264. A choice
+// of the camera's own H.264 cannot run beside its JPEG (one V4L2 stream
+// has one format): ask ChooseVideo without the camera probe first.
+func ApplyVideoAlongside(cfg *Config, choice VideoChoice, hc H264Config) error {
+	prof, err := hc.settings()
+	if err != nil {
+		return err
+	}
+	switch choice.Path {
+	case "hardware", "software":
+	default:
+		return fmt.Errorf("video alongside JPEG: needs an encoder, not the %q path", choice.Path)
+	}
+	cfg.Video.Format = capture.CodecJPEG
+	cfg.EncodeAlongside = true
+	return applyEncoder(cfg, choice, prof, hc)
+}
+
+// applyEncoder sets cfg.Encode to choice's encoder stage.
+func applyEncoder(cfg *Config, choice VideoChoice, prof h264enc.Profile, hc H264Config) error {
 	vc := cfg.Video
 	ec := h264enc.Config{Width: vc.Width, Height: vc.Height, FPS: vc.FPS, Bitrate: hc.Bitrate, GOP: hc.GOP, Profile: prof}
 	if err := ec.Fill(); err != nil {

@@ -32,6 +32,12 @@ type Config struct {
 	// Encode, when set, puts an encoder stage between each camera source
 	// the pipeline opens and the packetizer (H.264).
 	Encode func(camera capture.VideoSource) (VideoEncoder, error)
+	// EncodeAlongside runs Encode's stage beside the camera's own track
+	// instead of in it: the camera's frames are published as they are
+	// (JPEG, for the WebSocket page, /snapshot.jpg and calls) and a second
+	// video track encodes copies of them from a tap (H.264, for WebRTC and
+	// RTSP). Keyframe requests reach that stage.
+	EncodeAlongside bool
 
 	// Publish is the sink: it gets every burst, from the video and the
 	// audio goroutine; the packets are valid only during the call.
@@ -54,11 +60,13 @@ type Config struct {
 type Pipeline struct {
 	cfg          Config
 	videoTap     Tap[capture.VideoFrame]
+	encodeTap    Tap[capture.VideoFrame] // the camera's frames for the encoder beside it (EncodeAlongside)
 	audioTap     Tap[capture.AudioChunk]
 	camera, mic  string // descriptions
 	enc          sync.Mutex
 	encoder      VideoEncoder // the current one, if Encode is set
 	video, audio *Stats
+	encoded      *Stats // the encoder track's, with EncodeAlongside
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 }
@@ -99,6 +107,14 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	audio := p.audioTrack(mic, ap)
+	var encoded *Track[capture.VideoFrame]
+	if cfg.Encode != nil && cfg.EncodeAlongside {
+		if encoded, err = p.encodedTrack(); err != nil {
+			closeSource(cam.first)
+			closeSource(mic.first)
+			return nil, err
+		}
+	}
 	p.camera, p.mic = cam.desc, mic.desc
 	cfg.Log.Info("media sources", "camera", cam.desc, "mic", mic.desc, "packet_size", cfg.PacketSize)
 	if cfg.OnDevice != nil {
@@ -114,6 +130,10 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	go func() { defer p.wg.Done(); video.Run(ctx) }()
 	go func() { defer p.wg.Done(); audio.Run(ctx) }()
 	go func() { defer p.wg.Done(); LogStats(ctx, cfg.Log, every, p.video, p.audio) }()
+	if encoded != nil {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); encoded.Run(ctx) }()
+	}
 	return p, nil
 }
 
@@ -155,6 +175,9 @@ func (p *Pipeline) videoStages(s Source[capture.VideoFrame]) (Source[capture.Vid
 	if p.cfg.Encode == nil {
 		return s, nil
 	}
+	if p.cfg.EncodeAlongside {
+		return tee[capture.VideoFrame]{s, &p.encodeTap}, nil
+	}
 	e, err := p.cfg.Encode(videoFromSource{s})
 	if err != nil {
 		s.Close()
@@ -188,6 +211,39 @@ func (p *Pipeline) videoTrack(cam device[capture.VideoFrame], vp capture.VideoPa
 		t.markDown() // missing at start: OnDevice hears when it appears
 	}
 	return t, nil
+}
+
+// encodedTrack is the encoder's track beside the camera's
+// (EncodeAlongside): it reads copies of the camera's frames from a tap,
+// with a queue of two (an encoder falling behind loses frames, the camera
+// never waits for it), and has its own packetizer, so its own SSRC and
+// sequence.
+func (p *Pipeline) encodedTrack() (*Track[capture.VideoFrame], error) {
+	vp, err := NewCodecPacketizer(p.cfg.PacketSize)
+	if err != nil {
+		return nil, err
+	}
+	p.encoded = new(Stats)
+	open := func() (Source[capture.VideoFrame], error) {
+		sub := VideoSub{p.encodeTap.Subscribe(2, nil)}
+		e, err := p.cfg.Encode(sub)
+		if err != nil {
+			sub.Close()
+			return nil, fmt.Errorf("encoder: %w", err)
+		}
+		p.enc.Lock()
+		p.encoder = e
+		p.enc.Unlock()
+		return VideoSource(e), nil
+	}
+	first, err := open()
+	if err != nil {
+		return nil, err
+	}
+	return &Track[capture.VideoFrame]{
+		Name: "encoder", Source: first, Open: open, Packetize: vp.Packetize, Publish: p.cfg.Publish,
+		Stats: p.encoded, Log: p.cfg.Log,
+	}, nil
 }
 
 // audioTrack is the microphone's track: behind the tap, muted by Muted.
@@ -247,6 +303,10 @@ func (p *Pipeline) Stop() {
 
 // Stats returns the video and the audio track's counts.
 func (p *Pipeline) Stats() (video, audio *Stats) { return p.video, p.audio }
+
+// EncodedStats returns the counts of the encoder's track beside the
+// camera's (EncodeAlongside), or nil.
+func (p *Pipeline) EncodedStats() *Stats { return p.encoded }
 
 // Describe says which camera and microphone the pipeline uses.
 func (p *Pipeline) Describe() (camera, mic string) { return p.camera, p.mic }

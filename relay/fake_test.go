@@ -364,3 +364,42 @@ func TestHandoffToWriter(t *testing.T) {
 		t.Fatal("partial frames")
 	}
 }
+
+// TestRelayNativeVideo: with JPEG and H.264 published side by side and
+// JPEG native, the relay's own (TCP/WebSocket) sessions get JPEG only and
+// keep announcing it, while a session attached for H.264 gets H.264 only.
+func TestRelayNativeVideo(t *testing.T) {
+	r := New(testConfig(), nil)
+	defer r.Close()
+	r.SetNativeVideo(capture.CodecJPEG)
+	_, fNative := attach(t, r, capture.KindVideo)
+	fH264 := newFake()
+	s := r.newSession(capture.KindVideo, fH264)
+	s.native, s.only = false, capture.CodecH264 // as Attach with Codec H.264
+	if err := r.add(s); err != nil {
+		t.Fatal(err)
+	}
+	r.activate(s)
+	go s.run()
+	h := mkBurst(capture.KindVideo, 3, 100, 0, true)
+	for _, p := range h.Packets {
+		p[1] = p[1]&0x80 | capture.PayloadTypeH264
+	}
+	r.Publish(h)
+	r.Publish(mkBurst(capture.KindVideo, 2, 100, 0, true))
+	waitFor(t, "fan-out", func() bool { return fNative.packets.Load() == 2 && fH264.packets.Load() == 3 })
+	time.Sleep(10 * time.Millisecond)
+	if n, m := fNative.units.Load(), fH264.units.Load(); n != 1 || m != 1 {
+		t.Fatalf("units: native %d, H.264 %d; want one each", n, m)
+	}
+	if c := r.VideoCodec(); c != capture.CodecJPEG {
+		t.Fatalf("handshakes announce %v, want JPEG", c)
+	}
+	if !r.Publishing(capture.CodecH264) || !r.Publishing(capture.CodecJPEG) {
+		t.Fatal("both codecs are published")
+	}
+	// Lifted: the native session takes every codec again.
+	r.SetNativeVideo(0)
+	r.Publish(h)
+	waitFor(t, "H.264 to the native session", func() bool { return fNative.packets.Load() == 5 })
+}

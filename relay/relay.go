@@ -31,6 +31,9 @@ type Relay struct {
 
 	self       *Publisher
 	videoCodec atomic.Uint32
+	// native is the one video codec the relay's own TCP and WebSocket
+	// sessions get (SetNativeVideo); 0: whatever is published.
+	native atomic.Uint32
 	// lastCodec is when each video codec was last published (Unix ns).
 	lastCodec [3]atomic.Int64
 	nextID    atomic.Uint64
@@ -177,14 +180,22 @@ func (p *Publisher) Publish(b capture.Burst) error {
 		return ErrClosed
 	default:
 	}
+	native := capture.Codec(r.native.Load())
 	if b.Kind == capture.KindVideo {
+		var c capture.Codec
 		switch b.Packets[0][1] & 0x7f {
 		case capture.PayloadTypeJPEG:
-			r.videoCodec.Store(uint32(capture.CodecJPEG))
-			r.lastCodec[capture.CodecJPEG].Store(ns(r.cfg.Now()))
+			c = capture.CodecJPEG
 		case capture.PayloadTypeH264:
-			r.videoCodec.Store(uint32(capture.CodecH264))
-			r.lastCodec[capture.CodecH264].Store(ns(r.cfg.Now()))
+			c = capture.CodecH264
+		}
+		if c != 0 {
+			// With a native codec set, the handshakes keep announcing it
+			// while the other codec is published beside it.
+			if native == 0 || native == c {
+				r.videoCodec.Store(uint32(c))
+			}
+			r.lastCodec[c].Store(ns(r.cfg.Now()))
 		}
 	}
 	r.tot.published[b.Kind].Add(uint64(len(b.Packets)))
@@ -193,7 +204,11 @@ func (p *Publisher) Publish(b capture.Burst) error {
 	now := ns(r.cfg.Now())
 	var keyReq uint64
 	for _, s := range *r.subs[b.Kind].Load() {
-		if s.origin != p.idx && (s.only == 0 || s.only == u.codec) {
+		only := s.only
+		if s.native {
+			only = native
+		}
+		if s.origin != p.idx && (only == 0 || only == u.codec) {
 			keyReq |= s.offer(u, now)
 		}
 	}
@@ -333,7 +348,7 @@ func (r *Relay) activate(s *session) {
 	next = append(next, s)
 	r.subs[s.kind].Store(&next)
 	r.mu.Unlock()
-	if s.kind == capture.KindVideo && r.Publishing(capture.CodecH264) {
+	if s.kind == capture.KindVideo && r.Publishing(capture.CodecH264) && r.takes(s, capture.CodecH264) {
 		r.requestKeyframes(^uint64(0))
 	}
 }
@@ -409,6 +424,27 @@ func (r *Relay) ended(s *session, st stats, reason string) {
 	e.healthChecks += st.healthChecks
 	r.tot.disconnects[reason]++
 	r.tot.mu.Unlock()
+}
+
+// SetNativeVideo makes c the one video codec the relay's own TCP and
+// WebSocket clients get, and the one their handshakes announce, when the
+// box publishes two side by side (JPEG for the WebSocket page beside H.264
+// for WebRTC and RTSP, which Attach with their own codec). 0 lifts it.
+// It applies to connected clients from the next Publish on.
+func (r *Relay) SetNativeVideo(c capture.Codec) {
+	r.native.Store(uint32(c))
+	if c != 0 {
+		r.videoCodec.Store(uint32(c))
+	}
+}
+
+// takes reports whether video session s can be offered units of codec c.
+func (r *Relay) takes(s *session, c capture.Codec) bool {
+	only := s.only
+	if s.native {
+		only = capture.Codec(r.native.Load())
+	}
+	return only == 0 || only == c
 }
 
 // VideoCodec is the codec of the box's video: the configured one until the

@@ -43,7 +43,10 @@ type session struct {
 	// only, when set, is the one video codec the client can use (WebRTC:
 	// H.264); units of another codec are not offered to it.
 	only capture.Codec
-	t    transport
+	// native marks the relay's own TCP and WebSocket sessions: they get
+	// the relay's native video codec (SetNativeVideo), read per Publish.
+	native bool
+	t      transport
 
 	mu   sync.Mutex
 	pol  *policy
@@ -66,7 +69,9 @@ type session struct {
 }
 
 func (r *Relay) newSession(kind capture.Kind, t transport) *session {
-	return r.newSessionWith(kind, t, r.cfg.kind(kind))
+	s := r.newSessionWith(kind, t, r.cfg.kind(kind))
+	s.native = true
+	return s
 }
 
 // newSessionWith is newSession with a transport's own pacing parameters

@@ -571,9 +571,11 @@ function render() {
   $('sound').hidden = stats.callView ? callAudio.running : s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
   // What the box sends (H.264 from the camera, the hardware or the
-  // software encoder; or JPEG) and why: /api/state's "video".
+  // software encoder, with JPEG beside it for the WebSocket path under
+  // codec auto; or JPEG) and why: /api/state's "video".
   const v = box && box.video;
-  $('codec').textContent = v ? (v.codec === 'h264' ? `H.264 (${v.path})` : 'JPEG') : '';
+  const alongside = v && v.alongside ? ` + ${v.alongside.toUpperCase()}` : '';
+  $('codec').textContent = v ? (v.codec === 'h264' ? `H.264 (${v.path})${alongside}` : 'JPEG') : '';
   $('codec').title = v ? [v.encoder, v.reason].filter(Boolean).join(': ') : '';
 }
 

@@ -169,8 +169,13 @@ func (s *Server) Close() {
 
 // currentStream is the description for the codec the relay carries now;
 // a new codec (the H.264 encoder taking over from JPEG) makes a new one.
+// H.264 wins when the box publishes it beside JPEG (codec auto: JPEG for
+// the WebSocket page): readers attach for the stream's codec only.
 func (s *Server) currentStream() (*gortsplib.ServerStream, error) {
 	codec := s.cfg.Relay.VideoCodec()
+	if s.cfg.Relay.Publishing(capture.CodecH264) {
+		codec = capture.CodecH264
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stream != nil && s.codec == codec {
@@ -414,7 +419,13 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 			udps = append(udps, u)
 			c = u
 		}
-		cl, err := s.cfg.Relay.Attach(m.kind, c, relay.AttachOptions{})
+		var opt relay.AttachOptions
+		if m.kind == capture.KindVideo {
+			s.mu.Lock()
+			opt.Codec = s.codec // the codec the reader's description announced
+			s.mu.Unlock()
+		}
+		cl, err := s.cfg.Relay.Attach(m.kind, c, opt)
 		if err != nil {
 			s.log.Info("rtsp: reader refused", "remote", c.RemoteAddr(), "err", err)
 			c.Abort()

@@ -142,8 +142,11 @@ func startBoxWith(t *testing.T, addr string, flags ...string) *box {
 // launchBox is startBox for any goroutine: it reports instead of failing.
 func launchBox(bin, addr, dataDir string, flags ...string) (*box, error) {
 	b := &box{addr: addr, log: new(bytes.Buffer), done: make(chan struct{})}
+	// --codec jpeg: the tests of the page's WebSocket path keep the box on
+	// JPEG only (codec auto would also send H.264, and the page would take
+	// WebRTC); TestPageWebRTC gives its own --codec (a later flag wins).
 	args := append([]string{"run", "--http", addr, "--mdns-name", "", "--relay", "",
-		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic"}, flags...)
+		"--data", dataDir, "--camera", "synthetic", "--mic", "synthetic", "--codec", "jpeg"}, flags...)
 	b.cmd = exec.Command(bin, args...)
 	// The box prints "callbox: page at URL" once its HTTP server listens:
 	// that line is the event to wait for.

@@ -7,18 +7,20 @@ import (
 	"github.com/callbox/callbox/internal/testenv"
 )
 
-// TestPageWebRTC: `callbox run --codec h264` (the synthetic camera through
-// the software H.264 encoder) and the page in headless Chromium: the page
-// takes the WebRTC path (WHEP), the browser decodes the box's H.264 and
-// plays its audio, and the mute button and volume work. The same scenario
-// runs in-process in firmware's TestPageWebRTCChromium with ffmpeg's H.264;
-// this one is the appliance as shipped.
+// TestPageWebRTC: `callbox run --codec auto` (the default: the synthetic
+// camera's JPEG and, beside it, the software H.264 encoder) and the page in
+// headless Chromium: the page takes the WebRTC path (WHEP), the browser
+// decodes the box's H.264 and plays its audio, and the mute button and
+// volume work; the same box's WebSocket path (?path=ws, the fallback)
+// draws whole JPEG frames. The same scenario runs in-process in firmware's
+// TestPageWebRTCChromium with ffmpeg's H.264; this one is the appliance as
+// shipped.
 func TestPageWebRTC(t *testing.T) {
 	testenv.Short(t)
 	testenv.LookPath(t, "chromium")
 	needNode(t, true)
 	addr := freeAddr(t)
-	b := startBoxWith(t, addr, "--open", "--codec", "h264")
+	b := startBoxWith(t, addr, "--open", "--codec", "auto")
 	if !strings.Contains(b.log.String(), "h264") {
 		t.Logf("box log:\n%s", b.log)
 	}
@@ -46,5 +48,14 @@ func TestPageWebRTC(t *testing.T) {
 	}
 	if r["unmuted"] != true {
 		t.Error("a second tap did not unmute")
+	}
+	// The fallback on the same box: JPEG over WebSocket.
+	w := scenario(t, "play", "http://"+addr+"/?path=ws", nil, "--seconds", "3")
+	wp := pageStats(t, w)
+	t.Logf("WebSocket fallback from the same box: %.1f fps, %v incomplete, %v video Health Checks, latency p50 %.1f ms",
+		wp.num("fps"), wp["framesIncomplete"], wp["healthChecksVideo"], wp.num("latencyP50"))
+	if wp.num("fps") < 10 || wp.num("framesIncomplete") != 0 || wp.num("healthChecksVideo") <= 0 {
+		t.Errorf("WebSocket fallback: %.1f fps (want >= 10), %v incomplete (want 0), %v video Health Checks (want > 0)",
+			wp.num("fps"), wp["framesIncomplete"], wp["healthChecksVideo"])
 	}
 }
