@@ -139,33 +139,41 @@ func TestSendH264(t *testing.T) {
 }
 
 // TestRunVideoChoice: the appliance's choice as /api/state shows it: auto
-// keeps JPEG on the relay and says where H.264 would come from; h264 sends
-// it; h264 with no encoder is an error that stops the start.
+// with an encoder sends H.264 beside the camera's JPEG (the relay keeps
+// its own clients on JPEG), and takes the encoder rather than a camera's
+// own H.264 for it; h264 sends H.264 only; h264 with no encoder is an
+// error that stops the start.
 func TestRunVideoChoice(t *testing.T) {
 	base := media.Config{Camera: "synthetic", Mic: "synthetic", Video: media.VideoConfig{Width: 320, Height: 240, FPS: 30}}
 	none := media.Probes{
 		CameraH264: softwareOnly.CameraH264, Hardware: softwareOnly.Hardware,
 		Software: func() bool { return false },
 	}
+	camera := softwareOnly
+	camera.CameraH264 = func(string) (string, bool) { return "/dev/video9", true }
 	for _, c := range []struct {
-		codec  string
-		probes media.Probes
-		name   string
-		reason string
-		encode bool
-		err    bool
+		codec     string
+		probes    media.Probes
+		name      string
+		reason    string
+		encode    bool
+		alongside bool
+		err       bool
 	}{
-		{"auto", softwareOnly, "jpeg", "H.264 is available from the software", false, false},
-		{"h264", softwareOnly, "h264", "software encoder", true, false},
-		{"jpeg", softwareOnly, "jpeg", "configured", false, false},
-		{"h264", none, "", "", false, true},
-		{"auto", none, "jpeg", "no software encoder", false, false},
+		{"auto", softwareOnly, "h264", "JPEG beside it", true, true, false},
+		{"auto", camera, "h264", "cannot run beside its JPEG", true, true, false},
+		{"h264", camera, "h264", "encodes H.264 itself", false, false, false},
+		{"h264", softwareOnly, "h264", "software encoder", true, false, false},
+		{"jpeg", softwareOnly, "jpeg", "configured", false, false, false},
+		{"h264", none, "", "", false, false, true},
+		{"auto", none, "jpeg", "no software encoder", false, false, false},
 	} {
 		if !h264enc.SoftwareAvailable() && c.probes.Software() {
 			continue
 		}
 		pr := c.probes
-		p := &mediaPart{h264: media.H264Config{Codec: c.codec}, probes: &pr, log: quietLog}
+		sink := &nativeSink{}
+		p := &mediaPart{h264: media.H264Config{Codec: c.codec}, probes: &pr, log: quietLog, sink: sink}
 		mc := base
 		err := p.chooseVideo(&mc)
 		if (err != nil) != c.err {
@@ -179,9 +187,24 @@ func TestRunVideoChoice(t *testing.T) {
 		if v.Name != c.name || !strings.Contains(v.Reason, c.reason) || (mc.Encode != nil) != c.encode {
 			t.Errorf("%s: %+v (encoder stage %v)", c.codec, v, mc.Encode != nil)
 		}
+		if mc.EncodeAlongside != c.alongside || (v.Alongside == "jpeg") != c.alongside ||
+			(sink.native == capture.CodecJPEG) != c.alongside {
+			t.Errorf("%s: alongside %v, %q, relay native %v; want %v", c.codec, mc.EncodeAlongside, v.Alongside, sink.native, c.alongside)
+		}
+		if c.alongside && (mc.Video.Format != capture.CodecJPEG || v.Transports["websocket"] != "jpeg" || v.Transports["webrtc"] != "h264") {
+			t.Errorf("%s: camera format %v, transports %v", c.codec, mc.Video.Format, v.Transports)
+		}
 		b := &boardPart{video: p}
 		if st := b.videoState(); st == nil || st.Name != c.name {
 			t.Errorf("%s: /api/state video %+v", c.codec, st)
 		}
 	}
 }
+
+// nativeSink records the relay's native codec the media part sets.
+type nativeSink struct {
+	nullSink
+	native capture.Codec
+}
+
+func (s *nativeSink) SetNativeVideo(c capture.Codec) { s.native = c }
