@@ -3,17 +3,10 @@ package natlab
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
 )
 
 // Phones away from home (docs/peer.md): a `callbox run` box registered
@@ -58,13 +53,13 @@ func TestNATLabRemotePhone(t *testing.T) {
 	for i, tc := range phoneCases {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, fmt.Sprint("p", i))
-			ca := writeTestCA(t, l.dir, hubIP)
-			l.env = []string{"SSL_CERT_FILE=" + ca.caFile}
+			ca := testenv.WriteTestCA(t, l.dir, hubIP)
+			l.env = []string{"SSL_CERT_FILE=" + ca.CAFile}
 			l.public()
 			l.router("natA", "198.51.100.1", 1, false)
 			l.host("hA", "natA", 1, 2)
 			phone := tc.build(l)
-			l.startHub("--tls-cert", ca.certFile, "--tls-key", ca.keyFile)
+			l.startHub("--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile)
 
 			const boxHTTP = "10.201.1.2:8080"
 			l.start("hA", io.Discard, "run", "--http", boxHTTP, "--mdns-name", "", "--relay", "",
@@ -82,7 +77,7 @@ func TestNATLabRemotePhone(t *testing.T) {
 			}
 			// An unpaired phone: the page says so; the signalling refuses it.
 			hubHTTP := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: ca.pool},
+				TLSClientConfig: &tls.Config{RootCAs: ca.Pool},
 				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 					return dialInNetns(l.pfx+"hub", network, addr)
 				}}}
@@ -265,42 +260,4 @@ func hubRelayed(t *testing.T, c *http.Client) uint64 {
 		t.Errorf("hub stats: %v", err)
 	}
 	return st.RelayedBytes
-}
-
-type testCA struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-}
-
-// writeTestCA makes a CA and a certificate for ip signed by it.
-func writeTestCA(t *testing.T, dir, ip string) testCA {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natlab test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	ca := testCA{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "hub.pem"), keyFile: filepath.Join(dir, "hub.key"), pool: x509.NewCertPool()}
-	ca.pool.AddCert(caCert)
-	for f, blk := range map[string]*pem.Block{ca.caFile: {Type: "CERTIFICATE", Bytes: caDER},
-		ca.certFile: {Type: "CERTIFICATE", Bytes: der}, ca.keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(f, pem.EncodeToMemory(blk), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return ca
 }

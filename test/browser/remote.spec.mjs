@@ -1,0 +1,85 @@
+// The hub's phone page in headless Chromium, over HTTPS with a test CA
+// (its server key trusted through --ignore-certificate-errors-spki-list):
+//
+//   node remote.spec.mjs --url 'https://127.0.0.1:PORT/box/ID#c=CRED' --spki HASH
+//
+// 1. A fresh profile opens the page without the credential: "Pair at home first".
+// 2. A fresh profile opens the phone's link: the page keeps the credential,
+//    posts its offer through the hub to the box, and plays the box's H.264.
+// Prints one JSON object per line; the last is {"event":"result",...}.
+import { chromium } from 'playwright-core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values: opt } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    spki: { type: 'string' },
+    seconds: { type: 'string', default: '4' },
+    timeout: { type: 'string', default: '60' },
+  },
+});
+if (!opt.url || !opt.spki) {
+  console.error('usage: node remote.spec.mjs --url URL --spki HASH');
+  process.exit(2);
+}
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required', `--ignore-certificate-errors-spki-list=${opt.spki}`,
+];
+const profiles = [];
+const contexts = [];
+async function open() {
+  const dir = await mkdtemp(join(tmpdir(), 'callbox-remote-'));
+  profiles.push(dir);
+  const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', args: ARGS });
+  contexts.push(ctx);
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
+  return page;
+}
+const cleanup = async () => {
+  for (const c of contexts) { try { await c.close(); } catch { /* gone */ } }
+  for (const d of profiles) await rm(d, { recursive: true, force: true });
+};
+const guard = setTimeout(async () => {
+  emit({ event: 'error', error: `remote spec timed out after ${opt.timeout} s` });
+  await cleanup();
+  process.exit(3);
+}, Number(opt.timeout) * 1000);
+
+try {
+  const res = {};
+  const bare = opt.url.split('#')[0];
+  const p1 = await open();
+  await p1.goto(bare);
+  await p1.waitForFunction(() => /Pair at home first/.test(document.getElementById('msg').textContent), null, { timeout: 10000 });
+  res.unpairedMessage = await p1.textContent('#msg');
+
+  const p2 = await open();
+  const t0 = Date.now();
+  await p2.goto(opt.url);
+  res.addressBarHasCredential = (await p2.evaluate(() => location.href)).includes('#c=');
+  await p2.waitForFunction(() => {
+    const v = document.getElementById('v');
+    return v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 0;
+  }, null, { timeout: 15000, polling: 20 });
+  res.firstFrameMs = Date.now() - t0;
+  await sleep(Number(opt.seconds) * 1000);
+  Object.assign(res, await p2.evaluate(() => {
+    const v = document.getElementById('v');
+    const q = v.getVideoPlaybackQuality();
+    return { width: v.videoWidth, height: v.videoHeight, framesDecoded: q.totalVideoFrames, framesDropped: q.droppedVideoFrames,
+      message: document.getElementById('msg').textContent, stored: !!localStorage.getItem(Object.keys(localStorage)[0]) };
+  }));
+  emit({ event: 'result', ...res });
+} catch (e) {
+  emit({ event: 'error', error: String(e && e.stack || e) });
+}
+clearTimeout(guard);
+await cleanup();

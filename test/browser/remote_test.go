@@ -1,0 +1,181 @@
+package browser
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callbox/callbox/internal/testenv"
+)
+
+// TestRemotePageChromium (issue 17): `callbox hub` over HTTPS with a test
+// CA, `callbox run --codec h264 --hub wss://...` (which trusts the CA), a
+// phone paired with the simulated buttons takes its link from /api/remote,
+// and headless Chromium opens it: the hub's page plays the box's H.264
+// (signalling through the hub, media peer to peer on this machine); a
+// profile without the credential is told to pair at home first.
+func TestRemotePageChromium(t *testing.T) {
+	testenv.Short(t)
+	node := needNode(t, true)
+	testenv.LookPath(t, "chromium")
+	bin := callbox(t)
+	dir := t.TempDir()
+	ca := testenv.WriteTestCA(t, dir, "127.0.0.1")
+	t.Setenv("SSL_CERT_FILE", ca.CAFile) // the box's hub connection trusts the test CA
+
+	hubAddr := freeAddr(t)
+	uc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stunAddr := uc.LocalAddr().String()
+	uc.Close()
+	hub := exec.Command(bin, "hub", "--listen", hubAddr, "--stun-listen", stunAddr, "--public-ip", "127.0.0.1",
+		"--data", filepath.Join(dir, "hub"), "--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile)
+	hub.Env = append(os.Environ(), "CALLBOX_TURN_SECRET=browser-test-secret")
+	hubOut := &readyWriter{buf: new(bytes.Buffer), marker: []byte("signalling at"), ready: make(chan struct{}), changed: make(chan struct{})}
+	hub.Stdout, hub.Stderr = hubOut, hubOut
+	if err := hub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hub.Process.Kill()
+		hub.Wait()
+		if t.Failed() {
+			t.Logf("hub log:\n%s", hubOut)
+		}
+	})
+	select {
+	case <-hubOut.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hub not listening:\n%s", hubOut)
+	}
+
+	addr := freeAddr(t)
+	b := startBoxWith(t, addr, "--board", "sim", "--codec", "h264", "--hub", "wss://"+hubAddr+"/v1/ws")
+	base := "http://" + addr
+	token := pairByButtons(t, base)
+	link := askRemoteLink(t, base, token)
+	if !strings.HasPrefix(link, "https://"+hubAddr+"/box/") || !strings.Contains(link, "#c=") {
+		t.Fatalf("remote link %q", link)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "remote.spec.mjs", "--url", link, "--spki", ca.SPKIHash)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var result map[string]any
+	var failures []string
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			t.Logf("spec: %s", sc.Text())
+			continue
+		}
+		switch ev["event"] {
+		case "result":
+			result = ev
+		case "error":
+			failures = append(failures, ev["error"].(string))
+		default:
+			t.Logf("spec event: %v", ev)
+		}
+	}
+	if len(failures) > 0 || result == nil {
+		t.Fatalf("remote spec failed (%v): %s\nstderr:\n%s\nbox log:\n%s", runErr, strings.Join(failures, "\n"), stderr.String(), b.log)
+	}
+	t.Logf("hub page in Chromium: first frame %v ms after opening the link, %vx%v, %v frames decoded (%v dropped), page says %q; without the credential: %q",
+		result["firstFrameMs"], result["width"], result["height"], result["framesDecoded"], result["framesDropped"], result["message"], result["unpairedMessage"])
+	if n, _ := result["framesDecoded"].(float64); n < 30 {
+		t.Errorf("%v frames decoded, want >= 30", result["framesDecoded"])
+	}
+	if result["addressBarHasCredential"] != false {
+		t.Error("the credential stayed in the address bar")
+	}
+	if result["message"] != "live" {
+		t.Errorf("page says %v, want live", result["message"])
+	}
+}
+
+// pairByButtons pairs a phone through /api/pair/request and the simulated
+// board's buttons, returning its token.
+func pairByButtons(t *testing.T, base string) string {
+	t.Helper()
+	post := func(path, body string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", base)
+		return http.DefaultClient.Do(req)
+	}
+	res := make(chan string, 1)
+	go func() {
+		r, err := post("/api/pair/request", `{"name":"phone"}`)
+		if err != nil {
+			res <- ""
+			return
+		}
+		defer r.Body.Close()
+		var b struct{ Token string }
+		json.NewDecoder(r.Body).Decode(&b)
+		res <- b.Token
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case tok := <-res:
+			if tok == "" {
+				t.Fatal("pairing failed")
+			}
+			return tok
+		case <-time.After(300 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pairing not approved")
+		}
+		if r, err := post("/api/sim/button", `{"button":"both","ms":300}`); err == nil {
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+	}
+}
+
+// askRemoteLink waits until the box has registered with its hub and
+// returns the phone's link.
+func askRemoteLink(t *testing.T, base, token string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/remote", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b struct{ URL, Error string }
+		json.NewDecoder(r.Body).Decode(&b)
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			return b.URL
+		}
+		if r.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("/api/remote: %d %s", r.StatusCode, b.Error)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
