@@ -131,8 +131,9 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	go func() { defer p.wg.Done(); audio.Run(ctx) }()
 	go func() { defer p.wg.Done(); LogStats(ctx, cfg.Log, every, p.video, p.audio) }()
 	if encoded != nil {
-		p.wg.Add(1)
+		p.wg.Add(2)
 		go func() { defer p.wg.Done(); encoded.Run(ctx) }()
+		go func() { defer p.wg.Done(); LogEncodedStats(ctx, cfg.Log, every, p.encoded) }()
 	}
 	return p, nil
 }

@@ -220,3 +220,29 @@ func LogStats(ctx context.Context, log *slog.Logger, every time.Duration, video,
 		}
 	}
 }
+
+// LogEncodedStats logs the rates of the encoder's track beside the
+// camera's (Config.EncodeAlongside) every interval until ctx is done:
+// its dropped frames are the camera's frames the encoder had no time for.
+func LogEncodedStats(ctx context.Context, log *slog.Logger, every time.Duration, encoded *Stats) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	p := encoded.Snapshot()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			e := encoded.Snapshot()
+			sec := now.Sub(last).Seconds()
+			log.Info("media stats (encoder beside JPEG)",
+				"h264_fps", fmt.Sprintf("%.1f", float64(e.Units-p.Units)/sec),
+				"h264_kbps", fmt.Sprintf("%.0f", float64(e.Bytes-p.Bytes)*8/sec/1000),
+				"h264_packets", e.Packets-p.Packets,
+				"h264_dropped_frames", e.Gaps-p.Gaps,
+				"errors", e.Errors-p.Errors)
+			p, last = e, now
+		}
+	}
+}
