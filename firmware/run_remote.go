@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/peer/box"
 	pion "github.com/pion/webrtc/v4"
+	qrcode "github.com/skip2/go-qrcode"
 )
 
 // Phones away from home (docs/peer.md): a phone paired on the LAN asks the
@@ -62,6 +64,10 @@ func (p *peerPart) answerPhone(ctx context.Context, o box.PhoneOffer) (string, e
 type remoteLink struct {
 	URL     string `json:"url"`
 	Expires int64  `json:"expires"` // Unix seconds
+	// QR is the link as a QR code, a PNG in a data: URL: the LAN page
+	// shows it, so a page opened on a laptop hands the link to the phone
+	// that paired (the credential is that phone's token's).
+	QR string `json:"qr,omitempty"`
 }
 
 // handleRemote answers GET /api/remote: the calling phone's link to the
@@ -91,7 +97,13 @@ func (p *peerPart) handleRemote(w http.ResponseWriter, r *http.Request) {
 	exp := time.Now().Add(remoteCredentialTTL)
 	cred := client.IssuePhoneCredential(pairing.Hash(tok), exp)
 	w.Header().Set("Cache-Control", "no-store")
-	writeBoardJSON(w, http.StatusOK, remoteLink{URL: base + "/box/" + client.ID() + "#c=" + cred, Expires: exp.Unix()})
+	link := remoteLink{URL: base + "/box/" + client.ID() + "#c=" + cred, Expires: exp.Unix()}
+	if png, err := qrcode.Encode(link.URL, qrcode.Medium, 256); err == nil {
+		link.QR = "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
+	} else {
+		p.log.Warn("remote link: QR code", "err", err)
+	}
+	writeBoardJSON(w, http.StatusOK, link)
 }
 
 // hubPageBase turns the hub's signalling URL (wss://host/v1/ws) into the

@@ -419,7 +419,10 @@ function remoteLink() {
   if (remoteAsked) return;
   remoteAsked = true;
   fetch('/api/remote', { headers: authHeaders() }).then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
-    .then((j) => { const a = $('remote-link'); a.href = j.url; a.hidden = false; })
+    .then((j) => {
+      const a = $('remote-link'); a.href = j.url; a.hidden = false;
+      if (j.qr) { const q = $('remote-qr'); q.src = j.qr; q.hidden = false; }
+    })
     .catch((code) => { if (code === 503) setTimeout(() => { remoteAsked = false; }, 10000); });
 }
 

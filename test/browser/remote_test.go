@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	png_ "image/png"
 	"io"
 	"net"
 	"net/http"
@@ -167,10 +169,17 @@ func askRemoteLink(t *testing.T, base, token string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var b struct{ URL, Error string }
+		var b struct{ URL, QR, Error string }
 		json.NewDecoder(r.Body).Decode(&b)
 		r.Body.Close()
 		if r.StatusCode == 200 {
+			png, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(b.QR, "data:image/png;base64,"))
+			if err != nil {
+				t.Fatalf("QR: %v", err)
+			}
+			if cfg, err := png_.DecodeConfig(bytes.NewReader(png)); err != nil || cfg.Width != 256 {
+				t.Errorf("QR code: %v, %+v", err, cfg)
+			}
 			return b.URL
 		}
 		if r.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
