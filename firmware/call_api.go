@@ -97,11 +97,7 @@ func (p *peerPart) apiState(errMsg string) callAPIState {
 	if st.Missed == nil {
 		st.Missed = []missedCall{}
 	}
-	if client != nil {
-		for _, pi := range client.Peers() {
-			st.Peers = append(st.Peers, callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online})
-		}
-	}
+	st.Peers = append(st.Peers, p.peers()...)
 	if caller != nil {
 		if cur := caller.Current(); cur != nil {
 			cs := cur.State()
@@ -112,6 +108,19 @@ func (p *peerPart) apiState(errMsg string) callAPIState {
 		}
 	}
 	return st
+}
+
+// peers are the paired boxes (none before the hub welcomed the box).
+func (p *peerPart) peers() []callAPIPeer {
+	client, _ := p.current()
+	if client == nil {
+		return nil
+	}
+	var out []callAPIPeer
+	for _, pi := range client.Peers() {
+		out = append(out, callAPIPeer{ID: pi.ID, Name: pi.Name, Online: pi.Online})
+	}
+	return out
 }
 
 func (p *peerPart) handleCallGet(w http.ResponseWriter, r *http.Request) {

@@ -75,6 +75,9 @@ type boardCallState struct {
 	Pairing *box.Pairing `json:"pairing,omitempty"`
 	// Missed are incoming calls nobody answered (for a paired token only).
 	Missed []missedCall `json:"missed,omitempty"`
+	// Peers are the paired boxes (for a paired token only): the page lets
+	// the phone choose whom to call when there are several.
+	Peers []callAPIPeer `json:"peers,omitempty"`
 }
 
 // callStateNames are boardCallState.State by board.Call.
@@ -112,6 +115,7 @@ func (p *boardPart) state(token string, local bool) boardAPIState {
 	if paired && p.calls != nil {
 		call.Pairing = p.calls.pairing()
 		call.Missed = p.calls.missedCalls()
+		call.Peers = p.calls.peers()
 	}
 	return boardAPIState{
 		State:     st.State.String(),

@@ -209,4 +209,8 @@ func TestPairBoxesByButtons(t *testing.T) {
 		})
 		waitFor(t, 5*time.Second, "the LED back to ready", func() bool { return x.state(t, "").LED == "ready" })
 	}
+	// /api/state lists the paired boxes (the page's choice of whom to call).
+	if p := a.state(t, "").Call.Peers; len(p) != 1 || p[0].Name != "attic" {
+		t.Errorf("box A's /api/state call.peers %+v, want attic", p)
+	}
 }

@@ -94,6 +94,8 @@ type boardCalls interface {
 	pairing() *box.Pairing
 	// missedCalls are the incoming calls nobody answered.
 	missedCalls() []missedCall
+	// peers are the paired boxes.
+	peers() []callAPIPeer
 }
 
 // boardConfigPaths are tried, in order, when --config is not given: the

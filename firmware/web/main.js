@@ -347,10 +347,10 @@ function callText(call) {
 
 // callAPI sends one call request (answer, decline, call, hang up) and
 // shows its outcome.
-async function callAPI(method, path) {
+async function callAPI(method, path, reqBody = null) {
   try {
     // JSON, as the box wants of every POST (a cross-site page cannot send it).
-    const r = await fetch(path, { method, headers: authHeaders({ 'Content-Type': 'application/json' }) });
+    const r = await fetch(path, { method, headers: authHeaders({ 'Content-Type': 'application/json' }), body: reqBody ? JSON.stringify(reqBody) : undefined });
     const body = await r.json().catch(() => ({}));
     stats.callError = r.ok ? '' : (body.error || `HTTP ${r.status}`);
     if (stats.box && stats.box.call && typeof body.state === 'string') {
@@ -369,8 +369,12 @@ $('call').addEventListener('click', (e) => {
   callAudio.unlock();
   const call = stats.box && stats.box.call;
   if (!call) return;
-  callAPI(call.state === 'idle' ? 'POST' : 'DELETE', '/api/call');
+  // Several paired boxes: the one chosen in the list (else the box's
+  // configured peer, or its only one).
+  const peer = call.state === 'idle' && !$('callpeer').hidden ? $('callpeer').value : '';
+  callAPI(call.state === 'idle' ? 'POST' : 'DELETE', '/api/call', peer ? { peer } : null);
 });
+$('callpeer').addEventListener('click', (e) => e.stopPropagation());
 // An incoming call rings on every phone: Answer takes it (as button B on
 // the box does), Decline ends it.
 $('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callAudio.unlock(); callAPI('POST', '/api/call/answer'); });
@@ -558,6 +562,17 @@ function render() {
     stats.callAudioRunning = callAudio.running;
     const dur = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
     $('callinfo').textContent = `${call.peer || 'the other box'} · ${call.state} · ${dur}${stats.audioMuted ? ' · muted' : ''}`;
+  }
+  // Whom to call: a list when the box has several paired boxes.
+  const peers = (call && box.paired && call.peers) || [];
+  const sel = $('callpeer');
+  sel.hidden = callBtn.hidden || !call || call.state !== 'idle' || peers.length < 2;
+  const opts = peers.map((p) => `${p.id}|${p.name || p.id}${p.online ? '' : ' (away)'}`).join('\n');
+  if (sel.dataset.opts !== opts) {
+    const keep = sel.value;
+    sel.replaceChildren(...peers.map((p) => new Option(`${p.name || p.id}${p.online ? '' : ' (away)'}`, p.id)));
+    if (peers.some((p) => p.id === keep)) sel.value = keep;
+    sel.dataset.opts = opts;
   }
   const ringing = !!(call && call.state === 'ringing' && box.paired);
   $('ring').hidden = !ringing;

@@ -41,7 +41,7 @@ import (
 type State struct {
 	State   string // "ready", "streaming", "in-call", ... (board.State)
 	LED     string // the LED pattern's name
-	Call    string // "idle", "calling", "direct", "relayed"
+	Call    string // "idle", "ringing", "calling", "direct", "relayed"
 	Viewers int
 	Muted   bool
 }
@@ -246,7 +246,7 @@ func (hc *Client) discovery() map[string]any {
 			"state_topic": st, "value_template": "{{ value_json.led }}", "icon": "mdi:led-on"}),
 		p + "sensor" + node + "call/config": ent("call", "Call", map[string]any{
 			"state_topic": st, "value_template": "{{ value_json.call }}", "icon": "mdi:phone",
-			"device_class": "enum", "options": []string{"idle", "calling", "direct", "relayed"}}),
+			"device_class": "enum", "options": []string{"idle", "ringing", "calling", "direct", "relayed"}}),
 		p + "sensor" + node + "viewers/config": ent("viewers", "Viewers", map[string]any{
 			"state_topic": st, "value_template": "{{ value_json.viewers }}", "icon": "mdi:eye",
 			"state_class": "measurement"}),

@@ -44,7 +44,7 @@ const result = { event: 'result' };
 try {
   const page = browser.pages()[0] || await browser.newPage();
   page.on('pageerror', (e) => emit({ event: 'pageerror', error: String(e) }));
-  const otherCall = async () => (await (await fetch(new URL('/api/state', opt.other))).json()).call;
+  var otherCall = async () => (await (await fetch(new URL('/api/state', opt.other))).json()).call;
 
   // Pairing from the pages.
   const pageB = await browser.newPage();
@@ -134,6 +134,12 @@ try {
   result.callViewAfter = await pageB.evaluate(() => window.callboxStats.callView);
   result.callError = await page.evaluate(() => window.callboxStats.callError);
 } catch (e) {
+  try {
+    result.diag = {
+      a: await browser.pages()[0].evaluate(() => ({ boxstate: document.getElementById('boxstate').textContent, callError: window.callboxStats.callError, call: window.callboxStats.box && window.callboxStats.box.call })),
+      b: await otherCall(),
+    };
+  } catch { /* the diagnosis is best effort */ }
   fail(e);
 } finally {
   emit(result);
