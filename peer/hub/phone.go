@@ -282,7 +282,15 @@ var phonePageTmpl = template.Must(template.New("phone").Parse(`<!doctype html>
   pc.addTransceiver("video", {direction: "recvonly"});
   pc.addTransceiver("audio", {direction: "recvonly"});
   pc.ontrack = function(e){ var v=document.getElementById("v"); if (!v.srcObject) v.srcObject = new MediaStream(); v.srcObject.addTrack(e.track); };
-  pc.onconnectionstatechange = function(){ msg.textContent = pc.connectionState === "connected" ? "live" : pc.connectionState; };
+  // The path, as the badge: media through the hub's TURN relay is still
+  // DTLS-SRTP between this phone and the box (the hub forwards ciphertext).
+  function showPath(){ pc.getStats().then(function(st){ var pair = null;
+    st.forEach(function(r){ if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
+    var loc = pair && st.get(pair.localCandidateId), rem = pair && st.get(pair.remoteCandidateId);
+    var relayed = (loc && loc.candidateType === "relay") || (rem && rem.candidateType === "relay");
+    msg.textContent = pair ? (relayed ? "live, via the hub's relay (encrypted end to end)" : "live, direct") : "live";
+    msg.dataset.path = pair ? (relayed ? "relay" : "direct") : ""; }); }
+  pc.onconnectionstatechange = function(){ if (pc.connectionState === "connected") { msg.textContent = "live"; setTimeout(showPath, 200); } else msg.textContent = pc.connectionState; };
   pc.createOffer().then(function(o){ return pc.setLocalDescription(o); }).then(function(){
     return new Promise(function(ok){ if (pc.iceGatheringState === "complete") return ok();
       pc.onicegatheringstatechange = function(){ if (pc.iceGatheringState === "complete") ok(); };

@@ -110,8 +110,8 @@ func TestRemotePageChromium(t *testing.T) {
 	if result["addressBarHasCredential"] != false {
 		t.Error("the credential stayed in the address bar")
 	}
-	if result["message"] != "live" {
-		t.Errorf("page says %v, want live", result["message"])
+	if m, _ := result["message"].(string); m != "live, direct" {
+		t.Errorf("page says %q, want \"live, direct\" (one machine: host candidates)", m)
 	}
 }
 
