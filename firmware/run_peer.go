@@ -45,6 +45,10 @@ type peerPart struct {
 	// phones answers phones away from home (the relay's WebRTC
 	// transport, run_remote.go).
 	phones remoteAnswerer
+	// remoteSessions are the remote phones' sessions by the hub's request
+	// ID (run_remote.go).
+	remoteMu       sync.Mutex
+	remoteSessions map[string]remoteSession
 
 	hubURL   string
 	peerName string
@@ -280,6 +284,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				return
 			}
 			client.OnPhoneOffer(p.answerPhone)
+			client.OnPhoneBye(p.phoneBye)
 			p.mu.Lock()
 			p.client, p.caller = client, caller
 			p.mu.Unlock()

@@ -165,10 +165,18 @@ func (p *relayPart) Addr() net.Addr {
 // AnswerRemote answers a phone away from home, forwarded by the hub, with
 // a session of the relay's WebRTC transport (the same per-client policy as
 // the LAN's phones) whose ICE also uses the hub's STUN/TURN.
-func (p *relayPart) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, error) {
+// It returns the session's ID (for CloseRemote) and the answer.
+func (p *relayPart) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, string, error) {
 	if p.whep == nil || p.ptr.Load() == nil {
-		return "", relay.ErrClosed
+		return "", "", relay.ErrClosed
 	}
-	_, answer, err := p.whep.AnswerRemote(ctx, remote, offer, ice)
-	return answer, err
+	return p.whep.AnswerRemote(ctx, remote, offer, ice)
+}
+
+// CloseRemote ends a remote phone's session (the phone's DELETE).
+func (p *relayPart) CloseRemote(id string) bool {
+	if p.whep == nil {
+		return false
+	}
+	return p.whep.CloseSession(id)
 }

@@ -24,7 +24,61 @@ import (
 
 // remoteAnswerer answers a remote phone's offer (the relay part).
 type remoteAnswerer interface {
-	AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, error)
+	AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (id, answer string, err error)
+	CloseRemote(id string) bool
+}
+
+// remoteSession is a remote phone's session, by the hub's request ID: the
+// phone's DELETE names that ID, and only the same credential ends it.
+type remoteSession struct {
+	id      string // the relay's session ID
+	tokenID string
+	at      time.Time
+}
+
+// maxRemoteSessions bounds the remembered sessions (the oldest go first;
+// a forgotten one still ends when its ICE goes away).
+const maxRemoteSessions = 64
+
+func (p *peerPart) rememberRemote(req string, s remoteSession) {
+	p.remoteMu.Lock()
+	defer p.remoteMu.Unlock()
+	if p.remoteSessions == nil {
+		p.remoteSessions = map[string]remoteSession{}
+	}
+	for len(p.remoteSessions) >= maxRemoteSessions {
+		oldest := ""
+		for k, v := range p.remoteSessions {
+			if oldest == "" || v.at.Before(p.remoteSessions[oldest].at) {
+				oldest = k
+			}
+		}
+		delete(p.remoteSessions, oldest)
+	}
+	p.remoteSessions[req] = s
+}
+
+// phoneBye ends a remote phone's session at its request, forwarded by the
+// hub, if the credential is the one that opened it.
+func (p *peerPart) phoneBye(o box.PhoneOffer) {
+	client, _ := p.current()
+	if client == nil || p.phones == nil {
+		return
+	}
+	cred, err := client.VerifyPhoneCredential(o.Credential)
+	if err != nil {
+		p.log.Info("remote phone bye refused", "err", err)
+		return
+	}
+	p.remoteMu.Lock()
+	s, ok := p.remoteSessions[o.Request]
+	if ok && s.tokenID == cred.TokenID {
+		delete(p.remoteSessions, o.Request)
+	}
+	p.remoteMu.Unlock()
+	if ok && s.tokenID == cred.TokenID {
+		p.phones.CloseRemote(s.id)
+	}
 }
 
 // remoteCredentialTTL is how long a remote link stays valid; a factory
@@ -52,10 +106,11 @@ func (p *peerPart) answerPhone(ctx context.Context, o box.PhoneOffer) (string, e
 	for _, s := range o.ICE {
 		ice = append(ice, pion.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	answer, err := p.phones.AnswerRemote(ctx, "remote phone "+cred.TokenID[:8], o.SDP, ice)
+	id, answer, err := p.phones.AnswerRemote(ctx, "remote phone "+cred.TokenID[:8], o.SDP, ice)
 	if err != nil {
 		return "", err
 	}
+	p.rememberRemote(o.Request, remoteSession{id: id, tokenID: cred.TokenID, at: time.Now()})
 	p.log.Info("remote phone session", "phone", cred.TokenID[:8])
 	return answer, nil
 }

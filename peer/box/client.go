@@ -69,6 +69,7 @@ type Client struct {
 	pairChange     chan struct{} // closed when pair changes; replaced
 	iceAt          time.Time     // when the ICE servers were last received
 	onPhone        PhoneHandler  // answers remote phones (phone.go)
+	onPhoneBye     func(PhoneOffer)
 	closed         bool
 
 	ctx    context.Context
@@ -307,7 +308,7 @@ func (c *Client) dispatch(m *proto.Message) {
 		}
 	case proto.TypePairRequest, proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel, proto.TypeError:
 		c.dispatchPairing(m)
-	case proto.TypePhoneOffer:
+	case proto.TypePhoneOffer, proto.TypePhoneBye:
 		c.dispatchPhone(m)
 		return
 	case proto.TypeICE:

@@ -38,7 +38,25 @@ func (c *Client) IssuePhoneCredential(tokenID string, expires time.Time) string 
 	return proto.IssuePhoneCredential(c.cfg.Identity, tokenID, expires)
 }
 
+// OnPhoneBye sets what ends a remote phone's session when the phone asks
+// (its WHEP DELETE, forwarded by the hub): Request names the session's
+// offer, Credential must be the one that opened it.
+func (c *Client) OnPhoneBye(f func(o PhoneOffer)) {
+	c.mu.Lock()
+	c.onPhoneBye = f
+	c.mu.Unlock()
+}
+
 func (c *Client) dispatchPhone(m *proto.Message) {
+	if m.Type == proto.TypePhoneBye {
+		c.mu.Lock()
+		f := c.onPhoneBye
+		c.mu.Unlock()
+		if f != nil {
+			go f(PhoneOffer{Request: m.Call, Credential: m.Token})
+		}
+		return
+	}
 	c.mu.Lock()
 	f := c.onPhone
 	c.mu.Unlock()

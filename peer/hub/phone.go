@@ -121,14 +121,12 @@ func (h *Hub) servePhone(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		}
 	case len(parts) == 3 && parts[1] == "whep":
-		// The session ends when the phone's ICE goes away (the box's
-		// agent notices in seconds); the hub does not forward DELETEs.
 		w.Header().Set("Allow", "DELETE")
 		if r.Method != http.MethodDelete {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		h.phoneBye(w, r, box, parts[2])
 	default:
 		http.NotFound(w, r)
 	}
@@ -242,6 +240,34 @@ func (h *Hub) phoneOffer(w http.ResponseWriter, r *http.Request, box string) {
 	case <-ctx.Done():
 		http.Error(w, "the box did not answer in time", http.StatusGatewayTimeout)
 	}
+}
+
+// phoneBye forwards a phone's DELETE of its session to the box, which ends
+// it if the credential is the one that opened it.
+func (h *Hub) phoneBye(w http.ResponseWriter, r *http.Request, box, id string) {
+	if _, code, err := h.phoneCredential(r, box); err != nil {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	h.mu.Lock()
+	s := h.sessions[box]
+	h.mu.Unlock()
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	m := proto.Message{Type: proto.TypePhoneBye, Call: id, Token: strings.TrimSpace(tok)}
+	if err := m.Validate(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s == nil {
+		// The box is gone: so is the session (its ICE ends it).
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err := s.Send(m); err != nil {
+		http.Error(w, "the box is not reachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 func (h *Hub) phonePage(w http.ResponseWriter, box string) {

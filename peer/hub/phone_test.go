@@ -21,7 +21,12 @@ func TestHubPhoneSignalling(t *testing.T) {
 	var got proto.Message
 	s := &Session{Close: func() {}}
 	var sess *Session
+	byes := make(chan proto.Message, 4)
 	s.Send = func(m proto.Message) error {
+		if m.Type == proto.TypePhoneBye {
+			byes <- m
+			return nil
+		}
 		if m.Type != proto.TypePhoneOffer {
 			return nil
 		}
@@ -104,6 +109,36 @@ func TestHubPhoneSignalling(t *testing.T) {
 	h.PhoneHandler().ServeHTTP(ow, httptest.NewRequest(http.MethodOptions, "/box/"+id.ID+"/whep", nil))
 	if l := ow.Header().Get("Link"); l != `<stun:198.51.100.10:3478>; rel="ice-server"` {
 		t.Errorf("OPTIONS Link %q", l)
+	}
+	// DELETE: forwarded to the box with the credential, never without one.
+	del := func(cred string) int {
+		r := httptest.NewRequest(http.MethodDelete, w.Header().Get("Location"), nil)
+		if cred != "" {
+			r.Header.Set("Authorization", "Bearer "+cred)
+		}
+		dw := httptest.NewRecorder()
+		h.PhoneHandler().ServeHTTP(dw, r)
+		return dw.Code
+	}
+	if c := del(""); c != http.StatusUnauthorized {
+		t.Errorf("DELETE without a credential: %d", c)
+	}
+	if c := del(forged); c != http.StatusUnauthorized {
+		t.Errorf("DELETE with a forged credential: %d", c)
+	}
+	if c := del(good); c != http.StatusOK {
+		t.Errorf("DELETE: %d", c)
+	}
+	select {
+	case b := <-byes:
+		if !strings.HasSuffix(w.Header().Get("Location"), "/"+b.Call) || b.Token != good {
+			t.Errorf("phone_bye %+v", b)
+		}
+	default:
+		t.Error("DELETE not forwarded to the box")
+	}
+	if len(byes) != 0 {
+		t.Error("a refused DELETE reached the box")
 	}
 	// Offline: 503.
 	h.Unregister(s)

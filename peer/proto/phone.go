@@ -27,6 +27,9 @@ const (
 	// TypePhoneAnswer: box -> hub. Call names the request; SDP is the
 	// answer, or Error says why the box refused.
 	TypePhoneAnswer = "phone_answer"
+	// TypePhoneBye: hub -> box. The phone ended session Call (its WHEP
+	// DELETE); Token is its credential, which must be the one that opened it.
+	TypePhoneBye = "phone_bye"
 )
 
 const (
@@ -120,8 +123,8 @@ func validPhoneMessage(m *Message) error {
 		return fmt.Errorf("SDP of %d bytes", len(m.SDP))
 	}
 	switch m.Type {
-	case TypePhoneOffer:
-		if m.SDP == "" {
+	case TypePhoneOffer, TypePhoneBye:
+		if m.Type == TypePhoneOffer && m.SDP == "" {
 			return errors.New("no offer")
 		}
 		if m.Token == "" || len(m.Token) > maxPhoneCredential || !printableASCII(m.Token) {

@@ -276,7 +276,7 @@ func (m *Message) Validate() error {
 		if !strings.HasPrefix(m.URL, "/") || len(m.URL) > 256 || !printableASCII(m.URL) {
 			return bad("url %q", m.URL)
 		}
-	case TypePhoneOffer, TypePhoneAnswer:
+	case TypePhoneOffer, TypePhoneAnswer, TypePhoneBye:
 		if err := validPhoneMessage(m); err != nil {
 			return bad("%v", err)
 		}

@@ -34,9 +34,23 @@ type lab struct {
 	// env is added to every process's environment (a test CA: SSL_CERT_FILE).
 	env []string
 
-	mu    sync.Mutex
-	nss   []string
-	procs []*exec.Cmd
+	mu     sync.Mutex
+	nss    []string
+	procs  []*exec.Cmd
+	stderr map[*exec.Cmd]*lockedWriter
+}
+
+// stderrOf is what cmd (started by start) has written to its stderr so far.
+func (l *lab) stderrOf(cmd *exec.Cmd) string {
+	l.mu.Lock()
+	w := l.stderr[cmd]
+	l.mu.Unlock()
+	if w == nil {
+		return ""
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.(*bytes.Buffer).String()
 }
 
 var (
@@ -193,17 +207,21 @@ func (l *lab) startIn(ns string, stdin io.Reader, stdout io.Writer, args ...stri
 	cmd.Env = append(append(os.Environ(), "CALLBOX_TURN_SECRET=natlab-secret"), l.env...)
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
-	var stderr bytes.Buffer
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	stderr := &lockedWriter{w: &bytes.Buffer{}}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
 	l.mu.Lock()
 	l.procs = append(l.procs, cmd)
+	if l.stderr == nil {
+		l.stderr = map[*exec.Cmd]*lockedWriter{}
+	}
+	l.stderr[cmd] = stderr
 	l.mu.Unlock()
 	l.t.Cleanup(func() {
-		if (l.t.Failed() || os.Getenv("NATLAB_STDERR") != "") && stderr.Len() > 0 {
-			l.t.Logf("stderr of %s in %s:\n%s", args[0], ns, tail(stderr.String(), 3000))
+		if s := l.stderrOf(cmd); (l.t.Failed() || os.Getenv("NATLAB_STDERR") != "") && s != "" {
+			l.t.Logf("stderr of %s in %s:\n%s", args[0], ns, tail(s, 3000))
 		}
 	})
 	return cmd

@@ -62,7 +62,7 @@ func TestNATLabRemotePhone(t *testing.T) {
 			l.startHub("--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile)
 
 			const boxHTTP = "10.201.1.2:8080"
-			l.start("hA", io.Discard, "run", "--http", boxHTTP, "--mdns-name", "", "--relay", "",
+			boxCmd := l.start("hA", io.Discard, "run", "--http", boxHTTP, "--mdns-name", "", "--relay", "",
 				"--data", filepath.Join(l.dir, "box"), "--camera", "synthetic", "--mic", "synthetic", "--board", "sim",
 				"--codec", "h264", "--hub", "wss://"+hubIP+":8443/v1/ws")
 			lan := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
@@ -98,6 +98,25 @@ func TestNATLabRemotePhone(t *testing.T) {
 			}
 			m := <-marks
 			total := hubRelayed(t, hubHTTP) - before
+			// The session ends at the box when the phone leaves: by its
+			// DELETE (through the hub), or by DTLS close_notify when that
+			// arrives first; never by an ICE timeout.
+			ended := time.Now().Add(5 * time.Second)
+			why := ""
+			for why == "" {
+				for _, ln := range strings.Split(l.stderrOf(boxCmd), "\n") {
+					if strings.Contains(ln, "peer closed") && strings.Contains(ln, "remote phone") {
+						_, why, _ = strings.Cut(ln, "why=")
+						why, _, _ = strings.Cut(why, " feedbacks=")
+					}
+				}
+				if why == "" && time.Now().After(ended) {
+					t.Error("the box did not end the session when the phone left")
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("box ended the session: %s", why)
 			var s struct {
 				Path         string  `json:"path"`
 				SetupMs      float64 `json:"setup_ms"`
