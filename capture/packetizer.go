@@ -7,6 +7,9 @@ const (
 	PayloadTypeJPEG = 26 // static, RFC 3551
 	PayloadTypeH264 = 96 // dynamic; announced in SDP and in the relay handshake
 	PayloadTypePCMU = 0  // static, RFC 3551
+	// PayloadTypeOpus is dynamic (RFC 7587), announced in SDP; the relay
+	// offers Opus audio only to sessions that asked for it (WebRTC).
+	PayloadTypeOpus = 111
 
 	VideoClockRate = 90000 // RTP clock of every video payload format
 	PCMUClockRate  = 8000  // RTP clock of PCMU

@@ -69,6 +69,10 @@ type AttachOptions struct {
 	// of another (the box may publish JPEG for the WebSocket page beside
 	// H.264) are not offered to it.
 	Codec capture.Codec
+	// Opus: an audio client that takes the Opus stream the box publishes
+	// beside PCMU (capture.PayloadTypeOpus) instead of PCMU. Every other
+	// audio session (TCP, WebSocket, RTSP) gets PCMU only.
+	Opus bool
 }
 
 // Attach starts a session for c under the relay's policy: the same Buffer,
@@ -89,6 +93,8 @@ func (r *Relay) Attach(kind capture.Kind, c PacketConn, opt AttachOptions) (*Cli
 	s := r.newSessionWith(kind, t, &k)
 	if kind == capture.KindVideo {
 		s.only = opt.Codec
+	} else {
+		s.opus = opt.Opus
 	}
 	if err := r.add(s); err != nil {
 		return nil, err

@@ -403,3 +403,30 @@ func TestRelayNativeVideo(t *testing.T) {
 	r.Publish(h)
 	waitFor(t, "H.264 to the native session", func() bool { return fNative.packets.Load() == 5 })
 }
+
+// TestRelayOpusOnlyToOpusSessions: Opus audio published beside PCMU goes
+// only to the sessions that asked for it (WebRTC, AttachOptions.Opus);
+// the others, TCP and WebSocket among them, keep getting PCMU only.
+func TestRelayOpusOnlyToOpusSessions(t *testing.T) {
+	r := New(testConfig(), nil)
+	defer r.Close()
+	_, fPCMU := attach(t, r, capture.KindAudio)
+	fOpus := newFake()
+	s := r.newSession(capture.KindAudio, fOpus)
+	s.opus = true // as Attach with Opus
+	if err := r.add(s); err != nil {
+		t.Fatal(err)
+	}
+	r.activate(s)
+	go s.run()
+	o := mkBurst(capture.KindAudio, 1, 60, 0, true)
+	o.Packets[0][1] = o.Packets[0][1]&0x80 | capture.PayloadTypeOpus
+	r.Publish(o)
+	r.Publish(mkBurst(capture.KindAudio, 2, 100, 0, true)) // PCMU
+	r.Publish(o)
+	waitFor(t, "fan-out", func() bool { return fPCMU.packets.Load() == 2 && fOpus.packets.Load() == 2 })
+	time.Sleep(10 * time.Millisecond)
+	if n, m := fPCMU.packets.Load(), fOpus.packets.Load(); n != 2 || m != 2 {
+		t.Fatalf("packets: PCMU session %d, Opus session %d; want 2 each", n, m)
+	}
+}

@@ -208,7 +208,7 @@ func (p *Publisher) Publish(b capture.Burst) error {
 		if s.native {
 			only = native
 		}
-		if s.origin != p.idx && (only == 0 || only == u.codec) {
+		if s.origin != p.idx && (only == 0 || only == u.codec) && s.opus == u.opus {
 			keyReq |= s.offer(u, now)
 		}
 	}

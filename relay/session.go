@@ -43,6 +43,8 @@ type session struct {
 	// only, when set, is the one video codec the client can use (WebRTC:
 	// H.264); units of another codec are not offered to it.
 	only capture.Codec
+	// opus: an audio session that takes the Opus stream instead of PCMU.
+	opus bool
 	// native marks the relay's own TCP and WebSocket sessions: they get
 	// the relay's native video codec (SetNativeVideo), read per Publish.
 	native bool

@@ -21,6 +21,7 @@ type unit struct {
 	pub     uint8         // publisher index, for "all-me" and per-publisher restart
 	start   bool          // video: a decoder can start here (JPEG: always; H.264: IDR)
 	codec   capture.Codec // video: from the payload type (0: unknown, or audio)
+	opus    bool          // audio: Opus (capture.PayloadTypeOpus), for the sessions that asked for it
 	capture int64         // capture time, Unix nanoseconds
 	msgs    int           // packets
 	framed  []byte
@@ -47,6 +48,7 @@ func newUnit(b *capture.Burst, pub uint8) *unit {
 	u.pub = pub
 	u.start = b.Kind != capture.KindVideo || b.Keyframe
 	u.codec = 0
+	u.opus = b.Kind == capture.KindAudio && b.Packets[0][1]&0x7f == capture.PayloadTypeOpus
 	if b.Kind == capture.KindVideo {
 		switch b.Packets[0][1] & 0x7f {
 		case capture.PayloadTypeJPEG:

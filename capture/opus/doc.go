@@ -9,7 +9,11 @@
 // which build this is).
 package opus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/callbox/callbox/capture"
+)
 
 const (
 	// Rate is Opus's RTP clock rate and the encoder's sample rate.
@@ -17,7 +21,7 @@ const (
 	// FrameSamples is one 20 ms frame at Rate.
 	FrameSamples = Rate / 50
 	// PayloadType is the dynamic payload type the box offers for Opus.
-	PayloadType = 111
+	PayloadType = capture.PayloadTypeOpus
 	// Bitrate is the encoder's target: wideband speech, well under the
 	// video's share of a Wi-Fi link.
 	Bitrate = 32000

@@ -49,6 +49,12 @@ type ClientOptions struct {
 	// server: a phone away from home needs its server-reflexive address),
 	// none on the LAN.
 	ICEServers []pion.ICEServer
+	// PCMUOnly offers PCMU audio only; by default the client offers
+	// opus/48000/2 first, as browsers do.
+	PCMUOnly bool
+	// AudioOut, when set, receives every audio RTP packet in sequence
+	// order (valid only during the call), e.g. for an Opus decoder.
+	AudioOut func(pkt []byte)
 }
 
 // Client is a headless WHEP viewer (pion): it receives the box's H.264
@@ -67,6 +73,8 @@ type Client struct {
 	mu        sync.Mutex
 	video     *viewer.Tracker
 	audio     *viewer.Tracker
+	audioOut  func([]byte)
+	audioMime string // the negotiated audio codec
 	dep       *rtph264.Depacketizer
 	decodable uint64
 	keyWait   []time.Duration // from the start and from each gap to the next IDR
@@ -97,7 +105,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	dialStart := time.Now()
 	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
 		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
-		h264Out: opt.H264Out, done: make(chan struct{})}
+		h264Out: opt.H264Out, audioOut: opt.AudioOut, done: make(chan struct{})}
 	ice := opt.ICEServers
 	if opt.TimeProbes > 0 {
 		off, links, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
@@ -109,7 +117,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 			ice = []pion.ICEServer{{URLs: links}}
 		}
 	}
-	m, err := MediaEngine(true)
+	m, err := mediaEngine(true, !opt.PCMUOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -277,11 +285,13 @@ func (c *Client) receive(t *pion.TrackRemote) {
 	if t.Kind() == pion.RTPCodecTypeAudio {
 		kind = capture.KindAudio
 	}
+	c.mu.Lock()
 	if kind == capture.KindVideo {
-		c.mu.Lock()
 		c.videoSSRC = uint32(t.SSRC())
-		c.mu.Unlock()
+	} else {
+		c.audioMime = t.Codec().MimeType
 	}
+	c.mu.Unlock()
 	ro := newReorder()
 	buf := make([]byte, 1600)
 	for {
@@ -300,6 +310,9 @@ func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
 	defer c.mu.Unlock()
 	if kind == capture.KindAudio {
 		c.audio.Add(pkt, now, c.offset)
+		if c.audioOut != nil {
+			c.audioOut(pkt)
+		}
 		return
 	}
 	gaps := c.video.Gaps
@@ -344,6 +357,9 @@ type Stats struct {
 	// Path is the selected candidate pair as "local type -> remote type"
 	// (host, srflx, prflx, relay), empty before ICE selects one.
 	Path string
+	// AudioCodec is the negotiated audio MIME type (audio/opus,
+	// audio/PCMU), empty before the audio track arrives.
+	AudioCodec string
 }
 
 // Stats returns the measurements so far.
@@ -351,7 +367,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Stats{Video: c.video.Summary(), Audio: c.audio.Summary(), Decodable: c.decodable,
-		Setup: c.setup, Path: selectedPath(c.pc),
+		Setup: c.setup, Path: selectedPath(c.pc), AudioCodec: c.audioMime,
 		KeyframeWaits: append([]time.Duration(nil), c.keyWait...), ClockOffset: c.offset,
 		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats(), PLIs: c.plis}
 }

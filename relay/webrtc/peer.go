@@ -275,7 +275,7 @@ func (p *peer) connected() {
 	for _, s := range []*sender{p.video, p.audio} {
 		opt := relay.AttachOptions{Policy: p.srv.cfg.Video, Codec: capture.CodecH264}
 		if s.kind == capture.KindAudio {
-			opt = relay.AttachOptions{Policy: p.srv.cfg.Audio}
+			opt = relay.AttachOptions{Policy: p.srv.cfg.Audio, Opus: s.isOpus()}
 		}
 		c, err := r.Attach(s.kind, s, opt)
 		if err != nil {

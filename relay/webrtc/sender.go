@@ -35,6 +35,7 @@ type sender struct {
 	ws     pion.TrackLocalWriter
 	ssrc   uint32
 	pt     uint8
+	opus   bool // audio: the session took Opus
 	twccID uint8
 	absID  uint8
 
@@ -82,14 +83,20 @@ func newSender(p *peer, kind capture.Kind) *sender {
 // Bind is called by pion once the answer is set: it learns the negotiated
 // payload type, SSRC and extension IDs.
 func (s *sender) Bind(ctx pion.TrackLocalContext) (pion.RTPCodecParameters, error) {
-	want := pion.MimeTypeH264
+	wants := []string{pion.MimeTypeH264}
 	if s.kind == capture.KindAudio {
-		want = pion.MimeTypePCMU
+		// Opus when both sides have it (the server registers it only when
+		// the box publishes it), else PCMU.
+		wants = []string{pion.MimeTypeOpus, pion.MimeTypePCMU}
 	}
-	for _, c := range ctx.CodecParameters() {
-		if strings.EqualFold(c.MimeType, want) {
+	for _, want := range wants {
+		for _, c := range ctx.CodecParameters() {
+			if !strings.EqualFold(c.MimeType, want) {
+				continue
+			}
 			s.mu.Lock()
 			s.bound = true
+			s.opus = want == pion.MimeTypeOpus
 			s.ws = ctx.WriteStream()
 			s.ssrc = uint32(ctx.SSRC())
 			s.pt = uint8(c.PayloadType)
@@ -105,7 +112,14 @@ func (s *sender) Bind(ctx pion.TrackLocalContext) (pion.RTPCodecParameters, erro
 			return c, nil
 		}
 	}
-	return pion.RTPCodecParameters{}, fmt.Errorf("webrtc: the %s offer has no %s", s.kind, want)
+	return pion.RTPCodecParameters{}, fmt.Errorf("webrtc: the %s offer has no %s", s.kind, strings.Join(wants, " or "))
+}
+
+// isOpus reports whether the audio session negotiated Opus.
+func (s *sender) isOpus() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opus
 }
 
 // Unbind is called when the peer closes.

@@ -40,6 +40,10 @@ type Config struct {
 	// sessions; zero fields take DefaultVideo / DefaultAudio, then the
 	// relay's own.
 	Video, Audio relay.KindConfig
+	// Opus says the box publishes an Opus stream beside PCMU
+	// (capture/opus): sessions whose offer has opus/48000/2 get it,
+	// others PCMU.
+	Opus bool
 	// IPFilter limits the host candidates to the addresses it keeps; nil
 	// keeps every address of the box.
 	IPFilter func(net.IP) bool
@@ -136,7 +140,7 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	}
 	cfg.Video = withDefaults(cfg.Video, DefaultVideo)
 	cfg.Audio = withDefaults(cfg.Audio, DefaultAudio)
-	m, err := MediaEngine(false)
+	m, err := mediaEngine(false, cfg.Opus)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +207,25 @@ func withDefaults(k, d relay.KindConfig) relay.KindConfig {
 // NACK, PLI, FIR and transport-cc feedback; PCMU; transport-wide sequence
 // numbers and abs-capture-time.
 func MediaEngine(receiver bool) (*pion.MediaEngine, error) {
+	return mediaEngine(receiver, false)
+}
+
+// OpusCodec is how the box announces Opus (RFC 7587: always opus/48000/2
+// in SDP; the box sends mono).
+var OpusCodec = pion.RTPCodecParameters{
+	RTPCodecCapability: pion.RTPCodecCapability{MimeType: pion.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+		SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []pion.RTCPFeedback{{Type: pion.TypeRTCPFBTransportCC}}},
+	PayloadType: capture.PayloadTypeOpus,
+}
+
+// mediaEngine is MediaEngine with Opus audio registered too (preferred).
+func mediaEngine(receiver, opus bool) (*pion.MediaEngine, error) {
 	m := &pion.MediaEngine{}
+	if opus {
+		if err := m.RegisterCodec(OpusCodec, pion.RTPCodecTypeAudio); err != nil {
+			return nil, err
+		}
+	}
 	fb := []pion.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
 		{Type: pion.TypeRTCPFBTransportCC}}
 	if err := m.RegisterCodec(pion.RTPCodecParameters{
@@ -506,7 +528,7 @@ func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.I
 			p.close("not connected in time")
 		}
 	})
-	s.log.Info("webrtc: WHEP session", "peer", p.id, "remote", p.remote, "audio", p.audio.isBound())
+	s.log.Info("webrtc: WHEP session", "peer", p.id, "remote", p.remote, "audio", p.audio.isBound(), "opus", p.audio.isOpus())
 	return p, pc.LocalDescription().SDP, nil
 }
 

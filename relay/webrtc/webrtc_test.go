@@ -57,6 +57,12 @@ type box struct {
 
 func newBox(t testing.TB, cfg Config, rcfg relay.Config) *box {
 	t.Helper()
+	return newBoxAudio(t, cfg, rcfg, true)
+}
+
+// newBoxAudio is newBox; playerAudio false leaves the audio to the test.
+func newBoxAudio(t testing.TB, cfg Config, rcfg relay.Config, playerAudio bool) *box {
+	t.Helper()
 	aus := testAUs(t)
 	r := relay.New(rcfg, nil)
 	cfg.Loopback = true
@@ -72,7 +78,7 @@ func newBox(t testing.TB, cfg Config, rcfg relay.Config) *box {
 	mux.Handle("/whep/", srv)
 	hs := httptest.NewServer(mux)
 	b := &box{r: r, srv: srv, http: hs, done: make(chan struct{})}
-	b.player = &testsrc.Player{AUs: aus, FPS: 30, Publish: r.Publish, Audio: true}
+	b.player = &testsrc.Player{AUs: aus, FPS: 30, Publish: r.Publish, Audio: playerAudio}
 	r.OnKeyframeRequest(b.player.RequestKeyframe)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
@@ -137,6 +143,10 @@ func TestWHEPPlaysDecodableH264(t *testing.T) {
 	}
 	if st.Audio.Whole == 0 {
 		t.Error("no audio")
+	}
+	// The client offered Opus first, but this box publishes no Opus.
+	if st.AudioCodec != "audio/PCMU" {
+		t.Errorf("audio codec %q, want audio/PCMU", st.AudioCodec)
 	}
 	if len(st.KeyframeWaits) == 0 {
 		t.Error("no keyframe wait recorded: the first frame must be an IDR")
