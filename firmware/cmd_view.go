@@ -38,8 +38,10 @@ type viewSummary struct {
 	Audio            viewer.Summary `json:"audio"`
 	Errors           []string       `json:"errors,omitempty"`
 	Codec            string         `json:"codec"`
-	Throttle         int            `json:"throttle_bytes_per_s,omitempty"`
-	Transport        string         `json:"transport"`
+	// AudioCodec: WebRTC's negotiated audio (audio/opus, audio/PCMU).
+	AudioCodec string `json:"audio_codec,omitempty"`
+	Throttle   int    `json:"throttle_bytes_per_s,omitempty"`
+	Transport  string `json:"transport"`
 	// WebRTC: H.264 access units that arrived whole and decodable, and the
 	// waits for an IDR (from the start and from each flush).
 	Decodable       uint64    `json:"h264_decodable,omitempty"`

@@ -54,7 +54,7 @@ func viewWebRTC(ctx context.Context, url, token string, live io.Writer) (viewSum
 	st := c.Stats()
 	c.Close()
 	sum := viewSummary{Addr: url, Transport: "webrtc", Codec: "h264", DurationSeconds: st.DurationSeconds,
-		Video: st.Video, Audio: st.Audio, Decodable: st.Decodable}
+		Video: st.Video, Audio: st.Audio, Decodable: st.Decodable, AudioCodec: st.AudioCodec}
 	sum.FramesWhole, sum.FramesIncomplete = st.Video.Whole, st.Video.Incomplete+st.Audio.Incomplete
 	sum.FPS = st.Video.Rate
 	if sum.DurationSeconds > 0 {

@@ -129,6 +129,8 @@ func mediaConfig(c *config.Config) media.Config {
 		Camera: c.Camera.Device, Mic: c.Audio.Device,
 		Video:      media.VideoConfig{Width: c.Camera.Width, Height: c.Camera.Height, FPS: c.Camera.FPS, Mark: c.Name},
 		PacketSize: c.Relay.PacketSize,
+		// Opus beside PCMU for the phones' WebRTC sessions (docs/webrtc.md).
+		OpusAlongside: true,
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/callbox/callbox/board"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/h264enc"
+	"github.com/callbox/callbox/capture/opus"
 	"github.com/callbox/callbox/internal/testenv"
 	"github.com/callbox/callbox/relay"
 	rwebrtc "github.com/callbox/callbox/relay/webrtc"
@@ -141,6 +142,16 @@ func TestRunH264ToWebRTC(t *testing.T) {
 		sum.FramesWhole, sum.FramesIncomplete, sum.FPS, sum.Kbps, sum.LatencyP50Ms, sum.Decodable, sum.KeyframeWaitsMs)
 	if sum.Decodable < 30 || sum.FramesIncomplete != 0 {
 		t.Errorf("want >= 30 decodable frames in 3 s and none incomplete")
+	}
+	// The client offers Opus first; the media part publishes it beside
+	// PCMU when the build has libopus.
+	wantAudio := "audio/PCMU"
+	if opus.Available {
+		wantAudio = "audio/opus"
+	}
+	t.Logf("audio %s: %d packets", sum.AudioCodec, sum.Audio.Packets)
+	if sum.AudioCodec != wantAudio || sum.Audio.Packets < 50 {
+		t.Errorf("audio %s, %d packets; want %s, >= 50 packets", sum.AudioCodec, sum.Audio.Packets, wantAudio)
 	}
 	if len(sum.KeyframeWaitsMs) == 0 || sum.KeyframeWaitsMs[0] > 1500 {
 		t.Errorf("keyframe waits %v ms: the request did not reach the encoder", sum.KeyframeWaitsMs)

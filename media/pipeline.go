@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/opus"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"
 )
@@ -38,6 +39,11 @@ type Config struct {
 	// video track encodes copies of them from a tap (H.264, for WebRTC and
 	// RTSP). Keyframe requests reach that stage.
 	EncodeAlongside bool
+	// OpusAlongside publishes the microphone's chunks a second time as
+	// Opus (capture/opus, 48 kHz mono, 20 ms) from a tap, beside the PCMU
+	// every other way out uses; WebRTC sessions offering Opus get it. A
+	// build without libopus logs that and publishes PCMU only.
+	OpusAlongside bool
 
 	// Publish is the sink: it gets every burst, from the video and the
 	// audio goroutine; the packets are valid only during the call.
@@ -67,6 +73,7 @@ type Pipeline struct {
 	encoder      VideoEncoder // the current one, if Encode is set
 	video, audio *Stats
 	encoded      *Stats // the encoder track's, with EncodeAlongside
+	opus         *Stats // the Opus track's, with OpusAlongside
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 }
@@ -115,6 +122,12 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 	}
+	var opusTrack *Track[capture.AudioChunk]
+	if cfg.OpusAlongside {
+		if opusTrack, err = p.opusTrack(); err != nil {
+			cfg.Log.Warn("no Opus beside PCMU", "err", err)
+		}
+	}
 	p.camera, p.mic = cam.desc, mic.desc
 	cfg.Log.Info("media sources", "camera", cam.desc, "mic", mic.desc, "packet_size", cfg.PacketSize)
 	if cfg.OnDevice != nil {
@@ -130,6 +143,10 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 	go func() { defer p.wg.Done(); video.Run(ctx) }()
 	go func() { defer p.wg.Done(); audio.Run(ctx) }()
 	go func() { defer p.wg.Done(); LogStats(ctx, cfg.Log, every, p.video, p.audio) }()
+	if opusTrack != nil {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); opusTrack.Run(ctx) }()
+	}
 	if encoded != nil {
 		p.wg.Add(2)
 		go func() { defer p.wg.Done(); encoded.Run(ctx) }()
@@ -246,6 +263,37 @@ func (p *Pipeline) encodedTrack() (*Track[capture.VideoFrame], error) {
 		Stats: p.encoded, Log: p.cfg.Log,
 	}, nil
 }
+
+// opusTrack encodes copies of the microphone's chunks as Opus: it reads
+// the tap (none while muted, like every subscriber), with its own
+// packetizer, SSRC and sequence. A chunk the encoder has no time for is
+// lost to it alone; the microphone never waits.
+func (p *Pipeline) opusTrack() (*Track[capture.AudioChunk], error) {
+	op, err := opus.NewPacketizer(p.cfg.PacketSize, rtpext.Random32(), opus.PayloadType)
+	if err != nil {
+		return nil, err
+	}
+	p.opus = new(Stats)
+	open := func() (Source[capture.AudioChunk], error) { return p.SubscribeAudio().Sub, nil }
+	first, _ := open()
+	publish := p.cfg.Publish
+	if muted := p.cfg.Muted; muted != nil {
+		// A chunk tapped just before the button must not leave either.
+		publish = func(b capture.Burst) {
+			if !muted() {
+				p.cfg.Publish(b)
+			}
+		}
+	}
+	return &Track[capture.AudioChunk]{
+		Name: "opus", Source: first, Open: open, Packetize: op.Packetize, Publish: publish,
+		Stats: p.opus, Log: p.cfg.Log,
+	}, nil
+}
+
+// OpusStats returns the counts of the Opus track (OpusAlongside), or nil
+// when there is none.
+func (p *Pipeline) OpusStats() *Stats { return p.opus }
 
 // audioTrack is the microphone's track: behind the tap, muted by Muted.
 func (p *Pipeline) audioTrack(mic device[capture.AudioChunk], ap capture.AudioPacketizer) *Track[capture.AudioChunk] {

@@ -36,6 +36,7 @@ type Relay struct {
 	native atomic.Uint32
 	// lastCodec is when each video codec was last published (Unix ns).
 	lastCodec [3]atomic.Int64
+	lastOpus  atomic.Int64 // when Opus audio was last published (Unix ns)
 	nextID    atomic.Uint64
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -200,6 +201,9 @@ func (p *Publisher) Publish(b capture.Burst) error {
 	}
 	r.tot.published[b.Kind].Add(uint64(len(b.Packets)))
 	u := newUnit(&b, p.idx)
+	if u.opus {
+		r.lastOpus.Store(ns(r.cfg.Now()))
+	}
 	r.tot.pubBytes[b.Kind].Add(uint64(len(u.framed)))
 	now := ns(r.cfg.Now())
 	var keyReq uint64
@@ -458,5 +462,13 @@ func (r *Relay) Publishing(c capture.Codec) bool {
 		return false
 	}
 	t := r.lastCodec[c].Load()
+	return t != 0 && ns(r.cfg.Now())-t < int64(2*time.Second)
+}
+
+// PublishingOpus reports whether Opus audio (capture.PayloadTypeOpus) was
+// published within the last two seconds, beside the PCMU every other
+// session gets.
+func (r *Relay) PublishingOpus() bool {
+	t := r.lastOpus.Load()
 	return t != 0 && ns(r.cfg.Now())-t < int64(2*time.Second)
 }

@@ -77,7 +77,7 @@ func checkTone(t *testing.T, what string, pcm []int16, fs float64) {
 // tone too); neither gets the other stream.
 func TestWHEPOpus(t *testing.T) {
 	testenv.Short(t)
-	b := newBoxAudio(t, Config{Opus: true}, relay.Config{}, false)
+	b := newBoxAudio(t, Config{}, relay.Config{}, false)
 	mic, err := synth.NewMic(synth.MicConfig{Rate: 48000, ClickEvery: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +113,7 @@ func TestWHEPOpus(t *testing.T) {
 		}
 	}()
 
+	waitFor(t, 5*time.Second, "Opus to be published", b.r.PublishingOpus)
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	var withOpus, onlyPCMU audioCollector

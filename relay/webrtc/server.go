@@ -40,10 +40,6 @@ type Config struct {
 	// sessions; zero fields take DefaultVideo / DefaultAudio, then the
 	// relay's own.
 	Video, Audio relay.KindConfig
-	// Opus says the box publishes an Opus stream beside PCMU
-	// (capture/opus): sessions whose offer has opus/48000/2 get it,
-	// others PCMU.
-	Opus bool
 	// IPFilter limits the host candidates to the addresses it keeps; nil
 	// keeps every address of the box.
 	IPFilter func(net.IP) bool
@@ -93,11 +89,14 @@ var DefaultAudio = relay.KindConfig{
 // PeerConnection whose video and audio are sessions of the relay, under
 // the same policy as TCP and WebSocket clients.
 type Server struct {
-	r    *relay.Relay
-	cfg  Config
-	log  *slog.Logger
-	api  *pion.API
-	hist history
+	r   *relay.Relay
+	cfg Config
+	log *slog.Logger
+	api *pion.API
+	// apiOpus also answers opus/48000/2: the offers made while the box
+	// publishes Opus beside PCMU (Relay.PublishingOpus) use it.
+	apiOpus *pion.API
+	hist    history
 
 	mu     sync.Mutex
 	peers  map[string]*peer
@@ -140,7 +139,11 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	}
 	cfg.Video = withDefaults(cfg.Video, DefaultVideo)
 	cfg.Audio = withDefaults(cfg.Audio, DefaultAudio)
-	m, err := mediaEngine(false, cfg.Opus)
+	m, err := mediaEngine(false, false)
+	mo, err2 := mediaEngine(false, true)
+	if err == nil {
+		err = err2
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +175,9 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 		// history per client (the shared one serves NACKs here), copy
 		// every packet for it and for statistics, and write sender reports
 		// (sendReports does, from capture times).
-		api:   pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
-		peers: make(map[string]*peer),
+		api:     pion.NewAPI(pion.WithMediaEngine(m), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
+		apiOpus: pion.NewAPI(pion.WithMediaEngine(mo), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
+		peers:   make(map[string]*peer),
 	}, nil
 }
 
@@ -462,7 +466,11 @@ func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.I
 		return nil, "", err
 	}
 
-	pc, err := s.api.NewPeerConnection(pion.Configuration{ICEServers: ice})
+	api := s.api
+	if s.r.PublishingOpus() {
+		api = s.apiOpus
+	}
+	pc, err := api.NewPeerConnection(pion.Configuration{ICEServers: ice})
 	if err != nil {
 		s.forget(p)
 		return nil, "", err
