@@ -447,13 +447,15 @@ func (call *Call) hangUp(reason error, tell bool) {
 		if m != nil {
 			m.Close()
 		}
-		call.setState(PhaseEnded, PathNone, reason)
+		// The Caller forgets the call before anyone hears that it ended: a
+		// new Call made on hearing "ended" must not get this one back.
 		c := call.caller
 		c.mu.Lock()
 		if c.cur == call {
 			c.cur = nil
 		}
 		c.mu.Unlock()
+		call.setState(PhaseEnded, PathNone, reason)
 		close(call.done)
 	})
 }
