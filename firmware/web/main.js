@@ -65,6 +65,7 @@ const stats = {
   framesDecoded: 0, // WebRTC: the browser's decoder (getStats)
   framesDropped: 0,
   codec: '',
+  audioCodec: '', // WebRTC: audio/opus, or audio/PCMU
   candidatePair: '', // WebRTC: local -> remote candidate types
   latencySource: '', // getSynchronizationSources, requestVideoFrameCallback or rtp (WebSocket)
   audioPackets: 0, // WebRTC: audio packets received
@@ -745,6 +746,7 @@ async function rtcTick() {
   stats.clockOffsetMs = p.offsetMs;
   stats.clockRttMs = p.rttMs;
   stats.audioPackets = st.audioPackets;
+  stats.audioCodec = st.audioCodec;
   stats.audioEnergy = st.audioEnergy;
   stats.audioFramesIn = st.audioPackets;
   stats.audioRunning = !rtcEl.paused && !p.autoplayMuted && st.audioPackets > 0;

@@ -172,7 +172,7 @@ export class WhepPlayer {
   async stats() {
     const out = { framesDecoded: 0, framesDropped: 0, framesReceived: 0, packetsLost: 0, bytes: 0,
       audioBytes: 0, audioPackets: 0, audioEnergy: 0, audioSamples: 0, concealed: 0, width: 0, height: 0,
-      codec: '', nackCount: 0, pliCount: 0, jitterBufferMs: NaN };
+      codec: '', audioCodec: '', nackCount: 0, pliCount: 0, jitterBufferMs: NaN };
     if (!this.pc) return out;
     const rep = await this.pc.getStats();
     const codecs = {};
@@ -198,6 +198,7 @@ export class WhepPlayer {
       } else if (s.kind === 'audio') {
         out.audioBytes = s.bytesReceived || 0;
         out.audioPackets = s.packetsReceived || 0;
+        out.audioCodec = codecs[s.codecId] || '';
         out.audioEnergy = s.totalAudioEnergy || 0;
         out.audioSamples = s.totalSamplesReceived || 0;
         out.concealed = s.concealedSamples || 0;

@@ -255,7 +255,7 @@ async function main() {
     emit({
       event: 'result', ...m, path: after.path, fallbackReason: after.fallbackReason, framesDecoded: after.framesDecoded,
       framesDropped: after.framesDropped, codec: after.codec, candidatePair: after.candidatePair, latencySource: after.latencySource,
-      audioPackets: after.audioPackets, audioEnergyBefore: before.audioEnergy, audioEnergyMuted: whileMuted.audioEnergy,
+      audioPackets: after.audioPackets, audioCodec: after.audioCodec, audioEnergyBefore: before.audioEnergy, audioEnergyMuted: whileMuted.audioEnergy,
       audioEnergy: after.audioEnergy, audioRunning: after.audioRunning, muted, unmuted, volume,
       pathShown: await page.evaluate(() => document.getElementById('path').textContent),
     });

@@ -43,6 +43,11 @@ func TestPageWebRTC(t *testing.T) {
 	if num("audioPackets") < 100 || num("audioEnergy") <= 0 {
 		t.Errorf("audio: %v packets, energy %v", r["audioPackets"], r["audioEnergy"])
 	}
+	// Chromium offers Opus first and the box publishes it beside PCMU.
+	t.Logf("audio codec %v", r["audioCodec"])
+	if c, _ := r["audioCodec"].(string); !strings.EqualFold(c, "audio/opus") {
+		t.Errorf("audio codec %v, want audio/opus", r["audioCodec"])
+	}
 	if m, _ := r["muted"].(map[string]any); m == nil || m["element"] != true {
 		t.Errorf("mute: %v", r["muted"])
 	}
