@@ -68,6 +68,7 @@ type Pipeline struct {
 	videoTap     Tap[capture.VideoFrame]
 	encodeTap    Tap[capture.VideoFrame] // the camera's frames for the encoder beside it (EncodeAlongside)
 	audioTap     Tap[capture.AudioChunk]
+	opusTap      Tap[capture.AudioChunk] // the microphone's chunks for the Opus track (OpusAlongside); apart from audioTap so Subscribers counts only calls
 	camera, mic  string // descriptions
 	enc          sync.Mutex
 	encoder      VideoEncoder // the current one, if Encode is set
@@ -274,7 +275,10 @@ func (p *Pipeline) opusTrack() (*Track[capture.AudioChunk], error) {
 		return nil, err
 	}
 	p.opus = new(Stats)
-	open := func() (Source[capture.AudioChunk], error) { return p.SubscribeAudio().Sub, nil }
+	muted := p.cfg.Muted
+	open := func() (Source[capture.AudioChunk], error) {
+		return p.opusTap.Subscribe(10, func(capture.AudioChunk) bool { return muted == nil || !muted() }), nil
+	}
 	first, _ := open()
 	publish := p.cfg.Publish
 	if muted := p.cfg.Muted; muted != nil {
@@ -301,7 +305,11 @@ func (p *Pipeline) audioTrack(mic device[capture.AudioChunk], ap capture.AudioPa
 		if s == nil {
 			return nil
 		}
-		return tee[capture.AudioChunk]{s, &p.audioTap}
+		s = tee[capture.AudioChunk]{s, &p.audioTap}
+		if p.cfg.OpusAlongside {
+			s = tee[capture.AudioChunk]{s, &p.opusTap}
+		}
+		return s
 	}
 	publish := p.cfg.Publish
 	if muted := p.cfg.Muted; muted != nil {
