@@ -76,7 +76,7 @@ func (a *appliance) wire() {
 	a.net = netmon.New(nil, 0)
 	a.board = &boardPart{cfg: a.cfg, cfgErr: a.cfgErr, log: a.log, logOut: a.logOut, mux: a.mux, net: a.net}
 	a.relay = &relayPart{cfg: a.cfg.Relay, log: a.log.With("part", "relay"), mux: a.mux, auth: a.board}
-	a.media = &mediaPart{cfg: mediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
+	a.media = &mediaPart{cfg: applianceMediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
 	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
 		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net, phones: a.relay}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}

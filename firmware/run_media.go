@@ -123,15 +123,25 @@ func h264Config(c *config.Config) media.H264Config {
 	return media.H264Config{Codec: c.Video.Codec, Bitrate: c.Video.Bitrate * 1000, GOP: c.Video.GOP, Profile: c.Video.Profile}
 }
 
-// mediaConfig takes the media keys of a configuration.
+// mediaConfig takes the media keys of a configuration (what callbox send
+// uses as it is: the synthetic pattern unmarked, PCMU only).
 func mediaConfig(c *config.Config) media.Config {
 	return media.Config{
 		Camera: c.Camera.Device, Mic: c.Audio.Device,
-		Video:      media.VideoConfig{Width: c.Camera.Width, Height: c.Camera.Height, FPS: c.Camera.FPS, Mark: c.Name},
+		Video:      media.VideoConfig{Width: c.Camera.Width, Height: c.Camera.Height, FPS: c.Camera.FPS},
 		PacketSize: c.Relay.PacketSize,
-		// Opus beside PCMU for the phones' WebRTC sessions (docs/webrtc.md).
-		OpusAlongside: true,
 	}
+}
+
+// applianceMediaConfig is mediaConfig for callbox run: the synthetic
+// camera marked with the box's name (two boxes in a call tell their
+// pictures apart) and Opus beside PCMU for the phones' WebRTC sessions
+// (docs/webrtc.md).
+func applianceMediaConfig(c *config.Config) media.Config {
+	m := mediaConfig(c)
+	m.Video.Mark = c.Name
+	m.OpusAlongside = true
+	return m
 }
 
 func (p *mediaPart) start(ctx context.Context) error {

@@ -111,7 +111,7 @@ func TestRunH264ToWebRTC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.stop()
-	m := &mediaPart{cfg: mediaConfig(a.cfg), h264: h264Config(a.cfg), probes: &softwareOnly, log: quietLog, sink: r,
+	m := &mediaPart{cfg: applianceMediaConfig(a.cfg), h264: h264Config(a.cfg), probes: &softwareOnly, log: quietLog, sink: r,
 		board: &simMediaBoard{}}
 	if err := m.start(ctx); err != nil {
 		t.Fatal(err)

@@ -283,15 +283,16 @@ type receiver struct {
 }
 
 // runInterop starts r on a fresh SDP from callbox send --sdp-only, sends
-// for duration from the synthetic sources, and checks what r decoded
-// against what was sent.
+// JPEG for duration from the synthetic sources, and checks what r decoded
+// against what was sent. --codec jpeg: auto sends H.264 where an encoder
+// is found (firmware's TestSendH264 covers that path).
 func runInterop(t *testing.T, r receiver, width, height, fps int, duration time.Duration) {
 	dir := t.TempDir()
 	bin := buildCallbox(t)
 	port := freePorts(t)
 	sdp := filepath.Join(dir, "callbox.sdp")
 	to := fmt.Sprintf("127.0.0.1:%d", port)
-	if out, err := exec.Command(bin, "send", "--to", to, "--sdp", sdp, "--sdp-only").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "send", "--codec", "jpeg", "--to", to, "--sdp", sdp, "--sdp-only").CombinedOutput(); err != nil {
 		t.Fatalf("callbox send --sdp-only: %v\n%s", err, out)
 	}
 	sdpText, err := os.ReadFile(sdp)
@@ -343,7 +344,7 @@ func runInterop(t *testing.T, r receiver, width, height, fps int, duration time.
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	send := exec.CommandContext(ctx, bin, "send", "--to", to, "--sdp", filepath.Join(dir, "again.sdp"),
+	send := exec.CommandContext(ctx, bin, "send", "--codec", "jpeg", "--to", to, "--sdp", filepath.Join(dir, "again.sdp"),
 		"--duration", duration.String(), "--size", fmt.Sprintf("%dx%d", width, height), "--fps", strconv.Itoa(fps))
 	var sendErr bytes.Buffer
 	send.Stderr = &sendErr
