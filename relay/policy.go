@@ -67,6 +67,13 @@ func newPolicy(kind capture.Kind, cfg *Config) *policy {
 
 // newPolicyWith takes the kind's parameters from kc (a transport's own)
 // and the disconnect rules from cfg.
+// maxUnitEnds bounds the ring of units in flight: an idle limit of a
+// billion packets (tests whose fakes never acknowledge) must not cost
+// gigabytes per session, nor overflow make on a 32-bit board. Beyond it the
+// oldest unit's end is forgotten (see the ring's push), which only matters
+// with more than this many whole units unacknowledged.
+const maxUnitEnds = 4096
+
 func newPolicyWith(kind capture.Kind, kc *KindConfig, cfg *Config) *policy {
 	k := *kc
 	p := &policy{
@@ -80,7 +87,7 @@ func newPolicyWith(kind capture.Kind, kc *KindConfig, cfg *Config) *policy {
 		q:             make([]*unit, k.MaxUnits+1),
 		progress:      true, // the first flush is never "repeated"
 		flushTimes:    make([]int64, cfg.MaxFlushes),
-		unitEnds:      make([]uint64, k.IdleLimit+k.Batch+2),
+		unitEnds:      make([]uint64, min(k.IdleLimit+k.Batch+2, maxUnitEnds)),
 		doneTimes:     make([]int64, doneRing),
 	}
 	for i := range p.doneTimes {
