@@ -182,7 +182,9 @@ func TestSendLoopback(t *testing.T) {
 	if sent := summaryValue(t, s, "video", "packets"); v.packets != sent {
 		t.Errorf("received %d video packets, sent %d", v.packets, sent)
 	}
-	if sent := summaryValue(t, s, "audio", "chunks"); a.chunks != sent || sent < 45 {
+	// At least 40 of the second's 50 chunks: under qemu-arm (scripts/cross.sh)
+	// the sources take a tenth of a second or more to start (43 seen).
+	if sent := summaryValue(t, s, "audio", "chunks"); a.chunks != sent || sent < 40 {
 		t.Errorf("received %d audio chunks, sent %d (1 s of 20 ms)", a.chunks, sent)
 	}
 	if v.maxPacket > 500 {
