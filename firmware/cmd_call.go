@@ -41,9 +41,9 @@ func cmdCall(args []string) int {
 			"[flags] --pair | --join CODE | --whoami"},
 		about: "A box of its own on the command line (its own --data: identity and paired boxes): pairs with\n" +
 			"other boxes through the hub, calls them across NAT (ICE, DTLS-SRTP) with the synthetic camera\n" +
-			"and microphone, and prints the call's summary (path, times, frames).\n\n"+
-			"Pairing: --pair prints a code ({\"code\"}); on the other box, --join CODE. Both then print the\n"+
-			"same short confirmation ({\"sas\"}) and read a line from standard input: type the confirmation\n"+
+			"and microphone, and prints the call's summary (path, times, frames).\n\n" +
+			"Pairing: --pair prints a code ({\"code\"}); on the other box, --join CODE. Both then print the\n" +
+			"same short confirmation ({\"sas\"}) and read a line from standard input: type the confirmation\n" +
 			"the OTHER box shows; the pairing holds once both boxes confirmed.",
 		examples: []string{
 			"callbox call --hub wss://hub.example/v1/ws --data /tmp/a --name kitchen --pair",

@@ -69,7 +69,7 @@ type Pipeline struct {
 	encodeTap    Tap[capture.VideoFrame] // the camera's frames for the encoder beside it (EncodeAlongside)
 	audioTap     Tap[capture.AudioChunk]
 	opusTap      Tap[capture.AudioChunk] // the microphone's chunks for the Opus track (OpusAlongside); apart from audioTap so Subscribers counts only calls
-	camera, mic  string // descriptions
+	camera, mic  string                  // descriptions
 	enc          sync.Mutex
 	encoder      VideoEncoder // the current one, if Encode is set
 	video, audio *Stats

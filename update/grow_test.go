@@ -114,4 +114,3 @@ func FuzzPartitions(f *testing.F) {
 		GrowPartition(d, int64(len(d)), parts[len(parts)-1].Number)
 	})
 }
-
