@@ -127,8 +127,8 @@ func DefaultConfig() Config {
 // withDefaults fills zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	c.Video = c.Video.withDefaults(d.Video)
-	c.Audio = c.Audio.withDefaults(d.Audio)
+	c.Video = c.Video.WithDefaults(d.Video)
+	c.Audio = c.Audio.WithDefaults(d.Audio)
 	def := func(v *time.Duration, dv time.Duration) {
 		if *v == 0 {
 			*v = dv
@@ -158,7 +158,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (k KindConfig) withDefaults(d KindConfig) KindConfig {
+// WithDefaults fills k's zero fields from d (used by the relay's own
+// Config and by transports with defaults of their own, e.g. relay/webrtc).
+func (k KindConfig) WithDefaults(d KindConfig) KindConfig {
 	if k.HealthInterval == 0 {
 		k.HealthInterval = d.HealthInterval
 	}

@@ -84,7 +84,7 @@ func (r *Relay) Attach(kind capture.Kind, c PacketConn, opt AttachOptions) (*Cli
 	if kind != capture.KindVideo && kind != capture.KindAudio {
 		return nil, fmt.Errorf("relay: attach of kind %d", kind)
 	}
-	k = k.withDefaults(*r.cfg.kind(kind))
+	k = k.WithDefaults(*r.cfg.kind(kind))
 	if k.IdleLimit < k.HealthInterval || k.MaxUnits > 4096 || k.MaxUnits < 1 || k.Batch < 1 {
 		return nil, fmt.Errorf("%w: attach: idle limit %d, health interval %d, max units %d, batch %d",
 			ErrConfig, k.IdleLimit, k.HealthInterval, k.MaxUnits, k.Batch)

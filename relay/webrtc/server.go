@@ -137,8 +137,8 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
-	cfg.Video = withDefaults(cfg.Video, DefaultVideo)
-	cfg.Audio = withDefaults(cfg.Audio, DefaultAudio)
+	cfg.Video = cfg.Video.WithDefaults(DefaultVideo)
+	cfg.Audio = cfg.Audio.WithDefaults(DefaultAudio)
 	m, err := mediaEngine(false, false)
 	mo, err2 := mediaEngine(false, true)
 	if err == nil {
@@ -179,31 +179,6 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 		apiOpus: pion.NewAPI(pion.WithMediaEngine(mo), pion.WithSettingEngine(se), pion.WithInterceptorRegistry(&interceptor.Registry{})),
 		peers:   make(map[string]*peer),
 	}, nil
-}
-
-func withDefaults(k, d relay.KindConfig) relay.KindConfig {
-	if k.HealthInterval == 0 {
-		k.HealthInterval = d.HealthInterval
-	}
-	if k.IdleLimit == 0 {
-		k.IdleLimit = d.IdleLimit
-	}
-	if k.Batch == 0 {
-		k.Batch = d.Batch
-	}
-	if k.MaxUnits == 0 {
-		k.MaxUnits = d.MaxUnits
-	}
-	if k.MaxBytes == 0 {
-		k.MaxBytes = d.MaxBytes
-	}
-	if k.MaxDelay == 0 {
-		k.MaxDelay = d.MaxDelay
-	}
-	if k.Keep == 0 {
-		k.Keep = d.Keep
-	}
-	return k
 }
 
 // MediaEngine is the codecs and header extensions of the box (and, with
