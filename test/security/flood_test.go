@@ -32,46 +32,15 @@ func TestHeaderFlood(t *testing.T) {
 	w.waitFrames(t, 5, 10*time.Second, "before the flood")
 	rss0, _ := b.memory(t)
 
-	chunk := []byte(strings.Repeat("a", 64<<10))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var sent int64
-	conns := make([]net.Conn, 0, floodConns)
-	for i := range floodConns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dialFrom(fmt.Sprintf("127.0.0.%d", 2+i%10), b.addr)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			n, _ := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+b.addr+"\r\nX-Flood: ")
-			for sentHere := 0; sentHere < floodHeader; sentHere += len(chunk) {
-				k, err := c.Write(chunk)
-				n += k
-				if err != nil {
-					break // the box closed it
-				}
-			}
-			mu.Lock()
-			sent += int64(n)
-			mu.Unlock()
-		}()
-	}
+	flood := startHeaderFlood(b.addr, "/")
 	// Media keeps flowing while the flood is on.
 	w.waitFrames(t, 5, 15*time.Second, "during the flood")
-	wg.Wait()
+	conns, sent := flood.wait()
 	rss1, peak := b.memory(t)
-	for _, c := range conns {
-		c.Close()
-	}
+	flood.close()
 	w.waitFrames(t, 5, 10*time.Second, "after the flood")
 	t.Logf("header flood: %d connections, %.0f MB sent; box RSS %d MB before, %d MB after, peak %d MB (bound %d MB)",
-		len(conns), float64(sent)/(1<<20), rss0>>10, rss1>>10, peak>>10, floodPeakMB)
+		conns, float64(sent)/(1<<20), rss0>>10, rss1>>10, peak>>10, floodPeakMB)
 	if peak>>10 > floodPeakMB {
 		t.Fatalf("box peak RSS %d MB under the header flood, want under %d MB", peak>>10, floodPeakMB)
 	}
@@ -153,4 +122,60 @@ func TestIdleConnections(t *testing.T) {
 	w.waitFrames(t, 5, 10*time.Second, "with the idle flood")
 	t.Logf("idle flood: %d of %d keep-alive connections answered, then 300 silent ones; the box holds %d descriptors (limit 1024); a phone's page in %v, its video flows",
 		answered, idleConns, fds, page.Round(time.Millisecond))
+}
+
+// headerFlood is floodConns connections from ten loopback addresses, each
+// sending a request whose header never ends (floodHeader bytes), to a box
+// or a hub.
+type headerFlood struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	sent  int64
+	conns []net.Conn
+}
+
+func startHeaderFlood(addr, path string) *headerFlood {
+	f := &headerFlood{conns: make([]net.Conn, 0, floodConns)}
+	chunk := []byte(strings.Repeat("a", 64<<10))
+	for i := range floodConns {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			c, err := dialFrom(fmt.Sprintf("127.0.0.%d", 2+i%10), addr)
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			n, _ := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\nX-Flood: ")
+			for sentHere := 0; sentHere < floodHeader; sentHere += len(chunk) {
+				k, err := c.Write(chunk)
+				n += k
+				if err != nil {
+					break // the server closed it
+				}
+			}
+			f.mu.Lock()
+			f.sent += int64(n)
+			f.mu.Unlock()
+		}()
+	}
+	return f
+}
+
+// wait waits for every sender to finish (or be cut off) and returns how many
+// connections were opened and the bytes sent.
+func (f *headerFlood) wait() (conns int, sent int64) {
+	f.wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns), f.sent
+}
+
+func (f *headerFlood) close() {
+	for _, c := range f.conns {
+		c.Close()
+	}
 }

@@ -2,15 +2,10 @@ package security
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,36 +96,7 @@ func TestHubHeaderFlood(t *testing.T) {
 	}
 	rss0, _ := h.memory(t)
 
-	chunk := []byte(strings.Repeat("a", 64<<10))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var sent int64
-	conns := make([]net.Conn, 0, floodConns)
-	for i := range floodConns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dialFrom(fmt.Sprintf("127.0.0.%d", 2+i%10), h.addr)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			n, _ := io.WriteString(c, "GET /v1/ws HTTP/1.1\r\nHost: "+h.addr+"\r\nX-Flood: ")
-			for sentHere := 0; sentHere < floodHeader; sentHere += len(chunk) {
-				k, err := c.Write(chunk)
-				n += k
-				if err != nil {
-					break // the hub closed it
-				}
-			}
-			mu.Lock()
-			sent += int64(n)
-			mu.Unlock()
-		}()
-	}
+	flood := startHeaderFlood(h.addr, "/v1/ws")
 	// During the flood: a signal between the paired boxes, a new box.
 	if err := a.SendSignal(ctx, b.ID(), "c1", proto.KindRing, ""); err != nil {
 		t.Fatal(err)
@@ -144,13 +110,11 @@ func TestHubHeaderFlood(t *testing.T) {
 		t.Fatal("a signal between paired boxes did not arrive during the flood")
 	}
 	dialBox(t, ctx, url, "newcomer")
-	wg.Wait()
+	conns, sent := flood.wait()
 	rss1, peak := h.memory(t)
-	for _, c := range conns {
-		c.Close()
-	}
+	flood.close()
 	t.Logf("hub header flood: %d connections, %.0f MB sent; hub RSS %d MB before, %d MB after, peak %d MB (bound %d MB)",
-		len(conns), float64(sent)/(1<<20), rss0>>10, rss1>>10, peak>>10, floodPeakMB)
+		conns, float64(sent)/(1<<20), rss0>>10, rss1>>10, peak>>10, floodPeakMB)
 	if peak>>10 > floodPeakMB {
 		t.Fatalf("hub peak RSS %d MB under the header flood, want under %d MB", peak>>10, floodPeakMB)
 	}
