@@ -299,6 +299,17 @@ func scenario(t *testing.T, name, url string, onEvent func(event), args ...strin
 // cdp-pages.mjs) and returns its result event.
 func nodeScript(t *testing.T, name string, onEvent func(event), args ...string) event {
 	t.Helper()
+	result, err := runNodeScript(t, name, onEvent, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result
+}
+
+// runNodeScript is nodeScript that returns the scenario's failure instead of
+// ending the test, for a caller that may measure again.
+func runNodeScript(t *testing.T, name string, onEvent func(event), args ...string) (event, error) {
+	t.Helper()
 	node := needNode(t, true)
 	testenv.LookPath(t, "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
@@ -343,9 +354,9 @@ func nodeScript(t *testing.T, name string, onEvent func(event), args ...string) 
 	io.Copy(io.Discard, out)
 	werr := cmd.Wait()
 	if len(failures) > 0 || result == nil {
-		t.Fatalf("scenario %s failed (%v): %s\nstderr:\n%s", name, werr, strings.Join(failures, "\n"), stderr.String())
+		return nil, fmt.Errorf("scenario %s failed (%v): %s\nstderr:\n%s", name, werr, strings.Join(failures, "\n"), stderr.String())
 	}
-	return result
+	return result, nil
 }
 
 // overloaded tells whether the machine was so busy during a measurement
@@ -631,8 +642,23 @@ func TestTenPagesLatency(t *testing.T) {
 
 	// Ten pages over plain DevTools protocol: see cdp-pages.mjs for why not
 	// through playwright-core here.
-	ten := nodeScript(t, "cdp-pages", nil, "--experimental-websocket", "cdp-pages.mjs",
-		"--url", "http://"+addr+"/", "--pages", "10", "--seconds", "8")
+	// Ten Chromium pages decoding 720p30 JPEG take both cores of the test
+	// machine: on a machine busy with more than that, a page can miss its
+	// budget to go live. That is measured once more before it fails, with
+	// the pages' own states in the log.
+	var ten event
+	for attempt := 1; ; attempt++ {
+		r, err := runNodeScript(t, "cdp-pages", nil, "--experimental-websocket", "cdp-pages.mjs",
+			"--url", "http://"+addr+"/", "--pages", "10", "--seconds", "8")
+		if err == nil {
+			ten = r
+			break
+		}
+		if attempt >= 2 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d with ten pages failed, measuring again: %v", attempt, err)
+	}
 	pages, _ := ten["pages"].([]any)
 	minFPS := math.Inf(1)
 	for _, x := range pages {

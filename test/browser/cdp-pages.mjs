@@ -159,7 +159,7 @@ try {
   const late = new Promise((_, reject) => {
     timer = setTimeout(async () => {
       const st = await Promise.all(sessions.map((s) => evaluate(s, STATS).catch(() => 'null')));
-      reject(new Error(`a page is not live after ${liveBudget} s: ${st.join(' ')}`));
+      reject(new Error(`a page is not live after ${liveBudget} s (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}): ${st.join(' ')}`));
     }, liveBudget * 1000);
   });
   // A new target starts on about:blank: an evaluation that lands before the
