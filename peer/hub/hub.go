@@ -515,9 +515,7 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	case proto.TypePairNonce, proto.TypePairReveal, proto.TypePairConfirm, proto.TypePairCancel:
 		return h.pairStep(s, m, now)
 	case proto.TypePhoneAnswer:
-		if !h.phones.deliver(s.Box, *m) {
-			h.cfg.Log.Debug("phone answer nobody waits for", "box", s.Box, "request", m.Call)
-		}
+		h.phoneAnswered(s.Box, m)
 		return nil
 	case proto.TypePairButton:
 		return fmt.Errorf("%w: pairing by button presses is withdrawn (it paired any two boxes pressing at once, anywhere): pair with a code", proto.ErrBadMessage)

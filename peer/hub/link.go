@@ -194,6 +194,17 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 			return errNotHere
 		}
 		return s.Send(sig)
+	case cluster.KindPhone:
+		return h.phoneFromCluster(to, m)
+	case cluster.KindPhoneAnswer:
+		a, err := proto.ParseMessage(m.Body)
+		if err != nil || a.Type != proto.TypePhoneAnswer {
+			return fmt.Errorf("%w: cluster %s", proto.ErrBadMessage, m.Kind)
+		}
+		if !h.phones.deliver(to, a) {
+			h.cfg.Log.Debug("phone answer nobody waits for", "box", to, "request", a.Call)
+		}
+		return nil
 	case cluster.KindPresence:
 		info, err := noticePeer(m)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callbox/callbox/peer/hub/cluster"
 	"github.com/callbox/callbox/peer/hub/store"
 	"github.com/callbox/callbox/peer/proto"
 )
@@ -39,50 +41,162 @@ const maxPhoneOffers = 8
 const maxPhoneOffer = 32 << 10
 
 // phoneWaits are the offers forwarded to boxes on this instance, waiting
-// for their answers: box ID -> request ID -> the waiter.
+// for their answers: box ID -> request ID -> the waiter. A waiter is a
+// phone on this instance (ch), or one on another instance of a cluster
+// (inst: the answer is told to it); both count against maxPhoneOffers.
 type phoneWaits struct {
 	mu sync.Mutex
-	m  map[string]map[string]chan proto.Message
+	m  map[string]map[string]*phoneWait
 }
 
-func (w *phoneWaits) add(box, id string) (chan proto.Message, error) {
+type phoneWait struct {
+	ch   chan proto.Message // a phone waiting on this instance
+	inst string             // or the instance a phone waits on
+}
+
+func (w *phoneWaits) put(box, id string, pw *phoneWait) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[string]map[string]chan proto.Message{}
+		w.m = map[string]map[string]*phoneWait{}
 	}
 	if len(w.m[box]) >= maxPhoneOffers {
-		return nil, errors.New("too many phones connecting to this box at once")
+		return errors.New("too many phones connecting to this box at once")
 	}
 	if w.m[box] == nil {
-		w.m[box] = map[string]chan proto.Message{}
+		w.m[box] = map[string]*phoneWait{}
 	}
+	if _, dup := w.m[box][id]; dup {
+		return errors.New("duplicate request ID")
+	}
+	w.m[box][id] = pw
+	return nil
+}
+
+// add makes a waiter for a phone on this instance.
+func (w *phoneWaits) add(box, id string) (chan proto.Message, error) {
 	ch := make(chan proto.Message, 1)
-	w.m[box][id] = ch
-	return ch, nil
+	return ch, w.put(box, id, &phoneWait{ch: ch})
+}
+
+// addRemote makes a waiter for a phone on instance inst; it is forgotten
+// after phoneAnswerTimeout, the longest that phone waits.
+func (w *phoneWaits) addRemote(box, id, inst string) error {
+	pw := &phoneWait{inst: inst}
+	if err := w.put(box, id, pw); err != nil {
+		return err
+	}
+	time.AfterFunc(phoneAnswerTimeout, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.m[box][id] == pw {
+			w.removeLocked(box, id)
+		}
+	})
+	return nil
 }
 
 func (w *phoneWaits) remove(box, id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.removeLocked(box, id)
+}
+
+func (w *phoneWaits) removeLocked(box, id string) {
 	delete(w.m[box], id)
 	if len(w.m[box]) == 0 {
 		delete(w.m, box)
 	}
 }
 
-// deliver hands a box's phone_answer to its waiter; false when none waits
-// (late, or a request ID the hub never made for this box).
+// take removes and returns the waiter for a box's phone_answer; nil when
+// none waits (late, or a request ID the hub never made for this box).
+func (w *phoneWaits) take(box, id string) *phoneWait {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pw := w.m[box][id]
+	if pw != nil {
+		w.removeLocked(box, id)
+	}
+	return pw
+}
+
+// deliver hands a phone_answer to a phone waiting on this instance; false
+// when none waits here.
 func (w *phoneWaits) deliver(box string, m proto.Message) bool {
 	w.mu.Lock()
-	ch := w.m[box][m.Call]
-	delete(w.m[box], m.Call)
-	w.mu.Unlock()
-	if ch == nil {
+	pw := w.m[box][m.Call]
+	if pw == nil || pw.ch == nil {
+		w.mu.Unlock()
 		return false
 	}
-	ch <- m
+	w.removeLocked(box, m.Call)
+	w.mu.Unlock()
+	pw.ch <- m
 	return true
+}
+
+// phoneAnswered routes a box's phone_answer to its waiter: a phone here,
+// or the instance where the phone waits.
+func (h *Hub) phoneAnswered(box string, m *proto.Message) {
+	pw := h.phones.take(box, m.Call)
+	switch {
+	case pw == nil:
+		h.cfg.Log.Debug("phone answer nobody waits for", "box", box, "request", m.Call)
+	case pw.ch != nil:
+		pw.ch <- *m
+	case h.cluster != nil:
+		b, err := json.Marshal(m)
+		if err == nil {
+			err = h.cluster.Tell(pw.inst, cluster.Msg{Kind: cluster.KindPhoneAnswer, Box: box, Body: b})
+		}
+		if err != nil {
+			h.cfg.Log.Warn("cluster: phone answer", "box", box, "instance", pw.inst, "err", err)
+		}
+	}
+}
+
+// phoneToCluster hands a phone_offer or phone_bye for box, not connected
+// here, to the instance that holds it: ErrOffline (wrapped) when none does.
+func (h *Hub) phoneToCluster(ctx context.Context, box string, m *proto.Message) error {
+	if h.cluster == nil {
+		return fmt.Errorf("%w: %s", cluster.ErrOffline, box)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = h.cluster.Request(ctx, box, cluster.Msg{Kind: cluster.KindPhone, Body: b})
+	return err
+}
+
+// phoneFromCluster takes a phone_offer or phone_bye another instance
+// forwards for box (connected here): an offer's answer goes back to that
+// instance. It runs on the cluster's dispatch goroutine: it must not block.
+func (h *Hub) phoneFromCluster(box string, cm cluster.Msg) error {
+	m, err := proto.ParseMessage(cm.Body)
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", cm.Kind, err)
+	}
+	if m.Type != proto.TypePhoneOffer && m.Type != proto.TypePhoneBye {
+		return fmt.Errorf("%w: cluster %s carries a %q", proto.ErrBadMessage, cm.Kind, m.Type)
+	}
+	h.mu.Lock()
+	s := h.sessions[box]
+	h.mu.Unlock()
+	if s == nil {
+		return errNotHere
+	}
+	if m.Type == proto.TypePhoneOffer {
+		if err := h.phones.addRemote(box, m.Call, cm.Instance); err != nil {
+			return err
+		}
+	}
+	if err := s.Send(m); err != nil {
+		h.phones.remove(box, m.Call)
+		return err
+	}
+	return nil
 }
 
 // PhoneHandler serves /box/ (mount it there): the page and its signalling.
@@ -185,16 +299,6 @@ func (h *Hub) phoneOffer(w http.ResponseWriter, r *http.Request, box string) {
 		http.Error(w, "unreadable, empty or too large offer", http.StatusBadRequest)
 		return
 	}
-	h.mu.Lock()
-	s := h.sessions[box]
-	h.mu.Unlock()
-	if s == nil {
-		// With a cluster the box may be on another instance; forwarding
-		// phone offers through NATS is not built (docs/peer.md).
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "the box is not connected to this hub", http.StatusServiceUnavailable)
-		return
-	}
 	var idb [12]byte
 	_, _ = rand.Read(idb[:])
 	id := "ph-" + hex.EncodeToString(idb[:])
@@ -213,12 +317,25 @@ func (h *Hub) phoneOffer(w http.ResponseWriter, r *http.Request, box string) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := s.Send(m); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), phoneAnswerTimeout)
+	defer cancel()
+	h.mu.Lock()
+	s := h.sessions[box]
+	h.mu.Unlock()
+	if s != nil {
+		err = s.Send(m)
+	} else {
+		// With a cluster the box may be on another instance: NATS takes
+		// the offer there, and the answer comes back to this one.
+		// (The instance holding it applies the same bound on offers
+		// waiting for the box, local and forwarded together.)
+		err = h.phoneToCluster(ctx, box, &m)
+	}
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
 		http.Error(w, "the box is not reachable: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), phoneAnswerTimeout)
-	defer cancel()
 	select {
 	case a := <-ch:
 		if a.Error != "" {
@@ -258,12 +375,20 @@ func (h *Hub) phoneBye(w http.ResponseWriter, r *http.Request, box, id string) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if s == nil {
-		// The box is gone: so is the session (its ICE ends it).
-		w.WriteHeader(http.StatusNoContent)
-		return
+	var err error
+	if s != nil {
+		err = s.Send(m)
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), phoneAnswerTimeout)
+		defer cancel()
+		err = h.phoneToCluster(ctx, box, &m)
+		if errors.Is(err, cluster.ErrOffline) {
+			// The box is gone: so is the session (its ICE ends it).
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 	}
-	if err := s.Send(m); err != nil {
+	if err != nil {
 		http.Error(w, "the box is not reachable: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

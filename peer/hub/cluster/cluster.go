@@ -2,7 +2,8 @@
 // to any instance behind a load balancer and still reach each other.
 //
 // Every instance subscribes to one subject per box connected to it,
-// PREFIX.box.<boxID>. A message for a box on another instance is published
+// PREFIX.box.<boxID>, and to its own, PREFIX.inst.<instance> (answers
+// addressed to this instance, e.g. a box's answer to a phone waiting here). A message for a box on another instance is published
 // to that subject: a signal as a request (the answer says it was handed to
 // the box; "no responders" means the box is on no instance: offline), a
 // presence or pairing notice as a plain publish. Nothing is stored in NATS:
@@ -24,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,13 @@ const (
 	KindPaired   = "paired"   // Body: the pairing notice for the box
 	KindKick     = "kick"     // Box registered again on Instance: other instances drop their connection
 	KindOnline   = "online"   // request: is the box connected to you?
+	// KindPhone: Body is a phone_offer or phone_bye for the box (request:
+	// the answer says it was handed to the box). The box's phone_answer
+	// goes back with Tell to the instance that asked (Msg.Instance).
+	KindPhone = "phone"
+	// KindPhoneAnswer: Body is a box's phone_answer, told to the instance
+	// whose phone waits for it (Box names the box).
+	KindPhoneAnswer = "phone_answer"
 )
 
 // Msg travels between instances about one box.
@@ -106,6 +115,10 @@ func Connect(cfg Config) (*Cluster, error) {
 		}
 		cfg.Instance = "hub-" + hex.EncodeToString(b)
 	}
+	if strings.ContainsAny(cfg.Instance, ". *>\t\r\n") {
+		// It is a NATS subject token (PREFIX.inst.<instance>).
+		return nil, fmt.Errorf("cluster: instance name %q: no dots, spaces or wildcards", cfg.Instance)
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "callbox"
 	}
@@ -168,6 +181,10 @@ func Connect(cfg Config) (*Cluster, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
+	if _, err := nc.ChanSubscribe(c.instSubject(cfg.Instance), c.in); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	if err := nc.Flush(); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -184,6 +201,25 @@ func (c *Cluster) Instance() string { return c.cfg.Instance }
 func (c *Cluster) subject(parts string) string { return c.cfg.Prefix + "." + parts }
 
 func (c *Cluster) boxSubject(box string) string { return c.cfg.Prefix + ".box." + box }
+
+func (c *Cluster) instSubject(inst string) string { return c.cfg.Prefix + ".inst." + inst }
+
+// Tell publishes m to one instance (by name), about box m.Box: nothing
+// happens if that instance is gone.
+func (c *Cluster) Tell(instance string, m Msg) error {
+	if instance == "" {
+		return fmt.Errorf("cluster: tell %s: no instance", m.Kind)
+	}
+	m.Instance = c.cfg.Instance
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return fmt.Errorf("cluster: encode %s: %w", m.Kind, err)
+	}
+	if err := c.nc.Publish(c.instSubject(instance), b); err != nil {
+		return fmt.Errorf("cluster: tell %s to %s: %w", m.Kind, instance, err)
+	}
+	return nil
+}
 
 // Attach makes this instance the one that receives messages for box, and
 // tells any other instance that still has box to drop it.
@@ -345,6 +381,18 @@ func (c *Cluster) handle(nm *nats.Msg) {
 		c.mu.Unlock()
 		if !known && c.cfg.Announce != nil {
 			go c.cfg.Announce()
+		}
+		return
+	}
+	if nm.Subject == c.instSubject(c.cfg.Instance) {
+		// Told to this instance: about box m.Box, no answer expected.
+		var m Msg
+		if err := json.Unmarshal(nm.Data, &m); err != nil {
+			c.cfg.Log.Warn("cluster: bad message", "subject", nm.Subject, "err", err)
+			return
+		}
+		if err := c.cfg.Deliver(m.Box, m); err != nil {
+			c.cfg.Log.Debug("cluster: told", "kind", m.Kind, "box", m.Box, "err", err)
 		}
 		return
 	}

@@ -270,3 +270,46 @@ func BenchmarkSignalAcrossInstances(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 }
+
+// TestTellReachesOneInstance: Tell delivers to the named instance only
+// (a phone's answer goes back to the instance where the phone waits), with
+// the box it is about; an instance name that is not a subject token is
+// refused at Connect.
+func TestTellReachesOneInstance(t *testing.T) {
+	srv := natstest.Start(t)
+	a := join(t, srv.URL, "a", time.Second)
+	b := join(t, srv.URL, "b", time.Second)
+	c := join(t, srv.URL, "c", time.Second)
+	if err := a.Tell("b", Msg{Kind: KindPhoneAnswer, Box: "boxx", Body: []byte(`{"x":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(b.received()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := b.received(); len(got) != 1 || got[0] != `boxx phone_answer {"x":1}` {
+		t.Fatalf("b got %q", got)
+	}
+	// c was not told (a round trip through c's own subject proves its
+	// earlier messages are in).
+	if err := a.Tell("c", Msg{Kind: KindPhoneAnswer, Box: "mark"}); err != nil {
+		t.Fatal(err)
+	}
+	for len(c.received()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := c.received(); len(got) != 1 || got[0] != "mark phone_answer " {
+		t.Fatalf("c got %q", got)
+	}
+	if len(a.received()) != 0 {
+		t.Fatalf("a got %q", a.received())
+	}
+	if err := a.Tell("", Msg{Kind: KindPhoneAnswer}); err == nil {
+		t.Error("Tell to no instance succeeded")
+	}
+	for _, bad := range []string{"a.b", "a b", "x*", ">"} {
+		if _, err := Connect(Config{URL: srv.URL, Instance: bad, Deliver: func(string, Msg) error { return nil }}); err == nil {
+			t.Errorf("instance %q accepted", bad)
+		}
+	}
+}
