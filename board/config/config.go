@@ -41,6 +41,7 @@ type Config struct {
 	Camera  Camera
 	Video   Video
 	Audio   Audio
+	Speaker Speaker
 	Relay   Relay
 	Board   Board
 	Pairing Pairing
@@ -76,6 +77,14 @@ type Video struct {
 // Audio selects the microphone.
 type Audio struct {
 	Device string // "auto", "synthetic", or an ALSA device name
+}
+
+// Speaker selects the box's speaker and its echo cancellation
+// (docs/audio.md).
+type Speaker struct {
+	Device     string // "auto", "none", "synthetic", or an ALSA/PortAudio output
+	EchoCancel string // "auto", "software", "hardware" or "off"
+	Volume     int    // percent, 0..100
 }
 
 // Relay carries the on-device relay's per-client policy (design S9-S15);

@@ -47,6 +47,14 @@ var Keys = []Key{
 	stringKey("audio.device", "mic", "`auto` (the default input; on a development machine the test tone when there is none; a missing microphone on a real box is a fault), `synthetic`, or an ALSA device such as `hw:1,0`",
 		"auto", func(c *Config) *string { return &c.Audio.Device }, nonEmpty),
 
+	// [speaker]
+	stringKey("speaker.device", "speaker", "`auto` (the default output; on a development machine the simulated speaker when there is none; a box without one has no speaker), `none`, `synthetic` (the simulated speaker), or an ALSA/PortAudio output such as `hw:1,0` or a part of its name (`USB`)",
+		"auto", func(c *Config) *string { return &c.Speaker.Device }, nonEmpty),
+	stringKey("speaker.echo_cancel", "echo-cancel", "echo cancellation of the speaker's sound in the microphone: `auto` (software, speexdsp, unless the speaker is a known speakerphone with its own, docs/audio.md), `software`, `hardware` (the speakerphone does it: software off) or `off`",
+		"auto", func(c *Config) *string { return &c.Speaker.EchoCancel }, oneOf("auto", "software", "hardware", "off")),
+	intKey("speaker.volume", "volume", "the speaker's volume in percent of full scale (the mixer's gain; the card's own mixer is left alone)",
+		100, 0, 100, func(c *Config) *int { return &c.Speaker.Volume }),
+
 	// [relay]
 	stringKey("relay.tcp", "relay", "RFC 4571 TCP listener (docs/protocol.md); `\"\"` = WebSocket only",
 		":4571", func(c *Config) *string { return &c.Relay.TCP }),
@@ -147,6 +155,7 @@ var Sections = []Section{
 	{Name: "camera"},
 	{Name: "video", Doc: "H.264 or JPEG, and the H.264 encoder's settings ([h264.md](h264.md))."},
 	{Name: "audio"},
+	{Name: "speaker", Doc: "The box's own speaker: a call's far-end audio and the ring tone, mixed, with echo cancellation in the microphone ([audio.md](audio.md))."},
 	{Name: "relay", Doc: "The on-device relay's per-client policy (design S9–S15; docs/relay.md has the " +
 		"measurements behind the defaults, which are the relay's own: a test in firmware checks they agree). " +
 		"Any combination the relay would refuse resets the whole `[relay]` section to its defaults and is reported, " +

@@ -69,3 +69,7 @@ func quietAudioLibs() {
 		quietMask = int(C.callbox_quiet_audio())
 	})
 }
+
+// QuietAudioLibs is quietAudioLibs for the other PortAudio user in the
+// process, the speaker driver.
+func QuietAudioLibs() { quietAudioLibs() }
