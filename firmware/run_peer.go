@@ -234,6 +234,14 @@ func (p *peerPart) factoryReset() {
 			caller.Close() // hangs up, telling the other box
 		}
 		if client != nil {
+			// The hub deletes the old identity and its pairs and tells the
+			// paired boxes; a hub out of reach only sees the identity
+			// leave (the paired boxes then keep a peer nobody holds).
+			fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := client.Forget(fctx); err != nil {
+				p.log.Warn("factory reset: the hub was not told", "err", err)
+			}
+			fcancel()
 			client.Close()
 		}
 		for _, f := range []string{"peers.json", proto.KeyFileName} {

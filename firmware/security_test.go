@@ -153,6 +153,15 @@ func TestFactoryResetForgetsBoxes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dirA, "peers.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("peers.json survived the reset: %v", err)
 	}
+	// The hub was told: it forgot the old identity and told box B, which
+	// dropped it from its peers (and from its peers.json).
+	waitFor(t, 5*time.Second, "box B forgetting the reset box", func() bool {
+		c, _ := b.a.peer.current()
+		return c != nil && len(c.Peers()) == 0
+	})
+	if pj, err := os.ReadFile(filepath.Join(dirB, "peers.json")); err != nil || strings.Contains(string(pj), oldID) {
+		t.Errorf("box B's peers.json after A's reset: %v %s", err, pj)
+	}
 
 	media := make(chan int, 1)
 	go func() { media <- callMedia(t, b, 6*time.Second) }()

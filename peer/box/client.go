@@ -319,6 +319,8 @@ func (c *Client) dispatch(m *proto.Message) {
 		for _, p := range m.Peers {
 			c.setOnline(p.ID, p.Online)
 		}
+	case proto.TypeUnpaired:
+		c.unpin(m.Peers)
 	}
 	c.mu.Lock()
 	ws := c.waiters[m.Type]
@@ -534,6 +536,15 @@ func (c *Client) Check(timeout time.Duration) error {
 		return fmt.Errorf("peer: hub ping: %w", err)
 	}
 	return nil
+}
+
+// Forget tells the hub that this box forgets itself (a factory reset): the
+// hub deletes its record and pairs and tells its paired boxes. It returns
+// once the hub has done so; the caller then closes the client and drops the
+// identity.
+func (c *Client) Forget(ctx context.Context) error {
+	_, err := c.request(ctx, &proto.Message{Type: proto.TypeForget}, proto.TypeForget)
+	return err
 }
 
 // Close hangs up on the hub and stops reconnecting.

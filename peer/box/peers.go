@@ -1,6 +1,7 @@
 package box
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,31 @@ func (c *Client) pinLocked(p proto.PeerInfo) {
 	c.peers[p.ID] = proto.PeerInfo{ID: p.ID, Key: p.Key, Name: p.Name}
 	if err := c.savePeersLocked(); err != nil {
 		c.cfg.Log.Warn("peers not saved", "err", err)
+	}
+}
+
+// unpin drops boxes that forgot this one (the hub tells: a factory reset
+// over there). Only the pinned key's owner is dropped: a hub can make a box
+// forget a peer, which it could deny anyway by not forwarding, but never
+// swap a key.
+func (c *Client) unpin(gone []proto.PeerInfo) {
+	c.mu.Lock()
+	var dropped []string
+	for _, g := range gone {
+		if p, ok := c.peers[g.ID]; ok && bytes.Equal(p.Key, g.Key) {
+			delete(c.peers, g.ID)
+			dropped = append(dropped, g.ID)
+		}
+	}
+	if len(dropped) > 0 {
+		if err := c.savePeersLocked(); err != nil {
+			c.cfg.Log.Warn("peers not saved", "err", err)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range dropped {
+		c.cfg.Log.Info("a paired box was reset and forgot this one", "peer", id)
+		c.setOnline(id, false)
 	}
 }
 

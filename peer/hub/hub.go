@@ -444,6 +444,39 @@ func (h *Hub) pair(a, b string) error {
 	return nil
 }
 
+// forget deletes s's box (a factory reset): its record, pairs and pending
+// code go from the store, so a credential it signed for a phone no longer
+// verifies here, and its paired boxes are told, here or on the instance
+// that holds them, so that they drop it from their peers.
+func (h *Hub) forget(s *Session) error {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	peers, err := h.store.Peers(ctx, s.Box)
+	if err != nil {
+		return err
+	}
+	if err := h.store.DeleteBox(ctx, s.Box); err != nil {
+		return err
+	}
+	h.cfg.Log.Info("box forgot itself (factory reset)", "box", s.Box, "peers", len(peers))
+	gone := proto.PeerInfo{ID: s.Box, Key: s.key, Name: s.name}
+	msg := proto.Message{Type: proto.TypeUnpaired, Peers: []proto.PeerInfo{gone}}
+	var elsewhere []string
+	h.mu.Lock()
+	s.peers = map[string]bool{}
+	for _, p := range peers {
+		if ps := h.sessions[p.ID]; ps != nil {
+			delete(ps.peers, s.Box)
+			_ = ps.Send(msg)
+		} else {
+			elsewhere = append(elsewhere, p.ID)
+		}
+	}
+	h.mu.Unlock()
+	h.notifyUnpaired(elsewhere, gone)
+	return nil
+}
+
 // HasPairing reports whether box is paired with at least one box.
 func (h *Hub) HasPairing(box string) bool {
 	ctx, cancel := storeCtx()
@@ -517,6 +550,11 @@ func (h *Hub) Handle(s *Session, m *proto.Message) error {
 	case proto.TypePhoneAnswer:
 		h.phoneAnswered(s.Box, m)
 		return nil
+	case proto.TypeForget:
+		if err := h.forget(s); err != nil {
+			return err
+		}
+		return s.Send(proto.Message{Type: proto.TypeForget})
 	case proto.TypePairButton:
 		return fmt.Errorf("%w: pairing by button presses is withdrawn (it paired any two boxes pressing at once, anywhere): pair with a code", proto.ErrBadMessage)
 	case proto.TypeSignal:

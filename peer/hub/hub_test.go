@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -547,5 +548,36 @@ func TestHubDrain(t *testing.T) {
 		if !strings.Contains(m.Body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// A factory reset: the box says forget; the hub deletes its record and its
+// pairs, tells its paired box, answers, and refuses signals between the two
+// from then on.
+func TestHubForgetOnFactoryReset(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := newTestHub(t, func() time.Time { return now })
+	a, b := mustIdentity(t), mustIdentity(t)
+	var fa, fb fakeSession
+	sa, sb := register(t, h, a, &fa), register(t, h, b, &fb)
+	pairByCode(t, h, sa, &fa, sb, &fb)
+	if err := h.Handle(sa, &proto.Message{Type: proto.TypeForget}); err != nil {
+		t.Fatal(err)
+	}
+	fa.last(t, proto.TypeForget) // the answer the box waits for
+	un := fb.last(t, proto.TypeUnpaired)
+	if len(un.Peers) != 1 || un.Peers[0].ID != a.ID || !bytes.Equal(un.Peers[0].Key, a.Pub) {
+		t.Fatalf("box B was told %+v, want box A", un.Peers)
+	}
+	if h.Paired(a.ID, b.ID) {
+		t.Fatal("the pair survived the forget")
+	}
+	if n := h.Stats().Boxes; n != 1 {
+		t.Fatalf("%d boxes recorded after A forgot itself, want 1", n)
+	}
+	sig := proto.Message{Type: proto.TypeSignal, To: a.ID, Call: "c1", Kind: proto.KindRing}
+	proto.SignSignal(b, &sig)
+	if err := h.Handle(sb, &sig); !errors.Is(err, proto.ErrNotPaired) {
+		t.Fatalf("B's signal to the forgotten box: %v, want ErrNotPaired", err)
 	}
 }

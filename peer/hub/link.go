@@ -136,6 +136,20 @@ func (h *Hub) notifyPaired(box string, peer proto.PeerInfo, peerHere bool) {
 	}
 }
 
+// notifyUnpaired tells boxes connected elsewhere (or nowhere) that gone
+// forgot itself.
+func (h *Hub) notifyUnpaired(boxes []string, gone proto.PeerInfo) {
+	if h.cluster == nil {
+		return
+	}
+	info, _ := json.Marshal(gone)
+	for _, b := range boxes {
+		if err := h.cluster.Notify(b, cluster.Msg{Kind: cluster.KindUnpaired, Box: gone.ID, Body: info}); err != nil {
+			h.cfg.Log.Warn("cluster: unpaired", "box", b, "err", err)
+		}
+	}
+}
+
 // signalRemote hands a signal to the instance that has the box.
 func (h *Hub) signalRemote(to string, m *proto.Message) error {
 	if h.cluster == nil {
@@ -238,6 +252,19 @@ func (h *Hub) deliver(to string, m cluster.Msg) error {
 		s.peers[info.ID] = true
 		info.Online = info.Online || h.sessions[info.ID] != nil
 		return s.Send(proto.Message{Type: proto.TypePaired, ICE: h.iceServers(to, true), Peers: []proto.PeerInfo{info}})
+	case cluster.KindUnpaired:
+		info, err := noticePeer(m)
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		s := h.sessions[to]
+		if s == nil {
+			return nil // the store no longer lists the pair when it registers
+		}
+		delete(s.peers, info.ID)
+		return s.Send(proto.Message{Type: proto.TypeUnpaired, Peers: []proto.PeerInfo{info}})
 	}
 	return fmt.Errorf("%w: cluster message %q", proto.ErrBadMessage, m.Kind)
 }

@@ -28,6 +28,11 @@ const (
 	// TypeICE asks for fresh ICE servers (TURN credentials are short-lived);
 	// the hub answers with the same type and ICE.
 	TypeICE = "ice"
+	// TypeForget: a factory reset. The hub deletes the box's record, its
+	// pairs and its pending code, tells its paired boxes (TypeUnpaired),
+	// and answers with the same type once it is done. The box then drops
+	// the connection and comes back, if at all, under a new identity.
+	TypeForget = "forget"
 
 	// hub -> box
 	TypeWelcome = "welcome" // registration accepted: ICE servers with TURN credentials, paired peers
@@ -40,6 +45,9 @@ const (
 	// receivers and URL, the relay's WebSocket base for this box.
 	TypeFanout = "fanout"
 	TypeError  = "error" // Error says why, Ref names the refused message type
+	// TypeUnpaired tells a box that the boxes in Peers forgot it (a
+	// factory reset): it drops them from its peers.
+	TypeUnpaired = "unpaired"
 
 	// The confirmation of a pairing (docs/security.md, "The hub"), between
 	// the code's owner and the box that joined it, through the hub, which
@@ -254,7 +262,9 @@ func (m *Message) Validate() error {
 		if len(m.Sig) != ed25519.SignatureSize {
 			return bad("signature is %d bytes", len(m.Sig))
 		}
-	case TypeWelcome, TypePaired, TypePresence, TypeICE:
+	case TypeForget:
+		// No fields: the connection's hello says which box forgets itself.
+	case TypeWelcome, TypePaired, TypePresence, TypeICE, TypeUnpaired:
 		if m.Type == TypeWelcome && !ValidBoxID(m.Box) {
 			return bad("box ID %q", m.Box)
 		}

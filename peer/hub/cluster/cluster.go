@@ -37,6 +37,7 @@ const (
 	KindSignal   = "signal"   // Body: a message for the box (request: the answer says whether it was delivered)
 	KindPresence = "presence" // Box came online (Online) or went away, on Instance
 	KindPaired   = "paired"   // Body: the pairing notice for the box
+	KindUnpaired = "unpaired" // Body: the box (PeerInfo) that forgot the receiver (a factory reset)
 	KindKick     = "kick"     // Box registered again on Instance: other instances drop their connection
 	KindOnline   = "online"   // request: is the box connected to you?
 	// KindPhone: Body is a phone_offer or phone_bye for the box (request:
