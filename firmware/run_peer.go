@@ -21,6 +21,7 @@ import (
 	"github.com/callbox/callbox/peer/box"
 	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay"
+	rwebrtc "github.com/callbox/callbox/relay/webrtc"
 )
 
 // peerPart is the appliance's calls to other boxes (package peer): the
@@ -60,6 +61,11 @@ type peerPart struct {
 	// call, at /ws/call/video and /ws/call/audio (the box's own stays on
 	// /ws/video and /ws/audio: the page plays one stream per socket).
 	remote *relay.Relay
+	// callWHEP serves the call's relay to the phones over WebRTC at
+	// /whep/call (docs/webrtc.md): the other box's H.264 and audio
+	// forwarded as they arrive, never decoded, under the same per-client
+	// policy as /whep.
+	callWHEP *rwebrtc.Server
 
 	// dir holds the identity and peers.json.
 	dir string
@@ -172,6 +178,16 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.remote = relay.New(rcfg, p.log.With("relay", "call"))
 	p.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
 	p.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
+	// A phone that joins a call under way needs an IDR from the other
+	// box: the call's relay asks for one as the box's own relay asks its
+	// encoder.
+	p.remote.OnKeyframeRequest(p.requestCallKeyframe)
+	cw, err := startCallWHEP(p.mux, p.remote, p.board.Authorize, p.log)
+	if err != nil {
+		p.remote.Close()
+		return err
+	}
+	p.callWHEP = cw
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.mu.Lock()
 	p.ctx = ctx
@@ -277,7 +293,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				Media:      p.callMedia,
 				OnState:    p.onState,
 				NetMonitor: p.net,
-				OnMedia:    func(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) },
+				OnMedia:    p.onCallMedia,
 				// No one at the box has consented to a call yet: it rings
 				// (LED, page) and waits for button B, the page or
 				// /api/call/answer, unless call.auto_answer.
@@ -361,8 +377,24 @@ func (p *peerPart) stop() {
 	if client != nil {
 		client.Close()
 	}
+	if p.callWHEP != nil {
+		p.callWHEP.Close()
+	}
 	if p.remote != nil {
 		p.remote.Close()
+	}
+}
+
+// onCallMedia republishes the other box's media, as the call received it
+// (RTP packets of whole frames and audio chunks), on the call's relay:
+// /ws/call/* and /whep/call read it from there.
+func (p *peerPart) onCallMedia(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) }
+
+// requestCallKeyframe asks the other box for an IDR (RTCP PLI on the
+// call); the call's relay rate-limits the requests.
+func (p *peerPart) requestCallKeyframe() {
+	if _, caller := p.current(); caller != nil {
+		caller.RequestKeyframe()
 	}
 }
 

@@ -37,6 +37,7 @@ type Relay struct {
 	// lastCodec is when each video codec was last published (Unix ns).
 	lastCodec [3]atomic.Int64
 	lastOpus  atomic.Int64 // when Opus audio was last published (Unix ns)
+	lastPCMU  atomic.Int64 // when PCMU audio was last published (Unix ns)
 	nextID    atomic.Uint64
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -203,6 +204,8 @@ func (p *Publisher) Publish(b capture.Burst) error {
 	u := newUnit(&b, p.idx)
 	if u.opus {
 		r.lastOpus.Store(ns(r.cfg.Now()))
+	} else if b.Kind == capture.KindAudio && b.Packets[0][1]&0x7f == capture.PayloadTypePCMU {
+		r.lastPCMU.Store(ns(r.cfg.Now()))
 	}
 	r.tot.pubBytes[b.Kind].Add(uint64(len(u.framed)))
 	now := ns(r.cfg.Now())
@@ -470,5 +473,12 @@ func (r *Relay) Publishing(c capture.Codec) bool {
 // session gets.
 func (r *Relay) PublishingOpus() bool {
 	t := r.lastOpus.Load()
+	return t != 0 && ns(r.cfg.Now())-t < int64(2*time.Second)
+}
+
+// PublishingPCMU reports whether PCMU audio was published within the last
+// two seconds.
+func (r *Relay) PublishingPCMU() bool {
+	t := r.lastPCMU.Load()
 	return t != 0 && ns(r.cfg.Now())-t < int64(2*time.Second)
 }

@@ -55,6 +55,9 @@ type ClientOptions struct {
 	// AudioOut, when set, receives every audio RTP packet in sequence
 	// order (valid only during the call), e.g. for an Opus decoder.
 	AudioOut func(pkt []byte)
+	// VideoOut, when set, receives every video RTP packet in sequence
+	// order (valid only during the call), as the box sent it.
+	VideoOut func(pkt []byte)
 }
 
 // Client is a headless WHEP viewer (pion): it receives the box's H.264
@@ -74,6 +77,7 @@ type Client struct {
 	video     *viewer.Tracker
 	audio     *viewer.Tracker
 	audioOut  func([]byte)
+	videoOut  func([]byte)
 	audioMime string // the negotiated audio codec
 	dep       *rtph264.Depacketizer
 	decodable uint64
@@ -105,7 +109,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	dialStart := time.Now()
 	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
 		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
-		h264Out: opt.H264Out, audioOut: opt.AudioOut, done: make(chan struct{})}
+		h264Out: opt.H264Out, audioOut: opt.AudioOut, videoOut: opt.VideoOut, done: make(chan struct{})}
 	ice := opt.ICEServers
 	if opt.TimeProbes > 0 {
 		off, links, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
@@ -314,6 +318,9 @@ func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
 			c.audioOut(pkt)
 		}
 		return
+	}
+	if c.videoOut != nil {
+		c.videoOut(pkt)
 	}
 	gaps := c.video.Gaps
 	c.video.Add(pkt, now, c.offset)

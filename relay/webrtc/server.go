@@ -53,7 +53,18 @@ type Config struct {
 	// ConnectTimeout ends a session whose connection is not up this long
 	// after its offer.
 	ConnectTimeout time.Duration
-	Log            *slog.Logger
+	// OpusFirst answers Opus to a phone that offers it unless the relay
+	// carries PCMU and no Opus right now; without it the answer has Opus
+	// only while the relay carries Opus. The call's relay sets it: the
+	// other box's audio may start after a phone joined (that box muted at
+	// first), and a session answered PCMU then would stay silent when Opus
+	// comes.
+	OpusFirst bool
+	// Path is where the server is mounted (default "/whep"): offers are
+	// POSTed to Path, sessions live at Path/<id>. The call's relay is
+	// served at "/whep/call" beside the box's own "/whep".
+	Path string
+	Log  *slog.Logger
 }
 
 // DefaultVideo is the video policy of a WebRTC session. Transport-wide
@@ -136,6 +147,10 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
+	}
+	cfg.Path = strings.TrimSuffix(cfg.Path, "/")
+	if cfg.Path == "" {
+		cfg.Path = "/whep"
 	}
 	cfg.Video = cfg.Video.WithDefaults(DefaultVideo)
 	cfg.Audio = cfg.Audio.WithDefaults(DefaultAudio)
@@ -238,16 +253,22 @@ func mediaEngine(receiver, opus bool) (*pion.MediaEngine, error) {
 	return m, nil
 }
 
-// ServeHTTP serves POST /whep and DELETE /whep/{id}; mount it at both.
+// ServeHTTP serves POST Path and DELETE Path/{id} (Config.Path, /whep by
+// default); mount it at both.
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set(TimeHeader, strconv.FormatInt(time.Now().UnixNano(), 10))
 	path := strings.TrimSuffix(req.URL.Path, "/")
-	i := strings.LastIndex(path, "/whep")
+	i := strings.LastIndex(path, s.cfg.Path)
 	if i < 0 {
 		http.NotFound(w, req)
 		return
 	}
-	id := strings.TrimPrefix(path[i+len("/whep"):], "/")
+	rest := path[i+len(s.cfg.Path):]
+	if rest != "" && rest[0] != '/' {
+		http.NotFound(w, req) // "/whepx", or "/whep/callx" for the call's server
+		return
+	}
+	id := strings.TrimPrefix(rest, "/")
 	if id == "" {
 		switch req.Method {
 		case http.MethodPost:
@@ -260,6 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				codec = capture.CodecH264
 			}
 			w.Header().Set(VideoHeader, codec.String())
+			w.Header().Set(VideoLiveHeader, s.liveVideo())
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			w.Header().Set("Allow", "POST, OPTIONS")
@@ -315,6 +337,25 @@ func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
 // jpeg): a page falls back to its WebSocket path at once when it is not
 // H.264.
 const VideoHeader = "Callbox-Video"
+
+// VideoLiveHeader on an OPTIONS answer says which video the relay carries
+// now (published in the last two seconds): h264, jpeg, or none. The call's
+// relay carries nothing until the other box's first frame arrives, so a
+// page waits for h264 (WebRTC) or jpeg (its WebSocket path) before it
+// chooses.
+const VideoLiveHeader = "Callbox-Video-Live"
+
+// liveVideo is VideoLiveHeader's value: H.264 first (the box may publish
+// JPEG beside it).
+func (s *Server) liveVideo() string {
+	switch {
+	case s.r.Publishing(capture.CodecH264):
+		return capture.CodecH264.String()
+	case s.r.Publishing(capture.CodecJPEG):
+		return capture.CodecJPEG.String()
+	}
+	return "none"
+}
 
 // maxOffer bounds an SDP offer (a browser's is 4-8 KB).
 const maxOffer = 64 << 10
@@ -442,7 +483,7 @@ func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.I
 	}
 
 	api := s.api
-	if s.r.PublishingOpus() {
+	if s.r.PublishingOpus() || (s.cfg.OpusFirst && !s.r.PublishingPCMU()) {
 		api = s.apiOpus
 	}
 	pc, err := api.NewPeerConnection(pion.Configuration{ICEServers: ice})
