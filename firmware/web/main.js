@@ -117,9 +117,11 @@ const viewSize = () => {
 const video = new JpegVideo(wsURL, { token, hcDelayMs, viewSize: params.get('decode') === 'full' ? null : viewSize });
 const audio = new AudioPlayer(wsURL, { token, hcDelayMs, clock: video.clock });
 // The other home during a call: the box republishes the other box's media
-// on its call relay (/ws/call/video, /ws/call/audio; docs/peer.md). Calls
-// carry RTP/JPEG and PCMU, which the browser's WebRTC stack cannot decode,
-// so the page rebuilds them as it does the box's own on the WebSocket path.
+// on its call relay (docs/peer.md). A call carrying H.264 plays over
+// WebRTC (/whep/call: the browser's own decoder, the other box's frames
+// forwarded by this box without decoding; docs/webrtc.md); a JPEG call,
+// or a browser without RTCPeerConnection, on the WebSocket path
+// (/ws/call/video, /ws/call/audio), rebuilt by the page as the box's own.
 const callURL = (kind) => wsURL(`call/${kind}`);
 const callVideo = new JpegVideo(callURL, { token, viewSize: params.get('decode') === 'full' ? null : () => {
   const r = $('callvideo').getBoundingClientRect();
@@ -128,13 +130,22 @@ const callVideo = new JpegVideo(callURL, { token, viewSize: params.get('decode')
 } });
 const callAudio = new AudioPlayer(callURL, { token, clock: callVideo.clock });
 let callUpSince = 0; // performance.now() when this page saw the call connect
-Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callAudioRunning: false, callDurationS: 0, callView: false });
+Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callAudioRunning: false, callDurationS: 0, callView: false,
+  // callPath: 'webrtc' or 'websocket' (why not WebRTC: callFallbackReason);
+  // callFirstFrameMs: from the call's connection (as this page saw it) to
+  // the other home's first frame drawn.
+  callPath: '', callFallbackReason: '', callFirstFrameMs: NaN, callCodec: '', callFramesDecoded: 0,
+  callAudioCodec: '', callAudioPackets: 0, callAudioEnergy: 0 });
+const callRtcEl = $('callrtc');
+let callRtc = null; // the call's WebRTC session, when the call view is on that path
+let callGen = 0; // bumped whenever the call view starts or stops: stale async steps give up
 callVideo.onframe = (f) => {
   const c = $('callvideo');
   if (c.width !== f.width || c.height !== f.height) { c.width = f.width; c.height = f.height; }
   c.getContext('2d', { alpha: false }).drawImage(f.image, 0, 0);
   f.close();
   stats.callFramesDrawn++;
+  if (stats.callFramesDrawn === 1) stats.callFirstFrameMs = Math.round(performance.now() - callUpSince);
   stats.callWidth = f.frameWidth;
   stats.callHeight = f.frameHeight;
 };
@@ -149,19 +160,136 @@ function followCall(call) {
   $('callview').hidden = !up;
   if (up) {
     callUpSince = performance.now();
+    Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callFirstFrameMs: NaN, callFramesDecoded: 0,
+      callAudioPackets: 0, callAudioEnergy: 0, callCodec: '', callAudioCodec: '' });
     callAudio.setMuted(stats.audioMuted);
     callAudio.setVolume(stats.volume);
-    callVideo.start();
-    callAudio.start();
+    startCallMedia();
     // The other home's sound replaces this room's own (which would echo).
     audio.setMuted(true);
     if (rtc) rtc.setMuted(true);
   } else {
-    callVideo.stop();
-    callAudio.stop();
+    stopCallMedia();
     audio.setMuted(stats.audioMuted);
     if (rtc) rtc.setMuted(stats.audioMuted);
   }
+}
+
+// startCallMedia chooses the call view's path: WebRTC when the call's
+// relay carries H.264, the WebSocket path for JPEG or without
+// RTCPeerConnection. The box's call relay has nothing until the other
+// box's first frame arrives, so the page asks (OPTIONS /whep/call,
+// Callbox-Video-Live) until it says h264 or jpeg, for up to 10 s.
+async function startCallMedia() {
+  const gen = ++callGen;
+  stats.callPath = '';
+  stats.callFallbackReason = '';
+  if (wantPath === 'ws' || !WhepPlayer.supported()) {
+    callWS(wantPath === 'ws' ? 'asked for (?path=ws)' : 'no RTCPeerConnection in this browser');
+    return;
+  }
+  const t0 = performance.now();
+  let live = '';
+  while (gen === callGen) {
+    live = await callLive();
+    if (live === 'h264' || live === 'jpeg' || performance.now() - t0 > 10000) break;
+    await sleep(200);
+  }
+  if (gen !== callGen) return;
+  if (live !== 'h264') {
+    callWS(live === 'jpeg' ? 'the call carries JPEG' : `no H.264 from the other box within 10 s (${live || 'no answer'})`);
+    return;
+  }
+  const r = await startCallWebRTC(gen);
+  if (r !== true && gen === callGen) callWS(r);
+}
+
+// callLive is what the call's relay carries now: h264, jpeg, none, or ''
+// when the box cannot say (no /whep/call: an older box).
+async function callLive() {
+  try {
+    const r = await fetch('/whep/call', { method: 'OPTIONS', cache: 'no-store' });
+    return r.ok ? r.headers.get('Callbox-Video-Live') || '' : '';
+  } catch { return ''; }
+}
+
+function callWS(reason) {
+  stats.callPath = 'websocket';
+  stats.callFallbackReason = reason;
+  document.body.classList.remove('call-webrtc');
+  callVideo.start();
+  callAudio.start();
+}
+
+async function startCallWebRTC(gen) {
+  const p = new WhepPlayer(callRtcEl, { token, url: '/whep/call' });
+  p.muted = stats.audioMuted;
+  p.onframe = () => {
+    if (callRtc !== p) return;
+    stats.callFramesDrawn = p.framesShown;
+    if (p.framesShown === 1) stats.callFirstFrameMs = Math.round(performance.now() - callUpSince);
+  };
+  p.onstate = (s) => {
+    if (callRtc === p && s === 'failed') callRtcFailed(p, gen);
+  };
+  callRtc = p;
+  stats.callPath = 'webrtc';
+  document.body.classList.add('call-webrtc');
+  let r;
+  try { r = await p.start(); } catch (e) { r = { status: -1, error: String(e) }; }
+  if (gen !== callGen || callRtc !== p) { p.close(); return true; }
+  if (r.ok) {
+    p.setVolume(stats.volume);
+    const t0 = performance.now();
+    while (p.framesShown === 0) {
+      if (gen !== callGen || callRtc !== p) return true;
+      if (performance.now() - t0 > 8000) break;
+      await sleep(100);
+    }
+    if (p.framesShown > 0) return true;
+    r = { status: 0, error: 'no frame over WebRTC within 8 s' };
+  }
+  p.close();
+  callRtc = null;
+  document.body.classList.remove('call-webrtc');
+  return `WHEP ${r.status}${r.error ? ` ${r.error}` : ''}`;
+}
+
+// A call's WebRTC session that failed mid-call (the phone's Wi-Fi, say) is
+// set up again while the call lasts.
+function callRtcFailed(p, gen) {
+  setTimeout(() => {
+    if (callRtc !== p || gen !== callGen) return;
+    p.close();
+    callRtc = null;
+    startCallMedia();
+  }, 500);
+}
+
+function stopCallMedia() {
+  callGen++;
+  if (callRtc) { callRtc.close(); callRtc = null; }
+  document.body.classList.remove('call-webrtc');
+  callVideo.stop();
+  callAudio.stop();
+  stats.callPath = '';
+}
+
+// callUnlock starts the call's sound from a tap (autoplay rules).
+function callUnlock() {
+  callAudio.unlock();
+  if (callRtc && callRtc.autoplayMuted) callRtc.setMuted(stats.audioMuted);
+}
+
+// callRtcTick folds the call's WebRTC counters into callboxStats.
+async function callRtcTick() {
+  const p = callRtc;
+  if (!p) return;
+  const st = await p.stats();
+  if (callRtc !== p) return;
+  Object.assign(stats, { callFramesDecoded: st.framesDecoded, callCodec: st.codec, callAudioCodec: st.audioCodec,
+    callAudioPackets: st.audioPackets, callAudioEnergy: st.audioEnergy, callWidth: st.width, callHeight: st.height,
+    callAudioRunning: !callRtcEl.paused && !p.autoplayMuted && st.audioPackets > 0 });
 }
 
 const latency = new Rolling(300);
@@ -364,10 +492,10 @@ async function callAPI(method, path, reqBody = null) {
   wakeBox();
 }
 
-$('callview').addEventListener('click', () => callAudio.unlock());
+$('callview').addEventListener('click', () => callUnlock());
 $('call').addEventListener('click', (e) => {
   e.stopPropagation();
-  callAudio.unlock();
+  callUnlock();
   const call = stats.box && stats.box.call;
   if (!call) return;
   // Several paired boxes: the one chosen in the list (else the box's
@@ -378,7 +506,7 @@ $('call').addEventListener('click', (e) => {
 $('callpeer').addEventListener('click', (e) => e.stopPropagation());
 // An incoming call rings on every phone: Answer takes it (as button B on
 // the box does), Decline ends it.
-$('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callAudio.unlock(); callAPI('POST', '/api/call/answer'); });
+$('answer').addEventListener('click', (e) => { e.stopPropagation(); audio.unlock(); callUnlock(); callAPI('POST', '/api/call/answer'); });
 $('decline').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call'); });
 $('missed-ok').addEventListener('click', (e) => { e.stopPropagation(); callAPI('DELETE', '/api/call/missed'); });
 
@@ -445,7 +573,7 @@ $('boxpair-cancel').addEventListener('click', () => boxPair('DELETE', '/api/call
 // screen, so there the overlays hide instead.
 $('stage').addEventListener('click', () => {
   audio.unlock();
-  callAudio.unlock();
+  callUnlock();
   if (rtc && rtc.autoplayMuted) rtc.setMuted(stats.audioMuted);
   const d = document;
   if (d.fullscreenElement || d.webkitFullscreenElement) {
@@ -463,7 +591,8 @@ $('stage').addEventListener('click', () => {
 $('sound').addEventListener('click', (e) => {
   e.stopPropagation();
   audio.unlock();
-  callAudio.unlock();
+  callUnlock();
+  if (stats.callView) return; // the room's own sound stays off in a call (it would echo)
   if (rtc) rtc.setMuted(stats.audioMuted);
 });
 audio.onchange = render;
@@ -474,6 +603,7 @@ const kbps = new Rate();
 // tick folds the parts' counters into callboxStats and redraws the figures.
 function tick() {
   if (stats.path === 'webrtc') rtcTick().catch(() => {});
+  if (callRtc) callRtcTick().catch(() => {});
   const t = performance.now();
   stats.fps = Math.round(fps.tick(stats.framesDrawn, t) * 10) / 10;
   const bytes = stats.bytesReceived;
@@ -560,7 +690,7 @@ function render() {
   if (stats.callView) {
     const secs = Math.floor((performance.now() - callUpSince) / 1000);
     stats.callDurationS = secs;
-    stats.callAudioRunning = callAudio.running;
+    if (stats.callPath !== 'webrtc') stats.callAudioRunning = callAudio.running;
     const dur = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
     $('callinfo').textContent = `${call.peer || 'the other box'} · ${call.state} · ${dur}${stats.audioMuted ? ' · muted' : ''}`;
   }
@@ -587,7 +717,7 @@ function render() {
     $('missed-text').textContent = missed.length === 1 ? `Missed call from ${last.peer} at ${at}`
       : `${missed.length} missed calls, the last from ${last.peer} at ${at}`;
   }
-  $('sound').hidden = stats.callView ? callAudio.running : s.audioRunning;
+  $('sound').hidden = stats.callView ? stats.callAudioRunning : s.audioRunning;
   $('sim').hidden = !(box && box.simulated);
   // What the box sends (H.264 from the camera, the hardware or the
   // software encoder, with JPEG beside it for the WebSocket path under
@@ -713,6 +843,7 @@ $('mute').addEventListener('click', (e) => {
   $('mute').textContent = stats.audioMuted ? 'Unmute' : 'Mute';
   if (stats.callView) {
     callAudio.setMuted(stats.audioMuted);
+    if (callRtc) callRtc.setMuted(stats.audioMuted);
   } else {
     if (rtc) rtc.setMuted(stats.audioMuted);
     audio.setMuted(stats.audioMuted);
@@ -725,6 +856,7 @@ $('volume').addEventListener('input', (e) => {
   if (rtc) rtc.setVolume(stats.volume);
   audio.setVolume(stats.volume);
   callAudio.setVolume(stats.volume);
+  if (callRtc) callRtc.setVolume(stats.volume);
 });
 
 // rtcTick folds the browser's WebRTC counters into callboxStats.
@@ -786,5 +918,5 @@ document.addEventListener('visibilitychange', () => {
 });
 
 // Leaving the page closes the sockets at once, so the relay frees them.
-addEventListener('pagehide', () => stopMedia());
+addEventListener('pagehide', () => { stopMedia(); if (stats.callView) stopCallMedia(); });
 addEventListener('pageshow', (e) => { if (e.persisted) startMedia(); });

@@ -11,7 +11,10 @@
 //    (direct)" and box B's /api/state says direct too.
 // 3. B's page shows the other home (A's synthetic camera, its mark colour)
 //    full-screen with its own room (B's mark) picture-in-picture, the
-//    call's state and duration, and plays A's sound.
+//    call's state and duration, and plays A's sound. The call view's path
+//    (callboxStats.callPath: WebRTC for an H.264 call, /whep/call; the
+//    WebSocket path for a JPEG one) and what the box's call relay carries
+//    (OPTIONS /whep/call) are reported.
 // 4. A tap on Hang up on B's page ends the call: both boxes are idle.
 //
 // Prints one JSON object per line; the last is {"event":"result",...}.
@@ -89,8 +92,13 @@ try {
   result.stateRinging = (await otherCall()).state;
   const ta = Date.now();
   await pageB.click('#answer');
+  // From the tap on Answer to the other home's first frame drawn on B's
+  // page (whatever the path; callPath says which).
+  const drawn = pageB.waitForFunction(() => window.callboxStats.callFramesDrawn >= 1, null, { timeout: ms, polling: 20 })
+    .then(() => { result.answerToDrawnMs = Date.now() - ta; });
   await page.waitForFunction(() => /\(direct\)|\(relayed\)/.test(document.getElementById('boxstate').textContent), null, { timeout: ms });
   result.inCallMs = Date.now() - ta;
+  await drawn;
   result.boxstateInCall = await page.textContent('#boxstate');
   result.labelInCall = await page.textContent('#call');
   result.otherInCall = (await otherCall()).state;
@@ -99,6 +107,13 @@ try {
   await pageB.waitForFunction(() => window.callboxStats.callFramesDrawn >= 10, null, { timeout: ms });
   await pageB.waitForFunction(() => window.callboxStats.callDurationS >= 2, null, { timeout: ms });
   result.callFrames = await pageB.evaluate(() => ({ drawn: window.callboxStats.callFramesDrawn, w: window.callboxStats.callWidth, h: window.callboxStats.callHeight }));
+  // The call view's path, and what the box's call relay carries.
+  result.callLive = (await pageB.evaluate(async () => (await fetch('/whep/call', { method: 'OPTIONS' })).headers.get('Callbox-Video-Live')));
+  result.callStats = await pageB.evaluate(() => {
+    const s = window.callboxStats;
+    return { path: s.callPath, fallbackReason: s.callFallbackReason, firstFrameMs: s.callFirstFrameMs, codec: s.callCodec,
+      decoded: s.callFramesDecoded, audioCodec: s.callAudioCodec, audioPackets: s.callAudioPackets, ownPath: s.path };
+  });
   // The mark's colour (synth.MarkRect: the top-right eighth) in the
   // call's picture and in the box's own.
   result.colours = await pageB.evaluate(() => {
@@ -111,17 +126,27 @@ try {
       return [d[0], d[1], d[2]];
     };
     const own = document.body.classList.contains('path-webrtc') ? document.getElementById('rtc') : document.getElementById('video');
-    const call = document.getElementById('callvideo');
+    const call = window.callboxStats.callPath === 'webrtc' ? document.getElementById('callrtc') : document.getElementById('callvideo');
     const ownW = own.videoWidth || own.width, ownH = own.videoHeight || own.height;
-    return { call: sample(call, call.width, call.height), own: sample(own, ownW, ownH) };
+    const callW = call.videoWidth || call.width, callH = call.videoHeight || call.height;
+    return { call: sample(call, callW, callH), own: sample(own, ownW, ownH) };
   });
   const rect = async (sel) => pageB.evaluate((s) => { const r = document.querySelector(s).getBoundingClientRect(); return [r.width, r.height]; }, sel);
-  result.callRect = await rect('#callvideo');
+  result.callRect = await rect((await pageB.evaluate(() => window.callboxStats.callPath)) === 'webrtc' ? '#callrtc' : '#callvideo');
   result.ownRect = await rect('#stage');
   result.callInfo = await pageB.textContent('#callinfo');
+  const f0 = await pageB.evaluate(() => window.callboxStats.callFramesDrawn);
+  const tf = Date.now();
+  await new Promise((r) => setTimeout(r, 2000));
+  result.callFps = ((await pageB.evaluate(() => window.callboxStats.callFramesDrawn)) - f0) * 1000 / (Date.now() - tf);
   await pageB.click('#callview'); // a tap: sound (autoplay rules)
   await pageB.waitForFunction(() => window.callboxStats.callAudioRunning, null, { timeout: ms }).catch(() => {});
   result.callAudioRunning = await pageB.evaluate(() => window.callboxStats.callAudioRunning);
+  // Sound comes out: over WebRTC the browser's audio energy grows.
+  const e0 = await pageB.evaluate(() => window.callboxStats.callAudioEnergy);
+  if (result.callStats.path === 'webrtc') await pageB.waitForFunction((e) => window.callboxStats.callAudioEnergy > e, e0, { timeout: 5000 }).catch(() => {});
+  result.callAudio = await pageB.evaluate(() => ({ codec: window.callboxStats.callAudioCodec, packets: window.callboxStats.callAudioPackets,
+    energy: window.callboxStats.callAudioEnergy, muted: window.callboxStats.audioMuted }));
   if (opt.shot) await pageB.screenshot({ path: opt.shot });
 
   // Hang up by tapping on B's page.
@@ -132,6 +157,7 @@ try {
   result.otherAfter = (await otherCall()).state;
   await pageB.waitForFunction(() => !window.callboxStats.callView, null, { timeout: ms });
   result.callViewAfter = await pageB.evaluate(() => window.callboxStats.callView);
+  result.callPathAfter = await pageB.evaluate(() => window.callboxStats.callPath);
   result.callError = await page.evaluate(() => window.callboxStats.callError);
 } catch (e) {
   try {

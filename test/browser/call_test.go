@@ -112,6 +112,34 @@ func TestPageCall(t *testing.T) {
 	if info, _ := r["callInfo"].(string); !strings.Contains(info, "kitchen") || !strings.Contains(info, "direct") || !strings.Contains(info, "0:0") {
 		t.Errorf("B's page call info %q: want the peer, the path and the duration", info)
 	}
+	// The call view's path: WebRTC (/whep/call, the other box's H.264
+	// forwarded by B without decoding) when B's call relay carries H.264,
+	// the WebSocket path for a JPEG call.
+	cs, _ := r["callStats"].(map[string]any)
+	ca, _ := r["callAudio"].(map[string]any)
+	t.Logf("B's call view: path %v (%v), call relay carries %v; answer to the other home drawn %.0f ms (page: call up to first frame %v ms), %.1f fps drawn, video %v, %v decoded; audio %v",
+		cs["path"], cs["fallbackReason"], r["callLive"], r.num("answerToDrawnMs"), cs["firstFrameMs"], r.num("callFps"), cs["codec"], cs["decoded"], ca)
+	switch r["callLive"] {
+	case "h264":
+		if cs["path"] != "webrtc" || !strings.EqualFold(fmt.Sprint(cs["codec"]), "video/H264") {
+			t.Errorf("an H.264 call: B's call view on %v (%v), codec %v; want WebRTC, video/H264", cs["path"], cs["fallbackReason"], cs["codec"])
+		}
+		if n, _ := ca["packets"].(float64); n == 0 {
+			t.Errorf("an H.264 call: B's page received no call audio over WebRTC: %v", ca)
+		}
+		if e, _ := ca["energy"].(float64); e <= 0 {
+			t.Errorf("an H.264 call: B's page plays no call sound (audio energy %v)", ca["energy"])
+		}
+	case "jpeg":
+		if cs["path"] != "websocket" || cs["fallbackReason"] != "the call carries JPEG" {
+			t.Errorf("a JPEG call: B's call view on %v (%v); want the WebSocket path because the call carries JPEG", cs["path"], cs["fallbackReason"])
+		}
+	default:
+		t.Errorf("B's call relay carries %v during the call (OPTIONS /whep/call), want h264 or jpeg", r["callLive"])
+	}
+	if r["callPathAfter"] != "" {
+		t.Errorf("B's call view path after the hang-up: %v, want none", r["callPathAfter"])
+	}
 	if r["labelB"] != "Hang up" || r["callViewAfter"] != false {
 		t.Errorf("B's page: button %v in the call, call view after hang-up %v", r["labelB"], r["callViewAfter"])
 	}
