@@ -1,17 +1,17 @@
 #!/bin/bash
 # build-deps.sh: what `make build` and `make run` need beyond Go and git.
 # The microphone driver (drivers/mic, PortAudio) is cgo: it needs a C
-# compiler, pkg-config, portaudio19-dev and libopus-dev/libopusfile-dev. As root, the missing Debian
+# compiler, pkg-config, portaudio19-dev, libopus-dev/libopusfile-dev and libspeexdsp-dev. As root, the missing Debian
 # packages are installed; otherwise this says exactly which and how, and
 # the build goes on without cgo (the synthetic microphone stands in).
 # Prints the CGO_ENABLED value to build with (1 or 0) on stdout; messages
 # go to stderr.
 set -uo pipefail
-PKGS=(${CALLBOX_BUILD_PKGS:-gcc g++ pkg-config portaudio19-dev libasound2-dev libopus-dev libopusfile-dev})
+PKGS=(${CALLBOX_BUILD_PKGS:-gcc g++ pkg-config portaudio19-dev libasound2-dev libopus-dev libopusfile-dev libspeexdsp-dev})
 
 have_all() {
   command -v cc >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 &&
-    pkg-config --exists portaudio-2.0 opus opusfile 2>/dev/null
+    pkg-config --exists portaudio-2.0 opus opusfile speexdsp 2>/dev/null
 }
 
 if [ "${CGO_ENABLED:-}" = 0 ]; then
@@ -27,7 +27,7 @@ elif have_all; then
   echo 1
   exit 0
 else
-  echo "build-deps: not a Debian system: install a C compiler, pkg-config and the headers of PortAudio (portaudio-2.0) and libopus (opus, opusfile)" >&2
+  echo "build-deps: not a Debian system: install a C compiler, pkg-config and the headers of PortAudio (portaudio-2.0) , libopus (opus, opusfile) and speexdsp" >&2
   echo "build-deps: building without cgo (CGO_ENABLED=0): no real microphone, the synthetic one stands in" >&2
   echo 0
   exit 0

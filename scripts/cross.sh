@@ -9,7 +9,7 @@
 #   armv7 CGO_ENABLED=0 fallback)
 #
 # cgo links the multiarch libportaudio (portaudio19-dev:arm64 / :armhf)
-# and libopus/libopusfile (libopus-dev, libopusfile-dev :arm64 / :armhf) with
+# libopus/libopusfile and speexdsp (libopus-dev, libopusfile-dev, libspeexdsp-dev :arm64 / :armhf) with
 # Debian's cross compilers; PKG_CONFIG=<triplet>-pkg-config finds it. The
 # software H.264 encoder (capture/h264enc: OpenH264 through
 # pion/mediadevices, which carries the static library for both targets)
@@ -38,14 +38,14 @@ loud() { printf '\n*** cross: %s ***\n\n' "$*" >&2; }
 have_cgo() { # triplet
   command -v "$1-gcc" >/dev/null 2>&1 && command -v "$1-g++" >/dev/null 2>&1 &&
     command -v "$1-pkg-config" >/dev/null 2>&1 &&
-    "$1-pkg-config" --exists portaudio-2.0 opus opusfile 2>/dev/null
+    "$1-pkg-config" --exists portaudio-2.0 opus opusfile speexdsp 2>/dev/null
 }
 
 setup() { # arch -> sets ENVS, QEMU, LABEL
   case $1 in
     arm64)
       have_cgo aarch64-linux-gnu ||
-        die "arm64 cgo toolchain missing (gcc/g++-aarch64-linux-gnu, portaudio19-dev:arm64, libopus-dev:arm64, libopusfile-dev:arm64): run 'make deps' as root"
+        die "arm64 cgo toolchain missing (gcc/g++-aarch64-linux-gnu, portaudio19-dev:arm64, libopus-dev:arm64, libopusfile-dev:arm64, libspeexdsp-dev:arm64): run 'make deps' as root"
       ENVS=(GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ PKG_CONFIG=aarch64-linux-gnu-pkg-config)
       QEMU=qemu-aarch64 ;;
     armv7)
@@ -54,9 +54,9 @@ setup() { # arch -> sets ENVS, QEMU, LABEL
       if [ "${ARMV7_CGO:-auto}" != 0 ] && have_cgo arm-linux-gnueabihf; then
         ENVS=(GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=1 CC=arm-linux-gnueabihf-gcc CXX=arm-linux-gnueabihf-g++ PKG_CONFIG=arm-linux-gnueabihf-pkg-config)
       else
-        why="arm-linux-gnueabihf-gcc/g++ portaudio19-dev:armhf or libopus(file)-dev:armhf missing"
+        why="arm-linux-gnueabihf-gcc/g++ portaudio19-dev:armhf, libopus(file)-dev:armhf or libspeexdsp-dev:armhf missing"
         [ "${ARMV7_CGO:-auto}" = 0 ] && why="ARMV7_CGO=0"
-        loud "armv7: $why; building with CGO_ENABLED=0: NO MICROPHONE, NO SOFTWARE H.264 ENCODER and NO OPUS in bin/callbox-armv7"
+        loud "armv7: $why; building with CGO_ENABLED=0: NO MICROPHONE, NO SPEAKER, NO ECHO CANCELLATION, NO SOFTWARE H.264 ENCODER and NO OPUS in bin/callbox-armv7"
         ENVS=(GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0)
       fi
       QEMU=qemu-arm ;;

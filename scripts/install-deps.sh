@@ -11,9 +11,11 @@ PKGS=(
   # Opus audio for WebRTC (capture/opus: libopus through gopkg.in/hraban/opus.v2,
   # whose package also links libopusfile)
   libopus-dev libopusfile-dev
+  # echo cancellation for the box's speaker (capture/echo: speexdsp through cgo)
+  libspeexdsp-dev
   # cross builds and unit tests under qemu-user
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross portaudio19-dev:arm64
-  libopus-dev:arm64 libopusfile-dev:arm64
+  libopus-dev:arm64 libopusfile-dev:arm64 libspeexdsp-dev:arm64
   qemu-user
   # interop: clients nobody here wrote
   ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
@@ -42,7 +44,7 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-ARMHF=(gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross portaudio19-dev:armhf libopus-dev:armhf libopusfile-dev:armhf)
+ARMHF=(gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross portaudio19-dev:armhf libopus-dev:armhf libopusfile-dev:armhf libspeexdsp-dev:armhf)
 armhf_missing=()
 for p in "${ARMHF[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || armhf_missing+=("$p")

@@ -17,7 +17,7 @@ CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 CALLBOX_GOMOD = github.com/callbox/callbox
 CALLBOX_BUILD_TARGETS = cmd/callbox
 # host-rauc: post-image.sh signs the update bundle with it.
-CALLBOX_DEPENDENCIES = host-pkgconf portaudio opus opusfile $(if $(BR2_PACKAGE_RAUC),host-rauc)
+CALLBOX_DEPENDENCIES = host-pkgconf portaudio opus opusfile speexdsp $(if $(BR2_PACKAGE_RAUC),host-rauc)
 
 # The box reports the git version of the tree it was built from, like
 # `make build` does; a tree without git history says "local".
