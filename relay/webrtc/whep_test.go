@@ -5,18 +5,23 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callbox/callbox/relay"
+	"github.com/callbox/callbox/relay/webrtc/testsrc"
 	pion "github.com/pion/webrtc/v4"
 )
 
-// offerSDP makes a browser-like recvonly offer with pion.
-func offerSDP(t *testing.T) string {
+// offerSDP makes a browser-like recvonly offer with pion (PCMU audio).
+func offerSDP(t *testing.T) string { return offerSDPWith(t, false) }
+
+// offerSDPWith is offerSDP; opus offers opus/48000/2 first, as browsers do.
+func offerSDPWith(t *testing.T, opus bool) string {
 	t.Helper()
-	m, err := MediaEngine(true)
+	m, err := mediaEngine(true, opus)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +178,64 @@ func TestWHEPUnpairedGetsNoMedia(t *testing.T) {
 	}
 	if b.r.Viewers() != 0 || b.srv.Peers() != 0 {
 		t.Fatalf("viewers %d, peers %d after a refusal", b.r.Viewers(), b.srv.Peers())
+	}
+}
+
+// TestWHEPMountedElsewhere: a server mounted at another path (the call's
+// relay at /whep/call) takes offers there and keeps its sessions under
+// it; OPTIONS says what the relay carries now (Callbox-Video-Live); with
+// OpusFirst a phone offering Opus gets Opus although no audio flows yet.
+func TestWHEPMountedElsewhere(t *testing.T) {
+	r := relay.New(relay.Config{}, nil)
+	defer r.Close()
+	srv, err := New(r, Config{Path: "/whep/call/", OpusFirst: true, Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/whep/call", srv)
+	mux.Handle("/whep/call/", srv)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	live := func() string {
+		req, _ := http.NewRequest(http.MethodOptions, hs.URL+"/whep/call", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get(VideoLiveHeader)
+	}
+	if l := live(); l != "none" {
+		t.Errorf("nothing published: %s %q, want none", VideoLiveHeader, l)
+	}
+	aus := testAUs(t)
+	pl := &testsrc.Player{AUs: aus, FPS: 30, Publish: r.Publish}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); pl.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "H.264 to be published", func() bool { return live() == "h264" })
+
+	resp, answer := post(t, hs.URL+"/whep/call", "application/sdp", "", offerSDPWith(t, true))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("offer at /whep/call: %d %s", resp.StatusCode, answer)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/whep/call/") {
+		t.Errorf("Location %q, want under /whep/call/", loc)
+	}
+	if !strings.Contains(strings.ToLower(answer), "opus/48000/2") {
+		t.Error("OpusFirst: the answer has no Opus for an offer with Opus, no audio published yet")
+	}
+	if c := do(t, http.MethodDelete, hs.URL+"/whep/callx", ""); c != http.StatusNotFound {
+		t.Errorf("DELETE /whep/callx: %d, want 404", c)
+	}
+	if c := do(t, http.MethodDelete, hs.URL+loc, ""); c != http.StatusOK {
+		t.Errorf("DELETE %s: %d, want 200", loc, c)
+	}
+	if srv.Peers() != 0 {
+		t.Errorf("%d sessions after DELETE", srv.Peers())
 	}
 }
