@@ -148,6 +148,14 @@ try {
   result.callAudio = await pageB.evaluate(() => ({ codec: window.callboxStats.callAudioCodec, packets: window.callboxStats.callAudioPackets,
     energy: window.callboxStats.callAudioEnergy, muted: window.callboxStats.audioMuted }));
   if (opt.shot) await pageB.screenshot({ path: opt.shot });
+  // Mute and unmute by tapping: the call's sound follows (the WebRTC
+  // call view's <video>, or the WebSocket path's player).
+  const callMuted = () => pageB.evaluate(() => (window.callboxStats.callPath === 'webrtc'
+    ? document.getElementById('callrtc').muted : window.callboxStats.audioMuted));
+  await pageB.click('#mute');
+  result.mutedInCall = { muted: await callMuted(), info: await pageB.textContent('#callinfo') };
+  await pageB.click('#mute');
+  result.unmutedInCall = { muted: await callMuted(), info: await pageB.textContent('#callinfo') };
 
   // Hang up by tapping on B's page.
   result.labelB = await pageB.textContent('#call');

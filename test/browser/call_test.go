@@ -137,6 +137,11 @@ func TestPageCall(t *testing.T) {
 	default:
 		t.Errorf("B's call relay carries %v during the call (OPTIONS /whep/call), want h264 or jpeg", r["callLive"])
 	}
+	mi, _ := r["mutedInCall"].(map[string]any)
+	ui, _ := r["unmutedInCall"].(map[string]any)
+	if mi["muted"] != true || !strings.Contains(fmt.Sprint(mi["info"]), "muted") || ui["muted"] != false {
+		t.Errorf("mute by a tap in the call: %v, then unmute: %v", mi, ui)
+	}
 	if r["callPathAfter"] != "" {
 		t.Errorf("B's call view path after the hang-up: %v, want none", r["callPathAfter"])
 	}
