@@ -255,6 +255,20 @@ func (b *Box) RequestPairing(ctx context.Context, name, addr string) (string, er
 // Paired reports the number of paired phones.
 func (b *Box) Paired() int { return b.reg.Paired() }
 
+// Phones lists the paired phones (their token hashes, names and pairing
+// times), oldest first.
+func (b *Box) Phones() []store.Token { return b.reg.Tokens() }
+
+// RevokePhone unpairs one phone by its token hash (pairing.Registry.Revoke);
+// the caller ends its live sessions.
+func (b *Box) RevokePhone(hash string) (store.Token, error) {
+	t, err := b.reg.Revoke(hash)
+	if err == nil {
+		b.log.Info("board: phone unpaired", "phone", hash[:8], "name", t.Name)
+	}
+	return t, err
+}
+
 func (b *Box) setWaiting(n int) { b.with(func(m *Machine) { m.SetWaiting(n) }) }
 
 // do performs actions outside the lock.

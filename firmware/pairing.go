@@ -93,6 +93,7 @@ func (p *boardPart) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/state", p.handleState)
 	mux.HandleFunc("POST /api/pair/request", p.handlePair)
 	mux.HandleFunc("POST /api/sim/button", p.handleSimButton)
+	p.phoneRoutes(mux)
 }
 
 // state is /api/state's answer for a request with token; local: from the

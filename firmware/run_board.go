@@ -60,6 +60,8 @@ type boardPart struct {
 	// resetHooks run after a factory reset, after the relay's clients are
 	// cut off (onReset).
 	resetHooks []func()
+	// revokeHooks end an unpaired phone's sessions (onRevoke).
+	revokeHooks []func(hash string) int
 	closers    []io.Closer
 	ctx        context.Context // ends when the appliance stops
 	cancel     context.CancelFunc
@@ -79,6 +81,9 @@ type boardNet interface {
 type boardRelay interface {
 	Viewers() int
 	DisconnectAll(reason string) int
+	// disconnectPhone ends one unpaired phone's sessions (its token's
+	// hash is their owner) and returns how many.
+	disconnectPhone(hash string) int
 }
 
 // boardVideo is what the board shows of the video codec on /api/state.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
@@ -108,6 +109,7 @@ type peerBoard interface {
 	dataDir() string
 	setHooks(board.Hooks)
 	onReset(func())
+	onRevoke(func(hash string) int)
 	setCall(board.Call)
 	setBoxPairing(bool)
 	callState() board.Call
@@ -153,6 +155,8 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.dir = dir
 	// A factory reset forgets the boxes this one paired with, too.
 	p.board.onReset(p.factoryReset)
+	// Unpairing one phone ends its sessions on the call's relay, too.
+	p.board.onRevoke(p.phoneRevoked)
 	if p.hubURL == "" {
 		p.log.Info("calls between boxes are off: no --hub")
 		return nil
@@ -175,6 +179,7 @@ func (p *peerPart) start(ctx context.Context) error {
 	// per-client policy (docs/config.md, "The call's relay").
 	rcfg := p.relayCfg
 	rcfg.Authorize = p.board.Authorize // paired phones only, as for the box's own media
+	rcfg.Owner = pairing.Hash
 	p.remote = relay.New(rcfg, p.log.With("relay", "call"))
 	p.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
 	p.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/callbox/callbox/board/config"
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/internal/netguard"
 	"github.com/callbox/callbox/relay"
@@ -63,6 +64,7 @@ func (p *relayPart) start(ctx context.Context) error {
 	if p.auth != nil {
 		authorize = p.auth.Authorize
 		cfg.Authorize = authorize
+		cfg.Owner = pairing.Hash // a phone's sessions are its token's: unpairing it ends them
 	}
 	r := relay.New(cfg, p.log)
 	if addr := p.cfg.TCP; addr != "" {
@@ -82,7 +84,7 @@ func (p *relayPart) start(ctx context.Context) error {
 	p.mux.Handle("/ws/audio", r.WebSocketHandler(capture.KindAudio))
 	// Per-viewer addresses: for the box itself and paired phones only.
 	p.mux.Handle("/metrics", localOrPaired(promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}), p.auth))
-	whep, err := startWHEP(p.mux, r, authorize, p.log)
+	whep, err := startWHEP(p.mux, r, authorize, cfg.Owner, p.log)
 	if err != nil {
 		r.Close()
 		return err
@@ -138,6 +140,19 @@ func (p *relayPart) DisconnectAll(reason string) int {
 	return 0
 }
 
+// disconnectPhone ends the sessions of one unpaired phone (owner: its
+// token's hash): its TCP, WebSocket and WebRTC clients, LAN and remote.
+func (p *relayPart) disconnectPhone(hash string) int {
+	n := 0
+	if p.whep != nil {
+		n += p.whep.CloseOwner(hash, "unpaired")
+	}
+	if r := p.ptr.Load(); r != nil {
+		n += r.DisconnectOwner(hash, "unpaired") // what WebRTC did not already end
+	}
+	return n
+}
+
 // OnKeyframeRequest sets what the relay calls when a client needs a frame a
 // decoder can start from (an H.264 encoder forces an IDR).
 func (p *relayPart) OnKeyframeRequest(f func()) {
@@ -166,11 +181,11 @@ func (p *relayPart) Addr() net.Addr {
 // a session of the relay's WebRTC transport (the same per-client policy as
 // the LAN's phones) whose ICE also uses the hub's STUN/TURN.
 // It returns the session's ID (for CloseRemote) and the answer.
-func (p *relayPart) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (string, string, error) {
+func (p *relayPart) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer, opt rwebrtc.RemoteOptions) (string, string, error) {
 	if p.whep == nil || p.ptr.Load() == nil {
 		return "", "", relay.ErrClosed
 	}
-	return p.whep.AnswerRemote(ctx, remote, offer, ice)
+	return p.whep.AnswerRemoteWith(ctx, remote, offer, ice, opt)
 }
 
 // CloseRemote ends a remote phone's session (the phone's DELETE).

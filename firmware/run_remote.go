@@ -12,6 +12,7 @@ import (
 
 	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/peer/box"
+	rwebrtc "github.com/callbox/callbox/relay/webrtc"
 	pion "github.com/pion/webrtc/v4"
 	qrcode "github.com/skip2/go-qrcode"
 )
@@ -24,7 +25,7 @@ import (
 
 // remoteAnswerer answers a remote phone's offer (the relay part).
 type remoteAnswerer interface {
-	AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (id, answer string, err error)
+	AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer, opt rwebrtc.RemoteOptions) (id, answer string, err error)
 	CloseRemote(id string) bool
 }
 
@@ -81,6 +82,29 @@ func (p *peerPart) phoneBye(o box.PhoneOffer) {
 	}
 }
 
+// phoneRevoked ends an unpaired phone's viewing of the call's media and
+// forgets its remote sessions (the relay part has ended them).
+func (p *peerPart) phoneRevoked(hash string) int {
+	n := 0
+	if p.remote != nil {
+		n = p.remote.DisconnectOwner(hash, "unpaired")
+	}
+	p.remoteMu.Lock()
+	for req, s := range p.remoteSessions {
+		if s.tokenID == hash {
+			delete(p.remoteSessions, req)
+		}
+	}
+	p.remoteMu.Unlock()
+	return n
+}
+
+// remoteOptions are a remote phone's session's: it belongs to the phone
+// (unpairing it ends the session).
+func (p *peerPart) remoteOptions(tokenID string) rwebrtc.RemoteOptions {
+	return rwebrtc.RemoteOptions{Owner: tokenID}
+}
+
 // remoteCredentialTTL is how long a remote link stays valid; a factory
 // reset ends it sooner (new identity, no tokens).
 const remoteCredentialTTL = 90 * 24 * time.Hour
@@ -106,7 +130,7 @@ func (p *peerPart) answerPhone(ctx context.Context, o box.PhoneOffer) (string, e
 	for _, s := range o.ICE {
 		ice = append(ice, pion.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	id, answer, err := p.phones.AnswerRemote(ctx, "remote phone "+cred.TokenID[:8], o.SDP, ice)
+	id, answer, err := p.phones.AnswerRemote(ctx, "remote phone "+cred.TokenID[:8], o.SDP, ice, p.remoteOptions(cred.TokenID))
 	if err != nil {
 		return "", err
 	}

@@ -11,8 +11,8 @@ import (
 // startWHEP mounts the relay's WebRTC transport at /whep on the page's
 // HTTP server (docs/webrtc.md): phones' browsers play the box's H.264 over
 // WebRTC under the relay's policy, the pairing token as the bearer token.
-func startWHEP(mux *http.ServeMux, r *relay.Relay, authorize func(string) error, log *slog.Logger) (*rwebrtc.Server, error) {
-	s, err := rwebrtc.New(r, rwebrtc.Config{Authorize: authorize, Log: log.With("transport", "webrtc")})
+func startWHEP(mux *http.ServeMux, r *relay.Relay, authorize func(string) error, owner func(string) string, log *slog.Logger) (*rwebrtc.Server, error) {
+	s, err := rwebrtc.New(r, rwebrtc.Config{Authorize: authorize, Owner: owner, Log: log.With("transport", "webrtc")})
 	if err != nil {
 		return nil, err
 	}

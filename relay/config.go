@@ -77,6 +77,11 @@ type Config struct {
 	// Authorize checks a client's token; nil accepts everyone. A refused
 	// client learns only "unpaired".
 	Authorize func(token string) error
+	// Owner names the phone a token belongs to (the firmware: the token's
+	// hash, what the pairing registry stores); each session keeps its
+	// client's, so DisconnectOwner ends one phone's sessions when the
+	// owner revokes it. Nil: sessions have no owner.
+	Owner func(token string) string
 
 	// Now is the clock; nil means time.Now. Tests inject a fake.
 	Now func() time.Time

@@ -11,3 +11,28 @@ func (r *Relay) DisconnectAll(reason string) int {
 	}
 	return len(ss)
 }
+
+// DisconnectOwner ends the sessions of one phone (Config.Owner of its
+// token, or AttachOptions.Owner) and returns how many: the owner revoked
+// that phone alone. An empty owner matches nothing.
+func (r *Relay) DisconnectOwner(owner, reason string) int {
+	if owner == "" {
+		return 0
+	}
+	n := 0
+	for _, s := range r.snapshot(nil) {
+		if s.owner == owner {
+			s.end(&EjectError{Reason: reason})
+			n++
+		}
+	}
+	return n
+}
+
+// ownerOf is Config.Owner of token ("" without one, or no token).
+func (r *Relay) ownerOf(token string) string {
+	if r.cfg.Owner == nil || token == "" {
+		return ""
+	}
+	return r.cfg.Owner(token)
+}

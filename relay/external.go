@@ -73,6 +73,8 @@ type AttachOptions struct {
 	// beside PCMU (capture.PayloadTypeOpus) instead of PCMU. Every other
 	// audio session (TCP, WebSocket, RTSP) gets PCMU only.
 	Opus bool
+	// Owner is the client's phone (see Config.Owner), for DisconnectOwner.
+	Owner string
 }
 
 // Attach starts a session for c under the relay's policy: the same Buffer,
@@ -91,6 +93,7 @@ func (r *Relay) Attach(kind capture.Kind, c PacketConn, opt AttachOptions) (*Cli
 	}
 	t := &extTransport{c: c, signal: make(chan struct{}, 1), closed: make(chan struct{})}
 	s := r.newSessionWith(kind, t, &k)
+	s.owner = opt.Owner
 	if kind == capture.KindVideo {
 		s.only = opt.Codec
 	} else {

@@ -73,9 +73,9 @@ func New(cfg Config, log *slog.Logger) *Relay {
 	}
 	if err := cfg.Validate(); err != nil {
 		log.Error("relay: invalid configuration, using defaults", "err", err)
-		auth, now := cfg.Authorize, cfg.Now
+		auth, owner, now := cfg.Authorize, cfg.Owner, cfg.Now
 		cfg = DefaultConfig()
-		cfg.Authorize, cfg.Now = auth, now
+		cfg.Authorize, cfg.Owner, cfg.Now = auth, owner, now
 	}
 	r := &Relay{
 		cfg:       cfg.withDefaults(),

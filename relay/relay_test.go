@@ -263,3 +263,63 @@ func TestStalledClientEjected(t *testing.T) {
 		t.Fatalf("the stalled client was not ejected by the policy")
 	}
 }
+
+// TestDisconnectOwner: each session keeps its token's owner (TCP and
+// WebSocket from Config.Owner, an attached PacketConn from its options);
+// DisconnectOwner ends one phone's sessions and no other's.
+func TestDisconnectOwner(t *testing.T) {
+	cfg := Config{
+		Authorize: func(tok string) error {
+			if tok != "alice" && tok != "bob" {
+				return errors.New("no")
+			}
+			return nil
+		},
+		Owner: func(tok string) string { return "owner-" + tok },
+	}
+	r, addr := startRelay(t, cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/ws/video", r.WebSocketHandler(capture.KindVideo))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	alice, err := viewer.Dial(ctx, addr, capture.KindVideo, viewer.Options{Token: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	aliceWS, err := viewer.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/video", capture.KindVideo, viewer.Options{Token: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aliceWS.Close()
+	bob, err := viewer.Dial(ctx, addr, capture.KindVideo, viewer.Options{Token: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	if _, err := r.Attach(capture.KindAudio, nopPacketConn{}, AttachOptions{Owner: "owner-alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitViewers(t, r, 3)
+	if n := r.DisconnectOwner("", "revoked"); n != 0 {
+		t.Fatalf("the empty owner ended %d sessions", n)
+	}
+	if n := r.DisconnectOwner("owner-alice", "revoked"); n != 3 {
+		t.Fatalf("DisconnectOwner ended %d sessions, want alice's 3 (TCP, WebSocket, attached)", n)
+	}
+	waitFor(t, "alice's sessions to end", func() bool { return r.Viewers() == 1 })
+	for _, s := range r.snapshot(nil) {
+		if s.owner != "owner-bob" {
+			t.Errorf("left: a session of %q", s.owner)
+		}
+	}
+}
+
+// nopPacketConn is a PacketConn that drops what it is sent.
+type nopPacketConn struct{}
+
+func (nopPacketConn) WriteUnits([]*Unit) error { return nil }
+func (nopPacketConn) Abort()                   {}
+func (nopPacketConn) RemoteAddr() string       { return "nop" }

@@ -48,7 +48,9 @@ type session struct {
 	// native marks the relay's own TCP and WebSocket sessions: they get
 	// the relay's native video codec (SetNativeVideo), read per Publish.
 	native bool
-	t      transport
+	// owner is the client's phone (Config.Owner of its token; "" if none).
+	owner string
+	t     transport
 
 	mu   sync.Mutex
 	pol  *policy

@@ -85,6 +85,7 @@ func (r *Relay) handleTCP(c net.Conn) {
 	}
 	t := &tcpTransport{c: c, tc: tc, br: br, addr: c.RemoteAddr().String()}
 	s := r.newSession(h.Kind, t)
+	s.owner = r.ownerOf(h.Token)
 	if err := r.add(s); err != nil {
 		if errors.Is(err, errFull) {
 			r.refuse(c, "busy")

@@ -35,8 +35,10 @@ func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 			return // Accept has answered the request
 		}
 		ctx := context.Background()
+		owner := ""
 		if r.cfg.Authorize != nil {
 			token, err := r.wsToken(c, req)
+			owner = r.ownerOf(token)
 			if err == nil {
 				err = r.cfg.Authorize(token)
 			}
@@ -50,6 +52,7 @@ func (r *Relay) WebSocketHandler(kind capture.Kind) http.Handler {
 		c.SetReadLimit(wire.MaxFrame)
 		t := &wsTransport{c: c, raw: hw.conn, addr: req.RemoteAddr}
 		s := r.newSession(kind, t)
+		s.owner = owner
 		if err := r.add(s); err != nil {
 			msg := `{"error":"busy"}`
 			if errors.Is(err, ErrClosed) {

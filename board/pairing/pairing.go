@@ -30,6 +30,7 @@ var (
 	ErrTooMany     = errors.New("too many phones waiting to pair")
 	ErrRevoked     = errors.New("pairing requests were cancelled by a factory reset")
 	ErrTokenFormat = errors.New("malformed token")
+	ErrNoSuchPhone = errors.New("no such paired phone")
 )
 
 // MaxWaiting bounds the phones waiting at once, so a flood of requests from
@@ -299,6 +300,25 @@ func (r *Registry) RevokeAll() error {
 		return fmt.Errorf("pairing: %w", err)
 	}
 	return nil
+}
+
+// Revoke forgets the one paired phone whose token hashes to hash: its LAN
+// token and every remote credential naming the hash stop working at once
+// (Authorize and AuthorizeHash look the registry up on every use). The
+// list is saved first; if that fails, the phone stays paired.
+func (r *Registry) Revoke(hash string) (store.Token, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tokens[hash]
+	if !ok {
+		return store.Token{}, ErrNoSuchPhone
+	}
+	delete(r.tokens, hash)
+	if err := r.persistLocked(); err != nil {
+		r.tokens[hash] = t
+		return store.Token{}, fmt.Errorf("pairing: %w", err)
+	}
+	return t, nil
 }
 
 // Tokens returns the stored tokens (hashes only).

@@ -257,3 +257,44 @@ func TestAuthorizeHashRevoked(t *testing.T) {
 		t.Fatalf("open mode admitted an unknown hash: %v", err)
 	}
 }
+
+// TestRevokeOne: revoking one phone stops its token and its hash (a remote
+// credential) at once and survives a restart; the other phone stays
+// paired; a failed save leaves the phone paired.
+func TestRevokeOne(t *testing.T) {
+	st := newStore(t)
+	r := New(Options{Save: saver(st)})
+	toks := make(chan string, 2)
+	for _, n := range []string{"alice", "bob"} {
+		go func() { tok, _ := r.Request(context.Background(), n); toks <- tok }()
+	}
+	waitWaiting(t, r, 2)
+	if _, err := r.ApproveAll(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := <-toks, <-toks
+	got, err := r.Revoke(Hash(a))
+	if err != nil || got.Hash != Hash(a) {
+		t.Fatalf("revoke: %+v, %v", got, err)
+	}
+	if err := r.Authorize(a); !errors.Is(err, ErrUnpaired) {
+		t.Errorf("revoked token: %v", err)
+	}
+	if err := r.AuthorizeHash(Hash(a)); !errors.Is(err, ErrUnpaired) {
+		t.Errorf("revoked token's hash: %v", err)
+	}
+	if r.Authorize(b) != nil || r.AuthorizeHash(Hash(b)) != nil {
+		t.Error("the other phone lost its pairing")
+	}
+	if _, err := r.Revoke(Hash(a)); !errors.Is(err, ErrNoSuchPhone) {
+		t.Errorf("second revoke: %v", err)
+	}
+	s, err := st.Load()
+	if err != nil || len(s.Tokens) != 1 || s.Tokens[0].Hash != Hash(b) {
+		t.Fatalf("stored after revoke: %+v, %v", s.Tokens, err)
+	}
+	failing := New(Options{Tokens: s.Tokens, Save: func([]store.Token) error { return errors.New("disk full") }})
+	if _, err := failing.Revoke(Hash(b)); err == nil || failing.Authorize(b) != nil {
+		t.Errorf("a revoke whose save failed: %v; the phone must stay paired", err)
+	}
+}

@@ -31,6 +31,9 @@ type peer struct {
 	id     string
 	token  string
 	remote string
+	// owner is the phone (RemoteOptions.Owner, Config.Owner of the LAN
+	// token), given to the relay sessions: CloseOwner, DisconnectOwner.
+	owner string
 	pc     *pion.PeerConnection
 	video  *sender
 	audio  *sender
@@ -273,9 +276,9 @@ func (p *peer) connected() {
 		}
 	}
 	for _, s := range []*sender{p.video, p.audio} {
-		opt := relay.AttachOptions{Policy: p.srv.cfg.Video, Codec: capture.CodecH264}
+		opt := relay.AttachOptions{Policy: p.srv.cfg.Video, Codec: capture.CodecH264, Owner: p.owner}
 		if s.kind == capture.KindAudio {
-			opt = relay.AttachOptions{Policy: p.srv.cfg.Audio, Opus: s.isOpus()}
+			opt = relay.AttachOptions{Policy: p.srv.cfg.Audio, Opus: s.isOpus(), Owner: p.owner}
 		}
 		c, err := r.Attach(s.kind, s, opt)
 		if err != nil {

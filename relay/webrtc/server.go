@@ -36,6 +36,9 @@ type Config struct {
 	// Authorize checks the bearer token of a request (the pairing token);
 	// nil admits everyone (--open).
 	Authorize func(token string) error
+	// Owner names the phone a bearer token belongs to (relay.Config.Owner):
+	// CloseOwner ends that phone's sessions. Nil: LAN sessions have none.
+	Owner func(token string) string
 	// Video and Audio are the relay policy's parameters for WebRTC
 	// sessions; zero fields take DefaultVideo / DefaultAudio, then the
 	// relay's own.
@@ -289,7 +292,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	if !s.authorized(w, req) {
+	if _, ok := s.authorized(w, req); !ok {
 		return
 	}
 	s.mu.Lock()
@@ -310,9 +313,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
+func (s *Server) authorized(w http.ResponseWriter, req *http.Request) (string, bool) {
 	if s.cfg.Authorize == nil {
-		return true
+		return "", true
 	}
 	// No header is the empty token: the gate decides (an open box admits
 	// it, as it does a WebSocket client without a token).
@@ -323,14 +326,15 @@ func (s *Server) authorized(w http.ResponseWriter, req *http.Request) bool {
 			tok = "\x00not a bearer token"
 		}
 	}
-	err := s.cfg.Authorize(strings.TrimSpace(tok))
+	tok = strings.TrimSpace(tok)
+	err := s.cfg.Authorize(tok)
 	if err == nil {
-		return true
+		return tok, true
 	}
 	s.log.Info("webrtc: refused WHEP client", "remote", req.RemoteAddr, "err", err)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
 	http.Error(w, "unpaired", http.StatusUnauthorized)
-	return false
+	return "", false
 }
 
 // VideoHeader on an OPTIONS answer names the box's video codec (h264,
@@ -366,8 +370,13 @@ func (s *Server) offer(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "want Content-Type: application/sdp", http.StatusUnsupportedMediaType)
 		return
 	}
-	if !s.authorized(w, req) {
+	tok, ok := s.authorized(w, req)
+	if !ok {
 		return
+	}
+	owner := ""
+	if s.cfg.Owner != nil && tok != "" {
+		owner = s.cfg.Owner(tok)
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxOffer+1))
 	if err != nil {
@@ -385,7 +394,7 @@ func (s *Server) offer(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the box's video is "+c.String()+", not H.264: use the WebSocket path", http.StatusServiceUnavailable)
 		return
 	}
-	p, answer, err := s.newPeer(req.Context(), req.RemoteAddr, string(body), nil)
+	p, answer, err := s.newPeer(req.Context(), req.RemoteAddr, string(body), nil, RemoteOptions{Owner: owner})
 	if err != nil {
 		var bad *badOfferError
 		switch {
@@ -429,13 +438,18 @@ func IsBadOffer(err error) bool {
 // (the hub's STUN and TURN). It returns the session's ID and the answer
 // with every candidate (no trickle). remote names the client in logs.
 func (s *Server) AnswerRemote(ctx context.Context, remote, offer string, ice []pion.ICEServer) (id, answer string, err error) {
+	return s.AnswerRemoteWith(ctx, remote, offer, ice, RemoteOptions{})
+}
+
+// AnswerRemoteWith is AnswerRemote with the session's options.
+func (s *Server) AnswerRemoteWith(ctx context.Context, remote, offer string, ice []pion.ICEServer, opt RemoteOptions) (id, answer string, err error) {
 	if len(offer) > maxOffer {
 		return "", "", &badOfferError{errors.New("offer too large")}
 	}
 	if !s.r.Publishing(capture.CodecH264) {
 		return "", "", ErrNotH264
 	}
-	p, answer, err := s.newPeer(ctx, remote, offer, ice)
+	p, answer, err := s.newPeer(ctx, remote, offer, ice, opt)
 	if err != nil {
 		return "", "", err
 	}
@@ -454,13 +468,14 @@ func (s *Server) CloseSession(id string) bool {
 	return true
 }
 
-func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.ICEServer) (*peer, string, error) {
+func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.ICEServer, opt RemoteOptions) (*peer, string, error) {
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	p := &peer{srv: s, id: hex.EncodeToString(idb[:]), remote: remote, start: time.Now(),
 		done: make(chan struct{}), twAcked: 0xffff}
 	p.video = newSender(p, capture.KindVideo)
 	p.audio = newSender(p, capture.KindAudio)
+	p.owner = opt.Owner
 
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {

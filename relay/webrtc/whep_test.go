@@ -239,3 +239,60 @@ func TestWHEPMountedElsewhere(t *testing.T) {
 		t.Errorf("%d sessions after DELETE", srv.Peers())
 	}
 }
+
+// TestCloseOwner: a session belongs to its token's phone (Config.Owner on
+// the LAN, RemoteOptions.Owner for a phone away from home); CloseOwner
+// ends that phone's sessions, LAN and remote, connected or not, and no
+// other phone's.
+func TestCloseOwner(t *testing.T) {
+	auth := func(tok string) error {
+		if tok != "alice" && tok != "bob" {
+			return errors.New("no")
+		}
+		return nil
+	}
+	b := newBox(t, Config{Authorize: auth, Owner: func(tok string) string { return "id-" + tok }}, relay.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	alice, err := Dial(ctx, b.url(), ClientOptions{Loopback: true, Token: "alice", TimeProbes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := Dial(ctx, b.url(), ClientOptions{Loopback: true, Token: "bob", TimeProbes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	// Alice away from home: a remote session that never connects.
+	if _, _, err := b.srv.AnswerRemoteWith(ctx, "remote alice", offerSDP(t), nil, RemoteOptions{Owner: "id-alice"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.r.Viewers() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d viewers connected", b.r.Viewers())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := b.srv.CloseOwner("id-alice", "revoked"); n != 2 {
+		t.Fatalf("CloseOwner ended %d sessions, want alice's 2", n)
+	}
+	for b.srv.Peers() != 1 || b.r.Viewers() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions, %d viewers after revoking alice; want bob's 1", b.srv.Peers(), b.r.Viewers())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := b.srv.CloseOwner("", "revoked"); n != 0 {
+		t.Fatalf("the empty owner closed %d", n)
+	}
+	// Bob's media goes on.
+	before := bob.Stats().Decodable
+	for bob.Stats().Decodable < before+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bob stalled at %d frames", bob.Stats().Decodable)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
