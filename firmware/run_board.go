@@ -60,12 +60,13 @@ type boardPart struct {
 	// resetHooks run after a factory reset, after the relay's clients are
 	// cut off (onReset).
 	resetHooks []func()
-	// revokeHooks end an unpaired phone's sessions (onRevoke).
-	revokeHooks []func(hash string) int
 	closers    []io.Closer
 	ctx        context.Context // ends when the appliance stops
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
+
+	// revokeHooks end an unpaired phone's sessions (onRevoke).
+	revokeHooks []func(hash string) int
 }
 
 // boardNet is what the board needs of the network monitor: a callback on

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/board"
-	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/board/config"
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpext"

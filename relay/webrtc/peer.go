@@ -31,13 +31,14 @@ type peer struct {
 	id     string
 	token  string
 	remote string
-	// owner is the phone (RemoteOptions.Owner, Config.Owner of the LAN
-	// token), given to the relay sessions: CloseOwner, DisconnectOwner.
-	owner string
 	pc     *pion.PeerConnection
 	video  *sender
 	audio  *sender
 	start  time.Time
+
+	// owner is the phone (RemoteOptions.Owner, Config.Owner of the LAN
+	// token), given to the relay sessions: CloseOwner, DisconnectOwner.
+	owner string
 
 	twMu    sync.Mutex
 	twNext  uint16 // next transport-wide sequence number
