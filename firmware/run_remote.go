@@ -86,8 +86,11 @@ func (p *peerPart) phoneBye(o box.PhoneOffer) {
 // forgets its remote sessions (the relay part has ended them).
 func (p *peerPart) phoneRevoked(hash string) int {
 	n := 0
+	if p.callWHEP != nil {
+		n += p.callWHEP.CloseOwner(hash, "unpaired")
+	}
 	if p.remote != nil {
-		n = p.remote.DisconnectOwner(hash, "unpaired")
+		n += p.remote.DisconnectOwner(hash, "unpaired")
 	}
 	p.remoteMu.Lock()
 	for req, s := range p.remoteSessions {

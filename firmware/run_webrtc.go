@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/relay"
 	rwebrtc "github.com/callbox/callbox/relay/webrtc"
 )
@@ -30,7 +31,7 @@ const callWHEPPath = "/whep/call"
 // access units go out as they arrived, repacketized per phone (SSRC,
 // payload type, sequence numbers), never decoded.
 func startCallWHEP(mux *http.ServeMux, r *relay.Relay, authorize func(string) error, log *slog.Logger) (*rwebrtc.Server, error) {
-	s, err := rwebrtc.New(r, rwebrtc.Config{Authorize: authorize, Path: callWHEPPath, OpusFirst: true, Log: log.With("transport", "webrtc", "relay", "call")})
+	s, err := rwebrtc.New(r, rwebrtc.Config{Authorize: authorize, Path: callWHEPPath, OpusFirst: true, Owner: pairing.Hash, Log: log.With("transport", "webrtc", "relay", "call")})
 	if err != nil {
 		return nil, err
 	}
