@@ -653,8 +653,14 @@ function render() {
   $('fps').textContent = `${s.fps.toFixed(0)} fps`;
   $('latency').textContent = `${fmt(s.latencyP50, 'ms')} delay`;
   $('latency').title = `p50 ${fmt(s.latencyP50, 'ms')}, p99 ${fmt(s.latencyP99, 'ms')}`;
-  $('path').textContent = s.path === 'webrtc' ? 'WebRTC' : s.path === 'websocket' ? 'WebSocket' : '';
+  const pathName = (p) => (p === 'webrtc' ? 'WebRTC' : p === 'websocket' ? 'WebSocket' : '');
+  $('path').textContent = pathName(s.path);
   $('path').title = s.fallbackReason ? `WebSocket: ${s.fallbackReason}` : 'how the picture comes';
+  if (s.callView && s.callPath) {
+    // The other home's picture comes its own way (docs/webrtc.md, /whep/call).
+    $('path').textContent += ` · call ${pathName(s.callPath)}`;
+    $('path').title += s.callFallbackReason ? `; the call on WebSocket: ${s.callFallbackReason}` : '; the call over WebRTC';
+  }
   $('kbps').textContent = s.kbps >= 1000 ? `${(s.kbps / 1000).toFixed(1)} Mbit/s` : `${s.kbps} kbit/s`;
   let notice = '';
   if (s.state === State.UNPAIRED) notice = 'Press the button on the box\n(both buttons, A and B, together)' + (s.pairHint ? `\n(${s.pairHint})` : '');
