@@ -176,15 +176,17 @@ func TestSendLoopback(t *testing.T) {
 	if v.err != nil || a.err != nil {
 		t.Fatalf("receive errors: video %v, audio %v", v.err, a.err)
 	}
-	if sent := summaryValue(t, s, "video", "frames"); v.frames != sent || sent < 20 {
+	// What was sent must arrive, all of it. How much is sent in the second
+	// depends on how fast the sources start: under qemu-user
+	// (scripts/cross.sh) on a busy machine a tenth to a third of a second
+	// goes by first (38 of 50 audio chunks seen), so only half is demanded.
+	if sent := summaryValue(t, s, "video", "frames"); v.frames != sent || sent < 12 {
 		t.Errorf("received %d frames, sent %d (1 s at 25 fps)", v.frames, sent)
 	}
 	if sent := summaryValue(t, s, "video", "packets"); v.packets != sent {
 		t.Errorf("received %d video packets, sent %d", v.packets, sent)
 	}
-	// At least 40 of the second's 50 chunks: under qemu-arm (scripts/cross.sh)
-	// the sources take a tenth of a second or more to start (43 seen).
-	if sent := summaryValue(t, s, "audio", "chunks"); a.chunks != sent || sent < 40 {
+	if sent := summaryValue(t, s, "audio", "chunks"); a.chunks != sent || sent < 25 {
 		t.Errorf("received %d audio chunks, sent %d (1 s of 20 ms)", a.chunks, sent)
 	}
 	if v.maxPacket > 500 {
