@@ -26,7 +26,8 @@ import (
 // interfaces each part declares for itself), and has the same life cycle:
 // start, stop. No part reaches into another's fields.
 //
-// Start order (parts): board (LED, buttons, pairing) -> relay -> media
+// Start order (parts): board (LED, buttons, pairing) -> relay -> speaker
+// (the mixer, and the echo cancellation the microphone needs) -> media
 // (sources and packetizers publishing into the relay) -> peer (calls to
 // other boxes) -> page (and mDNS) -> outputs (RTSP, /snapshot.jpg, Home
 // Assistant); then the HTTP server. Stop runs in reverse.
@@ -48,6 +49,7 @@ type appliance struct {
 
 	board   *boardPart
 	relay   *relayPart
+	speaker *speakerPart
 	media   *mediaPart
 	peer    *peerPart
 	page    *pagePart
@@ -76,12 +78,15 @@ func (a *appliance) wire() {
 	a.net = netmon.New(nil, 0)
 	a.board = &boardPart{cfg: a.cfg, cfgErr: a.cfgErr, log: a.log, logOut: a.logOut, mux: a.mux, net: a.net}
 	a.relay = &relayPart{cfg: a.cfg.Relay, log: a.log.With("part", "relay"), mux: a.mux, auth: a.board}
-	a.media = &mediaPart{cfg: applianceMediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board}
+	a.speaker = &speakerPart{cfg: a.cfg.Speaker, log: a.log.With("part", "speaker"), board: a.board}
+	a.media = &mediaPart{cfg: applianceMediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board,
+		echo: a.speaker}
 	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
-		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net, phones: a.relay}
+		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net, phones: a.relay,
+		speaker: a.speaker}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
 	a.outputs = newOutputsPart(a.cfg, a.log.With("part", "outputs"), a.mux, a.board, a.relay, a.media, a.page)
-	a.board.relay, a.board.calls, a.board.video = a.relay, a.peer, a.media
+	a.board.relay, a.board.calls, a.board.video, a.board.speaker = a.relay, a.peer, a.media, a.speaker
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 	// The outputs' gate stands in front of the board's pairing check, for
 	// the relay and for the tokens a pairing hands out: RTSP Digest needs
@@ -98,7 +103,7 @@ func (a *appliance) parts() []struct {
 	return []struct {
 		name string
 		p    part
-	}{{"board", a.board}, {"relay", a.relay}, {"media", a.media}, {"peer", a.peer}, {"page", a.page},
+	}{{"board", a.board}, {"relay", a.relay}, {"speaker", a.speaker}, {"media", a.media}, {"peer", a.peer}, {"page", a.page},
 		{"outputs", a.outputs}, {"update", a.update}}
 }
 

@@ -58,6 +58,9 @@ type boardAPIState struct {
 	// Video is the codec the box sends, where it comes from and why
 	// (docs/h264.md).
 	Video *media.VideoChoice `json:"video,omitempty"`
+	// Speaker is the box's own speaker and its echo cancellation
+	// (docs/audio.md).
+	Speaker *speakerAPIState `json:"speaker,omitempty"`
 }
 
 // boardCallState is /api/state's "call": idle, calling (also while a lost
@@ -131,7 +134,18 @@ func (p *boardPart) state(token string, local bool) boardAPIState {
 		Open:      p.box.Open(),
 		Call:      call,
 		Video:     p.videoState(),
+		Speaker:   p.speakerState(),
 	}
+}
+
+// boardSpeaker is the speaker's state for /api/state.
+type boardSpeaker interface{ state() *speakerAPIState }
+
+func (p *boardPart) speakerState() *speakerAPIState {
+	if p.speaker == nil {
+		return nil
+	}
+	return p.speaker.state()
 }
 
 func (p *boardPart) videoState() *media.VideoChoice {

@@ -88,21 +88,28 @@ func bothIdle(t *testing.T, a, b *callBox, what string) {
 // box's call rings; nothing is negotiated, so no media flows, until it is
 // answered by the API, then by button B; DELETE /api/call declines.
 func TestIncomingCallRings(t *testing.T) {
-	a, b := ringPair(t)
+	// B's microphone goes through the echo canceller (as with a real
+	// speaker), so the appliance's stage runs too.
+	a, b := ringPair(t, "--echo-cancel", "software")
 
 	rings(t, a, b, "answer by the API")
+	speakerRings(t, b)
 	noMediaWhileRinging(t, a, b, 2*time.Second)
 	var st callAPIState
 	if code := b.do(t, "POST", "/api/call/answer", "", &st); code != http.StatusOK {
 		t.Fatalf("POST /api/call/answer: %d %+v", code, st)
 	}
 	inDirectCall(t, a, b, "answered by the API")
+	speakerPlaysCall(t, b)
 	remoteFrames(t, "ws"+b.srv.URL[len("http"):]+"/ws/call/video", 3)
 	if code := b.do(t, "POST", "/api/call/answer", "", &st); code != http.StatusConflict {
 		t.Errorf("answering a call that is up: %d, want 409", code)
 	}
 	b.do(t, "DELETE", "/api/call", "", nil)
 	bothIdle(t, a, b, "hung up")
+	if st := b.state(t, "").Speaker; st == nil || len(st.Sources) != 0 {
+		t.Errorf("box B's speaker after the call: %+v, want nothing playing", st)
+	}
 
 	rings(t, a, b, "answer by button B")
 	if code := b.do(t, "POST", "/api/sim/button", `{"button":"b"}`, nil); code != 200 {

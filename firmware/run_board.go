@@ -41,7 +41,8 @@ type boardPart struct {
 	// onToken is told each token a pairing hands out (the outputs' gate
 	// remembers it, in memory, for RTSP Digest); nil: nobody.
 	onToken func(token string)
-	video   boardVideo // nil: not shown
+	video   boardVideo   // nil: not shown
+	speaker boardSpeaker // nil: not shown
 
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware

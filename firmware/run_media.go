@@ -24,6 +24,9 @@ type mediaPart struct {
 	log    *slog.Logger
 	sink   mediaSink
 	board  mediaBoard
+	// echo is the speaker's echo cancellation for the microphone; nil:
+	// none.
+	echo mediaEcho
 
 	pipe  *media.Pipeline
 	mu    sync.Mutex
@@ -118,6 +121,12 @@ type mediaBoard interface {
 	fault(board.Fault, error)
 }
 
+// mediaEcho gives the microphone's stage that cancels the speaker's echo
+// (nil: none).
+type mediaEcho interface {
+	micStage() func(capture.AudioSource) capture.AudioSource
+}
+
 // h264Config is the configuration's [video] section for media.ChooseVideo.
 func h264Config(c *config.Config) media.H264Config {
 	return media.H264Config{Codec: c.Video.Codec, Bitrate: c.Video.Bitrate * 1000, GOP: c.Video.GOP, Profile: c.Video.Profile}
@@ -149,6 +158,9 @@ func (p *mediaPart) start(ctx context.Context) error {
 	mc.Log = p.log
 	mc.Publish = p.sink.Publish
 	mc.Muted = p.board.muted // no audio while muted (button A)
+	if p.echo != nil {
+		mc.MicStage = p.echo.micStage()
+	}
 	// A development machine has no camera or microphone by design: the
 	// test pattern and tone stand in. A real box without one shows the
 	// error state, with the message, until the device appears.

@@ -44,6 +44,9 @@ type peerPart struct {
 	board    peerBoard
 	media    peerMedia
 	net      box.NetMonitor
+	// speaker rings and plays the call's audio (run_speaker.go); nil:
+	// none.
+	speaker peerSpeaker
 	// phones answers phones away from home (the relay's WebRTC
 	// transport, run_remote.go).
 	phones remoteAnswerer
@@ -114,6 +117,13 @@ type peerBoard interface {
 	setBoxPairing(bool)
 	callState() board.Call
 	muted() bool
+}
+
+// peerSpeaker is what calls need of the box's speaker: the call's state
+// (the ring tone) and its received audio. Neither may block.
+type peerSpeaker interface {
+	callState(board.Call)
+	callAudio(capture.Burst)
 }
 
 // peerMedia is what calls need of the media pipeline: copies of the
@@ -393,7 +403,12 @@ func (p *peerPart) stop() {
 // onCallMedia republishes the other box's media, as the call received it
 // (RTP packets of whole frames and audio chunks), on the call's relay:
 // /ws/call/* and /whep/call read it from there.
-func (p *peerPart) onCallMedia(_ proto.PeerInfo, b capture.Burst) { p.remote.Publish(b) }
+func (p *peerPart) onCallMedia(_ proto.PeerInfo, b capture.Burst) {
+	p.remote.Publish(b)
+	if p.speaker != nil {
+		p.speaker.callAudio(b)
+	}
+}
 
 // requestCallKeyframe asks the other box for an IDR (RTCP PLI on the
 // call); the call's relay rate-limits the requests.
@@ -559,6 +574,9 @@ func (p *peerPart) onState(s box.State) {
 		p.log.Info("call ended", "peer", peerLabel(s.Name, s.Peer), "why", s.Err)
 	}
 	p.board.setCall(boardCall(s))
+	if p.speaker != nil {
+		p.speaker.callState(boardCall(s))
+	}
 }
 
 // boardCall maps a call's state to the board's.

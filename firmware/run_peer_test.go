@@ -43,7 +43,7 @@ func startCallBoxConf(t *testing.T, hubURL, dataDir, name, conf string, args ...
 	t.Helper()
 	// --auto-answer: these boxes take calls (security_test.go checks the
 	// default, which refuses them).
-	args = append([]string{"--board", "sim", "--data", dataDir, "--relay=", "--camera", "synthetic", "--mic", "synthetic", "--auto-answer",
+	args = append([]string{"--board", "sim", "--data", dataDir, "--relay=", "--camera", "synthetic", "--mic", "synthetic", "--speaker", "synthetic", "--auto-answer",
 		"--size", "320x240", "--fps", "15"}, args...)
 	if hubURL != "" {
 		args = append(args, "--hub", hubURL)
@@ -62,7 +62,7 @@ func startCallBoxConf(t *testing.T, hubURL, dataDir, name, conf string, args ...
 		cancel()
 	})
 	// The appliance's parts but the page (no mDNS in tests).
-	for _, part := range []part{a.board, a.relay, a.media, a.peer} {
+	for _, part := range []part{a.board, a.relay, a.speaker, a.media, a.peer} {
 		if err := part.start(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,12 @@ type Config struct {
 	// build without libopus logs that and publishes PCMU only.
 	OpusAlongside bool
 
+	// MicStage, when set, wraps each microphone source the pipeline opens
+	// before anything reads it (the speaker's echo cancellation,
+	// capture/echo): the microphone's track, its tap (calls) and the Opus
+	// track all carry what it returns.
+	MicStage func(capture.AudioSource) capture.AudioSource
+
 	// Publish is the sink: it gets every burst, from the video and the
 	// audio goroutine; the packets are valid only during the call.
 	Publish func(capture.Burst)
@@ -305,6 +311,9 @@ func (p *Pipeline) audioTrack(mic device[capture.AudioChunk], ap capture.AudioPa
 		if s == nil {
 			return nil
 		}
+		if p.cfg.MicStage != nil {
+			s = AudioSource(p.cfg.MicStage(chunkSource{s}))
+		}
 		s = tee[capture.AudioChunk]{s, &p.audioTap}
 		if p.cfg.OpusAlongside {
 			s = tee[capture.AudioChunk]{s, &p.opusTap}
@@ -340,6 +349,13 @@ func closeSource[U Unit](s Source[U]) {
 	if s != nil {
 		s.Close()
 	}
+}
+
+// chunkSource is a Source as a capture.AudioSource (a MicStage's input).
+type chunkSource struct{ Source[capture.AudioChunk] }
+
+func (s chunkSource) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
+	return s.Read(ctx)
 }
 
 // videoFromSource is a Source as a capture.VideoSource (an encoder's input).

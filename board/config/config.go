@@ -84,7 +84,7 @@ type Audio struct {
 type Speaker struct {
 	Device     string // "auto", "none", "synthetic", or an ALSA/PortAudio output
 	EchoCancel string // "auto", "software", "hardware" or "off"
-	Volume     int    // percent, 0..100
+	Volume     int    // percent, 1..100
 }
 
 // Relay carries the on-device relay's per-client policy (design S9-S15);

@@ -52,8 +52,8 @@ var Keys = []Key{
 		"auto", func(c *Config) *string { return &c.Speaker.Device }, nonEmpty),
 	stringKey("speaker.echo_cancel", "echo-cancel", "echo cancellation of the speaker's sound in the microphone: `auto` (software, speexdsp, unless the speaker is a known speakerphone with its own, docs/audio.md), `software`, `hardware` (the speakerphone does it: software off) or `off`",
 		"auto", func(c *Config) *string { return &c.Speaker.EchoCancel }, oneOf("auto", "software", "hardware", "off")),
-	intKey("speaker.volume", "volume", "the speaker's volume in percent of full scale (the mixer's gain; the card's own mixer is left alone)",
-		100, 0, 100, func(c *Config) *int { return &c.Speaker.Volume }),
+	intKey("speaker.volume", "volume", "the speaker's volume in percent of full scale (the mixer's gain; the card's own mixer is left alone); `device = \"none\"` silences it",
+		100, 1, 100, func(c *Config) *int { return &c.Speaker.Volume }),
 
 	// [relay]
 	stringKey("relay.tcp", "relay", "RFC 4571 TCP listener (docs/protocol.md); `\"\"` = WebSocket only",
