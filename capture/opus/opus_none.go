@@ -19,3 +19,15 @@ func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
 func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 	return capture.Burst{}, ErrUnavailable
 }
+
+// Decoder is absent from this build; see ErrUnavailable.
+type Decoder struct{}
+
+// NewDecoder returns ErrUnavailable: this build has no libopus.
+func NewDecoder() (*Decoder, error) { return nil, ErrUnavailable }
+
+// Decode returns ErrUnavailable.
+func (d *Decoder) Decode(payload []byte) ([]int16, error) { return nil, ErrUnavailable }
+
+// DecodeLost returns ErrUnavailable.
+func (d *Decoder) DecodeLost() ([]int16, error) { return nil, ErrUnavailable }

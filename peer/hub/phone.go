@@ -415,10 +415,47 @@ func (h *Hub) phonePage(w http.ResponseWriter, box string) {
 var phonePageTmpl = template.Must(template.New("phone").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>callbox</title>
-<style>body{font-family:sans-serif;margin:0;background:#111;color:#eee;text-align:center}video{width:100%;max-height:90vh;background:#000}#msg{padding:1em}</style>
+<style>body{font-family:sans-serif;margin:0;background:#111;color:#eee;text-align:center}video{width:100%;max-height:90vh;background:#000}#msg{padding:1em}
+#talk{font-size:1.2em;padding:.8em 2em;border-radius:2em;border:0;background:#2a6;color:#fff;touch-action:none;user-select:none;-webkit-user-select:none}#talk[data-state=talking]{background:#c33}#talk[hidden]{display:none}</style>
 </head><body>
 <video id="v" autoplay playsinline muted controls></video>
 <div id="msg">connecting…</div>
+<button id="talk" type="button" hidden data-state="idle">Hold to talk</button>
+<script>
+// Push-to-talk (docs/webrtc.md, "Talk-back"): only on a secure page (the
+// hub's HTTPS: browsers give the microphone to no other), the session's
+// audio is offered sendrecv; while the button is held the microphone
+// (the browser's echo cancellation on) is the sender's track, and on
+// release the track is taken away (replaceTrack, no renegotiation): the
+// box hears nothing and stops playing.
+var callboxTalk = (function(){
+  var ok = window.isSecureContext && !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  var t = {ok: ok, presses: 0, releases: 0, sending: false, error: ""};
+  t.attach = function(sender){
+    if (!ok) return;
+    var btn = document.getElementById("talk"), mic = null, held = false;
+    function set(st, text){ btn.dataset.state = st; btn.textContent = text; }
+    function press(e){ if (e) e.preventDefault(); if (held) return; held = true; t.presses++;
+      set("starting", "Talking…");
+      (mic ? Promise.resolve(mic) : navigator.mediaDevices.getUserMedia({audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true}})
+        .then(function(s){ mic = s.getAudioTracks()[0]; return mic; }))
+      .then(function(m){ if (!held) return; m.enabled = true; return sender.replaceTrack(m).then(function(){ if (held) { t.sending = true; set("talking", "Talking… (release to stop)"); } }); })
+      .catch(function(err){ held = false; t.error = String(err && err.name || err); set("idle", "Hold to talk (microphone: " + t.error + ")"); }); }
+    function release(e){ if (e) e.preventDefault(); if (!held) return; held = false; t.releases++; t.sending = false;
+      if (mic) mic.enabled = false;
+      sender.replaceTrack(null).catch(function(){}); set("idle", "Hold to talk"); }
+    btn.addEventListener("pointerdown", press);
+    ["pointerup", "pointercancel", "pointerleave"].forEach(function(ev){ btn.addEventListener(ev, release); });
+    btn.addEventListener("keydown", function(e){ if (e.key === " " || e.key === "Enter") press(e); });
+    btn.addEventListener("keyup", function(e){ if (e.key === " " || e.key === "Enter") release(e); });
+    btn.addEventListener("contextmenu", function(e){ e.preventDefault(); });
+    window.addEventListener("blur", function(){ release(); });
+    t.press = press; t.release = release;
+    btn.hidden = false;
+  };
+  return t;
+})();
+</script>
 <script>
 (function(){
   var box = "{{.Box}}", stun = {{.STUN}};
@@ -426,12 +463,12 @@ var phonePageTmpl = template.Must(template.New("phone").Parse(`<!doctype html>
   var m = /[#&]c=([0-9a-f]{64}\.[0-9]+\.[A-Za-z0-9_-]+)/.exec(location.hash);
   if (m) { localStorage.setItem(key, m[1]); history.replaceState(null, "", location.pathname); }
   var cred = localStorage.getItem(key);
-  function pairFirst(){ document.getElementById("v").style.display="none";
+  function pairFirst(){ document.getElementById("v").style.display="none"; document.getElementById("talk").hidden = true;
     msg.textContent = "This phone is not paired with this box. Pair at home first: open the box's page on its Wi-Fi, pair, then use its \"away from home\" link."; }
   if (!cred) { pairFirst(); return; }
   var pc = new RTCPeerConnection({iceServers: stun.length ? [{urls: stun}] : []});
   pc.addTransceiver("video", {direction: "recvonly"});
-  pc.addTransceiver("audio", {direction: "recvonly"});
+  callboxTalk.attach(pc.addTransceiver("audio", {direction: callboxTalk.ok ? "sendrecv" : "recvonly"}).sender);
   pc.ontrack = function(e){ var v=document.getElementById("v"); if (!v.srcObject) v.srcObject = new MediaStream(); v.srcObject.addTrack(e.track); };
   // The path, as the badge: media through the hub's TURN relay is still
   // DTLS-SRTP between this phone and the box (the hub forwards ciphertext).

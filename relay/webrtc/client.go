@@ -52,6 +52,9 @@ type ClientOptions struct {
 	// PCMUOnly offers PCMU audio only; by default the client offers
 	// opus/48000/2 first, as browsers do.
 	PCMUOnly bool
+	// Talk offers the client's own audio too (sendrecv, as the hub page's
+	// push-to-talk does): Client.Talk sends 20 ms frames on it.
+	Talk bool
 	// AudioOut, when set, receives every audio RTP packet in sequence
 	// order (valid only during the call), e.g. for an Opus decoder.
 	AudioOut func(pkt []byte)
@@ -92,6 +95,8 @@ type Client struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	mic *pion.TrackLocalStaticSample // ClientOptions.Talk
 }
 
 // Dial posts a WHEP offer to url (http://box/whep) and starts receiving.
@@ -151,6 +156,13 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	}
 	c.pc = pc
 	for _, k := range []pion.RTPCodecType{pion.RTPCodecTypeVideo, pion.RTPCodecTypeAudio} {
+		if k == pion.RTPCodecTypeAudio && opt.Talk {
+			if err := c.addMic(!opt.PCMUOnly); err != nil {
+				pc.Close()
+				return nil, err
+			}
+			continue
+		}
 		if _, err := pc.AddTransceiverFromKind(k, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionRecvonly}); err != nil {
 			pc.Close()
 			return nil, err

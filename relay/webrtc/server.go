@@ -536,6 +536,8 @@ func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.I
 		}
 		go p.readRTCP(a.s, rs)
 	}
+	// What the phone sends: its microphone, for talk-back when allowed.
+	pc.OnTrack(func(tr *pion.TrackRemote, _ *pion.RTPReceiver) { p.incoming(tr, opt.TalkBack) })
 	pc.OnConnectionStateChange(func(st pion.PeerConnectionState) {
 		switch st {
 		case pion.PeerConnectionStateConnected:
