@@ -50,6 +50,8 @@ type peerPart struct {
 	// phones answers phones away from home (the relay's WebRTC
 	// transport, run_remote.go).
 	phones remoteAnswerer
+	// talk plays remote phones' push-to-talk (run_talkback.go).
+	talk *talkBack
 	// remoteSessions are the remote phones' sessions by the hub's request
 	// ID (run_remote.go).
 	remoteMu       sync.Mutex

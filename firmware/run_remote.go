@@ -103,9 +103,11 @@ func (p *peerPart) phoneRevoked(hash string) int {
 }
 
 // remoteOptions are a remote phone's session's: it belongs to the phone
-// (unpairing it ends the session).
+// (unpairing it ends the session), and the phone may talk on the box's
+// speaker while it holds its page's button (it was just checked as
+// paired: answerPhone).
 func (p *peerPart) remoteOptions(tokenID string) rwebrtc.RemoteOptions {
-	return rwebrtc.RemoteOptions{Owner: tokenID}
+	return rwebrtc.RemoteOptions{Owner: tokenID, TalkBack: p.talk.forPhone(tokenID)}
 }
 
 // remoteCredentialTTL is how long a remote link stays valid; a factory
