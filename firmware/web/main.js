@@ -134,7 +134,9 @@ Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callAudi
   // callPath: 'webrtc' or 'websocket' (why not WebRTC: callFallbackReason);
   // callFirstFrameMs: from the call's connection (as this page saw it) to
   // the other home's first frame drawn.
-  callPath: '', callFallbackReason: '', callFirstFrameMs: NaN, callCodec: '', callFramesDecoded: 0,
+  // callSteps: when (ms after the call's connection) the call relay first
+  // said h264, the WHEP answer came, the first frame was drawn.
+  callPath: '', callFallbackReason: '', callFirstFrameMs: NaN, callSteps: {}, callCodec: '', callFramesDecoded: 0,
   callAudioCodec: '', callAudioPackets: 0, callAudioEnergy: 0 });
 const callRtcEl = $('callrtc');
 let callRtc = null; // the call's WebRTC session, when the call view is on that path
@@ -160,7 +162,7 @@ function followCall(call) {
   $('callview').hidden = !up;
   if (up) {
     callUpSince = performance.now();
-    Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callFirstFrameMs: NaN, callFramesDecoded: 0,
+    Object.assign(stats, { callFramesDrawn: 0, callWidth: 0, callHeight: 0, callFirstFrameMs: NaN, callSteps: {}, callFramesDecoded: 0,
       callAudioPackets: 0, callAudioEnergy: 0, callCodec: '', callAudioCodec: '' });
     callAudio.setMuted(stats.audioMuted);
     callAudio.setVolume(stats.volume);
@@ -196,6 +198,7 @@ async function startCallMedia() {
     await sleep(200);
   }
   if (gen !== callGen) return;
+  stats.callSteps.live = Math.round(performance.now() - callUpSince);
   if (live !== 'h264') {
     callWS(live === 'jpeg' ? 'the call carries JPEG' : `no H.264 from the other box within 10 s (${live || 'no answer'})`);
     return;
@@ -238,6 +241,7 @@ async function startCallWebRTC(gen) {
   let r;
   try { r = await p.start(); } catch (e) { r = { status: -1, error: String(e) }; }
   if (gen !== callGen || callRtc !== p) { p.close(); return true; }
+  stats.callSteps.answered = Math.round(performance.now() - callUpSince);
   if (r.ok) {
     p.setVolume(stats.volume);
     const t0 = performance.now();

@@ -111,7 +111,7 @@ try {
   result.callLive = (await pageB.evaluate(async () => (await fetch('/whep/call', { method: 'OPTIONS' })).headers.get('Callbox-Video-Live')));
   result.callStats = await pageB.evaluate(() => {
     const s = window.callboxStats;
-    return { path: s.callPath, fallbackReason: s.callFallbackReason, firstFrameMs: s.callFirstFrameMs, codec: s.callCodec,
+    return { path: s.callPath, fallbackReason: s.callFallbackReason, firstFrameMs: s.callFirstFrameMs, steps: s.callSteps, codec: s.callCodec,
       decoded: s.callFramesDecoded, audioCodec: s.callAudioCodec, audioPackets: s.callAudioPackets, ownPath: s.path };
   });
   // The mark's colour (synth.MarkRect: the top-right eighth) in the

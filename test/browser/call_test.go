@@ -117,8 +117,8 @@ func TestPageCall(t *testing.T) {
 	// the WebSocket path for a JPEG call.
 	cs, _ := r["callStats"].(map[string]any)
 	ca, _ := r["callAudio"].(map[string]any)
-	t.Logf("B's call view: path %v (%v), call relay carries %v; answer to the other home drawn %.0f ms (page: call up to first frame %v ms), %.1f fps drawn, video %v, %v decoded; audio %v",
-		cs["path"], cs["fallbackReason"], r["callLive"], r.num("answerToDrawnMs"), cs["firstFrameMs"], r.num("callFps"), cs["codec"], cs["decoded"], ca)
+	t.Logf("B's call view: path %v (%v), call relay carries %v; answer to the other home drawn %.0f ms (page: call up to first frame %v ms, steps %v), %.1f fps drawn, video %v, %v decoded; audio %v",
+		cs["path"], cs["fallbackReason"], r["callLive"], r.num("answerToDrawnMs"), cs["firstFrameMs"], cs["steps"], r.num("callFps"), cs["codec"], cs["decoded"], ca)
 	switch r["callLive"] {
 	case "h264":
 		if cs["path"] != "webrtc" || !strings.EqualFold(fmt.Sprint(cs["codec"]), "video/H264") {
