@@ -87,6 +87,9 @@ func (a *appliance) wire() {
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
 	a.outputs = newOutputsPart(a.cfg, a.log.With("part", "outputs"), a.mux, a.board, a.relay, a.media, a.page)
 	a.board.relay, a.board.calls, a.board.video, a.board.speaker = a.relay, a.peer, a.media, a.speaker
+	// Remote phones' push-to-talk plays on the speaker's mixer.
+	a.peer.talk = newTalkBack(a.speaker.talkMixer, a.log.With("part", "talkback"))
+	a.board.talk = a.peer.talk
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 	// The outputs' gate stands in front of the board's pairing check, for
 	// the relay and for the tokens a pairing hands out: RTSP Digest needs

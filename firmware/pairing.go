@@ -61,6 +61,9 @@ type boardAPIState struct {
 	// Speaker is the box's own speaker and its echo cancellation
 	// (docs/audio.md).
 	Speaker *speakerAPIState `json:"speaker,omitempty"`
+	// TalkBack is remote phones' push-to-talk on the speaker
+	// (docs/webrtc.md, "Talk-back").
+	TalkBack *talkBackState `json:"talkback,omitempty"`
 }
 
 // boardCallState is /api/state's "call": idle, calling (also while a lost
@@ -135,6 +138,7 @@ func (p *boardPart) state(token string, local bool) boardAPIState {
 		Call:      call,
 		Video:     p.videoState(),
 		Speaker:   p.speakerState(),
+		TalkBack:  p.talk.apiState(),
 	}
 }
 

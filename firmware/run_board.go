@@ -43,6 +43,7 @@ type boardPart struct {
 	onToken func(token string)
 	video   boardVideo   // nil: not shown
 	speaker boardSpeaker // nil: not shown
+	talk    *talkBack    // remote phones' push-to-talk; nil: not shown
 
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware

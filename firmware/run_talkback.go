@@ -43,6 +43,7 @@ type talkBack struct {
 
 	mu      sync.Mutex
 	talking map[string]int // phone (token ID prefix) -> its tracks playing now
+	codec   string         // the last talk-back track's
 
 	packets, lost, undecodable atomic.Uint64
 	talks                      atomic.Uint64 // presses: streams opened
@@ -56,6 +57,9 @@ type talkBackState struct {
 	Packets     uint64   `json:"packets"` // audio packets received
 	Lost        uint64   `json:"lost"`    // packets concealed (Opus) or missed
 	Undecodable uint64   `json:"undecodable"`
+	// Codec is the last phone's (audio/opus; audio/PCMU where the box
+	// negotiated no Opus).
+	Codec string `json:"codec,omitempty"`
 }
 
 func newTalkBack(sp func() talkSpeaker, log *slog.Logger) *talkBack {
@@ -65,7 +69,7 @@ func newTalkBack(sp func() talkSpeaker, log *slog.Logger) *talkBack {
 // state is what /api/state shows.
 func (t *talkBack) state() talkBackState {
 	t.mu.Lock()
-	st := talkBackState{Talking: []string{}}
+	st := talkBackState{Talking: []string{}, Codec: t.codec}
 	for k := range t.talking {
 		st.Talking = append(st.Talking, k)
 	}
@@ -102,6 +106,9 @@ func (t *talkBack) setTalking(phone string, on bool) {
 // closes it.
 func (t *talkBack) play(phone string, tr *pion.TrackRemote) {
 	mime := strings.ToLower(tr.Codec().MimeType)
+	t.mu.Lock()
+	t.codec = tr.Codec().MimeType
+	t.mu.Unlock()
 	var dec *opus.Decoder
 	rate := pcmu.Rate
 	switch mime {
@@ -183,4 +190,22 @@ func (t *talkBack) play(phone string, tr *pion.TrackRemote) {
 		}
 		_ = st.Write(pcm, rate)
 	}
+}
+
+// apiState is /api/state's "talkback" (nil without talk-back).
+func (t *talkBack) apiState() *talkBackState {
+	if t == nil {
+		return nil
+	}
+	st := t.state()
+	return &st
+}
+
+// talkMixer is where remote phones' push-to-talk plays: the speaker's
+// mixer, or nil when the box has no speaker (their voice is dropped).
+func (p *speakerPart) talkMixer() talkSpeaker {
+	if p == nil || p.mixer == nil || p.opened.Output == nil {
+		return nil
+	}
+	return p.mixer
 }

@@ -199,8 +199,8 @@ func TestTalkBackPlaysOnSpeaker(t *testing.T) {
 	}
 	st, ms := tb.state(), mixer.State()
 	t.Logf("held: %d frames with sound on the speaker, level %.1f dBFS, sources %v, talk-back %+v", sim.Counts().SoundFrames-before, ms.LevelDBFS, ms.Sources, st)
-	if st.Talking[0] != tokenID[:8] || ms.LevelDBFS < -30 {
-		t.Errorf("while held: talking %v, level %.1f dBFS; want this phone, its voice", st.Talking, ms.LevelDBFS)
+	if st.Talking[0] != tokenID[:8] || ms.LevelDBFS < -30 || st.Codec != "audio/opus" {
+		t.Errorf("while held: talking %v, level %.1f dBFS, codec %q; want this phone, its voice, Opus", st.Talking, ms.LevelDBFS, st.Codec)
 	}
 	rec := sim.Recorded(400 * time.Millisecond)
 	if at, off := goertzelPower(rec, 440, speaker.Rate), goertzelPower(rec, 1000, speaker.Rate); at < 100*off {

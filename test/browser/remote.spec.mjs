@@ -6,6 +6,10 @@
 // 1. A fresh profile opens the page without the credential: "Pair at home first".
 // 2. A fresh profile opens the phone's link: the page keeps the credential,
 //    posts its offer through the hub to the box, and plays the box's H.264.
+// 3. With --state (the box's /api/state, from the box's own machine):
+//    push-to-talk. The page holds its "Hold to talk" button (Chromium's
+//    fake microphone); the box's talk-back and simulated speaker show the
+//    phone's voice; on release the box stops playing.
 // Prints one JSON object per line; the last is {"event":"result",...}.
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,6 +23,7 @@ const { values: opt } = parseArgs({
     spki: { type: 'string' },
     seconds: { type: 'string', default: '4' },
     timeout: { type: 'string', default: '60' },
+    state: { type: 'string' },
   },
 });
 if (!opt.url || !opt.spki) {
@@ -31,6 +36,7 @@ const ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--autoplay-policy=no-user-gesture-required', `--ignore-certificate-errors-spki-list=${opt.spki}`,
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ];
 const profiles = [];
 const contexts = [];
@@ -52,6 +58,57 @@ const guard = setTimeout(async () => {
   await cleanup();
   process.exit(3);
 }, Number(opt.timeout) * 1000);
+
+// boxState reads the box's /api/state (talkback, speaker).
+async function boxState() {
+  const r = await fetch(opt.state);
+  return r.json();
+}
+const talkSources = (st) => ((st.speaker && st.speaker.sources) || []).filter((s) => s.startsWith('talk-back '));
+
+// talk holds the page's button for a while and releases it, following
+// what the box plays.
+async function talk(page) {
+  const out = {};
+  out.talkButtonShown = await page.evaluate(() => !document.getElementById('talk').hidden && window.callboxTalk.ok);
+  if (!out.talkButtonShown) return out;
+  const before = await boxState();
+  out.talkBefore = before.talkback;
+  await page.hover('#talk');
+  const pressed = Date.now();
+  await page.mouse.down();
+  await page.waitForFunction(() => window.callboxTalk.sending || window.callboxTalk.error, null, { timeout: 10000, polling: 20 });
+  out.micError = await page.evaluate(() => window.callboxTalk.error);
+  let st = before;
+  for (;;) {
+    st = await boxState();
+    if (st.talkback && st.talkback.talking.length > 0 && talkSources(st).length > 0) break;
+    if (Date.now() - pressed > 10000) break;
+    await sleep(20);
+  }
+  out.pressToBoxPlayingMs = Date.now() - pressed;
+  await sleep(1500);
+  st = await boxState();
+  out.held = { talkback: st.talkback, speakerFrames: st.speaker && st.speaker.frames, speakerLevelDBFS: st.speaker && st.speaker.level_dbfs, sources: talkSources(st) };
+  out.heldFramesGained = (st.speaker && before.speaker) ? st.speaker.frames - before.speaker.frames : 0;
+  out.heldPacketsGained = st.talkback.packets - before.talkback.packets;
+  await page.mouse.up();
+  const released = Date.now();
+  for (;;) {
+    st = await boxState();
+    if (st.talkback.talking.length === 0 && talkSources(st).length === 0) break;
+    if (Date.now() - released > 10000) break;
+    await sleep(10);
+  }
+  out.releaseToBoxQuietMs = Date.now() - released;
+  const quietPackets = st.talkback.packets;
+  await sleep(500);
+  st = await boxState();
+  out.packetsAfterRelease = st.talkback.packets - quietPackets;
+  out.after = st.talkback;
+  out.pageCounts = await page.evaluate(() => ({ presses: window.callboxTalk.presses, releases: window.callboxTalk.releases, state: document.getElementById('talk').dataset.state }));
+  return out;
+}
 
 try {
   const res = {};
@@ -77,6 +134,7 @@ try {
     return { width: v.videoWidth, height: v.videoHeight, framesDecoded: q.totalVideoFrames, framesDropped: q.droppedVideoFrames,
       message: document.getElementById('msg').textContent, stored: !!localStorage.getItem(Object.keys(localStorage)[0]) };
   }));
+  if (opt.state) Object.assign(res, await talk(p2));
   emit({ event: 'result', ...res });
 } catch (e) {
   emit({ event: 'error', error: String(e && e.stack || e) });

@@ -75,7 +75,7 @@ func TestRemotePageChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "remote.spec.mjs", "--url", link, "--spki", ca.SPKIHash)
+	cmd := exec.CommandContext(ctx, node, "remote.spec.mjs", "--url", link, "--spki", ca.SPKIHash, "--state", base+"/api/state")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -112,6 +112,47 @@ func TestRemotePageChromium(t *testing.T) {
 	}
 	if m, _ := result["message"].(string); m != "live, direct" {
 		t.Errorf("page says %q, want \"live, direct\" (one machine: host candidates)", m)
+	}
+	checkTalkBack(t, result)
+}
+
+// checkTalkBack judges the push-to-talk part of remote.spec.mjs: the
+// button is there on the hub's HTTPS page; held, the box's talk-back
+// hears the phone (Chromium's fake microphone, Opus) and its simulated
+// speaker plays it; released, the box stops within about half a second
+// and hears nothing more.
+func checkTalkBack(t *testing.T, r map[string]any) {
+	t.Helper()
+	if r["talkButtonShown"] != true {
+		t.Fatalf("the hub page (HTTPS, a secure context) shows no push-to-talk button")
+	}
+	if e, _ := r["micError"].(string); e != "" {
+		t.Fatalf("the page could not open the microphone: %s", e)
+	}
+	num := func(k string) float64 { v, _ := r[k].(float64); return v }
+	held, _ := r["held"].(map[string]any)
+	tb, _ := held["talkback"].(map[string]any)
+	t.Logf("push-to-talk: the box played the phone %.0f ms after the press; held 1.5 s more: %.0f packets, %.0f speaker frames, level %v dBFS, sources %v; released: quiet after %.0f ms, %.0f packets after; talk-back %v; page %v",
+		num("pressToBoxPlayingMs"), num("heldPacketsGained"), num("heldFramesGained"), held["speakerLevelDBFS"], held["sources"],
+		num("releaseToBoxQuietMs"), num("packetsAfterRelease"), r["after"], r["pageCounts"])
+	if c, _ := tb["codec"].(string); !strings.EqualFold(c, "audio/opus") {
+		t.Errorf("the phone's microphone came as %q, want Opus", c)
+	}
+	if talking, _ := tb["talking"].([]any); len(talking) != 1 {
+		t.Errorf("while held, the box says %v talk", tb["talking"])
+	}
+	// 1.5 s held (and the time to start): at least 1 s of 20 ms packets.
+	if num("heldPacketsGained") < 50 || num("heldFramesGained") < 50 {
+		t.Errorf("while held: %.0f packets, %.0f speaker frames; want the phone's voice on the speaker", num("heldPacketsGained"), num("heldFramesGained"))
+	}
+	if s, _ := held["sources"].([]any); len(s) != 1 {
+		t.Errorf("speaker sources while held: %v", held["sources"])
+	}
+	if num("releaseToBoxQuietMs") > 1500 {
+		t.Errorf("the box played on for %.0f ms after the release; want about 0.5 s", num("releaseToBoxQuietMs"))
+	}
+	if num("packetsAfterRelease") != 0 {
+		t.Errorf("%.0f packets reached the box after the release", num("packetsAfterRelease"))
 	}
 }
 
