@@ -2,6 +2,7 @@ package webrtc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,11 @@ type ClientOptions struct {
 	// VideoOut, when set, receives every video RTP packet in sequence
 	// order (valid only during the call), as the box sent it.
 	VideoOut func(pkt []byte)
+	// OnFrame, when set, hears each whole H.264 access unit: its RTP
+	// timestamp and arrival time (a phone following the box's S7 moves
+	// joins two sessions' frames by timestamp). It runs under the
+	// client's lock: it must not block nor call the client.
+	OnFrame func(rtpTS uint32, at time.Time)
 }
 
 // Client is a headless WHEP viewer (pion): it receives the box's H.264
@@ -81,6 +87,7 @@ type Client struct {
 	audio     *viewer.Tracker
 	audioOut  func([]byte)
 	videoOut  func([]byte)
+	onFrame   func(uint32, time.Time)
 	audioMime string // the negotiated audio codec
 	dep       *rtph264.Depacketizer
 	decodable uint64
@@ -114,7 +121,7 @@ func Dial(ctx context.Context, whepURL string, opt ClientOptions) (*Client, erro
 	dialStart := time.Now()
 	c := &Client{hc: hc, token: opt.Token, video: viewer.NewTracker(capture.KindVideo, 0),
 		audio: viewer.NewTracker(capture.KindAudio, 0), dep: rtph264.NewDepacketizer(),
-		h264Out: opt.H264Out, audioOut: opt.AudioOut, videoOut: opt.VideoOut, done: make(chan struct{})}
+		h264Out: opt.H264Out, audioOut: opt.AudioOut, videoOut: opt.VideoOut, onFrame: opt.OnFrame, done: make(chan struct{})}
 	ice := opt.ICEServers
 	if opt.TimeProbes > 0 {
 		off, links, err := probeOffset(ctx, hc, whepURL, opt.TimeProbes)
@@ -352,6 +359,9 @@ func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
 		return
 	}
 	c.decodable++
+	if c.onFrame != nil {
+		c.onFrame(binary.BigEndian.Uint32(pkt[4:8]), now)
+	}
 	if au.Keyframe && !c.waitFrom.IsZero() {
 		c.keyWait = append(c.keyWait, now.Sub(c.waitFrom))
 		c.waitFrom = time.Time{}

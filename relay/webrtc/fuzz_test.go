@@ -57,7 +57,7 @@ func FuzzFeedback(f *testing.F) {
 			if i%3 == 0 {
 				k = capture.KindAudio
 			}
-			p.nextTWCC(k, i%7 == 0)
+			p.nextTWCC(k, i%7 == 0, 1200, int64(i)*1e6)
 		}
 		var chunks []rtcp.PacketStatusChunk
 		var list []uint16

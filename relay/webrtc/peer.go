@@ -48,6 +48,21 @@ type peer struct {
 	// lost lists the held ones, oldest first.
 	twLostAt [twccRing]int64
 	lost     []uint16
+	// What the uplink estimate needs (Server.RemoteFeedback): each
+	// packet's size and send time (Unix µs), and the window's sums.
+	twSize   [twccRing]uint16
+	twSentAt [twccRing]int64
+	fb       feedbackSums
+	// baseDelay is the smallest one-way delay (send to arrival, offset
+	// by the clocks' difference) of the last two baseEpoch periods: the
+	// queueing delay is a packet's delay less it.
+	baseDelay [2]int64
+	baseAt    int64
+	// away: a session answered for a phone away from home
+	// (AnswerRemote); uplink: its path leaves the LAN (the phone's
+	// candidate is not a host one), so its copy crosses the uplink.
+	away   bool
+	uplink atomic.Bool
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -58,10 +73,13 @@ type peer struct {
 
 // nextTWCC numbers a packet on the connection's transport-wide sequence
 // and remembers what it carried.
-func (p *peer) nextTWCC(kind capture.Kind, rtx bool) uint16 {
+func (p *peer) nextTWCC(kind capture.Kind, rtx bool, size int, at int64) uint16 {
 	p.twMu.Lock()
 	n := p.twNext
 	p.twNext++
+	p.twSize[n%twccRing] = uint16(min(size, 0xffff))
+	p.twSentAt[n%twccRing] = at / 1e3
+	p.fb.sent += uint64(size)
 	k := uint8(twAudio)
 	switch {
 	case rtx:
@@ -94,11 +112,22 @@ func (p *peer) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	p.twMu.Lock()
 	seq := fb.BaseSequenceNumber
 	left := int(fb.PacketStatusCount)
+	// Arrival times (µs, the receiver's clock): the reference time, then
+	// one delta per packet received, in order.
+	arrival, di := int64(fb.ReferenceTime)*64000, 0
 	status := func(received bool) {
 		defer func() { seq++; left-- }()
+		if received && di < len(fb.RecvDeltas) {
+			arrival += fb.RecvDeltas[di].Delta
+			di++
+			if int16(seq-p.twAcked) > 0 && int16(seq-p.twNext) < 0 && p.twKind[seq%twccRing] != twNone {
+				p.delaySample(arrival-p.twSentAt[seq%twccRing], now)
+			}
+		}
 		if int16(seq-p.twAcked) <= 0 {
 			// Reported before: a packet held as lost that arrived after all.
 			if received && p.twLostAt[seq%twccRing] != 0 {
+				p.fb.delivered += uint64(p.twSize[seq%twccRing])
 				p.twLostAt[seq%twccRing] = 0
 				ack[p.twKind[seq%twccRing]]++
 				p.twKind[seq%twccRing] = twNone
@@ -116,6 +145,8 @@ func (p *peer) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		}
 		p.twAcked = seq
 		if received {
+			p.fb.delivered += uint64(p.twSize[seq%twccRing])
+			p.fb.received++
 			ack[p.twKind[seq%twccRing]]++
 			p.twKind[seq%twccRing] = twNone
 		} else {
@@ -151,6 +182,48 @@ func (p *peer) holdLost(seq uint16, now time.Time) {
 	}
 	p.twLostAt[i] = now.UnixNano()
 	p.lost = append(p.lost, seq)
+	p.fb.lost++
+}
+
+// feedbackSums are one session's transport-wide feedback since the last
+// Server.RemoteFeedback (under twMu).
+type feedbackSums struct {
+	sent, delivered uint64 // bytes
+	received, lost  uint64 // packets
+	// queueSum over queueN packets: the mean queueing delay (µs). A mean,
+	// not a maximum: a keyframe's burst queues for a moment on any link.
+	queueSum, queueN int64
+}
+
+// baseEpoch is how long a minimum of the one-way delay stands: the
+// clocks of box and phone drift apart slowly, and a route may change.
+const baseEpoch = 10 * time.Second
+
+// delaySample notes one packet's one-way delay d (µs, offset by the
+// clocks' difference) (under twMu).
+func (p *peer) delaySample(d int64, now time.Time) {
+	t := now.UnixNano()
+	if t-p.baseAt > int64(baseEpoch) {
+		p.baseDelay[0], p.baseDelay[1], p.baseAt = p.baseDelay[1], d, t
+	}
+	if p.baseDelay[1] == 0 || d < p.baseDelay[1] {
+		p.baseDelay[1] = d
+	}
+	base := p.baseDelay[1]
+	if p.baseDelay[0] != 0 && p.baseDelay[0] < base {
+		base = p.baseDelay[0]
+	}
+	p.fb.queueSum += d - base
+	p.fb.queueN++
+}
+
+// takeFeedback returns the sums since the last call and starts anew.
+func (p *peer) takeFeedback() feedbackSums {
+	p.twMu.Lock()
+	defer p.twMu.Unlock()
+	f := p.fb
+	p.fb = feedbackSums{}
+	return f
 }
 
 // releaseLost acknowledges the lost packets held for lossHold (under twMu).
@@ -271,6 +344,7 @@ func (p *peer) connected() {
 		if tr := rs.Transport(); tr != nil {
 			if pair, err := tr.ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
 				p.srv.countRemote(pair.Remote.Typ.String())
+				p.uplink.Store(p.away && pair.Remote.Typ != pion.ICECandidateTypeHost)
 				p.srv.log.Info("webrtc: connected", "peer", p.id, "remote", pair.Remote.String())
 				break
 			}

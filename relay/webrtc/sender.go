@@ -191,7 +191,7 @@ func (s *sender) writeLocked(pkt []byte, rtx bool, seq uint16) error {
 		s.seq++
 	}
 	if s.twccID != 0 {
-		tw := s.p.nextTWCC(s.kind, rtx)
+		tw := s.p.nextTWCC(s.kind, rtx, len(pkt), s.now)
 		binary.BigEndian.PutUint16(s.twBuf[:], tw)
 		_ = h.SetExtension(s.twccID, s.twBuf[:])
 	}
@@ -221,6 +221,7 @@ func (s *sender) retransmit(seqs []uint16, buf []byte) int {
 		return 0
 	}
 	now := time.Now().UnixNano()
+	s.now = now
 	s.rtxTok = min(rtxBurst, s.rtxTok+float64(now-s.rtxLast)/1e9*rtxPerSecond)
 	s.rtxLast = now
 	n := 0

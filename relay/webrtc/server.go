@@ -67,7 +67,10 @@ type Config struct {
 	// POSTed to Path, sessions live at Path/<id>. The call's relay is
 	// served at "/whep/call" beside the box's own "/whep".
 	Path string
-	Log  *slog.Logger
+	// NAT1To1IPs are public addresses announced instead of the host
+	// candidates' (a hub on a cloud machine behind 1:1 NAT: --public-ip).
+	NAT1To1IPs []string
+	Log        *slog.Logger
 }
 
 // DefaultVideo is the video policy of a WebRTC session. Transport-wide
@@ -175,6 +178,9 @@ func New(r *relay.Relay, cfg Config) (*Server, error) {
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	if cfg.IPFilter != nil {
 		se.SetIPFilter(cfg.IPFilter)
+	}
+	if len(cfg.NAT1To1IPs) > 0 {
+		se.SetNAT1To1IPs(cfg.NAT1To1IPs, pion.ICECandidateTypeHost)
 	}
 	if cfg.UDPPortMin != 0 || cfg.UDPPortMax != 0 {
 		if err := se.SetEphemeralUDPPortRange(cfg.UDPPortMin, cfg.UDPPortMax); err != nil {
@@ -472,7 +478,7 @@ func (s *Server) newPeer(ctx context.Context, remote, offer string, ice []pion.I
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	p := &peer{srv: s, id: hex.EncodeToString(idb[:]), remote: remote, start: time.Now(),
-		done: make(chan struct{}), twAcked: 0xffff}
+		done: make(chan struct{}), twAcked: 0xffff, away: ice != nil}
 	p.video = newSender(p, capture.KindVideo)
 	p.audio = newSender(p, capture.KindAudio)
 	p.owner = opt.Owner
@@ -614,4 +620,52 @@ func (s *Server) Close() error {
 	}
 	s.hist.clear()
 	return nil
+}
+
+// Feedback is the transport-wide congestion feedback of a server's remote
+// sessions (AnswerRemote) since the previous RemoteFeedback: what the box
+// needs to estimate its uplink (peer/box.UplinkEstimator).
+type Feedback struct {
+	// Sessions are the remote sessions whose path leaves the LAN (a
+	// phone on the box's LAN that opened the hub's page does not use the
+	// uplink); the sums are theirs.
+	Sessions        int
+	SentBytes       uint64
+	DeliveredBytes  uint64 // reported received
+	Received, Lost  uint64 // packets
+	QueueDelay      time.Duration
+	RemoteConnected int // every connected remote session, LAN or not
+}
+
+// RemoteFeedback sums the remote sessions' feedback since the last call;
+// QueueDelay is the largest of their mean queueing delays.
+func (s *Server) RemoteFeedback() Feedback {
+	s.mu.Lock()
+	ps := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		if p.away {
+			ps = append(ps, p)
+		}
+	}
+	s.mu.Unlock()
+	var f Feedback
+	for _, p := range ps {
+		fb := p.takeFeedback()
+		if p.video.client.Load() == nil {
+			continue // not connected yet
+		}
+		f.RemoteConnected++
+		if !p.uplink.Load() {
+			continue
+		}
+		f.Sessions++
+		f.SentBytes += fb.sent
+		f.DeliveredBytes += fb.delivered
+		f.Received += fb.received
+		f.Lost += fb.lost
+		if fb.queueN > 0 {
+			f.QueueDelay = max(f.QueueDelay, time.Duration(fb.queueSum/fb.queueN)*time.Microsecond)
+		}
+	}
+	return f
 }

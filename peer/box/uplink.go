@@ -1,0 +1,133 @@
+package box
+
+import (
+	"fmt"
+	"time"
+)
+
+// UplinkEstimator turns the congestion feedback of a box's remote WebRTC
+// clients (transport-wide congestion control: what each client received,
+// what it lost, how much later than sent it arrived) into an estimate of
+// the box's uplink for FanoutPolicy (S7). The configured uplink is a cap:
+// the estimate never exceeds it.
+//
+// The reasoning is a sender's: while the remote copies go through without
+// loss and without their delay growing, the uplink carries them and the
+// estimate is the cap (or, with no cap, at least what was delivered).
+// When they queue (delay grows) or are lost, the uplink is full, and what
+// the clients received in that window is what it carries: the estimate
+// drops to that delivered rate. It climbs back by Recovery per second
+// while the feedback is clean, or while there is none (no remote clients:
+// one copy to the hub's relay gives no WebRTC feedback), up to the cap.
+type UplinkEstimator struct {
+	// CapBps is the configured uplink in bit/s (0: unknown, measured only).
+	CapBps float64
+	// LossLimit is the fraction of lost packets in a window that means
+	// congestion (default 0.05: Wi-Fi loses a little without congestion).
+	LossLimit float64
+	// DelayLimit is the queueing delay (growth of the one-way delay over
+	// its minimum) that means congestion (default 80 ms).
+	DelayLimit time.Duration
+	// Recovery is how fast the estimate climbs back, per second, as a
+	// fraction (default 0.1).
+	Recovery float64
+	// MinBps is the floor of a measured estimate (default 64 kbit/s): a
+	// window with almost nothing delivered says little.
+	MinBps float64
+
+	est       float64
+	last      time.Time
+	congested bool
+	reason    string
+}
+
+// UplinkWindow is the remote clients' feedback over one window, summed
+// over the sessions.
+type UplinkWindow struct {
+	Duration       time.Duration
+	SentBytes      uint64        // RTP payload and headers sent to the remote clients
+	DeliveredBytes uint64        // of those, reported received by their feedback
+	Received, Lost uint64        // packets reported received and lost
+	QueueDelay     time.Duration // the largest queueing delay among the sessions
+	Sessions       int
+}
+
+// UplinkEstimate is the estimator's state after a window.
+type UplinkEstimate struct {
+	Bps          float64 // the estimate (0: unknown)
+	CapBps       float64
+	DeliveredBps float64 // what the window's feedback reported received
+	LossFraction float64
+	QueueDelay   time.Duration
+	Congested    bool
+	Reason       string
+}
+
+// Observe takes one window of feedback at now and returns the estimate.
+func (e *UplinkEstimator) Observe(now time.Time, w UplinkWindow) UplinkEstimate {
+	lossLimit, delayLimit, recovery, minBps := e.LossLimit, e.DelayLimit, e.Recovery, e.MinBps
+	if lossLimit <= 0 {
+		lossLimit = 0.05
+	}
+	if delayLimit <= 0 {
+		delayLimit = 80 * time.Millisecond
+	}
+	if recovery <= 0 {
+		recovery = 0.1
+	}
+	if minBps <= 0 {
+		minBps = 64e3
+	}
+	if e.last.IsZero() {
+		e.est = e.CapBps
+	}
+	dt := now.Sub(e.last).Seconds()
+	if e.last.IsZero() || dt <= 0 || dt > 10 {
+		dt = w.Duration.Seconds()
+	}
+	e.last = now
+	out := UplinkEstimate{CapBps: e.CapBps, QueueDelay: w.QueueDelay}
+	if w.Duration > 0 {
+		out.DeliveredBps = float64(w.DeliveredBytes) * 8 / w.Duration.Seconds()
+	}
+	if n := w.Received + w.Lost; n > 0 {
+		out.LossFraction = float64(w.Lost) / float64(n)
+	}
+	// A window with a few packets says nothing about loss (one lost of
+	// ten is noise), and a window that sent almost nothing cannot fill
+	// any uplink.
+	enough := w.Sessions > 0 && w.Received+w.Lost >= 20 && float64(w.SentBytes)*8/max(w.Duration.Seconds(), 1e-3) >= minBps
+	switch {
+	case enough && out.LossFraction > lossLimit:
+		e.congested, e.reason = true, fmt.Sprintf("%.0f%% of the remote clients' packets lost", out.LossFraction*100)
+	case enough && w.QueueDelay > delayLimit:
+		e.congested, e.reason = true, fmt.Sprintf("the remote clients' delay grew by %d ms", w.QueueDelay.Milliseconds())
+	default:
+		e.congested = false
+	}
+	if e.congested {
+		e.est = max(out.DeliveredBps, minBps)
+	} else {
+		switch {
+		case e.est > 0:
+			e.est *= 1 + recovery*dt
+		case enough:
+			e.est = out.DeliveredBps // no cap: what got through is a floor
+		}
+		if enough && out.DeliveredBps > e.est {
+			e.est = out.DeliveredBps
+		}
+		e.reason = "no congestion in the remote clients' feedback"
+		if w.Sessions == 0 {
+			e.reason = "no remote WebRTC clients: climbing back to the cap"
+		}
+	}
+	if e.CapBps > 0 && e.est > e.CapBps {
+		e.est = e.CapBps
+		if !e.congested {
+			e.reason = "the configured uplink (no congestion seen below it)"
+		}
+	}
+	out.Bps, out.Congested, out.Reason = e.est, e.congested, e.reason
+	return out
+}
