@@ -136,6 +136,9 @@ func cmdHub(args []string) int {
 	if *turnURLs != "" {
 		cfg.TURNURLs = strings.Split(*turnURLs, ",")
 	}
+	if *publicIP != "" {
+		cfg.PublicIPs = []string{*publicIP} // phones on the fan-out relay reach the hub there
+	}
 	h, err := hub.New(cfg)
 	if err != nil {
 		log.Error("callbox hub", "err", err)

@@ -82,7 +82,7 @@ func (a *appliance) wire() {
 	a.media = &mediaPart{cfg: applianceMediaConfig(a.cfg), h264: h264Config(a.cfg), log: a.log.With("part", "media"), sink: a.relay, board: a.board,
 		echo: a.speaker}
 	a.peer = &peerPart{cfg: a.cfg.Call, name: a.cfg.Name, relayCfg: relayConfig(a.cfg.Relay),
-		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net, phones: a.relay,
+		log: a.log.With("part", "peer"), mux: a.mux, board: a.board, media: a.media, net: a.net, phones: a.relay, uplink: a.relay,
 		speaker: a.speaker}
 	a.page = &pagePart{mdnsName: a.mdnsName, boxName: a.cfg.Name, httpAddr: a.cfg.HTTP, log: a.log, mux: a.mux}
 	a.outputs = newOutputsPart(a.cfg, a.log.With("part", "outputs"), a.mux, a.board, a.relay, a.media, a.page)
@@ -90,6 +90,7 @@ func (a *appliance) wire() {
 	// Remote phones' push-to-talk plays on the speaker's mixer.
 	a.peer.talk = newTalkBack(a.speaker.talkMixer, a.log.With("part", "talkback"))
 	a.board.talk = a.peer.talk
+	a.board.remote = a.peer // S7 for remote phones on /api/state
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 	// The outputs' gate stands in front of the board's pairing check, for
 	// the relay and for the tokens a pairing hands out: RTSP Digest needs

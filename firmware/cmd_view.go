@@ -51,6 +51,12 @@ type viewSummary struct {
 	SetupMs      float64 `json:"setup_ms,omitempty"`
 	FirstFrameMs float64 `json:"first_frame_ms,omitempty"`
 	Path         string  `json:"path,omitempty"`
+	// WebRTC to a hub's phone endpoint: where the media came from last
+	// (direct or hub), each S7 move, and the longest wait between two
+	// whole frames as shown (across a move too).
+	Mode          string     `json:"mode,omitempty"`
+	Moves         []viewMove `json:"moves,omitempty"`
+	MaxFrameGapMs float64    `json:"max_frame_gap_ms,omitempty"`
 }
 
 func cmdView(args []string) int {

@@ -64,6 +64,10 @@ type boardAPIState struct {
 	// TalkBack is remote phones' push-to-talk on the speaker
 	// (docs/webrtc.md, "Talk-back").
 	TalkBack *talkBackState `json:"talkback,omitempty"`
+	// Remote is S7 for phones away from home: the uplink estimate, the
+	// remote phones, and whether they take one copy from the hub's relay
+	// (docs/peer.md, "S7 in the appliance"); absent without a hub.
+	Remote *remoteAPIState `json:"remote,omitempty"`
 }
 
 // boardCallState is /api/state's "call": idle, calling (also while a lost
@@ -139,6 +143,7 @@ func (p *boardPart) state(token string, local bool) boardAPIState {
 		Video:     p.videoState(),
 		Speaker:   p.speakerState(),
 		TalkBack:  p.talk.apiState(),
+		Remote:    p.remoteState(),
 	}
 }
 
@@ -150,6 +155,13 @@ func (p *boardPart) speakerState() *speakerAPIState {
 		return nil
 	}
 	return p.speaker.state()
+}
+
+func (p *boardPart) remoteState() *remoteAPIState {
+	if p.remote == nil {
+		return nil
+	}
+	return p.remote.remoteState()
 }
 
 func (p *boardPart) videoState() *media.VideoChoice {

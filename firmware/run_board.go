@@ -44,6 +44,7 @@ type boardPart struct {
 	video   boardVideo   // nil: not shown
 	speaker boardSpeaker // nil: not shown
 	talk    *talkBack    // remote phones' push-to-talk; nil: not shown
+	remote  boardRemote  // S7 for phones away from home; nil: not shown
 
 	box       *board.Box
 	sim       *board.Sim // nil on real hardware
@@ -92,6 +93,12 @@ type boardRelay interface {
 // boardVideo is what the board shows of the video codec on /api/state.
 type boardVideo interface {
 	videoChoice() media.VideoChoice
+}
+
+// boardRemote is what the board shows of S7 for remote phones on
+// /api/state (run_fanout.go); nil when the box has no hub.
+type boardRemote interface {
+	remoteState() *remoteAPIState
 }
 
 // boardCalls is what the board shows of calls on /api/state.

@@ -52,6 +52,10 @@ type peerPart struct {
 	phones remoteAnswerer
 	// talk plays remote phones' push-to-talk (run_talkback.go).
 	talk *talkBack
+	// uplink is the relay's side of S7 for remote phones; fanout decides
+	// (run_fanout.go), nil without a hub.
+	uplink remoteUplink
+	fanout *remoteFanout
 	// remoteSessions are the remote phones' sessions by the hub's request
 	// ID (run_remote.go).
 	remoteMu       sync.Mutex
@@ -210,7 +214,29 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.ctx = ctx
 	p.mu.Unlock()
 	p.startRegister()
+	if p.uplink != nil {
+		f := newRemoteFanout(p.uplink, p.hubURL, p.dir, p.cfg.UplinkKbps, p.log.With("s7", "remote phones"))
+		p.mu.Lock()
+		p.fanout = f
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			f.run(ctx)
+		}()
+	}
 	return nil
+}
+
+// remoteState is /api/state's "remote" (nil without a hub).
+func (p *peerPart) remoteState() *remoteAPIState {
+	p.mu.Lock()
+	f := p.fanout
+	p.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.apiState()
 }
 
 // startRegister registers with the hub in the background (register).

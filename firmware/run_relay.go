@@ -37,6 +37,9 @@ type relayPart struct {
 	ln   net.Listener
 	done chan error
 	ptr  atomic.Pointer[relay.Relay]
+	// The bytes of what one WebRTC phone receives at full rate: H.264,
+	// and Opus or PCMU (S7's stream bitrate, run_fanout.go).
+	h264Bytes, opusBytes, pcmuBytes atomic.Uint64
 }
 
 // relayConfig is the relay's configuration from the file's [relay] keys
@@ -120,8 +123,47 @@ func (p *relayPart) stop() {
 func (p *relayPart) Publish(b capture.Burst) {
 	if r := p.ptr.Load(); r != nil {
 		r.Publish(b)
+		if len(b.Packets) > 0 && len(b.Packets[0]) > 1 {
+			var c *atomic.Uint64
+			switch b.Packets[0][1] & 0x7f {
+			case capture.PayloadTypeH264:
+				c = &p.h264Bytes
+			case capture.PayloadTypeOpus:
+				c = &p.opusBytes
+			case capture.PayloadTypePCMU:
+				c = &p.pcmuBytes
+			}
+			if c != nil {
+				n := 0
+				for _, pkt := range b.Packets {
+					n += len(pkt)
+				}
+				c.Add(uint64(n))
+			}
+		}
 	}
 }
+
+// streamBytes is what one WebRTC phone would have received so far at
+// full rate: the H.264 video and the audio codec it gets.
+func (p *relayPart) streamBytes() uint64 {
+	audio := p.pcmuBytes.Load()
+	if r := p.ptr.Load(); r != nil && r.PublishingOpus() {
+		audio = p.opusBytes.Load()
+	}
+	return p.h264Bytes.Load() + audio
+}
+
+// remoteFeedback is the remote phones' congestion feedback (run_fanout.go).
+func (p *relayPart) remoteFeedback() rwebrtc.Feedback {
+	if p.whep == nil {
+		return rwebrtc.Feedback{}
+	}
+	return p.whep.RemoteFeedback()
+}
+
+// liveRelay is the relay, nil before start and after stop.
+func (p *relayPart) liveRelay() *relay.Relay { return p.ptr.Load() }
 
 // Viewers is the number of connected clients (for the board's LED).
 func (p *relayPart) Viewers() int {

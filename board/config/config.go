@@ -158,6 +158,8 @@ type Call struct {
 	AutoAnswer bool
 	// RingTimeout ends an unanswered incoming call (shown as missed).
 	RingTimeout time.Duration
+	// UplinkKbps caps the uplink the box measures for S7 (0: measured only).
+	UplinkKbps int
 }
 
 // Profiles lists the accepted values of board.profile.

@@ -130,6 +130,8 @@ var Keys = []Key{
 		false, func(c *Config) *bool { return &c.Call.AutoAnswer }),
 	durationKey("call.ring_timeout", "ring-timeout", "how long an incoming call rings before it ends as missed",
 		30*time.Second, 5*time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.Call.RingTimeout }),
+	intKey("call.uplink_kbps", "uplink-kbps", "the home's uplink in kbit/s, the cap of what the box measures from its remote phones' feedback; past 80% of it the remote phones take one copy from the hub's relay instead of one each from the box (S7, [peer.md](peer.md#s7-in-the-appliance)); `0`: measured only",
+		0, 0, 10_000_000, func(c *Config) *int { return &c.Call.UplinkKbps }),
 
 	// [rtsp]
 	stringKey("rtsp.listen", "rtsp", "RTSP server address; the stream is `rtsp://<box>:8554/live`; `\"\"`: RTSP off",

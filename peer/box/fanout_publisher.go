@@ -3,6 +3,7 @@ package box
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -98,4 +99,40 @@ func (p *FanoutPublisher) BytesSent() uint64 {
 // Close ends the publication (the hub closes the relay and its receivers).
 func (p *FanoutPublisher) Close() error {
 	return p.conn.Close(websocket.StatusNormalClosure, "done")
+}
+
+// SendControl sends a control message to the hub's relay (where the
+// box's phones should take the media: proto.FanoutControl.Phones).
+func (p *FanoutPublisher) SendControl(ctx context.Context, c proto.FanoutControl) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("peer: publish control: %w", err)
+	}
+	return nil
+}
+
+// ReadControl reads the hub's control messages (keyframe requests, the
+// phones' sessions on its relay) and hands each to f until the
+// connection ends; it returns why. Run it once per publisher: the
+// connection's close and ping frames are read here too.
+func (p *FanoutPublisher) ReadControl(ctx context.Context, f func(proto.FanoutControl)) error {
+	for {
+		typ, b, err := p.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			continue
+		}
+		c, err := proto.ParseFanoutControl(b)
+		if err != nil {
+			continue // a newer hub's message: nothing for this box
+		}
+		f(c)
+	}
 }

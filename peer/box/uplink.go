@@ -25,8 +25,9 @@ type UplinkEstimator struct {
 	// LossLimit is the fraction of lost packets in a window that means
 	// congestion (default 0.05: Wi-Fi loses a little without congestion).
 	LossLimit float64
-	// DelayLimit is the queueing delay (growth of the one-way delay over
-	// its minimum) that means congestion (default 80 ms).
+	// DelayLimit is the standing queue (the smallest growth of the one-way
+	// delay over its minimum during a window: a queue that never drained)
+	// that means congestion (default 50 ms).
 	DelayLimit time.Duration
 	// Recovery is how fast the estimate climbs back, per second, as a
 	// fraction (default 0.1).
@@ -48,7 +49,7 @@ type UplinkWindow struct {
 	SentBytes      uint64        // RTP payload and headers sent to the remote clients
 	DeliveredBytes uint64        // of those, reported received by their feedback
 	Received, Lost uint64        // packets reported received and lost
-	QueueDelay     time.Duration // the largest queueing delay among the sessions
+	QueueDelay     time.Duration // the largest standing queue among the sessions (each one's smallest queueing delay in the window)
 	Sessions       int
 }
 
@@ -70,7 +71,7 @@ func (e *UplinkEstimator) Observe(now time.Time, w UplinkWindow) UplinkEstimate 
 		lossLimit = 0.05
 	}
 	if delayLimit <= 0 {
-		delayLimit = 80 * time.Millisecond
+		delayLimit = 50 * time.Millisecond
 	}
 	if recovery <= 0 {
 		recovery = 0.1

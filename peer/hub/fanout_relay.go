@@ -17,6 +17,7 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/peer/proto"
 	"github.com/callbox/callbox/relay"
+	rwebrtc "github.com/callbox/callbox/relay/webrtc"
 	"github.com/coder/websocket"
 )
 
@@ -39,6 +40,9 @@ type FanoutRelay struct {
 
 	mu    sync.Mutex
 	rooms map[string]*fanoutRoom
+	// phones is where each box's phones away from home take its media
+	// (phone_fanout.go).
+	phones phoneMedia
 }
 
 type fanoutRoom struct {
@@ -46,6 +50,9 @@ type fanoutRoom struct {
 	pub   *relay.Publisher
 	token string
 	addr  string // the publisher's source address (AddrKey)
+	// whep serves the box's phones away from home from this relay while
+	// the box says so (phone_fanout.go).
+	whep *rwebrtc.Server
 }
 
 // NewFanoutRelay serves S7 relays for boxes registered with hub (whose
@@ -54,7 +61,9 @@ func NewFanoutRelay(hub *Hub, log *slog.Logger) *FanoutRelay {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &FanoutRelay{hub: hub, log: log, rooms: map[string]*fanoutRoom{}}
+	f := &FanoutRelay{hub: hub, log: log, rooms: map[string]*fanoutRoom{}}
+	hub.fanout = f
+	return f
 }
 
 // Close ends every relay.
@@ -124,10 +133,11 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 		err = f.hub.VerifyHello(&hello)
 	}
 	addr := AddrKey(r.RemoteAddr)
-	if err == nil && !f.hub.HasPairing(hello.Box) {
-		// The relay carries a box's media to its paired boxes: a box
-		// without a pairing has no receivers, and the hub is no free relay.
-		err = fmt.Errorf("%w: %s has no pairing; fan-out is for paired boxes", proto.ErrNotPaired, hello.Box)
+	if err == nil && !f.hub.HasPairing(hello.Box) && !f.phones.recent(hello.Box) {
+		// The relay carries a box's media to its paired boxes, or to its
+		// phones away from home: a box with neither has no receivers, and
+		// the hub is no free relay.
+		err = fmt.Errorf("%w: %s has no pairing and no phone away from home; fan-out is for paired boxes and phones", proto.ErrNotPaired, hello.Box)
 	}
 	if err == nil {
 		f.mu.Lock()
@@ -166,6 +176,19 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 		room.relay.Close()
 		return
 	}
+	if room.whep, err = f.newPhoneWHEP(room.relay, hello.Box); err != nil {
+		f.log.Warn("fan-out: no WebRTC for phones", "box", hello.Box, "err", err)
+		room.relay.Close()
+		return
+	}
+	// A phone joining the hub's relay needs a keyframe: the box makes one.
+	keyReq := make(chan struct{}, 1)
+	room.pub.OnKeyframeRequest(func() {
+		select {
+		case keyReq <- struct{}{}:
+		default:
+		}
+	})
 	f.mu.Lock()
 	if old := f.rooms[hello.Box]; old != nil {
 		old.relay.Close() // a box publishes once; a new connection replaces the old
@@ -178,6 +201,8 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 			delete(f.rooms, hello.Box)
 		}
 		f.mu.Unlock()
+		f.phones.set(hello.Box, proto.PhonesDirect, false)
+		room.whep.Close()
 		room.relay.Close()
 	}()
 	ans, _ := json.Marshal(proto.Message{Type: proto.TypeFanout, Box: hello.Box, Token: room.token, URL: "/v1/fanout/" + hello.Box + "/ws/"})
@@ -185,11 +210,28 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.log.Info("fan-out publisher", "box", hello.Box, "remote", r.RemoteAddr)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go f.phoneControl(cctx, c, room, keyReq)
 	pkts := make([][]byte, 0, 64)
+	wantHub := false
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
 			return
+		}
+		if typ == websocket.MessageText {
+			ctl, err := proto.ParseFanoutControl(msg)
+			if err != nil {
+				f.log.Warn("fan-out: bad control message", "box", hello.Box, "err", err)
+				continue
+			}
+			if ctl.Phones != "" {
+				wantHub = ctl.Phones == proto.PhonesHub
+				f.log.Info("fan-out: the box moves its phones", "box", hello.Box, "to", ctl.Phones)
+				f.phones.set(hello.Box, ctl.Phones, room.relay.Publishing(capture.CodecH264))
+			}
+			continue
 		}
 		if typ != websocket.MessageBinary {
 			continue
@@ -201,6 +243,10 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := room.pub.Publish(burst); err != nil && !errors.Is(err, relay.ErrClosed) {
 			f.log.Warn("fan-out: burst refused", "box", hello.Box, "err", err)
+		}
+		if wantHub && burst.Kind == capture.KindVideo {
+			// The phones are told to come once there is video to give them.
+			f.phones.set(hello.Box, proto.PhonesHub, true)
 		}
 	}
 }

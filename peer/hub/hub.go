@@ -54,8 +54,12 @@ type Config struct {
 	// DrainPeriod spreads the disconnections of Drain, so the boxes do not
 	// all reconnect to the other instances at the same instant (default 5 s).
 	DrainPeriod time.Duration
-	Now         func() time.Time
-	Log         *slog.Logger
+	// PublicIPs are announced as the hub's WebRTC host candidates to
+	// phones on its fan-out relay (a cloud machine behind 1:1 NAT);
+	// none: its interfaces' addresses.
+	PublicIPs []string
+	Now       func() time.Time
+	Log       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -108,6 +112,9 @@ type Hub struct {
 	checked, rejected, matched atomic.Int64 // pairing joins on this instance (PairingStats)
 
 	phones phoneWaits // phone offers waiting for their box's answer (phone.go)
+	// fanout is the S7 fan-out relay (NewFanoutRelay), which also serves
+	// phones away from home when their box moves them there.
+	fanout *FanoutRelay
 }
 
 // Session is one box's authenticated connection. Send delivers a message to

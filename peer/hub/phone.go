@@ -234,6 +234,8 @@ func (h *Hub) servePhone(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "POST, OPTIONS")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		}
+	case len(parts) >= 2 && (parts[1] == "media" || parts[1] == "hub"):
+		h.servePhoneFanout(w, r, box, parts[1:]) // S7: phone_fanout.go
 	case len(parts) == 3 && parts[1] == "whep":
 		w.Header().Set("Allow", "DELETE")
 		if r.Method != http.MethodDelete {

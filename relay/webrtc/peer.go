@@ -190,9 +190,11 @@ func (p *peer) holdLost(seq uint16, now time.Time) {
 type feedbackSums struct {
 	sent, delivered uint64 // bytes
 	received, lost  uint64 // packets
-	// queueSum over queueN packets: the mean queueing delay (µs). A mean,
-	// not a maximum: a keyframe's burst queues for a moment on any link.
-	queueSum, queueN int64
+	// queueMin is the smallest queueing delay (µs) of the queueN packets
+	// reported: a queue that never drained in the window. Not a mean nor
+	// a maximum: a keyframe's burst queues for a moment on any link, and
+	// drains; an uplink that cannot carry the copies never does.
+	queueMin, queueN int64
 }
 
 // baseEpoch is how long a minimum of the one-way delay stands: the
@@ -213,7 +215,9 @@ func (p *peer) delaySample(d int64, now time.Time) {
 	if p.baseDelay[0] != 0 && p.baseDelay[0] < base {
 		base = p.baseDelay[0]
 	}
-	p.fb.queueSum += d - base
+	if q := d - base; p.fb.queueN == 0 || q < p.fb.queueMin {
+		p.fb.queueMin = q
+	}
 	p.fb.queueN++
 }
 

@@ -638,7 +638,8 @@ type Feedback struct {
 }
 
 // RemoteFeedback sums the remote sessions' feedback since the last call;
-// QueueDelay is the largest of their mean queueing delays.
+// QueueDelay is the largest of their standing queues (each session's
+// smallest queueing delay in the window).
 func (s *Server) RemoteFeedback() Feedback {
 	s.mu.Lock()
 	ps := make([]*peer, 0, len(s.peers))
@@ -664,7 +665,7 @@ func (s *Server) RemoteFeedback() Feedback {
 		f.Received += fb.received
 		f.Lost += fb.lost
 		if fb.queueN > 0 {
-			f.QueueDelay = max(f.QueueDelay, time.Duration(fb.queueSum/fb.queueN)*time.Microsecond)
+			f.QueueDelay = max(f.QueueDelay, time.Duration(fb.queueMin)*time.Microsecond)
 		}
 	}
 	return f

@@ -29,20 +29,23 @@ type phoneCase struct {
 	build func(l *lab) string // builds the phone's side, returns its namespace
 	want  string              // the phone's remote candidate type: host, direct (srflx/prflx) or relay
 	first float64             // first whole frame target, ms from the phone's start
+	// s7: then three phones behind the same NAT pass the box's uplink
+	// (S7 in the appliance, s7_test.go).
+	s7 bool
 }
 
 var phoneCases = []phoneCase{
-	{"phone-lan", func(l *lab) string { l.host("hP", "natA", 1, 3); return "hP" }, "host", 1000},
+	{"phone-lan", func(l *lab) string { l.host("hP", "natA", 1, 3); return "hP" }, "host", 1000, false},
 	{"phone-cone", func(l *lab) string {
 		l.router("natB", "198.51.100.2", 2, false)
 		l.host("hP", "natB", 2, 2)
 		return "hP"
-	}, "direct", 1000},
+	}, "direct", 1000, true},
 	{"phone-symmetric", func(l *lab) string {
 		l.router("natB", "198.51.100.2", 2, true)
 		l.host("hP", "natB", 2, 2)
 		return "hP"
-	}, "relay", 3000},
+	}, "relay", 3000, false},
 }
 
 // TestNATLabRemotePhone: per case, the phone's path, its first whole
@@ -64,7 +67,11 @@ func TestNATLabRemotePhone(t *testing.T) {
 			const boxHTTP = "10.201.1.2:8080"
 			boxCmd := l.start("hA", io.Discard, "run", "--http", boxHTTP, "--mdns-name", "", "--relay", "",
 				"--data", filepath.Join(l.dir, "box"), "--camera", "synthetic", "--mic", "synthetic", "--board", "sim",
-				"--codec", "h264", "--hub", "wss://"+hubIP+":8443/v1/ws")
+				"--codec", "h264", "--hub", "wss://"+hubIP+":8443/v1/ws",
+				// S7 (s7_test.go): a 4 Mbit/s uplink, a stream of about
+				// 1.1 Mbit/s: three copies pass 80% of it, two fit in the
+				// hysteresis band's lower edge (64%).
+				"--uplink-kbps", "4000", "--bitrate", s7Bitrate, "--gop", s7GOP)
 			lan := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
 				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 					return dialInNetns(l.pfx+"hA", network, addr)
@@ -154,6 +161,9 @@ func TestNATLabRemotePhone(t *testing.T) {
 			}
 			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.0f | %d / %d | %d | %d | %d |",
 				tc.name, s.Path, s.SetupMs, s.FirstFrameMs, s.Whole, s.Incomplete, s.Audio.Packets, steady, total))
+			if tc.s7 {
+				testS7(t, l, lan, "http://"+boxHTTP, token, u+"/whep", cred)
+			}
 		})
 	}
 	host, _ := os.Hostname()
