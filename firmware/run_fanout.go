@@ -34,6 +34,9 @@ type remoteUplink interface {
 // fanoutWindow is how often the feedback is summed and the policy asked.
 const fanoutWindow = 500 * time.Millisecond
 
+// streamMarks windows make the span the stream's bitrate is measured over (4 s).
+const streamMarks = 9
+
 // fanoutSettle is how long a decision stands: the phones are moving (a
 // new session, a keyframe), and their count on each side is in flux.
 const fanoutSettle = 3 * time.Second
@@ -106,26 +109,28 @@ func (f *remoteFanout) run(ctx context.Context) {
 	t := time.NewTicker(fanoutWindow)
 	defer t.Stop()
 	defer f.stopHub()
-	lastBytes, last := f.up.streamBytes(), time.Now()
-	streamBps := 0.0
+	// The stream's bitrate over the last 4 s (streamMarks): a 500 ms window
+	// holds one or two keyframes of a short GOP, which is ±30%.
+	type mark struct {
+		at    time.Time
+		bytes uint64
+	}
+	marks := make([]mark, 0, streamMarks+1)
+	marks = append(marks, mark{time.Now(), f.up.streamBytes()})
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			dt := now.Sub(last)
-			b := f.up.streamBytes()
-			if dt > 0 {
-				sample := float64(b-lastBytes) * 8 / dt.Seconds()
-				if streamBps == 0 {
-					streamBps = sample
-				} else {
-					// A window holds 7 or 8 frames of 15 fps and a GOP's
-					// keyframe now and then: average over a few.
-					streamBps = 0.7*streamBps + 0.3*sample
-				}
+			dt := now.Sub(marks[len(marks)-1].at)
+			marks = append(marks, mark{now, f.up.streamBytes()})
+			if len(marks) > streamMarks {
+				marks = append(marks[:0], marks[1:]...)
 			}
-			lastBytes, last = b, now
+			streamBps := 0.0
+			if first := marks[0]; now.After(first.at) {
+				streamBps = float64(marks[len(marks)-1].bytes-first.bytes) * 8 / now.Sub(first.at).Seconds()
+			}
 			f.step(ctx, now, dt, streamBps)
 		}
 	}

@@ -122,7 +122,7 @@ func (p *phoneMedia) wait(ctx context.Context, box string, v uint64) PhoneMedia 
 // phones: the same WebRTC transport and per-client policy as the box's
 // own (the hub checks the credential before it passes a request on).
 func (f *FanoutRelay) newPhoneWHEP(r *relay.Relay, box string) (*rwebrtc.Server, error) {
-	return rwebrtc.New(r, rwebrtc.Config{NAT1To1IPs: f.hub.cfg.PublicIPs, MaxPeers: 64,
+	return rwebrtc.New(r, rwebrtc.Config{NAT1To1IPs: f.hub.cfg.PublicIPs, MaxPeers: 64, Path: "/box/" + box + "/hub/whep",
 		Log: f.log.With("fanout-phones", box)})
 }
 
