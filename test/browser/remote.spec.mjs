@@ -10,6 +10,9 @@
 //    push-to-talk. The page holds its "Hold to talk" button (Chromium's
 //    fake microphone); the box's talk-back and simulated speaker show the
 //    phone's voice; on release the box stops playing.
+// 4. With --box and --token (the box's base URL, the phone's LAN token):
+//    the phone is unpaired on the box (DELETE /api/phones/<id>): the
+//    page's picture stops, and reloaded, it is told to pair at home.
 // Prints one JSON object per line; the last is {"event":"result",...}.
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -24,6 +27,8 @@ const { values: opt } = parseArgs({
     seconds: { type: 'string', default: '4' },
     timeout: { type: 'string', default: '60' },
     state: { type: 'string' },
+    box: { type: 'string' },
+    token: { type: 'string' },
   },
 });
 if (!opt.url || !opt.spki) {
@@ -110,6 +115,32 @@ async function talk(page) {
   return out;
 }
 
+// unpair removes this phone on the box and follows the page.
+async function unpair(page) {
+  const out = {};
+  const auth = { Authorization: `Bearer ${opt.token}` };
+  const list = await (await fetch(`${opt.box}/api/phones`, { headers: auth })).json();
+  const me = (list.phones || []).find((p) => p.this);
+  if (!me) return { unpairError: `this phone is not in ${JSON.stringify(list)}` };
+  const frames = () => page.evaluate(() => document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames);
+  const t0 = Date.now();
+  const r = await fetch(`${opt.box}/api/phones/${me.id}`, { method: 'DELETE', headers: auth });
+  out.unpairAnswer = { status: r.status, ...(await r.json()) };
+  // The picture stops: no new frame for a second.
+  let last = await frames(); let since = Date.now();
+  while (Date.now() - since < 1000 && Date.now() - t0 < 15000) {
+    await sleep(50);
+    const n = await frames();
+    if (n !== last) { last = n; since = Date.now(); }
+  }
+  out.unpairedFramesStopMs = since - t0;
+  await page.reload();
+  await page.waitForFunction(() => /Pair at home first/.test(document.getElementById('msg').textContent), null, { timeout: 15000 });
+  out.unpairedReloadMessage = await page.textContent('#msg');
+  out.unpairedTalkHidden = await page.evaluate(() => document.getElementById('talk').hidden);
+  return out;
+}
+
 try {
   const res = {};
   const bare = opt.url.split('#')[0];
@@ -135,6 +166,7 @@ try {
       message: document.getElementById('msg').textContent, stored: !!localStorage.getItem(Object.keys(localStorage)[0]) };
   }));
   if (opt.state) Object.assign(res, await talk(p2));
+  if (opt.box && opt.token) Object.assign(res, await unpair(p2));
   emit({ event: 'result', ...res });
 } catch (e) {
   emit({ event: 'error', error: String(e && e.stack || e) });

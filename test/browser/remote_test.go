@@ -75,7 +75,7 @@ func TestRemotePageChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "remote.spec.mjs", "--url", link, "--spki", ca.SPKIHash, "--state", base+"/api/state")
+	cmd := exec.CommandContext(ctx, node, "remote.spec.mjs", "--url", link, "--spki", ca.SPKIHash, "--state", base+"/api/state", "--box", base, "--token="+token) // = : a token may start with "-"
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -114,6 +114,35 @@ func TestRemotePageChromium(t *testing.T) {
 		t.Errorf("page says %q, want \"live, direct\" (one machine: host candidates)", m)
 	}
 	checkTalkBack(t, result)
+	checkUnpaired(t, result)
+}
+
+// checkUnpaired judges the unpairing part of remote.spec.mjs: unpaired on
+// the box, the phone's remote session ends at once (its picture stops)
+// and its credential no longer works (the reloaded page says to pair).
+func checkUnpaired(t *testing.T, r map[string]any) {
+	t.Helper()
+	if e, ok := r["unpairError"]; ok {
+		t.Fatalf("unpairing: %v", e)
+	}
+	ans, _ := r["unpairAnswer"].(map[string]any)
+	stop, _ := r["unpairedFramesStopMs"].(float64)
+	t.Logf("unpaired on the box: %v; the hub page's last frame %.0f ms after; reloaded: %q", ans, stop, r["unpairedReloadMessage"])
+	if ans["status"] != float64(200) {
+		t.Fatalf("DELETE /api/phones/<id>: %v", ans)
+	}
+	if n, _ := ans["sessions_ended"].(float64); n < 1 {
+		t.Errorf("unpairing ended %v sessions; want the remote page's", ans["sessions_ended"])
+	}
+	if stop > 2000 {
+		t.Errorf("the page's picture went on for %.0f ms after the unpairing", stop)
+	}
+	if m, _ := r["unpairedReloadMessage"].(string); !strings.Contains(m, "Pair at home first") {
+		t.Errorf("reloaded after the unpairing, the page says %q", m)
+	}
+	if r["unpairedTalkHidden"] != true {
+		t.Error("the push-to-talk button is shown to an unpaired phone")
+	}
 }
 
 // checkTalkBack judges the push-to-talk part of remote.spec.mjs: the
