@@ -135,10 +135,18 @@ try {
   result.callRect = await rect((await pageB.evaluate(() => window.callboxStats.callPath)) === 'webrtc' ? '#callrtc' : '#callvideo');
   result.ownRect = await rect('#stage');
   result.callInfo = await pageB.textContent('#callinfo');
+  // The frame rate drawn on B's page over 2 s, beside what box B received
+  // from A in the call meanwhile (/api/call's last: the call's own figures).
+  const boxCall = async (u) => (await (await fetch(new URL('/api/call', u))).json()).last || {};
   const f0 = await pageB.evaluate(() => window.callboxStats.callFramesDrawn);
+  const b0 = await boxCall(opt.other);
   const tf = Date.now();
   await new Promise((r) => setTimeout(r, 2000));
   result.callFps = ((await pageB.evaluate(() => window.callboxStats.callFramesDrawn)) - f0) * 1000 / (Date.now() - tf);
+  const b1 = await boxCall(opt.other);
+  const a1 = await boxCall(opt.url);
+  result.boxCall = { receivedFps: ((b1.frames_received || 0) - (b0.frames_received || 0)) * 1000 / (Date.now() - tf),
+    videoReceived: b1.video_received, step: a1.step, keyRequestsAtA: a1.keyframe_requests, lost: b1.frames_lost };
   await pageB.click('#callview'); // a tap: sound (autoplay rules)
   await pageB.waitForFunction(() => window.callboxStats.callAudioRunning, null, { timeout: ms }).catch(() => {});
   result.callAudioRunning = await pageB.evaluate(() => window.callboxStats.callAudioRunning);
