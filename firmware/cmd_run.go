@@ -91,6 +91,7 @@ func (a *appliance) wire() {
 	a.peer.talk = newTalkBack(a.speaker.talkMixer, a.log.With("part", "talkback"))
 	a.board.talk = a.peer.talk
 	a.board.remote = a.peer // S7 for remote phones on /api/state
+	a.peer.phoneHashes = a.board.pairedHashes
 	a.update = &updatePart{opts: a.updateOpts, log: a.log.With("part", "update"), mux: a.mux, board: a.board}
 	// The outputs' gate stands in front of the board's pairing check, for
 	// the relay and for the tokens a pairing hands out: RTSP Digest needs

@@ -118,6 +118,15 @@ func viewWebRTC(ctx context.Context, whepURL, token string, live io.Writer) (vie
 		sum.KeyframeWaitsMs = append(sum.KeyframeWaitsMs, float64(w.Microseconds())/1000)
 	}
 	f.mu.Lock()
+	for i := range f.moves {
+		mv := &f.moves[i]
+		from, to := time.UnixMilli(mv.LearnedMs), time.UnixMilli(mv.FirstFrameMs).Add(time.Second)
+		for _, g := range f.gaps {
+			if !g.at.Before(from) && !g.at.After(to) {
+				mv.MaxGapMs = max(mv.MaxGapMs, float64(g.d.Microseconds())/1000)
+			}
+		}
+	}
 	sum.Moves, sum.Mode = f.moves, f.mode
 	sum.MaxFrameGapMs = float64(f.maxGap.Microseconds()) / 1000
 	f.mu.Unlock()
@@ -132,10 +141,13 @@ type viewMove struct {
 	Mode string `json:"mode"` // where the media comes from now: direct (the box) or hub
 	// LearnedMs: the hub said so; FirstFrameMs: the new session's first
 	// whole frame, when the old one was let go.
-	LearnedMs    int64  `json:"learned_ms"`
-	FirstFrameMs int64  `json:"first_frame_ms"`
-	Path         string `json:"path,omitempty"`
-	Error        string `json:"error,omitempty"`
+	LearnedMs    int64 `json:"learned_ms"`
+	FirstFrameMs int64 `json:"first_frame_ms"`
+	// MaxGapMs is the longest wait between two frames shown from the
+	// moment the hub said so to a second after the old session went.
+	MaxGapMs float64 `json:"max_gap_ms"`
+	Path     string  `json:"path,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // hubPhoneRE matches a hub's phone endpoint path.
@@ -173,7 +185,23 @@ type webrtcFollower struct {
 	haveTS bool
 	lastAt time.Time
 	maxGap time.Duration
+	// gaps are the waits longer than slowFrame, by the time they ended:
+	// each move's own (viewMove.MaxGapMs) is told apart from the box's
+	// stalls at other times.
+	gaps []frameGap
 }
+
+type frameGap struct {
+	at time.Time
+	d  time.Duration
+}
+
+// slowFrame is a wait between frames worth remembering (two frames at 30
+// fps are 67 ms); maxGaps bounds the list.
+const (
+	slowFrame = 50 * time.Millisecond
+	maxGaps   = 4096
+)
 
 func (f *webrtcFollower) current() *rwebrtc.Client {
 	f.mu.Lock()
@@ -188,7 +216,11 @@ func (f *webrtcFollower) frame(ts uint32, at time.Time) {
 		return // shown already, from the other session
 	}
 	if f.haveTS {
-		f.maxGap = max(f.maxGap, at.Sub(f.lastAt))
+		d := at.Sub(f.lastAt)
+		f.maxGap = max(f.maxGap, d)
+		if d > slowFrame && len(f.gaps) < maxGaps {
+			f.gaps = append(f.gaps, frameGap{at, d})
+		}
 	}
 	f.lastTS, f.lastAt, f.haveTS = ts, at, true
 }

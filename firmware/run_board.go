@@ -535,6 +535,20 @@ func (p *boardPart) dataDir() string { return p.dir }
 
 // authorizeHash accepts the hash of a paired phone's token (a phone away
 // from home presents its credential, which names the hash).
+// pairedHashes are the paired phones' token IDs (hex SHA-256): the hub's
+// fan-out relay admits only these (run_fanout.go).
+func (p *boardPart) pairedHashes() []string {
+	if p.box == nil {
+		return nil
+	}
+	ts := p.box.Phones()
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.Hash)
+	}
+	return out
+}
+
 func (p *boardPart) authorizeHash(hash string) error {
 	if p.box == nil {
 		return errBoardNotStarted

@@ -3,6 +3,8 @@ package firmware
 import (
 	"context"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,9 @@ type remoteFanout struct {
 	log    *slog.Logger
 	policy box.FanoutPolicy
 	est    box.UplinkEstimator
+	// phones lists the token IDs of the phones paired now: the hub's
+	// relay admits only these (proto.FanoutControl.Allowed).
+	phones func() []string
 
 	mu       sync.Mutex
 	mode     box.FanoutMode
@@ -84,12 +89,13 @@ type remoteFanout struct {
 	state    remoteAPIState
 	switched time.Time
 	leaving  time.Time // moved back to direct: publishing until the hub is empty
+	allowed  string    // the list last sent to the hub, sorted and joined
 }
 
-func newRemoteFanout(up remoteUplink, hubURL, dir string, capKbps int, log *slog.Logger) *remoteFanout {
+func newRemoteFanout(up remoteUplink, phones func() []string, hubURL, dir string, capKbps int, log *slog.Logger) *remoteFanout {
 	// Back to direct copies below 64% of the uplink (80% less a band of
 	// 20%): two phones of a stream that made three pass 80% are at 53%.
-	f := &remoteFanout{up: up, hubURL: hubURL, dir: dir, log: log, policy: box.FanoutPolicy{Hysteresis: 0.2}}
+	f := &remoteFanout{up: up, hubURL: hubURL, dir: dir, log: log, phones: phones, policy: box.FanoutPolicy{Hysteresis: 0.2}}
 	f.est.CapBps = float64(capKbps) * 1e3
 	f.state = remoteAPIState{Mode: proto.PhonesDirect, UplinkCapKbps: capKbps}
 	return f
@@ -161,7 +167,11 @@ func (f *remoteFanout) step(ctx context.Context, now time.Time, dt time.Duration
 	}
 	leaving := !f.leaving.IsZero() && mode == box.FanoutDirect &&
 		(hubView == 0 || now.Sub(f.leaving) > fanoutLinger)
+	pub := f.pub
 	f.mu.Unlock()
+	if pub != nil {
+		f.sendAllowed(ctx, pub) // a phone unpaired meanwhile is cut off at the hub too
+	}
 	if leaving {
 		f.stopHub()
 	}
@@ -247,6 +257,13 @@ func (f *remoteFanout) publish(ctx context.Context) (*box.FanoutPublisher, error
 	if err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	f.allowed = "\x00" // nothing sent on this connection yet
+	f.mu.Unlock()
+	if err := f.sendAllowed(ctx, pub); err != nil {
+		pub.Close()
+		return nil, err
+	}
 	pctx, stop := context.WithCancel(ctx)
 	video := &hubCopy{kind: capture.KindVideo, pub: pub, ctx: pctx, sent: &f.hubBytes}
 	audio := &hubCopy{kind: capture.KindAudio, pub: pub, ctx: pctx, sent: &f.hubBytes}
@@ -298,6 +315,34 @@ func (f *remoteFanout) publish(ctx context.Context) (*box.FanoutPublisher, error
 	}()
 	f.log.Info("S7: publishing one copy to the hub's relay")
 	return pub, nil
+}
+
+// sendAllowed tells the hub which phones are paired, when that changed.
+func (f *remoteFanout) sendAllowed(ctx context.Context, pub *box.FanoutPublisher) error {
+	ids := []string{}
+	if f.phones != nil {
+		ids = f.phones()
+	}
+	sort.Strings(ids)
+	key := strings.Join(ids, ",")
+	f.mu.Lock()
+	same := key == f.allowed
+	f.mu.Unlock()
+	if same {
+		return nil
+	}
+	if len(ids) > proto.MaxFanoutPhones {
+		ids = ids[len(ids)-proto.MaxFanoutPhones:]
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pub.SendControl(sctx, proto.FanoutControl{Allowed: ids, AllowedSet: true}); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.allowed = key
+	f.mu.Unlock()
+	return nil
 }
 
 // stopHub ends the publication to the hub, if any.

@@ -56,6 +56,8 @@ type peerPart struct {
 	// (run_fanout.go), nil without a hub.
 	uplink remoteUplink
 	fanout *remoteFanout
+	// phoneHashes lists the paired phones' token IDs (the board's).
+	phoneHashes func() []string
 	// remoteSessions are the remote phones' sessions by the hub's request
 	// ID (run_remote.go).
 	remoteMu       sync.Mutex
@@ -215,7 +217,7 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.mu.Unlock()
 	p.startRegister()
 	if p.uplink != nil {
-		f := newRemoteFanout(p.uplink, p.hubURL, p.dir, p.cfg.UplinkKbps, p.log.With("s7", "remote phones"))
+		f := newRemoteFanout(p.uplink, p.phoneHashes, p.hubURL, p.dir, p.cfg.UplinkKbps, p.log.With("s7", "remote phones"))
 		p.mu.Lock()
 		p.fanout = f
 		p.mu.Unlock()

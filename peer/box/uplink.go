@@ -16,7 +16,9 @@ import (
 // estimate is the cap (or, with no cap, at least what was delivered).
 // When they queue (delay grows) or are lost, the uplink is full, and what
 // the clients received in that window is what it carries: the estimate
-// drops to that delivered rate. It climbs back by Recovery per second
+// drops toward that delivered rate: by at most 15% a window, and only
+// after two windows in a row said so (a phone's busy CPU delays and drops
+// packets too, for a moment). It climbs back by Recovery per second
 // while the feedback is clean, or while there is none (no remote clients:
 // one copy to the hub's relay gives no WebRTC feedback), up to the cap.
 type UplinkEstimator struct {
@@ -40,6 +42,7 @@ type UplinkEstimator struct {
 	last      time.Time
 	congested bool
 	reason    string
+	signals   int // consecutive windows with a congestion signal
 }
 
 // UplinkWindow is the remote clients' feedback over one window, summed
@@ -98,16 +101,28 @@ func (e *UplinkEstimator) Observe(now time.Time, w UplinkWindow) UplinkEstimate 
 	// ten is noise), and a window that sent almost nothing cannot fill
 	// any uplink.
 	enough := w.Sessions > 0 && w.Received+w.Lost >= 20 && float64(w.SentBytes)*8/max(w.Duration.Seconds(), 1e-3) >= minBps
+	signal := ""
 	switch {
 	case enough && out.LossFraction > lossLimit:
-		e.congested, e.reason = true, fmt.Sprintf("%.0f%% of the remote clients' packets lost", out.LossFraction*100)
+		signal = fmt.Sprintf("%.0f%% of the remote clients' packets lost", out.LossFraction*100)
 	case enough && w.QueueDelay > delayLimit:
-		e.congested, e.reason = true, fmt.Sprintf("the remote clients' delay grew by %d ms", w.QueueDelay.Milliseconds())
-	default:
-		e.congested = false
+		signal = fmt.Sprintf("the remote clients' packets queue for %d ms", w.QueueDelay.Milliseconds())
 	}
+	if signal != "" {
+		e.signals++
+	} else {
+		e.signals = 0
+	}
+	e.congested = e.signals >= 2
 	if e.congested {
-		e.est = max(out.DeliveredBps, minBps)
+		e.reason = signal
+		floor := 0.85 * e.est
+		if e.est <= 0 {
+			floor = 0
+		}
+		e.est = max(out.DeliveredBps, floor, minBps)
+	} else if signal != "" {
+		e.reason = "a congestion signal, once: " + signal
 	} else {
 		switch {
 		case e.est > 0:

@@ -116,6 +116,25 @@ func TestUplinkEstimator(t *testing.T) {
 		}
 	})
 
+	t.Run("one bad window is not congestion", func(t *testing.T) {
+		// A phone's CPU stalls for a moment: half its packets late or lost.
+		e := UplinkEstimator{CapBps: 4 * mbit}
+		l := &link{bps: 10 * mbit, maxQueue: 64 << 10}
+		e.Observe(at(1), l.window(2*mbit, w, 2))
+		bad := UplinkWindow{Duration: w, SentBytes: 125000, DeliveredBytes: 60000, Received: 50, Lost: 50, Sessions: 2}
+		if got := e.Observe(at(2), bad); got.Congested || got.Bps != 4*mbit {
+			t.Errorf("after one bad window: %+v, want the cap still", got)
+		}
+		if got := e.Observe(at(3), l.window(2*mbit, w, 2)); got.Congested || got.Bps != 4*mbit {
+			t.Errorf("after a good one: %+v", got)
+		}
+		// Two in a row are, and cost at most 15%.
+		e.Observe(at(4), bad)
+		if got := e.Observe(at(5), bad); !got.Congested || !near(got.Bps, 3.4*mbit) {
+			t.Errorf("after two bad windows: %+v, want congested at 85%% of the cap", got)
+		}
+	})
+
 	t.Run("a window too small to judge changes nothing", func(t *testing.T) {
 		e := UplinkEstimator{CapBps: 4 * mbit}
 		got := e.Observe(at(1), UplinkWindow{Duration: w, SentBytes: 3000, DeliveredBytes: 1200, Received: 1, Lost: 2, Sessions: 1})

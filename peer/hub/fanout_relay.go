@@ -53,6 +53,10 @@ type fanoutRoom struct {
 	// whep serves the box's phones away from home from this relay while
 	// the box says so (phone_fanout.go).
 	whep *rwebrtc.Server
+	// allowed are the token IDs of the phones paired with the box now
+	// (proto.FanoutControl.Allowed; under FanoutRelay.mu); nil until the
+	// box sends its list: no phone is admitted before.
+	allowed map[string]bool
 }
 
 // NewFanoutRelay serves S7 relays for boxes registered with hub (whose
@@ -225,6 +229,9 @@ func (f *FanoutRelay) publish(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				f.log.Warn("fan-out: bad control message", "box", hello.Box, "err", err)
 				continue
+			}
+			if ctl.AllowedSet {
+				f.setAllowed(hello.Box, room, ctl.Allowed)
 			}
 			if ctl.Phones != "" {
 				wantHub = ctl.Phones == proto.PhonesHub

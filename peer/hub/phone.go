@@ -421,6 +421,7 @@ var phonePageTmpl = template.Must(template.New("phone").Parse(`<!doctype html>
 #talk{font-size:1.2em;padding:.8em 2em;border-radius:2em;border:0;background:#2a6;color:#fff;touch-action:none;user-select:none;-webkit-user-select:none}#talk[data-state=talking]{background:#c33}#talk[hidden]{display:none}</style>
 </head><body>
 <video id="v" autoplay playsinline muted controls></video>
+<video id="vnext" autoplay playsinline muted style="position:absolute;width:2px;height:2px;opacity:0;pointer-events:none"></video>
 <div id="msg">connecting…</div>
 <button id="talk" type="button" hidden data-state="idle">Hold to talk</button>
 <script>
@@ -468,31 +469,76 @@ var callboxTalk = (function(){
   function pairFirst(){ document.getElementById("v").style.display="none"; document.getElementById("talk").hidden = true;
     msg.textContent = "This phone is not paired with this box. Pair at home first: open the box's page on its Wi-Fi, pair, then use its \"away from home\" link."; }
   if (!cred) { pairFirst(); return; }
-  var pc = new RTCPeerConnection({iceServers: stun.length ? [{urls: stun}] : []});
-  pc.addTransceiver("video", {direction: "recvonly"});
-  callboxTalk.attach(pc.addTransceiver("audio", {direction: callboxTalk.ok ? "sendrecv" : "recvonly"}).sender);
-  pc.ontrack = function(e){ var v=document.getElementById("v"); if (!v.srcObject) v.srcObject = new MediaStream(); v.srcObject.addTrack(e.track); };
-  // The path, as the badge: media through the hub's TURN relay is still
-  // DTLS-SRTP between this phone and the box (the hub forwards ciphertext).
-  function showPath(){ pc.getStats().then(function(st){ var pair = null;
+  // Where the media is (S7, docs/peer.md): the box's own copy ("direct"),
+  // or, when its uplink cannot carry a copy per phone, the hub's fan-out
+  // relay ("hub"). The hub says so on a long poll; a move is
+  // make-before-break: the new session plays in a hidden element until
+  // its first frame, then takes the screen and the old one is let go.
+  var v = document.getElementById("v"), next = document.getElementById("vnext");
+  var cur = null, mode = "", ver = 0, auth = {"Authorization": "Bearer " + cred};
+  window.callboxS7 = {mode: "", moves: []};
+  if (callboxTalk.ok) callboxTalk.attach({replaceTrack: function(t){ return cur ? cur.audio.replaceTrack(t) : Promise.resolve(); }});
+  function session(path, talk){
+    var s = {pc: new RTCPeerConnection({iceServers: stun.length ? [{urls: stun}] : []}), stream: new MediaStream(), resource: ""};
+    s.pc.addTransceiver("video", {direction: "recvonly"});
+    s.audio = s.pc.addTransceiver("audio", {direction: talk ? "sendrecv" : "recvonly"}).sender;
+    s.pc.ontrack = function(e){ s.stream.addTrack(e.track); };
+    s.pc.onconnectionstatechange = function(){ if (s !== cur) return;
+      if (s.pc.connectionState === "connected") setTimeout(function(){ showPath(s); }, 200);
+      else if (s.pc.connectionState !== "connecting") msg.textContent = s.pc.connectionState; };
+    s.ready = s.pc.createOffer().then(function(o){ return s.pc.setLocalDescription(o); }).then(function(){
+      return new Promise(function(ok){ if (s.pc.iceGatheringState === "complete") return ok();
+        s.pc.onicegatheringstatechange = function(){ if (s.pc.iceGatheringState === "complete") ok(); };
+        setTimeout(ok, 3000); });
+    }).then(function(){
+      return fetch(path, {method: "POST", headers: {"Content-Type": "application/sdp", "Authorization": auth.Authorization}, body: s.pc.localDescription.sdp});
+    }).then(function(r){
+      if (r.status === 401) { localStorage.removeItem(key); pairFirst(); throw null; }
+      if (r.status !== 201) return r.text().then(function(t){ throw new Error(t || r.status); });
+      s.resource = r.headers.get("Location") || "";
+      return r.text();
+    }).then(function(sdp){ return s.pc.setRemoteDescription({type: "answer", sdp: sdp}); });
+    return s;
+  }
+  function bye(s){ s.pc.close(); if (s.resource) fetch(s.resource, {method: "DELETE", headers: auth}).catch(function(){}); }
+  // firstFrame resolves once el has shown a frame of s's video.
+  function firstFrame(s, el){ el.srcObject = s.stream; var p = el.play(); if (p) p.catch(function(){});
+    return new Promise(function(ok, fail){ var t0 = Date.now();
+      (function check(){ var q = el.getVideoPlaybackQuality && el.getVideoPlaybackQuality();
+        if (el.videoWidth > 0 && (!q || q.totalVideoFrames > 0)) return ok();
+        if (Date.now() - t0 > 10000) return fail(new Error("no picture from the new path"));
+        setTimeout(check, 30); })(); }); }
+  // The path, as the badge. Through the hub's TURN relay the media is still
+  // DTLS-SRTP between this phone and the box (the hub forwards ciphertext);
+  // through the hub's fan-out relay the hub decrypts and re-encrypts it: it
+  // could see it (docs/security.md).
+  function showPath(s){ if (mode === "hub") { msg.textContent = "live, via hub (one copy through the hub's relay, which can see it)"; msg.dataset.path = "hub"; return; }
+    s.pc.getStats().then(function(st){ if (s !== cur) return; var pair = null;
     st.forEach(function(r){ if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
     var loc = pair && st.get(pair.localCandidateId), rem = pair && st.get(pair.remoteCandidateId);
     var relayed = (loc && loc.candidateType === "relay") || (rem && rem.candidateType === "relay");
     msg.textContent = pair ? (relayed ? "live, via the hub's relay (encrypted end to end)" : "live, direct") : "live";
     msg.dataset.path = pair ? (relayed ? "relay" : "direct") : ""; }); }
-  pc.onconnectionstatechange = function(){ if (pc.connectionState === "connected") { msg.textContent = "live"; setTimeout(showPath, 200); } else msg.textContent = pc.connectionState; };
-  pc.createOffer().then(function(o){ return pc.setLocalDescription(o); }).then(function(){
-    return new Promise(function(ok){ if (pc.iceGatheringState === "complete") return ok();
-      pc.onicegatheringstatechange = function(){ if (pc.iceGatheringState === "complete") ok(); };
-      setTimeout(ok, 3000); });
-  }).then(function(){
-    return fetch("/box/" + box + "/whep", {method: "POST", headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + cred}, body: pc.localDescription.sdp});
-  }).then(function(r){
-    if (r.status === 401) { localStorage.removeItem(key); pairFirst(); throw null; }
-    if (r.status !== 201) return r.text().then(function(t){ throw new Error(t || r.status); });
-    return r.text();
-  }).then(function(sdp){ return pc.setRemoteDescription({type: "answer", sdp: sdp}); })
-  .catch(function(e){ if (e) msg.textContent = "could not connect: " + e.message; });
+  function move(to, path){ var t0 = Date.now();
+    // Talk-back goes to the box only: not through the hub's fan-out relay.
+    var s = session(path, to !== "hub" && callboxTalk.ok);
+    return s.ready.then(function(){ return firstFrame(s, cur ? next : v); }).then(function(){
+      var old = cur; cur = s; mode = to; window.callboxS7.mode = to;
+      window.callboxS7.moves.push({mode: to, ms: Date.now() - t0});
+      if (old) { v.srcObject = s.stream; v.play().catch(function(){}); next.srcObject = null; bye(old); }
+      document.getElementById("talk").hidden = to === "hub" || !callboxTalk.ok;
+      showPath(s);
+    }, function(e){ bye(s); throw e; }); }
+  (function poll(){
+    fetch("/box/" + box + "/media?v=" + ver, {headers: auth}).then(function(r){
+      if (r.status === 401) { localStorage.removeItem(key); pairFirst(); throw null; }
+      if (!r.ok) throw new Error("hub: " + r.status);
+      return r.json();
+    }).then(function(m){ ver = m.v; if (m.mode === mode) return;
+      return move(m.mode, m.whep).catch(function(e){ if (e === null) throw e; ver = 0;
+        msg.textContent = "could not connect: " + (e && e.message); return new Promise(function(ok){ setTimeout(ok, 1000); }); });
+    }).then(poll, function(e){ if (e !== null) setTimeout(poll, 2000); });
+  })();
 })();
 </script></body></html>
 `))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +124,37 @@ func (p *phoneMedia) wait(ctx context.Context, box string, v uint64) PhoneMedia 
 // own (the hub checks the credential before it passes a request on).
 func (f *FanoutRelay) newPhoneWHEP(r *relay.Relay, box string) (*rwebrtc.Server, error) {
 	return rwebrtc.New(r, rwebrtc.Config{NAT1To1IPs: f.hub.cfg.PublicIPs, MaxPeers: 64, Path: "/box/" + box + "/hub/whep",
-		Log: f.log.With("fanout-phones", box)})
+		// A session belongs to the phone whose credential opened it (its
+		// token ID), so a phone the box unpairs is cut off (setAllowed).
+		Owner: func(cred string) string { id, _, _ := strings.Cut(cred, "."); return id },
+		Log:   f.log.With("fanout-phones", box)})
+}
+
+// setAllowed takes the box's list of paired phones and ends the sessions
+// of those no longer on it.
+func (f *FanoutRelay) setAllowed(box string, room *fanoutRoom, ids []string) {
+	next := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		next[id] = true
+	}
+	f.mu.Lock()
+	prev := room.allowed
+	room.allowed = next
+	f.mu.Unlock()
+	for id := range prev {
+		if !next[id] {
+			if n := room.whep.CloseOwner(id, "unpaired by the box"); n > 0 {
+				f.log.Info("fan-out: a phone the box unpaired was cut off", "box", box, "phone", id[:8], "sessions", n)
+			}
+		}
+	}
+}
+
+// admits reports whether the box lists phone as paired.
+func (f *FanoutRelay) admits(room *fanoutRoom, phone string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return room.allowed[phone]
 }
 
 // phoneControl tells the box, on its publish connection, how many phones
@@ -188,7 +219,8 @@ func (h *Hub) servePhoneFanout(w http.ResponseWriter, r *http.Request, box strin
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if _, code, err := h.phoneCredential(r, box); err != nil {
+	cred, code, err := h.phoneCredential(r, box)
+	if err != nil {
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
 		}
@@ -209,6 +241,12 @@ func (h *Hub) servePhoneFanout(w http.ResponseWriter, r *http.Request, box strin
 	if room == nil {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the box is not publishing to the hub: use /box/"+box+"/whep", http.StatusServiceUnavailable)
+		return
+	}
+	if !f.admits(room, cred.TokenID) {
+		// Signed by the box, but the box no longer lists it (unpaired).
+		w.Header().Set("WWW-Authenticate", `Bearer realm="callbox"`)
+		http.Error(w, "unpaired: pair at home first", http.StatusUnauthorized)
 		return
 	}
 	room.whep.ServeHTTP(w, r)
