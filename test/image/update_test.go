@@ -369,6 +369,7 @@ func fileSHA(t testing.TB, path string) [32]byte { return sha(t, path) }
 // partition's files (pairings) survive all of it.
 func TestUpdateRAUC(t *testing.T) {
 	testenv.Short(t)
+	t.Parallel() // see vmParallel
 	requireImageTools(t)
 	work := t.TempDir()
 	key, cert := signingPair(t, work, "callbox project")

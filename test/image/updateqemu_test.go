@@ -35,6 +35,7 @@ import (
 // has them built in).
 func TestUpdateQEMU(t *testing.T) {
 	testenv.Short(t)
+	t.Parallel() // see vmParallel
 	requireImageTools(t)
 	for _, p := range []string{"qemu-system-aarch64", "apt-get", "apt-cache", "dpkg-deb", "dpkg", "readelf", "depmod", "modprobe", "cpio", "gzip", "rauc", "mksquashfs", "timeout"} {
 		testenv.LookPath(t, p)
@@ -382,7 +383,9 @@ func debClosure(t *testing.T, cache, dir string, pkgs []string) {
 		if len(fetch) > 0 {
 			cmd := exec.Command("apt-get", append([]string{"download"}, fetch...)...)
 			cmd.Dir = filepath.Join(cache, "debs")
-			cmd.Run() // debRoot below says what is missing
+			debMu.Lock() // the other VM tests fill the same cache
+			cmd.Run()    // debRoot below says what is missing
+			debMu.Unlock()
 		}
 		for _, p := range queue {
 			if !done[p] {

@@ -35,8 +35,10 @@ echo "CHECK reset FAIL still running 240 s after the hang"
 // check, and a system where nothing pets the watchdog any more (the daemon
 // itself stopped) gets reset by the hardware.
 func TestWatchdogResetsHungBox(t *testing.T) {
+	t.Parallel() // see vmParallel
 	for _, hang := range []string{"callbox", "system"} {
 		t.Run(hang, func(t *testing.T) {
+			t.Parallel()
 			g := startGuest(t, guestOptions{
 				selftest: "HANG=" + hang + "\n" + guestWatchdog,
 				modules:  []string{"i6300esb"},
