@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/callbox/callbox/board"
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/integrations/homeassistant"
@@ -95,7 +96,7 @@ func (p *outputsPart) start(ctx context.Context) error {
 	p.mux.Handle("GET "+snapshot.Path, p.snap)
 
 	if addr := p.rtspCfg.Listen; addr != "" && p.relay.current() != nil {
-		s, err := rtsp.New(rtsp.Config{Addr: addr, UDPPort: p.rtspCfg.UDPPort, Relay: p.relay.current(), Gate: p.gate, Log: p.log})
+		s, err := rtsp.New(rtsp.Config{Addr: addr, UDPPort: p.rtspCfg.UDPPort, Relay: p.relay.current(), Gate: p.gate, Owner: pairing.Hash, Log: p.log})
 		if err != nil {
 			// A taken port must not stop the box: the page and the relay
 			// still work. Say so.

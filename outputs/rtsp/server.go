@@ -59,6 +59,10 @@ type Config struct {
 	Relay *relay.Relay
 	// Gate checks tokens; nil or open admits everyone.
 	Gate *access.Gate
+	// Owner names the phone a token belongs to (relay.Config.Owner): a
+	// reader's relay sessions carry its token's, so unpairing that phone
+	// ends them (relay.DisconnectOwner). Nil: none.
+	Owner func(token string) string
 	// Publisher, when set, lets one RTSP client publish to the path
 	// (ANNOUNCE/RECORD) into the relay as this publisher. The appliance
 	// leaves it nil; the benchmark uses it so that the same load harness
@@ -220,6 +224,7 @@ type readerState struct {
 	udps    []*udpMedia // for RTCP reports
 	started bool
 	closed  bool
+	owner   string // the token's owner, from PLAY (Config.Owner)
 }
 
 // media is a reader's media kind as a relay client.
@@ -255,30 +260,37 @@ func (s *Server) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
 // password, any user name; Basic against the pairing registry, Digest
 // against the tokens the gate knows in clear.
 func (s *Server) authorized(sc *gortsplib.ServerConn, req *base.Request) bool {
+	_, ok := s.authorizedToken(sc, req)
+	return ok
+}
+
+// authorizedToken is authorized, and the token that passed ("" when the
+// gate is open).
+func (s *Server) authorizedToken(sc *gortsplib.ServerConn, req *base.Request) (string, bool) {
 	if s.cfg.Gate.Open() {
-		return true
+		return "", true
 	}
 	// Makes gortsplib create this connection's Digest nonce, which its 401
 	// answer announces; the password cannot match.
 	sc.VerifyCredentials(req, "callbox", "\x00")
 	var a headers.Authorization
 	if err := a.Unmarshal(req.Header["Authorization"]); err != nil {
-		return false
+		return "", false
 	}
 	switch a.Method {
 	case headers.AuthMethodBasic:
-		return s.cfg.Gate.Check(a.BasicPass) == nil
+		return a.BasicPass, s.cfg.Gate.Check(a.BasicPass) == nil
 	case headers.AuthMethodDigest:
 		if a.Username == "" {
-			return false
+			return "", false
 		}
 		for _, tok := range s.cfg.Gate.Known() {
 			if sc.VerifyCredentials(req, a.Username, tok) {
-				return true
+				return tok, true
 			}
 		}
 	}
-	return false
+	return "", false
 }
 
 var errAuth = liberrors.ErrServerAuth{}
@@ -318,12 +330,18 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 }
 
 func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	if !s.authorized(ctx.Conn, ctx.Request) {
+	tok, ok := s.authorizedToken(ctx.Conn, ctx.Request)
+	if !ok {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, errAuth
 	}
 	// A UDP reader's RTCP is its liveness (udpMedia). gortsplib wants the
 	// callback set before the session plays.
 	rs := readerOf(ctx.Session)
+	if s.cfg.Owner != nil && tok != "" {
+		rs.mu.Lock()
+		rs.owner = s.cfg.Owner(tok)
+		rs.mu.Unlock()
+	}
 	ctx.Session.OnPacketRTCPAny(func(*description.Media, rtcp.Packet) {
 		rs.mu.Lock()
 		udps := rs.udps
@@ -419,7 +437,7 @@ func (s *Server) play(ss *gortsplib.ServerSession, rs *readerState, sock *sockCo
 			udps = append(udps, u)
 			c = u
 		}
-		var opt relay.AttachOptions
+		opt := relay.AttachOptions{Owner: rs.owner}
 		if m.kind == capture.KindVideo {
 			s.mu.Lock()
 			opt.Codec = s.codec // the codec the reader's description announced

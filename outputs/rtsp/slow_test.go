@@ -127,3 +127,37 @@ func TestStalledReaderCut(t *testing.T) {
 		t.Errorf("stalled reader's connection ended with %v, want a reset", err)
 	}
 }
+
+// TestUnpairedReaderCut: a reader's relay sessions carry its token's
+// owner (Config.Owner), so unpairing that phone (relay.DisconnectOwner)
+// ends its video and audio at once; another owner's unpairing does not.
+func TestUnpairedReaderCut(t *testing.T) {
+	testenv.Short(t)
+	b := startBox(t, boxOptions{owner: func(tok string) string { return "owner-" + tok }})
+	r := dialReader(t, b.url, readerOptions{user: "nvr", token: testToken})
+	deadline := time.Now().Add(10 * time.Second)
+	for v, _ := r.summary(); v.Whole < 5; v, _ = r.summary() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader got %d whole frames", v.Whole)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := b.relay.DisconnectOwner("owner-someone-else", "unpaired"); n != 0 {
+		t.Fatalf("another phone's unpairing ended %d sessions", n)
+	}
+	if n := b.relay.DisconnectOwner("owner-"+testToken, "unpaired"); n != 2 {
+		t.Fatalf("unpairing ended %d sessions, want the reader's video and audio", n)
+	}
+	for b.relay.Viewers() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b.relay.Viewers() != 0 {
+		t.Fatal("the unpaired reader still gets media")
+	}
+	v, _ := r.summary()
+	time.Sleep(300 * time.Millisecond)
+	if after, _ := r.summary(); after.Whole > v.Whole+1 {
+		t.Errorf("frames went on after the cut: %d -> %d", v.Whole, after.Whole)
+	}
+	t.Logf("reader had %d whole frames before it was cut", v.Whole)
+}

@@ -57,6 +57,7 @@ type boxOptions struct {
 	width, height int
 	fps           int
 	quality       int
+	owner         func(token string) string // Config.Owner
 }
 
 func startBox(t testing.TB, o boxOptions) *box {
@@ -82,7 +83,7 @@ func startBox(t testing.TB, o boxOptions) *box {
 		}
 	}
 	r := relay.New(relay.Config{}, testLog(t))
-	cfg := Config{Addr: "127.0.0.1:0", Relay: r, Gate: gate, Log: testLog(t)}
+	cfg := Config{Addr: "127.0.0.1:0", Relay: r, Gate: gate, Owner: o.owner, Log: testLog(t)}
 	if o.udp {
 		cfg.UDPPort = freeUDPPair(t)
 	}
