@@ -17,6 +17,9 @@ type Reference interface {
 	// Read fills dst with the samples that left the speaker from at on,
 	// continuing from the previous Read; resynced reports a new alignment.
 	Read(dst []int16, at time.Time) (resynced bool)
+	// Realign makes the next Read align by its time afresh: the
+	// microphone lost samples.
+	Realign()
 }
 
 // DefaultLead is how far ahead of the microphone chunk's capture time the
@@ -43,14 +46,15 @@ type StageConfig struct {
 // canceller's state outlives a source (a replugged microphone is wrapped
 // again): the room stays the same. One wrapped source reads at a time.
 type Stage struct {
-	cfg    StageConfig
-	out    []int16
-	frame  int // samples per chunk at cfg.Rate
-	ref    []int16
-	micDn  *pcmu.Resampler // cfg.Rate to the canceller's, and back
-	refDn  *pcmu.Resampler
-	outUp  *pcmu.Resampler
-	lowOut []int16
+	cfg     StageConfig
+	lastSeq uint64
+	out     []int16
+	frame   int // samples per chunk at cfg.Rate
+	ref     []int16
+	micDn   *pcmu.Resampler // cfg.Rate to the canceller's, and back
+	refDn   *pcmu.Resampler
+	outUp   *pcmu.Resampler
+	lowOut  []int16
 
 	mu    sync.Mutex
 	stats StageStats
@@ -143,6 +147,10 @@ func (s *Stage) process(ctx context.Context, src capture.AudioSource) (capture.A
 		s.out = make([]int16, n)
 	}
 	ref, out := s.ref, s.out
+	if s.lastSeq != 0 && c.Seq != s.lastSeq+1 {
+		s.cfg.Far.Realign() // the microphone lost chunks: the count is off
+	}
+	s.lastSeq = c.Seq
 	resynced := s.cfg.Far.Read(ref, c.CaptureTime.Add(s.cfg.Lead))
 	if s.micDn == nil {
 		if err := s.cfg.Canceller.Process(c.Samples, ref, out); err != nil {

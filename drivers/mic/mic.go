@@ -34,6 +34,18 @@ type Stream interface {
 	Close() error
 }
 
+// TimedStream is a Stream that knows when the device captured what Read
+// returns (PortAudio's callback has the ADC time). Without it a chunk's
+// capture time is taken when Read returns, which is late by however long
+// the chunk waited for a reader that fell behind: fine for pictures and
+// lip sync, too coarse for the speaker's echo cancellation, which aligns
+// the microphone with what the speaker played by these times.
+type TimedStream interface {
+	Stream
+	// ReadTimed is Read, and the wall-clock time of buf's first sample.
+	ReadTimed(buf []int16) (at time.Time, overflowed bool, err error)
+}
+
 // Backend opens capture streams. The PortAudio backend is the real one;
 // mictest.Backend is a fake.
 type Backend interface {
@@ -154,8 +166,21 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 			return capture.AudioChunk{}, err
 		}
 	}
-	over, err := m.stream.Read(m.buf)
+	var (
+		over bool
+		err  error
+		at   time.Time
+	)
+	if ts, ok := m.stream.(TimedStream); ok {
+		at, over, err = ts.ReadTimed(m.buf)
+	} else {
+		over, err = m.stream.Read(m.buf)
+	}
 	end := time.Now()
+	if at.IsZero() {
+		// The read returns when the last sample has arrived.
+		at = end.Add(-capture.ChunkDuration)
+	}
 	if err != nil {
 		m.stream.Close()
 		m.stream = nil
@@ -170,10 +195,9 @@ func (m *Mic) ReadChunk(ctx context.Context) (capture.AudioChunk, error) {
 	}
 	m.seq++
 	return capture.AudioChunk{
-		Samples: m.buf,
-		Rate:    m.cfg.Rate,
-		// The read returns when the last sample has arrived.
-		CaptureTime: end.Add(-capture.ChunkDuration),
+		Samples:     m.buf,
+		Rate:        m.cfg.Rate,
+		CaptureTime: at,
 		Seq:         m.seq,
 	}, nil
 }

@@ -60,13 +60,17 @@ const closeTimeout = 2 * time.Second
 // and terminating the last one lets the next Open enumerate devices afresh
 // (a replugged USB microphone gets a new ALSA card).
 type paStream struct {
-	s      *portaudio.Stream
-	ch     int
-	free   chan []int16
-	full   chan []int16
+	s    *portaudio.Stream
+	ch   int
+	free chan []int16
+	full chan []int16
+	// at holds each full buffer's capture time, in the same order as full
+	// (the callback sends to both; Read takes from both).
+	at     chan time.Time
 	over   atomic.Bool // an input overflow since the last Read
 	closed atomic.Bool
 	stall  *time.Timer // reused: no allocation per chunk
+	rate   int
 }
 
 func (portAudio) Open(device string, rate, frames int) (Stream, error) {
@@ -113,7 +117,7 @@ func openStream(device string, rate, frames int) (*paStream, error) {
 			FramesPerBuffer: frames,
 		}
 		// Eight chunks (160 ms) of slack between the callback and the reader.
-		st := &paStream{ch: ch, free: make(chan []int16, 8), full: make(chan []int16, 8)}
+		st := &paStream{rate: rate, ch: ch, free: make(chan []int16, 8), full: make(chan []int16, 8), at: make(chan time.Time, 8)}
 		for i := 0; i < cap(st.free); i++ {
 			st.free <- make([]int16, frames*ch)
 		}
@@ -135,14 +139,22 @@ func openStream(device string, rate, frames int) (*paStream, error) {
 // callback runs on PortAudio's thread. It must not block: with no free
 // buffer (the reader is behind) the data is dropped and counted as an
 // overflow, like the driver's own overflow.
-func (st *paStream) callback(in []int16, _ portaudio.StreamCallbackTimeInfo, flags portaudio.StreamCallbackFlags) {
+func (st *paStream) callback(in []int16, ti portaudio.StreamCallbackTimeInfo, flags portaudio.StreamCallbackFlags) {
 	if flags&portaudio.InputOverflow != 0 {
 		st.over.Store(true)
+	}
+	// The buffer's first sample was captured this long before now, by the
+	// stream's clock (0 when the host API does not say: then now minus
+	// the buffer's length).
+	ago := ti.CurrentTime - ti.InputBufferAdcTime
+	if ti.CurrentTime == 0 || ago < 0 || ago > time.Second {
+		ago = time.Duration(len(in)/st.ch) * time.Second / time.Duration(st.rate)
 	}
 	select {
 	case b := <-st.free:
 		copy(b, in)
-		st.full <- b // cannot block: full has room for every buffer
+		st.at <- time.Now().Add(-ago) // cannot block: as full
+		st.full <- b                  // cannot block: full has room for every buffer
 	default:
 		st.over.Store(true)
 	}
@@ -181,6 +193,12 @@ func findDevice(name string) (*portaudio.DeviceInfo, error) {
 var errStalled = errors.New("no audio from the device (stalled or unplugged)")
 
 func (st *paStream) Read(buf []int16) (bool, error) {
+	_, over, err := st.ReadTimed(buf)
+	return over, err
+}
+
+// ReadTimed implements mic.TimedStream.
+func (st *paStream) ReadTimed(buf []int16) (time.Time, bool, error) {
 	if st.stall == nil {
 		st.stall = time.NewTimer(stallTimeout)
 	} else {
@@ -192,8 +210,9 @@ func (st *paStream) Read(buf []int16) (bool, error) {
 	case b = <-st.full:
 		st.stall.Stop()
 	case <-st.stall.C:
-		return false, fmt.Errorf("%w for %v", errStalled, stallTimeout)
+		return time.Time{}, false, fmt.Errorf("%w for %v", errStalled, stallTimeout)
 	}
+	at := <-st.at // sent before b
 	if st.ch == 1 {
 		copy(buf, b)
 	} else {
@@ -202,7 +221,7 @@ func (st *paStream) Read(buf []int16) (bool, error) {
 		}
 	}
 	st.free <- b
-	return st.over.Swap(false), nil
+	return at, st.over.Swap(false), nil
 }
 
 func (st *paStream) Close() error {

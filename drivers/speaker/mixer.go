@@ -114,6 +114,14 @@ func (m *Mixer) Run(ctx context.Context) {
 		out = &clockOutput{}
 	}
 	defer out.Close()
+	// An output that reports what it plays feeds the far end itself, with
+	// the silence it plays when the mixer is late and the device's own
+	// times: the reference is then the device's sample stream exactly.
+	tapped := false
+	if po, ok := out.(playedOutput); ok {
+		po.OnPlayed(m.far.push)
+		tapped = true
+	}
 	frame := make([]int16, FrameSamples)
 	acc := make([]int32, FrameSamples)
 	tmp := make([]int16, FrameSamples)
@@ -121,7 +129,9 @@ func (m *Mixer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		active := m.mix(acc, tmp, frame)
 		m.measure(frame, active)
-		m.far.push(frame, time.Now().Add(out.Latency()))
+		if !tapped {
+			m.far.push(frame, time.Now().Add(out.Latency()))
+		}
 		if err := out.Write(frame); err != nil {
 			m.errors.Add(1)
 			if time.Since(lastErr) > 10*time.Second {
@@ -340,6 +350,17 @@ func (s *Stream) Close() error {
 	m.streams = slices.DeleteFunc(m.streams, func(x *Stream) bool { return x == s })
 	m.mu.Unlock()
 	return nil
+}
+
+// playedOutput is an Output that reports every buffer it plays (the
+// mixer's frames, and silence when the mixer was late) with when its first
+// sample leaves the speaker, from the device's own clock (PortAudio's DAC
+// time). The echo canceller's reference is then exactly what the device
+// played, continuous, in the device's time.
+type playedOutput interface {
+	// OnPlayed sets the function called with each buffer played; it is
+	// called on the device's thread and must not block.
+	OnPlayed(func(buf []int16, at time.Time))
 }
 
 // clockOutput is no speaker: it only keeps time.

@@ -208,8 +208,34 @@ func TestFarEndAlignment(t *testing.T) {
 	if int(dst[59]) != 9*FrameSamples+959 || dst[60] != 0 || dst[479] != 0 {
 		t.Fatalf("past the head: %d %d", dst[59], dst[60])
 	}
-	// 100 ms off: locked afresh.
-	if !r.Read(dst, at.Add(100*time.Millisecond)) || r.Resyncs != 2 {
-		t.Fatal("a 100 ms misalignment did not resync")
+	// 300 ms off once (a late reader): not moved. 300 ms off for most
+	// of a second: locked afresh, by the median.
+	r.next = 1000
+	if r.Read(dst, at.Add(300*time.Millisecond)) || r.next != 1480 {
+		t.Fatal("one late timestamp moved the alignment")
+	}
+	n := 0
+	for i := 0; i < resyncVotes && !r.Read(dst, at.Add(time.Duration(1+i)*10*time.Millisecond+300*time.Millisecond)); i++ {
+		n++
+	}
+	if r.Resyncs != 2 || n < resyncVotes/2-1 || n >= resyncVotes {
+		t.Fatalf("a lasting 300 ms misalignment: resyncs %d after %d reads", r.Resyncs, n)
+	}
+	// 100 ms off for long: the sample count wins (timestamps drift).
+	base := r.next
+	for i := range 2 * resyncVotes {
+		if r.Read(dst, t0.Add(time.Duration(base+uint64(i*480))*time.Second/Rate+100*time.Millisecond)) {
+			t.Fatal("a 100 ms timestamp drift moved the alignment")
+		}
+	}
+	// The microphone lost samples: Realign locks by the next timestamp.
+	r.Realign()
+	if !r.Read(dst, at) || dst[0] != 1000 {
+		t.Fatalf("after Realign: %d, want 1000", dst[0])
+	}
+	// The output restarted (its times jumped): the reader relocks.
+	f.push(make([]int16, FrameSamples), t0.Add(time.Hour))
+	if !r.Read(dst, t0.Add(time.Hour)) || r.next != uint64(10*FrameSamples+480) {
+		t.Fatalf("after the output's restart: next %d", r.next)
 	}
 }

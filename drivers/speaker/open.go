@@ -108,6 +108,8 @@ type reopening struct {
 	backoff time.Duration
 	nextTry time.Time
 	latency time.Duration
+	// onPlayed is the mixer's far-end tap, handed to each device opened.
+	onPlayed func([]int16, time.Time)
 }
 
 func openReopening(device string, log *slog.Logger) (*reopening, error) {
@@ -119,6 +121,10 @@ func openReopening(device string, log *slog.Logger) (*reopening, error) {
 }
 
 func (r *reopening) Write(frame []int16) error {
+	return r.write(func(o *paOutput) error { return o.Write(frame) })
+}
+
+func (r *reopening) write(w func(*paOutput) error) error {
 	if r.o == nil {
 		if time.Now().Before(r.nextTry) {
 			return fmt.Errorf("speaker %q: away, retrying in %v", r.name, time.Until(r.nextTry).Round(time.Millisecond))
@@ -130,15 +136,36 @@ func (r *reopening) Write(frame []int16) error {
 			return fmt.Errorf("speaker: reopen: %w", err)
 		}
 		r.o, r.backoff = o, MinBackoff
+		if r.onPlayed != nil {
+			o.OnPlayed(r.onPlayed)
+		}
 		r.log.Info("speaker back", "device", o.name)
 	}
-	if err := r.o.Write(frame); err != nil {
+	if err := w(r.o); err != nil {
 		r.o.Close()
 		r.o = nil
 		r.nextTry = time.Now().Add(r.backoff)
 		return fmt.Errorf("speaker: write: %w", err)
 	}
 	return nil
+}
+
+// OnPlayed implements the mixer's playedOutput, for this device and the
+// ones reopened after it.
+func (r *reopening) OnPlayed(f func([]int16, time.Time)) {
+	r.onPlayed = f
+	if r.o != nil {
+		r.o.OnPlayed(f)
+	}
+}
+
+// Underruns counts buffers the current device played as silence because
+// the mixer was late.
+func (r *reopening) Underruns() uint64 {
+	if r.o == nil {
+		return 0
+	}
+	return r.o.Underruns()
 }
 
 func (r *reopening) Latency() time.Duration {

@@ -61,6 +61,9 @@ type paOutput struct {
 	under   atomic.Uint64
 	closed  atomic.Bool
 	stall   *time.Timer
+	// onPlayed hears every buffer the callback plays.
+	onPlayed atomic.Pointer[func([]int16, time.Time)]
+	mono     []int16 // what was played, mono (the callback's own)
 }
 
 // openPortAudio opens device ("" = the default output) for mono (or
@@ -97,14 +100,18 @@ func openStream(device string) (*paOutput, error) {
 			Output: portaudio.StreamDeviceParameters{
 				Device:   dev,
 				Channels: ch,
-				// The device's low latency: the echo canceller's tail
-				// must cover this buffer, and a call wants it short.
-				Latency: max(dev.DefaultLowOutputLatency, 20*time.Millisecond),
+				// 100 ms, as the microphone: the Go side may be
+				// descheduled (a busy box, qemu), and a late callback
+				// is a gap in the sound. The echo canceller aligns by
+				// the device's own times, so its tail need not cover
+				// this buffer.
+				Latency: max(dev.DefaultHighOutputLatency, 100*time.Millisecond),
 			},
 			SampleRate:      Rate,
 			FramesPerBuffer: FrameSamples,
 		}
-		o := &paOutput{name: dev.Name, ch: ch, free: make(chan []int16, queueFrames), full: make(chan []int16, queueFrames)}
+		o := &paOutput{name: dev.Name, ch: ch, free: make(chan []int16, queueFrames), full: make(chan []int16, queueFrames),
+			mono: make([]int16, FrameSamples)}
 		for range queueFrames {
 			o.free <- make([]int16, FrameSamples)
 		}
@@ -125,22 +132,36 @@ func openStream(device string) (*paOutput, error) {
 }
 
 // callback runs on PortAudio's thread and must not block.
-func (o *paOutput) callback(out []int16) {
+func (o *paOutput) callback(out []int16, ti portaudio.StreamCallbackTimeInfo) {
+	mono := o.mono[:len(out)/o.ch]
 	select {
 	case b := <-o.full:
-		if o.ch == 1 {
-			copy(out, b)
-		} else {
-			for i, v := range b {
-				out[2*i], out[2*i+1] = v, v
-			}
-		}
+		copy(mono, b)
 		o.free <- b
 	default:
-		clear(out)
+		clear(mono)
 		o.under.Add(1)
 	}
+	if o.ch == 1 {
+		copy(out, mono)
+	} else {
+		for i, v := range mono {
+			out[2*i], out[2*i+1] = v, v
+		}
+	}
+	if f := o.onPlayed.Load(); f != nil {
+		// This buffer reaches the DAC this long from now (by the
+		// stream's clock; unknown: the reported latency).
+		ahead := ti.OutputBufferDacTime - ti.CurrentTime
+		if ti.CurrentTime == 0 || ahead < 0 || ahead > time.Second {
+			ahead = o.latency
+		}
+		(*f)(mono, time.Now().Add(ahead))
+	}
 }
+
+// OnPlayed implements the mixer's playedOutput.
+func (o *paOutput) OnPlayed(f func([]int16, time.Time)) { o.onPlayed.Store(&f) }
 
 func findDevice(name string) (*portaudio.DeviceInfo, error) {
 	if name == "" {

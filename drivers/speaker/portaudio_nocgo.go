@@ -18,3 +18,5 @@ func (*paOutput) Write([]int16) error    { return ErrNoCgo }
 func (*paOutput) Latency() time.Duration { return 0 }
 func (*paOutput) Underruns() uint64      { return 0 }
 func (*paOutput) Close() error           { return nil }
+
+func (*paOutput) OnPlayed(func([]int16, time.Time)) {}

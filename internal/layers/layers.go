@@ -48,7 +48,7 @@ var Rules = []Rule{
 		"the pipeline publishes to a sink it is given; the relay, calls and board are its users"},
 	{"relay/...", []string{"drivers/...", "media/...", "peer/...", "board/...", "firmware/...", "outputs/..."},
 		"the relay fans out whatever is published to it"},
-	{"board/...", []string{"relay/...", "media/...", "peer/...", "firmware/...", "drivers/camera/...", "drivers/mic/...", "outputs/..."},
+	{"board/...", []string{"relay/...", "media/...", "peer/...", "firmware/...", "drivers/camera/...", "drivers/mic/...", "drivers/speaker/...", "outputs/..."},
 		"the board decides (pairing, faults, configuration); firmware connects it to the rest"},
 	{"peer/proto/...", []string{"peer/hub/...", "peer/box/...", "relay/...", "media/...", "board/...", "firmware/..."},
 		"the protocol is shared by the hub and the box"},

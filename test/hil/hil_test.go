@@ -1,5 +1,6 @@
 // Package hil holds callbox's hardware-in-the-loop tests: the real drivers
-// (drivers/camera, drivers/mic, drivers/gpio) run inside throw-away VMs
+// (drivers/camera, drivers/mic, drivers/speaker with capture/echo,
+// drivers/gpio) run inside throw-away VMs
 // whose kernels provide real V4L2, ALSA and GPIO devices (see test/hil/vm),
 // for amd64 and for arm64 with the cross-built cgo binaries.
 package hil
@@ -36,6 +37,9 @@ AP=$!
 sleep 0.3
 hilmic -device hw:0,0 -freq 997 -amp 8000 -secs 1 2>/tmp/portaudio.err || { cat /tmp/portaudio.err; fail=1; }
 kill $AP; wait $AP
+if [ "$(uname -m)" = x86_64 ]; then
+  hilecho -speaker hw:0,1 -mic hw:0,0 2>/tmp/portaudio.err || { cat /tmp/portaudio.err; fail=1; }
+fi
 hilmic -replug -device hw:0,0 > /tmp/replug.log 2>/tmp/portaudio.err &
 MIC=$!
 i=0; while ! grep -qs "UNPLUG NOW" /tmp/replug.log && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -53,6 +57,9 @@ var programs = []vm.Program{
 	{Name: "hilcam", Package: "./test/hil/cmd/hilcam"},
 	{Name: "hilfeed", Package: "./test/hil/cmd/hilfeed"},
 	{Name: "hilmic", Package: "./test/hil/cmd/hilmic", Cgo: true},
+	// The speaker driver and the echo canceller on snd-aloop (issue 15's
+	// acceptance: ERLE >= 25 dB, double talk within 3 dB).
+	{Name: "hilecho", Package: "./test/hil/cmd/hilecho", Cgo: true},
 }
 
 func TestDriversInVM(t *testing.T) {
@@ -103,7 +110,14 @@ func runDrivers(t *testing.T, arch string) {
 	if code != 0 {
 		t.Errorf("guest script exited %d", code)
 	}
-	for _, want := range []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM REPLUG PASS", "CAM PASS /dev/video10 MJPG", "AUDIO PASS", "MIC REPLUG PASS"} {
+	wants := []string{"GPIO IN PASS", "GPIO GLITCH PASS", "GPIO OUT PASS", "CAM PASS /dev/video0 YUYV", "CAM REPLUG PASS", "CAM PASS /dev/video10 MJPG", "AUDIO PASS", "MIC REPLUG PASS"}
+	if arch == "amd64" {
+		// The echo canceller's acceptance (issue 15) runs in the amd64
+		// guest only: under arm64 emulation the loopback's real-time
+		// capture breaks too often on a shared host.
+		wants = append(wants, "ECHO PASS")
+	}
+	for _, want := range wants {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("missing %q in the guest's results", want)
 		}

@@ -236,3 +236,69 @@ func LevelDBFS[T int16 | float64](x []T, from, to int) float64 {
 	n := min(to, len(x)) - from
 	return 10 * math.Log10(Energy(x, from, to)/float64(n)/(32768*32768))
 }
+
+// Reflections returns a sparse room: the direct sound after delayMS at
+// gainDB, then n early reflections spread over tailMS, each weaker (the
+// HIL test's room: cheap enough to run live under emulation).
+func Reflections(rate int, delayMS, gainDB, tailMS float64, n int, seed uint64) []Tap {
+	rng := rand.New(rand.NewPCG(seed, 0x4eef))
+	d := int(delayMS * float64(rate) / 1000)
+	g := math.Pow(10, gainDB/20)
+	taps := []Tap{{Delay: d, Gain: g}}
+	tail := int(tailMS * float64(rate) / 1000)
+	for k := 1; k <= n; k++ {
+		at := d + 1 + rng.IntN(tail)
+		decay := math.Pow(10, -2*float64(at-d)/float64(tail)) // -40 dB over the tail
+		sign := 1.0
+		if rng.IntN(2) == 0 {
+			sign = -1
+		}
+		taps = append(taps, Tap{Delay: at, Gain: sign * g * 0.5 * decay})
+	}
+	return taps
+}
+
+// Tap is one path of a sparse room: a delay in samples and a gain.
+type Tap struct {
+	Delay int
+	Gain  float64
+}
+
+// Filter applies sparse taps to a signal that arrives in pieces.
+type Filter struct {
+	taps []Tap
+	hist []float64 // the last maxDelay input samples
+	max  int
+	out  []float64
+}
+
+// NewFilter returns a streaming filter over taps.
+func NewFilter(taps []Tap) *Filter {
+	m := 0
+	for _, t := range taps {
+		m = max(m, t.Delay)
+	}
+	return &Filter{taps: taps, max: m, hist: make([]float64, m)}
+}
+
+// Process filters in (continuing the previous call) and returns the
+// output, valid until the next call.
+func (f *Filter) Process(in []int16) []float64 {
+	buf := append(f.hist, make([]float64, len(in))...)
+	for i, v := range in {
+		buf[f.max+i] = float64(v)
+	}
+	if cap(f.out) < len(in) {
+		f.out = make([]float64, len(in))
+	}
+	out := f.out[:len(in)]
+	for i := range in {
+		var y float64
+		for _, t := range f.taps {
+			y += t.Gain * buf[f.max+i-t.Delay]
+		}
+		out[i] = y
+	}
+	f.hist = append(f.hist[:0], buf[len(buf)-f.max:]...)
+	return out
+}
