@@ -163,10 +163,10 @@ var Sections = []Section{
 		"Any combination the relay would refuse resets the whole `[relay]` section to its defaults and is reported, " +
 		"instead of stopping the relay.\n\n" +
 		"**The call's relay.** During a call the other box's media reaches the phones through a second relay " +
-		"(`/ws/call/video`, `/ws/call/audio`). It serves the same phones on the same network, so it takes the same " +
+		"(`/ws/call/video`, `/ws/call/audio`, `/whep/call`). It serves the same phones on the same network, so it takes the same " +
 		"per-client policy: `health_check`, `idle_limit`, `batch`, `max_delay`, `audio_max_delay`, `audio_keep`, " +
 		"`health_timeout`, `max_flushes`, `flush_window` and `video_nagle`. It does not take `tcp` (it has no TCP " +
-		"listener: the page plays calls over WebSocket) nor `packet_size` (the other box packetizes for the call's " +
+		"listener: the page plays calls over WebRTC, `/whep/call`, or WebSocket) nor `packet_size` (the other box packetizes for the call's " +
 		"datagram limit)."},
 	{Name: "board", Doc: "See [board.md](board.md) for the wiring and what the buttons do. GPIO numbers are the " +
 		"chip's line offsets (BCM numbers on a Raspberry Pi); `-1` means \"not set\" (the profile's default). " +
