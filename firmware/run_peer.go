@@ -216,7 +216,10 @@ func (p *peerPart) start(ctx context.Context) error {
 	p.ctx = ctx
 	p.mu.Unlock()
 	p.startRegister()
-	if p.uplink != nil {
+	if p.uplink != nil && !p.cfg.PhonesViaHub {
+		p.log.Info("S7 for remote phones off (call.phones_via_hub = false): a copy per phone from the box")
+	}
+	if p.uplink != nil && p.cfg.PhonesViaHub {
 		f := newRemoteFanout(p.uplink, p.phoneHashes, p.hubURL, p.dir, p.cfg.UplinkKbps, p.log.With("s7", "remote phones"))
 		p.mu.Lock()
 		p.fanout = f

@@ -160,6 +160,8 @@ type Call struct {
 	RingTimeout time.Duration
 	// UplinkKbps caps the uplink the box measures for S7 (0: measured only).
 	UplinkKbps int
+	// PhonesViaHub lets S7 move remote phones to the hub's relay.
+	PhonesViaHub bool
 }
 
 // Profiles lists the accepted values of board.profile.

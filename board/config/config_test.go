@@ -193,7 +193,7 @@ func TestDurationsAndTypes(t *testing.T) {
 
 func TestCallKeys(t *testing.T) {
 	cfg, err := Load([]byte("[call]\nhub = \"wss://hub.example.org/v1/ws\"\npeer = \"attic\"\nfps = 10\n"))
-	if err != nil || cfg.Call != (Call{Hub: "wss://hub.example.org/v1/ws", Peer: "attic", FPS: 10, RingTimeout: 30 * time.Second}) {
+	if err != nil || cfg.Call != (Call{Hub: "wss://hub.example.org/v1/ws", Peer: "attic", FPS: 10, RingTimeout: 30 * time.Second, PhonesViaHub: true}) {
 		t.Fatalf("call = %+v, %v", cfg.Call, err)
 	}
 	cfg, err = Load([]byte("[call]\nhub = \"https://hub.example.org\"\nfps = 100\n"))

@@ -132,6 +132,8 @@ var Keys = []Key{
 		30*time.Second, 5*time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.Call.RingTimeout }),
 	intKey("call.uplink_kbps", "uplink-kbps", "the home's uplink in kbit/s, the cap of what the box measures from its remote phones' feedback; past 80% of it the remote phones take one copy from the hub's relay instead of one each from the box (S7, [peer.md](peer.md#s7-in-the-appliance)); `0`: measured only",
 		0, 0, 10_000_000, func(c *Config) *int { return &c.Call.UplinkKbps }),
+	boolKey("call.phones_via_hub", "phones-via-hub", "let remote phones take one copy through the hub's relay when the uplink cannot carry one each (S7); the hub can see that copy ([security.md](security.md#the-hub)); `false`: always a copy per phone from the box",
+		true, func(c *Config) *bool { return &c.Call.PhonesViaHub }),
 
 	// [rtsp]
 	stringKey("rtsp.listen", "rtsp", "RTSP server address; the stream is `rtsp://<box>:8554/live`; `\"\"`: RTSP off",
