@@ -16,6 +16,7 @@ import (
 	"github.com/callbox/callbox/board/config"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/capture/echo"
+	"github.com/callbox/callbox/capture/opus"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/drivers/speaker"
 )
@@ -48,6 +49,8 @@ type speakerPart struct {
 	undecodable atomic.Uint64
 	warned      atomic.Bool
 	pcm         []int16
+	opus        *opus.Decoder // the call's, made at its first Opus packet
+	opusSeq     uint16        // the last Opus packet's sequence number
 }
 
 // echoChoice is what echo_cancel resolved to, and why.
@@ -197,13 +200,14 @@ func (p *speakerPart) callState(c board.Call) {
 	p.inCall = c == board.CallDirect || c == board.CallRelayed
 	if !p.inCall && p.call != nil {
 		p.call.Close()
-		p.call = nil
+		p.call, p.opus = nil, nil
 	}
 }
 
 // callAudio plays a burst of the call's received audio: RTP packets of
-// PCMU (decoded here with capture/pcmu) or Opus (capture/opus once it has
-// a decoder); video bursts are not for the speaker.
+// PCMU (decoded with capture/pcmu) or Opus (capture/opus; a packet or two
+// lost between two is concealed by libopus); video bursts are not for the
+// speaker.
 func (p *speakerPart) callAudio(b capture.Burst) {
 	if b.Kind != capture.KindAudio || p.mixer == nil {
 		return
@@ -228,6 +232,13 @@ func (p *speakerPart) callAudio(b capture.Burst) {
 				p.pcm = make([]int16, len(pk.Payload))
 			}
 			p.call.Write(pcmu.Decode(p.pcm, pk.Payload), 8000)
+		case capture.PayloadTypeOpus:
+			if err := p.playOpus(&pk); err != nil {
+				p.undecodable.Add(1)
+				if !p.warned.Swap(true) {
+					p.log.Warn("call audio the speaker cannot decode", "err", err)
+				}
+			}
 		default:
 			p.undecodable.Add(1)
 			if !p.warned.Swap(true) {
@@ -235,6 +246,29 @@ func (p *speakerPart) callAudio(b capture.Burst) {
 			}
 		}
 	}
+}
+
+// playOpus decodes one Opus packet onto the call's stream (p.mu held).
+func (p *speakerPart) playOpus(pk *rtp.Packet) error {
+	if p.opus == nil {
+		d, err := opus.NewDecoder()
+		if err != nil {
+			return err
+		}
+		p.opus = d
+	} else if lost := pk.SequenceNumber - p.opusSeq - 1; lost > 0 && lost <= 3 {
+		for range lost {
+			if pcm, err := p.opus.DecodeLost(); err == nil {
+				p.call.Write(pcm, opus.Rate)
+			}
+		}
+	}
+	p.opusSeq = pk.SequenceNumber
+	pcm, err := p.opus.Decode(pk.Payload)
+	if err != nil {
+		return err
+	}
+	return p.call.Write(pcm, opus.Rate)
 }
 
 // speakerAPIState is /api/state's "speaker".
