@@ -58,4 +58,6 @@ async function unpair(p) {
 $('phones').addEventListener('toggle', () => { if ($('phones').open) load(); });
 $('phones').addEventListener('click', (e) => e.stopPropagation());
 load();
-setInterval(() => { if ($('phones').open || $('phones').hidden) load(); }, 10000);
+// Shown soon after this phone pairs (its token appears); refreshed while open.
+let ticks = 0;
+setInterval(() => { ticks++; if ($('phones').hidden || ($('phones').open && ticks % 5 === 0)) load(); }, 2000);

@@ -116,10 +116,31 @@ async function main() {
   await waitFor(page, () => window.callboxStats.state === 'live' && window.callboxStats.framesDrawn >= 5,
     null, 20000, 'page live after the buttons were pressed');
   const pairedMs = Date.now() - t0;
-  const token = await page.evaluate(() => localStorage.getItem('callbox.token'));
+  let token = await page.evaluate(() => localStorage.getItem('callbox.token'));
   const paired = await boxState(token);
   emit({ event: 'live', pairedMs, paired: paired.paired });
   await page.screenshot({ path: join(opt.artifacts, 'pairing-live.png') });
+
+  // The paired phones: this one is listed, with its Unpair button.
+  await waitFor(page, () => !document.getElementById('phones').hidden, null, 10000, 'the paired phones section shown');
+  await page.click('#phones summary');
+  await waitFor(page, () => document.querySelectorAll('#phones-list li button').length > 0, null, 5000, 'the paired phones listed');
+  const phonesListed = await page.evaluate(() => [...document.querySelectorAll('#phones-list li')].map((li) => li.textContent));
+
+  // Unpairing this phone from its own list (after the confirmation): the
+  // page is cut off and waits to pair again; the buttons pair it again.
+  page.once('dialog', (d) => d.accept());
+  const tu = Date.now();
+  await page.click('#phones-list li button');
+  await waitFor(page, () => window.callboxStats.state === 'waiting for pairing',
+    null, 20000, 'page refused after it unpaired itself');
+  const unpairCutOffMs = Date.now() - tu;
+  const unpairedSelf = await boxState(token);
+  emit({ event: 'unpaired-self', unpairCutOffMs, paired: unpairedSelf.paired });
+  await press('both', 300);
+  await waitFor(page, () => window.callboxStats.state === 'live' && window.callboxStats.framesDrawn >= 5,
+    null, 20000, 'page live again after the buttons');
+  token = await page.evaluate(() => localStorage.getItem('callbox.token'));
 
   // 4. Factory reset: the very long press asks, a short press confirms.
   const asked = await press('a', 10500);
@@ -146,6 +167,9 @@ async function main() {
     afterResetFrames: after.frames,
     afterResetState: after.state,
     revokedTokenPaired: revoked.paired,
+    phonesListed,
+    unpairCutOffMs,
+    unpairedSelfPaired: unpairedSelf.paired,
   });
 }
 

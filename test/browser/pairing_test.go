@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
@@ -81,5 +82,13 @@ func TestPairingEndToEnd(t *testing.T) {
 	}
 	if result["revokedTokenPaired"] != false {
 		t.Error("the token survived the factory reset")
+	}
+	// The page's "Paired phones": this phone, with its Unpair button.
+	if l, _ := result["phonesListed"].([]any); len(l) != 1 || !strings.Contains(fmt.Sprint(l[0]), "(this phone)") || !strings.Contains(fmt.Sprint(l[0]), "Unpair") {
+		t.Errorf("paired phones on the page: %v", result["phonesListed"])
+	}
+	t.Logf("unpaired from its own list: cut off %.0f ms after the tap", num("unpairCutOffMs"))
+	if result["unpairedSelfPaired"] != false {
+		t.Error("the phone that unpaired itself is still paired on the box")
 	}
 }
