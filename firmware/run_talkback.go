@@ -53,7 +53,7 @@ type talkBack struct {
 type talkBackState struct {
 	// Talking are the phones whose voice plays now (token ID prefixes).
 	Talking     []string `json:"talking"`
-	Talks       uint64   `json:"talks"`   // presses heard since start
+	Talks       uint64   `json:"talks"`   // talk spurts since start: a press, or speech again after a pause > talkGap
 	Packets     uint64   `json:"packets"` // audio packets received
 	Lost        uint64   `json:"lost"`    // packets concealed (Opus) or missed
 	Undecodable uint64   `json:"undecodable"`
