@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/callbox/callbox/board"
-	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/board/config"
+	"github.com/callbox/callbox/board/pairing"
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/integrations/homeassistant"
 	"github.com/callbox/callbox/outputs/access"
