@@ -453,6 +453,7 @@ var callboxTalk = (function(){
     btn.addEventListener("keyup", function(e){ if (e.key === " " || e.key === "Enter") release(e); });
     btn.addEventListener("contextmenu", function(e){ e.preventDefault(); });
     window.addEventListener("blur", function(){ release(); });
+    document.addEventListener("visibilitychange", function(){ if (document.hidden) release(); });
     t.press = press; t.release = release;
     btn.hidden = false;
   };
