@@ -166,6 +166,7 @@ func (p *speakerPart) stop() {
 	<-p.done
 	if p.canc != nil {
 		// The media part stopped before: nothing reads the stage now.
+		p.stage.Close()
 		p.canc.Close()
 	}
 }

@@ -8,8 +8,16 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
-	"github.com/callbox/callbox/capture/pcmu"
 )
+
+// resampler converts mono S16 between two fixed rates, chunk by chunk.
+type resampler interface {
+	Process(src []int16) []int16
+	// Offset is where the last call's first output sample lies in time
+	// relative to its first input sample.
+	Offset() time.Duration
+	Close()
+}
 
 // Reference is the far end: what the speaker played, by time
 // (drivers/speaker's *FarEnd).
@@ -51,9 +59,9 @@ type Stage struct {
 	out     []int16
 	frame   int // samples per chunk at cfg.Rate
 	ref     []int16
-	micDn   *pcmu.Resampler // cfg.Rate to the canceller's, and back
-	refDn   *pcmu.Resampler
-	outUp   *pcmu.Resampler
+	micDn   resampler // cfg.Rate to the canceller's, and back
+	refDn   resampler
+	outUp   resampler
 	lowOut  []int16
 
 	mu    sync.Mutex
@@ -92,11 +100,11 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	s := &Stage{cfg: cfg, frame: cfg.Rate / 50}
 	if cr := cfg.Canceller.Config().Rate; cr != cfg.Rate {
 		var err error
-		if s.micDn, err = pcmu.NewResampler(cfg.Rate, cr); err != nil {
+		if s.micDn, err = newResampler(cfg.Rate, cr); err != nil {
 			return nil, fmt.Errorf("echo: %w", err)
 		}
-		s.refDn, _ = pcmu.NewResampler(cfg.Rate, cr)
-		if s.outUp, err = pcmu.NewResampler(cr, cfg.Rate); err != nil {
+		s.refDn, _ = newResampler(cfg.Rate, cr)
+		if s.outUp, err = newResampler(cr, cfg.Rate); err != nil {
 			return nil, fmt.Errorf("echo: %w", err)
 		}
 		s.lowOut = make([]int16, cr/50)
@@ -204,6 +212,17 @@ func (s *Stage) account(in, ref, out []int16, resynced bool) {
 	}
 	s.eIn[s.ei], s.eOut[s.ei] = ein, eout
 	s.ei = (s.ei + 1) % farWindow
+}
+
+// Close frees the stage's resamplers (not the canceller, which has its
+// own Close). No wrapped source may read after it.
+func (s *Stage) Close() {
+	for _, r := range []resampler{s.micDn, s.refDn, s.outUp} {
+		if r != nil {
+			r.Close()
+		}
+	}
+	s.micDn, s.refDn, s.outUp = nil, nil, nil
 }
 
 // Stats returns the stage's figures.

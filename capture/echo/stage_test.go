@@ -73,6 +73,7 @@ func runStage(t testing.TB, cfg Config, s scene) ([]int16, *Stage) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(st.Close)
 	src := st.Wrap(&chunks{mic: s.mic, t0: t0})
 	var out []int16
 	for {

@@ -151,15 +151,15 @@ func capture1(ctx context.Context, mixer *speaker.Mixer, micDev string, far []in
 	defer rcancel()
 	ref := mixer.FarEnd()
 	var lastSeq uint64
-	realigned := 0
 	for range chunks {
 		c, err := m.ReadChunk(rctx)
 		if err != nil {
 			return m, gaps, ms, fmt.Sprintf("chunk %d: %v", len(rec), err), nil
 		}
 		if lastSeq != 0 && c.Seq != lastSeq+1 {
-			gaps++
-			ref.Realign() // as the echo stage does
+			// The echo stage would realign and readapt; the
+			// measurement wants an unbroken capture: try again.
+			return m, 1, ms, fmt.Sprintf("the microphone lost chunks at chunk %d", len(rec)), nil
 		}
 		lastSeq = c.Seq
 		r := rec[:len(rec)+1][len(rec)]
@@ -167,17 +167,12 @@ func capture1(ctx context.Context, mixer *speaker.Mixer, micDev string, far []in
 		r.c = c
 		r.c.Samples = r.pcm
 		if ref.Read(r.ref, c.CaptureTime.Add(echo.DefaultLead)) && len(rec) > 0 {
-			realigned++
-			fmt.Printf("reference realigned at chunk %d\n", len(rec))
+			return m, 0, ms, fmt.Sprintf("the speaker's stream restarted at chunk %d", len(rec)), nil
 		}
 		rec = append(rec, r)
 	}
 	ms = mixer.State()
 	switch {
-	case gaps > 0:
-		broke = fmt.Sprintf("the microphone lost chunks %d times", gaps)
-	case realigned > 0:
-		broke = fmt.Sprintf("the speaker's stream restarted %d times", realigned)
 	case ms.Errors != before.Errors:
 		broke = fmt.Sprintf("%d speaker write errors", ms.Errors-before.Errors)
 	}
@@ -230,8 +225,8 @@ func run(spk, micDev string, farSecs, dtSecs, settle, minERLE float64) error {
 	fmt.Printf("speaker %s; microphone %q; far end alone %.0f s, then double talk %.0f s\n", o.Desc, micDev, farSecs, dtSecs)
 	// An emulated CPU on a busy host sometimes stalls long enough for
 	// ALSA to overrun or underrun: a broken capture (samples lost on
-	// either side) is not what the canceller is measured on. Up to three
-	// tries; each break is reported.
+	// either side) is not what the canceller is measured on. Up to five
+	// tries, each stopped at its first break, which is reported.
 	var ms speaker.State
 	var m *mic.Mic
 	var gaps int
@@ -247,8 +242,8 @@ func run(spk, micDev string, farSecs, dtSecs, settle, minERLE float64) error {
 			break
 		}
 		fmt.Printf("capture %d broken: %s\n", try, broke)
-		if try == 3 {
-			return fmt.Errorf("three captures broken by the emulated machine's stalls, the last: %s", broke)
+		if try == 5 {
+			return fmt.Errorf("five captures broken by the emulated machine's stalls, the last: %s", broke)
 		}
 	}
 	// How the microphone's timestamps ran against its sample count.
@@ -269,6 +264,7 @@ func run(spk, micDev string, farSecs, dtSecs, settle, minERLE float64) error {
 	if err != nil {
 		return err
 	}
+	defer stage.Close()
 	src := stage.Wrap(&replayMic{rec: rec})
 	t0 := time.Now()
 	var out []float64
