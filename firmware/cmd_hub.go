@@ -46,7 +46,7 @@ func cmdHub(args []string) int {
 	dataDir := fs.String("data", "callbox-hub", "directory for the hub's default SQLite store (hub.db); a hub.json state file of older hubs found there is imported into the store once")
 	storeURL := fs.String("store", "", "the hub's state: sqlite:PATH (one machine) or postgres://user:pass@host/db (several instances); default sqlite:DATA/hub.db")
 	clusterURL := fs.String("cluster", "", "NATS URL (nats://host:4222) joining this hub to other instances on the same PostgreSQL store; \"\" works alone")
-	instance := fs.String("instance", "", "this instance's name in the cluster (default: random)")
+	instance := fs.String("instance", "", "this instance's name in the cluster (default: random; letters, digits, - and _: it is a NATS subject token)")
 	drain := fs.Duration("drain", 5*time.Second, "on SIGTERM, how long to spread telling the connected boxes to reconnect elsewhere")
 	certFile := fs.String("tls-cert", "", "TLS certificate for wss:// (recommended in production)")
 	keyFile := fs.String("tls-key", "", "TLS key for --tls-cert")

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,9 +115,9 @@ func Connect(cfg Config) (*Cluster, error) {
 		}
 		cfg.Instance = "hub-" + hex.EncodeToString(b)
 	}
-	if strings.ContainsAny(cfg.Instance, ". *>\t\r\n") {
+	if !validInstance(cfg.Instance) {
 		// It is a NATS subject token (PREFIX.inst.<instance>).
-		return nil, fmt.Errorf("cluster: instance name %q: no dots, spaces or wildcards", cfg.Instance)
+		return nil, fmt.Errorf("cluster: instance name %q: want 1-64 letters, digits, - and _", cfg.Instance)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "callbox"
@@ -194,6 +193,19 @@ func Connect(cfg Config) (*Cluster, error) {
 	go c.dispatch()
 	go c.beat()
 	return c, nil
+}
+
+// validInstance: an instance name is one NATS subject token.
+func validInstance(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Instance is this instance's name.

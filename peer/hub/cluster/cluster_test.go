@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,7 +308,7 @@ func TestTellReachesOneInstance(t *testing.T) {
 	if err := a.Tell("", Msg{Kind: KindPhoneAnswer}); err == nil {
 		t.Error("Tell to no instance succeeded")
 	}
-	for _, bad := range []string{"a.b", "a b", "x*", ">"} {
+	for _, bad := range []string{"a.b", "a b", "x*", ">", "é", strings.Repeat("x", 65)} {
 		if _, err := Connect(Config{URL: srv.URL, Instance: bad, Deliver: func(string, Msg) error { return nil }}); err == nil {
 			t.Errorf("instance %q accepted", bad)
 		}
