@@ -194,25 +194,28 @@ async function startCallMedia() {
   let live = '';
   while (gen === callGen) {
     live = await callLive();
-    if (live === 'h264' || live === 'jpeg' || performance.now() - t0 > 10000) break;
+    if (live === 'h264' || live === 'jpeg' || live === 'absent' || performance.now() - t0 > 10000) break;
     await sleep(200);
   }
   if (gen !== callGen) return;
   stats.callSteps.live = Math.round(performance.now() - callUpSince);
   if (live !== 'h264') {
-    callWS(live === 'jpeg' ? 'the call carries JPEG' : `no H.264 from the other box within 10 s (${live || 'no answer'})`);
+    callWS(live === 'jpeg' ? 'the call carries JPEG' : live === 'absent' ? 'this box has no /whep/call'
+      : `no H.264 from the other box within 10 s (${live || 'no answer'})`);
     return;
   }
   const r = await startCallWebRTC(gen);
   if (r !== true && gen === callGen) callWS(r);
 }
 
-// callLive is what the call's relay carries now: h264, jpeg, none, or ''
-// when the box cannot say (no /whep/call: an older box).
+// callLive is what the call's relay carries now: h264, jpeg, none;
+// 'absent' when the box has no /whep/call (an older box: the WebSocket
+// path at once), '' when it cannot be asked right now.
 async function callLive() {
   try {
     const r = await fetch('/whep/call', { method: 'OPTIONS', cache: 'no-store' });
-    return r.ok ? r.headers.get('Callbox-Video-Live') || '' : '';
+    if (!r.ok) return 'absent';
+    return r.headers.get('Callbox-Video-Live') || 'absent';
   } catch { return ''; }
 }
 
