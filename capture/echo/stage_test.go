@@ -90,20 +90,20 @@ func runStage(t testing.TB, cfg Config, s scene) ([]int16, *Stage) {
 }
 
 func TestStageCancels(t *testing.T) {
-	s := makeScene(room, rate, 10*time.Second, 0)
+	s := roomScene()
 	out, st := runStage(t, Config{}, s)
 	t0 := time.Unix(5000, 0)
-	erle := echotest.ERLE(s.mic, out, 4*rate, len(out))
+	erle := echotest.ERLE(s.mic, out, 4*rate, s.dtFrom)
 	stats := st.Stats()
 	var per []float64
-	for sec := 0; sec < 10; sec++ {
+	for sec := 0; (sec+1)*rate <= s.dtFrom; sec++ {
 		per = append(per, echotest.ERLE(s.mic, out, sec*rate, (sec+1)*rate))
 	}
 	t.Logf("ERLE %.1f dB (per second %.0f), stage %+v", erle, per, stats)
 	if erle < 25 {
 		t.Fatalf("ERLE %.1f dB through the stage, want >= 25", erle)
 	}
-	if stats.Chunks != 500 || stats.Passthrough != 0 || stats.Resyncs != 0 {
+	if stats.Chunks != uint64(len(s.mic)/(rate/50)) || stats.Passthrough != 0 || stats.Resyncs != 0 {
 		t.Fatalf("stats %+v", stats)
 	}
 	// The filter found the room's 30 ms plus the lead.
@@ -111,7 +111,10 @@ func TestStageCancels(t *testing.T) {
 	if stats.DelayMS < 48 || stats.DelayMS > 53 {
 		t.Fatalf("delay %.1f ms, want about 50", stats.DelayMS)
 	}
-	if stats.ReductionDB < 20 {
+	// The last 2 s the far end played include the double talk: the near
+	// end's speech leaves the canceller, so the reduction is small but
+	// there.
+	if stats.ReductionDB < 3 {
 		t.Fatalf("reduction %.1f dB", stats.ReductionDB)
 	}
 	// Another rate passes through, counted.
