@@ -90,6 +90,9 @@ type remoteFanout struct {
 	switched time.Time
 	leaving  time.Time // moved back to direct: publishing until the hub is empty
 	allowed  string    // the list last sent to the hub, sorted and joined
+	// lastFeedback is when the relay's feedback sums were last taken
+	// (run's goroutine only).
+	lastFeedback time.Time
 }
 
 func newRemoteFanout(up remoteUplink, phones func() []string, hubURL, dir string, capKbps int, log *slog.Logger) *remoteFanout {
@@ -128,7 +131,6 @@ func (f *remoteFanout) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			dt := now.Sub(marks[len(marks)-1].at)
 			marks = append(marks, mark{now, f.up.streamBytes()})
 			if len(marks) > streamMarks {
 				marks = append(marks[:0], marks[1:]...)
@@ -137,15 +139,23 @@ func (f *remoteFanout) run(ctx context.Context) {
 			if first := marks[0]; now.After(first.at) {
 				streamBps = float64(marks[len(marks)-1].bytes-first.bytes) * 8 / now.Sub(first.at).Seconds()
 			}
-			f.step(ctx, now, dt, streamBps)
+			f.step(ctx, streamBps)
 		}
 	}
 }
 
-func (f *remoteFanout) step(ctx context.Context, now time.Time, dt time.Duration, streamBps float64) {
-	fb := f.up.remoteFeedback()
+func (f *remoteFanout) step(ctx context.Context, streamBps float64) {
+	// The feedback is summed since the last call: its window is the time
+	// since then (a step that waited on the hub makes it longer, and the
+	// ticker's next tick comes at once).
+	fb, now := f.up.remoteFeedback(), time.Now()
+	dt := now.Sub(f.lastFeedback)
+	if f.lastFeedback.IsZero() {
+		dt = fanoutWindow
+	}
+	f.lastFeedback = now
 	est := f.est.Observe(now, box.UplinkWindow{Duration: dt, SentBytes: fb.SentBytes, DeliveredBytes: fb.DeliveredBytes,
-		Received: fb.Received, Lost: fb.Lost, QueueDelay: fb.QueueDelay, Sessions: fb.Sessions})
+		Received: fb.Received, Lost: fb.Lost, QueueDelay: fb.QueueDelay, Sessions: fb.Sessions, AllSkipping: fb.AllSkipping, StreamBps: streamBps})
 	f.mu.Lock()
 	if est.Congested != f.state.Congested {
 		f.log.Info("S7: uplink", "congested", est.Congested, "estimate_kbps", int(est.Bps/1e3), "delivered_kbps", int(est.DeliveredBps/1e3),

@@ -84,12 +84,12 @@ func TestUplinkEstimator(t *testing.T) {
 		if !low.Congested || !near(low.Bps, 2*mbit) {
 			t.Fatalf("estimate %+v, want about 2 Mbit/s", low)
 		}
-		// One copy to the hub: no WebRTC feedback at all. 10%/s: from 2
-		// to 4 Mbit/s takes about 7 s.
+		// Clean feedback again: 10%/s, from 2 to 4 Mbit/s in about 7 s.
+		l.bps = 10 * mbit
 		var got UplinkEstimate
 		i := 8
 		for ; i < 8+40; i++ {
-			got = e.Observe(at(i), UplinkWindow{Duration: w})
+			got = e.Observe(at(i), l.window(2*mbit, w, 2))
 			if got.Bps >= 4*mbit {
 				break
 			}
@@ -97,6 +97,20 @@ func TestUplinkEstimator(t *testing.T) {
 		took := time.Duration(i-7) * w
 		if got.Bps != 4*mbit || took < 5*time.Second || took > 9*time.Second {
 			t.Errorf("back at %.0f kbit/s after %v, want the cap after about 7 s", got.Bps/1e3, took)
+		}
+		// No feedback at all (one copy to the hub's relay): 1%/s, so a
+		// minute brings 2 Mbit/s back to about 3.6.
+		e2 := UplinkEstimator{CapBps: 4 * mbit}
+		l2 := &link{bps: 2 * mbit, maxQueue: 32 << 10}
+		for i := 1; i <= 7; i++ {
+			got = e2.Observe(at(i), l2.window(3*mbit, w, 3))
+		}
+		start := got.Bps
+		for i := 8; i < 8+120; i++ {
+			got = e2.Observe(at(i), UplinkWindow{Duration: w})
+		}
+		if ratio := got.Bps / start; ratio < 1.7 || ratio > 1.9 || got.Congested {
+			t.Errorf("a minute without feedback: %.0f -> %.0f kbit/s, want about 1.8 times", start/1e3, got.Bps/1e3)
 		}
 	})
 
@@ -132,6 +146,55 @@ func TestUplinkEstimator(t *testing.T) {
 		e.Observe(at(4), bad)
 		if got := e.Observe(at(5), bad); !got.Congested || !near(got.Bps, 3.4*mbit) {
 			t.Errorf("after two bad windows: %+v, want congested at 85%% of the cap", got)
+		}
+	})
+
+	t.Run("frames skipped for every phone", func(t *testing.T) {
+		// No queue stands (the relay's policy keeps each session within
+		// what gets through) but every session lost frames: 1.8 Mbit/s
+		// delivered of 2.3.
+		e := UplinkEstimator{CapBps: 4 * mbit}
+		skip := UplinkWindow{Duration: w, SentBytes: 112500, DeliveredBytes: 112500, Received: 100, Sessions: 2, AllSkipping: true}
+		var got UplinkEstimate
+		for i := 1; i <= 6; i++ {
+			got = e.Observe(at(i), skip)
+		}
+		if !got.Congested || !near(got.Bps, 1.8*mbit) {
+			t.Errorf("every phone's frames skipped: %+v, want congested near 1.8 Mbit/s", got)
+		}
+		// One phone alone (its own downlink) says nothing of the uplink.
+		e1 := UplinkEstimator{CapBps: 4 * mbit}
+		one := skip
+		one.Sessions = 1
+		for i := 1; i <= 6; i++ {
+			got = e1.Observe(at(i), one)
+		}
+		if got.Congested || got.Bps != 4*mbit {
+			t.Errorf("one phone's frames skipped: %+v, want the cap", got)
+		}
+	})
+
+	t.Run("every phone short of the stream", func(t *testing.T) {
+		// Two phones of a 1.15 Mbit/s stream receive 1.85 Mbit/s between
+		// them for 4 s: the relay keeps each within the wire, no queue.
+		e := UplinkEstimator{CapBps: 4 * mbit}
+		short := UplinkWindow{Duration: w, SentBytes: 115625, DeliveredBytes: 115625, Received: 100, Sessions: 2, StreamBps: 1.15 * mbit}
+		var got UplinkEstimate
+		for i := 1; i <= 14; i++ {
+			got = e.Observe(at(i), short)
+		}
+		if !got.Congested || !near(got.Bps, 1.85*mbit) {
+			t.Errorf("%+v, want congested near 1.85 Mbit/s", got)
+		}
+		// Served in full: nothing.
+		e2 := UplinkEstimator{CapBps: 4 * mbit}
+		full := short
+		full.DeliveredBytes = 146000
+		for i := 1; i <= 14; i++ {
+			got = e2.Observe(at(i), full)
+		}
+		if got.Congested || got.Bps != 4*mbit {
+			t.Errorf("served in full: %+v", got)
 		}
 	})
 

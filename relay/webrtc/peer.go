@@ -63,6 +63,9 @@ type peer struct {
 	// candidate is not a host one), so its copy crosses the uplink.
 	away   bool
 	uplink atomic.Bool
+	// dropped is the video frames the relay's policy had skipped for this
+	// session at the last RemoteFeedback (run by one caller at a time).
+	dropped uint64
 
 	closing   atomic.Bool
 	closeOnce sync.Once

@@ -635,6 +635,12 @@ type Feedback struct {
 	Received, Lost  uint64 // packets
 	QueueDelay      time.Duration
 	RemoteConnected int // every connected remote session, LAN or not
+	// AllSkipping: the relay's policy skipped video frames for every one
+	// of Sessions in the window. The policy keeps each session within
+	// what reaches its phone, so a full uplink shows here as much as in
+	// the delays; one phone's slow downlink does not (the others are
+	// served whole).
+	AllSkipping bool
 }
 
 // RemoteFeedback sums the remote sessions' feedback since the last call;
@@ -650,9 +656,11 @@ func (s *Server) RemoteFeedback() Feedback {
 	}
 	s.mu.Unlock()
 	var f Feedback
+	skipping := 0
 	for _, p := range ps {
 		fb := p.takeFeedback()
-		if p.video.client.Load() == nil {
+		vc := p.video.client.Load()
+		if vc == nil {
 			continue // not connected yet
 		}
 		f.RemoteConnected++
@@ -660,6 +668,10 @@ func (s *Server) RemoteFeedback() Feedback {
 			continue
 		}
 		f.Sessions++
+		if d := vc.Stats().DroppedUnits; d > p.dropped {
+			skipping++
+			p.dropped = d
+		}
 		f.SentBytes += fb.sent
 		f.DeliveredBytes += fb.delivered
 		f.Received += fb.received
@@ -668,5 +680,6 @@ func (s *Server) RemoteFeedback() Feedback {
 			f.QueueDelay = max(f.QueueDelay, time.Duration(fb.queueMin)*time.Microsecond)
 		}
 	}
+	f.AllSkipping = f.Sessions > 0 && skipping == f.Sessions
 	return f
 }

@@ -71,7 +71,7 @@ func TestNATLabRemotePhone(t *testing.T) {
 				// S7 (s7_test.go): a 4 Mbit/s uplink, a stream of about
 				// 1.15 Mbit/s: three copies pass 80% of it, two fit under
 				// the hysteresis band's lower edge (64%).
-				"--uplink-kbps", "4000", "--bitrate", s7Bitrate, "--gop", s7GOP, "--fps", s7FPS)
+				"--uplink-kbps", "4000", "--bitrate", s7Bitrate, "--gop", s7GOP, "--fps", s7FPS, "--size", s7Size)
 			lan := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{
 				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 					return dialInNetns(l.pfx+"hA", network, addr)
