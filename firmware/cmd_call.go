@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/callbox/callbox/capture"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -29,6 +30,7 @@ type callFlags struct {
 	maxDatagram         int
 	width, height, fps  int
 	verbose             bool
+	legacy              bool
 }
 
 // cmdCall is `callbox call`: call a paired box through the hub and print a
@@ -67,6 +69,7 @@ func cmdCall(args []string) int {
 	fs.IntVar(&f.height, "height", 240, "synthetic camera height")
 	fs.IntVar(&f.fps, "fps", 15, "synthetic camera frame rate")
 	fs.BoolVar(&f.verbose, "v", false, "log call progress")
+	fs.BoolVar(&f.legacy, "legacy-media", false, "send RTP/JPEG and PCMU without congestion control, as boxes did before H.264 calls (comparisons, fallback tests)")
 	// Flags may follow the peer's name: parse what comes after it too.
 	var pos []string
 	for {
@@ -203,7 +206,8 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 	connected := make(chan struct{}, 1)
 	caller, err := box.NewCaller(box.CallerConfig{
 		Client:       client,
-		Media:        box.SynthMedia(synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}, synth.MicConfig{}),
+		Media:        box.SynthMedia(synthCamera(f), synth.MicConfig{}),
+		LegacyMedia:  f.legacy,
 		MaxDatagram:  f.maxDatagram,
 		SetupTimeout: f.setup,
 		Log:          log,
@@ -264,4 +268,15 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 		return fmt.Errorf("no media received from %s (path %q): %s", s.Peer, s.Path, s.Error)
 	}
 	return nil
+}
+
+// synthCamera is the synthetic camera of `callbox call`: raw pictures for
+// the call's H.264 encoder (a JPEG-only peer gets them compressed), JPEG
+// for --legacy-media.
+func synthCamera(f *callFlags) synth.CameraConfig {
+	c := synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}
+	if !f.legacy {
+		c.Format = capture.CodecI420
+	}
+	return c
 }

@@ -78,6 +78,9 @@ type peerPart struct {
 	// forwarded as they arrive, never decoded, under the same per-client
 	// policy as /whep.
 	callWHEP *rwebrtc.Server
+	// fallback makes JPEG and PCMU of the call's H.264 and Opus for the
+	// phones on the WebSocket fallback (call_fallback.go).
+	fallback *callFallback
 
 	// dir holds the identity and peers.json.
 	dir string
@@ -199,6 +202,7 @@ func (p *peerPart) start(ctx context.Context) error {
 	rcfg.Authorize = p.board.Authorize // paired phones only, as for the box's own media
 	rcfg.Owner = pairing.Hash
 	p.remote = relay.New(rcfg, p.log.With("relay", "call"))
+	p.fallback = newCallFallback(p.remote, box.MaxRTPPacket(box.DefaultMaxDatagram), p.requestCallKeyframe, p.log)
 	p.mux.Handle("/ws/call/video", p.remote.WebSocketHandler(capture.KindVideo))
 	p.mux.Handle("/ws/call/audio", p.remote.WebSocketHandler(capture.KindAudio))
 	// A phone that joins a call under way needs an IDR from the other
@@ -342,6 +346,8 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				OnState:    p.onState,
 				NetMonitor: p.net,
 				OnMedia:    p.onCallMedia,
+				OnFrame:    p.fallback.frame,
+				OnAudio:    p.fallback.audio,
 				// No one at the box has consented to a call yet: it rings
 				// (LED, page) and waits for button B, the page or
 				// /api/call/answer, unless call.auto_answer.
@@ -430,6 +436,9 @@ func (p *peerPart) stop() {
 	}
 	if p.remote != nil {
 		p.remote.Close()
+	}
+	if p.fallback != nil {
+		p.fallback.close()
 	}
 }
 
@@ -659,10 +668,12 @@ func peerLabel(name, id string) string {
 	return id
 }
 
-// media is the call's MediaFactory: the box's own camera (JPEG frames; a
-// camera that delivers H.264 sends no video in a call, calls carry RTP/JPEG
-// only) and microphone (nothing while muted), through the media part's
-// tap, packetized for the call's datagram limit.
+// callMedia is the call's MediaFactory: the box's own camera, as the
+// media part's tap has it (JPEG, or raw pictures when the box encodes
+// H.264 itself: the call encodes its own H.264 from either, at the size
+// and bitrate its path allows, or sends the JPEG to an older box), and
+// the microphone (nothing while muted), packetized for the call's
+// datagram limit.
 func (p *peerPart) callMedia(maxPacket int) (*box.Media, error) {
 	vp, err := rtpjpeg.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypeJPEG)
 	if err != nil {
@@ -676,7 +687,7 @@ func (p *peerPart) callMedia(maxPacket int) (*box.Media, error) {
 	if p.callFPS > 0 {
 		gap = time.Second / time.Duration(p.callFPS)
 	}
-	v := p.media.SubscribeVideo(capture.CodecJPEG, gap)
+	v := p.media.SubscribeVideo(0, gap)
 	au := p.media.SubscribeAudio() // nothing while muted
 	return &box.Media{Video: v, VideoPacketizer: vp, Audio: au, AudioPacketizer: ap}, nil
 }

@@ -74,3 +74,8 @@ func jpegToI420(dst, data []byte, w, h int) ([]byte, error) {
 	}
 	return dst, nil
 }
+
+// JPEGToI420 decodes a w x h JPEG frame into dst as packed I420, limited
+// range (what the encoders take): a call scales and encodes a JPEG
+// camera's frames itself.
+func JPEGToI420(dst, data []byte, w, h int) ([]byte, error) { return jpegToI420(dst, data, w, h) }

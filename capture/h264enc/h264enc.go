@@ -124,6 +124,12 @@ type Engine interface {
 	Close() error
 }
 
+// BitrateSetter is an Engine whose target bitrate can change while it
+// encodes (OpenH264, and V4L2 encoders with the bitrate control).
+type BitrateSetter interface {
+	SetBitrate(bps int) error
+}
+
 // Errors.
 var (
 	ErrUnavailable = errors.New("h264enc: no software H.264 encoder in this build")

@@ -97,4 +97,14 @@ func (e *openH264) Encode(pic []byte, forceIDR bool) ([]byte, error) {
 	return au, err
 }
 
+// SetBitrate changes the rate control's target between pictures (what a
+// call's bandwidth estimate drives).
+func (e *openH264) SetBitrate(bps int) error {
+	c, ok := e.enc.(interface{ SetBitRate(int) error })
+	if !ok {
+		return fmt.Errorf("h264enc: openh264 binding has no SetBitRate")
+	}
+	return c.SetBitRate(bps)
+}
+
 func (e *openH264) Close() error { return e.enc.Close() }

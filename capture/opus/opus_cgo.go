@@ -58,6 +58,32 @@ func NewPacketizer(maxSize int, ssrc uint32, pt uint8) (*Packetizer, error) {
 		pending: make([]int16, 0, 4*FrameSamples)}, nil
 }
 
+// SetLoss turns in-band FEC on (RFC 6716 LBRR: each packet carries a
+// coarse copy of the previous frame) and tells the encoder how much loss
+// to expect, in percent (a call sets it from the RTCP reports' fraction
+// lost): the more loss, the more bits go to the redundant copy.
+func (p *Packetizer) SetLoss(fec bool, lossPercent int) error {
+	if err := p.enc.SetInBandFEC(fec); err != nil {
+		return fmt.Errorf("opus: in-band FEC: %w", err)
+	}
+	if err := p.enc.SetPacketLossPerc(max(0, min(lossPercent, 100))); err != nil {
+		return fmt.Errorf("opus: packet loss: %w", err)
+	}
+	return nil
+}
+
+// Recover rebuilds the 20 ms frame lost just before next from next's
+// in-band FEC data (RFC 6716 LBRR); a packet encoded without FEC gives
+// packet loss concealment instead. The samples are valid until the next
+// call.
+func (d *Decoder) Recover(next []byte) ([]int16, error) {
+	pcm := d.pcm[:FrameSamples]
+	if err := d.dec.DecodeFEC(next, pcm); err != nil {
+		return nil, fmt.Errorf("opus: decode FEC: %w", err)
+	}
+	return pcm, nil
+}
+
 // Packetize resamples c to 48 kHz, encodes every whole 20 ms frame
 // buffered and returns their packets (usually one).
 func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {

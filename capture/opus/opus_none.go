@@ -20,6 +20,9 @@ func (p *Packetizer) Packetize(c capture.AudioChunk) (capture.Burst, error) {
 	return capture.Burst{}, ErrUnavailable
 }
 
+// SetLoss returns ErrUnavailable.
+func (p *Packetizer) SetLoss(fec bool, lossPercent int) error { return ErrUnavailable }
+
 // Decoder is absent from this build; see ErrUnavailable.
 type Decoder struct{}
 
@@ -31,3 +34,6 @@ func (d *Decoder) Decode(payload []byte) ([]int16, error) { return nil, ErrUnava
 
 // DecodeLost returns ErrUnavailable.
 func (d *Decoder) DecodeLost() ([]int16, error) { return nil, ErrUnavailable }
+
+// Recover returns ErrUnavailable.
+func (d *Decoder) Recover(next []byte) ([]int16, error) { return nil, ErrUnavailable }

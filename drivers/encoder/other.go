@@ -18,3 +18,6 @@ func Open(cfg Config) (*Encoder, error) { _, _, err := Probe(cfg.Codec); return 
 func (e *Encoder) Encode(pic []byte, forceIDR bool) ([]byte, error) { return nil, ErrClosed }
 func (e *Encoder) Name() string                                     { return "none" }
 func (e *Encoder) Close() error                                     { return nil }
+
+// SetBitrate fails: there is no encoder on this platform.
+func (e *Encoder) SetBitrate(int) error { return ErrClosed }

@@ -359,6 +359,17 @@ func (e *Encoder) setFmt(typ, pixfmt uint32, w, h, sizeimage int) (v4l2Format, e
 	return f, nil
 }
 
+// SetBitrate changes the target bitrate while encoding (a call's
+// congestion controller follows its bandwidth estimate); a device without
+// the control keeps its rate and says so.
+func (e *Encoder) SetBitrate(bps int) error {
+	ok, err := e.ctrl(cidBitrate, int32(bps))
+	if err == nil && !ok {
+		err = fmt.Errorf("encoder: %s has no bitrate control", e.name)
+	}
+	return err
+}
+
 // ctrl sets a control; ok is false when the device does not have it.
 func (e *Encoder) ctrl(id uint32, v int32) (ok bool, err error) {
 	c := v4l2Control{ID: id, Value: v}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/peer/proto"
 	"github.com/pion/webrtc/v4"
 )
@@ -62,8 +61,8 @@ type Call struct {
 	mu        sync.Mutex
 	id        string
 	pc        *webrtc.PeerConnection
-	video     *webrtc.TrackLocalStaticRTP
-	audio     *webrtc.TrackLocalStaticRTP
+	video     *callTrack
+	audio     *callTrack
 	media     *Media
 	state     State
 	restartAt time.Time
@@ -89,6 +88,15 @@ type Call struct {
 	audioRecv, audioLost                  atomic.Uint64
 	framesSent, audioSent                 atomic.Uint64
 	maxPacket                             atomic.Int64
+	plisSent                              atomic.Uint64
+	audioFEC                              atomic.Uint64 // lost Opus packets rebuilt from the next one's FEC
+	bwe                                   atomic.Value  // cc.BandwidthEstimator of the current PeerConnection
+	vstats                                videoStats
+	lossPercent                           atomic.Int32 // audio loss the other box reports
+	opusLossSet                           atomic.Int32 // what Opus's encoder was last told
+	recvVideo, recvAudio                  atomic.Value // string: the codecs the other box sends
+	latMu                                 sync.Mutex
+	latency                               []int32       // µs, capture (abs-capture-time) to the frame's last packet, per frame
 	relayBytes                            atomic.Uint64 // closed relayed pairs
 	pairBytes                             atomic.Uint64 // current pair, if relayed
 	localCand, remoteCand                 atomic.Value  // string
@@ -201,30 +209,34 @@ func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
 		return call.pc, nil
 	}
 	cfg := call.caller.cfg
+	// The congestion control interceptor hands its estimator over while
+	// NewPeerConnection builds the interceptors: bweMu pairs them up.
+	call.caller.bweMu.Lock()
+	call.caller.newBWE = nil
 	pc, err := call.caller.api.NewPeerConnection(webrtc.Configuration{ICEServers: webrtcServers(cfg.Client.ICEServers())})
+	if err == nil && call.caller.newBWE != nil {
+		call.bwe.Store(call.caller.newBWE)
+	}
+	call.caller.bweMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("peer: new peer connection: %w", err)
 	}
 	// The tracks outlive a PeerConnection (glare replaces it): the media
 	// goroutines keep writing to the same tracks.
 	if call.video == nil {
-		if call.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mimeJPEG, ClockRate: capture.VideoClockRate}, "video", "callbox"); err != nil {
-			pc.Close()
-			return nil, fmt.Errorf("peer: video track: %w", err)
-		}
-		if call.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: capture.PCMUClockRate, Channels: 1}, "audio", "callbox"); err != nil {
-			pc.Close()
-			return nil, fmt.Errorf("peer: audio track: %w", err)
-		}
+		call.video = newCallTrack(webrtc.RTPCodecTypeVideo, "video", webrtc.MimeTypeH264, mimeJPEG)
+		call.audio = newCallTrack(webrtc.RTPCodecTypeAudio, "audio", webrtc.MimeTypeOpus, webrtc.MimeTypePCMU)
 	}
 	video, audio := call.video, call.audio
-	for _, t := range []*webrtc.TrackLocalStaticRTP{video, audio} {
+	for _, t := range []*callTrack{video, audio} {
 		// sendrecv transceivers: the answerer's own tracks then ride on the
 		// offerer's m-lines.
-		if _, err := pc.AddTrack(t); err != nil {
+		s, err := pc.AddTrack(t)
+		if err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("peer: add track: %w", err)
 		}
+		go call.readRTCP(s, t.Kind())
 	}
 	pc.OnTrack(call.receive)
 	pc.OnICEConnectionStateChange(call.iceState)
@@ -247,7 +259,7 @@ func (call *Call) ensurePC() (*webrtc.PeerConnection, error) {
 		}
 	}()
 	if cfg.Media != nil && call.media == nil {
-		m, err := cfg.Media(MaxRTPPacket(cfg.MaxDatagram))
+		m, err := cfg.Media(maxMediaPacket(cfg.MaxDatagram))
 		if err != nil {
 			pc.Close()
 			call.pc = nil

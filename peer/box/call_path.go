@@ -3,6 +3,7 @@ package box
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -107,6 +108,27 @@ type Summary struct {
 	RecoveryMS      float64 `json:"recovery_ms"` // last loss of the path (as ICE saw it) to connected again
 	DurationMS      float64 `json:"duration_ms"`
 	Error           string  `json:"error,omitempty"`
+
+	// Call media (docs/calls.md).
+	VideoSent      string  `json:"video_sent"`       // negotiated codec this box sends: h264 or jpeg
+	AudioCodecSent string  `json:"audio_sent_codec"` // opus or pcmu
+	VideoReceived  string  `json:"video_received"`   // the other box's codec
+	AudioReceivedC string  `json:"audio_received_codec"`
+	Step           string  `json:"step"`              // the video step sent now, WxH@fps
+	LowestStep     string  `json:"lowest_step"`       // the smallest step sent
+	StepDowns      int     `json:"step_downs"`        //
+	StepUps        int     `json:"step_ups"`          //
+	Estimate       int     `json:"estimate_bps"`      // the bandwidth estimate now (GCC)
+	EncoderBitrate int     `json:"encoder_bps"`       // what the H.264 encoder was last asked for
+	KeyframesSent  uint64  `json:"keyframes_sent"`    //
+	KeyRequests    uint64  `json:"keyframe_requests"` // PLI/FIR from the other box
+	PLIsSent       uint64  `json:"plis_sent"`         // keyframe requests this box sent
+	AudioFEC       uint64  `json:"audio_fec"`         // lost Opus packets rebuilt from FEC
+	OpusLoss       int     `json:"opus_loss_percent"` // expected loss Opus's encoder was told
+	LatencyFrames  int     `json:"latency_frames"`    // frames with a capture time
+	LatencyP50MS   float64 `json:"latency_p50_ms"`    // capture (abs-capture-time) to the frame's last packet
+	LatencyP99MS   float64 `json:"latency_p99_ms"`
+	ReceivedFPS    float64 `json:"received_fps"` // whole frames a second, first to last
 }
 
 func ms(ns int64) float64 { return float64(ns/1000) / 1000 }
@@ -139,6 +161,26 @@ func (call *Call) Summary() Summary {
 		RecoveryMS:     ms(call.recovery.Load()),
 		DurationMS:     ms(call.since()),
 	}
+	call.mu.Lock()
+	vt, at := call.video, call.audio
+	call.mu.Unlock()
+	s.VideoSent, s.AudioCodecSent = codecName(vt), codecName(at)
+	s.VideoReceived, _ = call.recvVideo.Load().(string)
+	s.AudioReceivedC, _ = call.recvAudio.Load().(string)
+	vs := &call.vstats
+	s.Step, _ = vs.step.Load().(string)
+	s.LowestStep, _ = vs.lowest.Load().(string)
+	s.StepDowns, s.StepUps = int(vs.downs.Load()), int(vs.ups.Load())
+	s.Estimate = call.estimate()
+	s.EncoderBitrate = int(vs.encoderBitrate.Load())
+	s.KeyframesSent, s.KeyRequests = vs.keyframes.Load(), vs.keyRequests.Load()
+	s.PLIsSent, s.AudioFEC = call.plisSent.Load(), call.audioFEC.Load()
+	s.OpusLoss = int(call.opusLossSet.Load())
+	p50, p99, n := call.latencyPercentiles()
+	s.LatencyFrames, s.LatencyP50MS, s.LatencyP99MS = n, ms(int64(p50)), ms(int64(p99))
+	if first, last := call.firstFrame.Load(), call.lastFrame.Load(); last > first && s.FramesDecoded > 1 {
+		s.ReceivedFPS = float64(s.FramesDecoded-1) / (float64(last-first) / 1e9)
+	}
 	s.LocalCandidate, _ = call.localCand.Load().(string)
 	s.RemoteCandidate, _ = call.remoteCand.Load().(string)
 	if st.Err != nil {
@@ -155,4 +197,15 @@ func (call *Call) lastPath() Path {
 		return PathNone
 	}
 	return pathOf(p.Local, p.Remote)
+}
+
+func codecName(t *callTrack) string {
+	if t == nil {
+		return ""
+	}
+	c := t.Codec()
+	if i := strings.IndexByte(c, '/'); i >= 0 {
+		c = c[i+1:]
+	}
+	return c
 }

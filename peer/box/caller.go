@@ -13,6 +13,7 @@ import (
 	"github.com/callbox/callbox/capture"
 	"github.com/callbox/callbox/internal/netmon"
 	"github.com/callbox/callbox/peer/proto"
+	"github.com/pion/interceptor/pkg/cc"
 	transport "github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
@@ -38,6 +39,26 @@ type CallerConfig struct {
 	// from the call's receive goroutines; it must not block. The packets
 	// are valid only while OnMedia runs: copy to keep (relay.Publish does).
 	OnMedia func(from proto.PeerInfo, b capture.Burst)
+	// OnFrame, if set, hears every whole video frame the other box sends,
+	// depacketized, not decoded: H.264 access units (Annex B, SPS and PPS
+	// before each IDR; nothing after a loss until the next IDR) or JPEG.
+	// CaptureTime is the sender's (abs-capture-time), or the arrival time.
+	// Data is valid only while OnFrame runs.
+	OnFrame func(from proto.PeerInfo, f capture.VideoFrame)
+	// OnAudio, if set, hears the other box's sound decoded, 20 ms at a
+	// time, in order: Opus at 48 kHz (a lost packet rebuilt from the next
+	// one's in-band FEC), PCMU at 8 kHz. Samples are valid only while
+	// OnAudio runs.
+	OnAudio func(from proto.PeerInfo, c capture.AudioChunk)
+	// LegacyMedia makes the Caller behave as a box from before H.264
+	// calls: RTP/JPEG and PCMU only, no congestion control (tests of the
+	// fallback).
+	LegacyMedia bool
+	// StartBitrate, MaxBitrate bound the bandwidth estimate (bit/s;
+	// DefaultStartBitrate, DefaultMaxBitrate when zero).
+	StartBitrate, MaxBitrate int
+	// Ladder is the video's steps (DefaultLadder when nil).
+	Ladder []Step
 	// MaxDatagram caps every UDP datagram of a call (S8); default 1200.
 	MaxDatagram int
 	// Net replaces the OS network (tests inject a pion/transport vnet).
@@ -70,6 +91,11 @@ type Caller struct {
 	mu  sync.Mutex
 	cur *Call
 
+	// bweMu is held around NewPeerConnection, during which the congestion
+	// control interceptor reports its estimator (newBWE).
+	bweMu  sync.Mutex
+	newBWE cc.BandwidthEstimator
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -98,6 +124,18 @@ func NewCaller(cfg CallerConfig) (*Caller, error) {
 	def(&cfg.SrflxWait, 200*time.Millisecond)
 	def(&cfg.RelayWait, time.Second)
 	def(&cfg.SetupTimeout, 15*time.Second)
+	if cfg.StartBitrate == 0 {
+		cfg.StartBitrate = DefaultStartBitrate
+	}
+	if cfg.MaxBitrate == 0 {
+		cfg.MaxBitrate = DefaultMaxBitrate
+	}
+	if cfg.StartBitrate < MinCallBitrate || cfg.MaxBitrate < cfg.StartBitrate {
+		return nil, fmt.Errorf("peer: bitrates: start %d, max %d (want %d <= start <= max)", cfg.StartBitrate, cfg.MaxBitrate, MinCallBitrate)
+	}
+	if cfg.Ladder == nil {
+		cfg.Ladder = DefaultLadder
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -110,11 +148,12 @@ func NewCaller(cfg CallerConfig) (*Caller, error) {
 	if cfg.NetMonitor == nil {
 		cfg.NetMonitor = netmon.New(netSource(cfg.Net), 0)
 	}
-	api, err := newAPI(&cfg)
+	c := &Caller{cfg: cfg, done: make(chan struct{})}
+	api, err := newAPI(&cfg, func(e cc.BandwidthEstimator) { c.newBWE = e })
 	if err != nil {
 		return nil, err
 	}
-	c := &Caller{cfg: cfg, api: api, done: make(chan struct{})}
+	c.api = api
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cfg.Client.OnPresence(c.presence)
 	go c.loop()

@@ -7,18 +7,27 @@ import (
 	"fmt"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/h264enc"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtpjpeg"
 	"github.com/callbox/callbox/capture/synth"
 )
 
-// Media is what a box sends in a call: its sources and their packetizers.
-// The call owns it and closes the sources when it ends.
+// Media is what a box sends in a call: its camera and microphone. The call
+// encodes them as the negotiation says: H.264 it makes itself from the
+// camera's raw (I420) or JPEG frames, at the size and bitrate the path
+// allows, or the JPEG frames as they are for an older box; Opus, or PCMU
+// for an older box. The call owns the sources and closes them when it
+// ends.
 type Media struct {
 	Video           capture.VideoSource
-	VideoPacketizer capture.VideoPacketizer
+	VideoPacketizer capture.VideoPacketizer // RFC 2435 for a JPEG-only peer (nil: the call makes one)
 	Audio           capture.AudioSource
-	AudioPacketizer capture.AudioPacketizer
+	AudioPacketizer capture.AudioPacketizer // PCMU for a peer without Opus (nil: the call makes one)
+	// OpenH264 opens the H.264 encoder at a step's size (nil: the software
+	// encoder, h264enc.NewSoftware). An engine that is also an
+	// h264enc.BitrateSetter follows the bandwidth estimate.
+	OpenH264 func(h264enc.Config) (h264enc.Engine, error)
 }
 
 // Close closes the sources.

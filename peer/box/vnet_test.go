@@ -140,16 +140,26 @@ type vbox struct {
 // box puts a box on the LAN called lan (or on the WAN itself, with a public
 // address, when nat is nil) and registers it at the hub.
 func (l *vlab) box(name, lan string, nat *vnet.NATType, ip string) *vbox {
+	return l.boxWith(name, lan, nat, ip, nil, nil)
+}
+
+// boxWith is box with the Caller's configuration changed by adjust, and
+// the box's network interface wrapped by nic (a bandwidth limit) if set.
+func (l *vlab) boxWith(name, lan string, nat *vnet.NATType, ip string, adjust func(*CallerConfig), nic func(vnet.NIC) vnet.NIC) *vbox {
 	t := l.t
 	n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var attach vnet.NIC = n
+	if nic != nil {
+		attach = nic(n)
+	}
 	if lan == "" {
-		if err := l.wan.AddNet(n); err != nil {
+		if err := l.wan.AddNet(attach); err != nil {
 			t.Fatal(err)
 		}
-	} else if err := l.lan(lan, nat).AddNet(n); err != nil {
+	} else if err := l.lan(lan, nat).AddNet(attach); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("box", name)
@@ -164,7 +174,7 @@ func (l *vlab) box(name, lan string, nat *vnet.NATType, ip string) *vbox {
 		t.Fatal(err)
 	}
 	b := &vbox{client: c, states: make(chan State, 64)}
-	b.caller, err = NewCaller(CallerConfig{
+	cfg := CallerConfig{
 		Client: c,
 		Net:    n,
 		Media:  SynthMedia(synth.CameraConfig{Width: 160, Height: 120, FPS: 15}, synth.MicConfig{Rate: 8000}),
@@ -175,7 +185,11 @@ func (l *vlab) box(name, lan string, nat *vnet.NATType, ip string) *vbox {
 			}
 		},
 		Log: log,
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	b.caller, err = NewCaller(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,12 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/opus"
+	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 )
@@ -20,6 +25,11 @@ import (
 const (
 	srtpOverhead = 16
 	turnOverhead = 40
+	// twccOverhead is what transport-cc adds to a packet: a one-byte
+	// extension element of 3 bytes, in a 4-byte extension header when the
+	// packet had none, padded to 4 (8 at most; none on a packet whose
+	// abs-capture-time padding already has room).
+	twccOverhead = 8
 	// DefaultMaxDatagram is the default datagram limit: the RTP size the
 	// rest of callbox uses (capture.DefaultMaxPacketSize).
 	DefaultMaxDatagram = capture.DefaultMaxPacketSize
@@ -34,21 +44,111 @@ const (
 // and TURN overhead.
 func MaxRTPPacket(maxDatagram int) int { return maxDatagram - srtpOverhead - turnOverhead }
 
-func newAPI(cfg *CallerConfig) (*webrtc.API, error) {
+// maxMediaPacket is the largest RTP packet a packetizer may make: room is
+// left for the transport-cc extension the interceptors add.
+func maxMediaPacket(maxDatagram int) int { return MaxRTPPacket(maxDatagram) - twccOverhead }
+
+// Call codecs, in the order of preference each box offers them: H.264
+// (constrained baseline, packetization-mode 1, what every WebRTC stack
+// decodes and what the phones' WHEP path forwards untouched), then RFC 2435
+// JPEG, which boxes from before H.264 calls send and take. Opus (in-band
+// FEC) before PCMU for audio. The payload types are the ones the rest of
+// callbox uses (capture.PayloadType*), so the call relay republishes the
+// received packets as they are.
+const (
+	h264FMTP = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+	opusFMTP = "minptime=10;useinbandfec=1"
+)
+
+var (
+	videoFeedback = []webrtc.RTCPFeedback{
+		{Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBTransportCC},
+	}
+	audioFeedback = []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
+)
+
+// newAPI builds the Caller's WebRTC API: its codecs and, unless the
+// Caller plays a box from before H.264 calls (cfg.LegacyMedia), the
+// congestion control (TWCC feedback and Google congestion control's send
+// side estimate, whose estimator each PeerConnection hands to bwe) and
+// the RTCP reports whose loss figures drive Opus's FEC.
+func newAPI(cfg *CallerConfig, bwe func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
+	reg := func(c webrtc.RTPCodecParameters, k webrtc.RTPCodecType) error {
+		if err := me.RegisterCodec(c, k); err != nil {
+			return fmt.Errorf("peer: register %s: %w", c.MimeType, err)
+		}
+		return nil
+	}
+	legacy := cfg.LegacyMedia
+	if !legacy {
+		if err := reg(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: capture.VideoClockRate,
+				SDPFmtpLine: h264FMTP, RTCPFeedback: videoFeedback},
+			PayloadType: capture.PayloadTypeH264,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
 	// JPEG (RFC 2435) has the static payload type 26; pion has no built-in
 	// entry for it, so it is registered by hand, as is PCMU with its static 0.
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeJPEG, ClockRate: capture.VideoClockRate},
-		PayloadType:        capture.PayloadTypeJPEG,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("peer: register JPEG: %w", err)
+	jpegCap := webrtc.RTPCodecCapability{MimeType: mimeJPEG, ClockRate: capture.VideoClockRate}
+	if !legacy {
+		jpegCap.RTCPFeedback = videoFeedback
 	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: capture.PCMUClockRate, Channels: 1},
-		PayloadType:        capture.PayloadTypePCMU,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("peer: register PCMU: %w", err)
+	if err := reg(webrtc.RTPCodecParameters{RTPCodecCapability: jpegCap, PayloadType: capture.PayloadTypeJPEG}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	if !legacy && opus.Available {
+		if err := reg(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: opus.Rate, Channels: 2,
+				SDPFmtpLine: opusFMTP, RTCPFeedback: audioFeedback},
+			PayloadType: capture.PayloadTypeOpus,
+		}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, err
+		}
+	}
+	pcmuCap := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: capture.PCMUClockRate, Channels: 1}
+	if !legacy {
+		pcmuCap.RTCPFeedback = audioFeedback
+	}
+	if err := reg(webrtc.RTPCodecParameters{RTPCodecCapability: pcmuCap, PayloadType: capture.PayloadTypePCMU}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if !legacy {
+		// abs-capture-time first, so that it gets ID 1 on both boxes: the
+		// packetizers write it there (capture/rtpext) and the call relay
+		// passes it on to the phones unchanged. transport-cc comes second.
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: rtpext.AbsCaptureTimeURI}, k); err != nil {
+				return nil, fmt.Errorf("peer: abs-capture-time: %w", err)
+			}
+		}
+		// The congestion controller (with its pacer) comes first: the
+		// transport-cc extension must be on a packet when it reaches the
+		// pacer, so the extension's interceptor wraps it.
+		f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+			return gcc.NewSendSideBWE(
+				gcc.SendSideBWEInitialBitrate(cfg.StartBitrate),
+				gcc.SendSideBWEMinBitrate(MinCallBitrate),
+				gcc.SendSideBWEMaxBitrate(cfg.MaxBitrate),
+			)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("peer: congestion control: %w", err)
+		}
+		f.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { bwe(e) })
+		ir.Add(f)
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+			return nil, fmt.Errorf("peer: transport-cc: %w", err)
+		}
+		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+			return nil, fmt.Errorf("peer: transport-cc feedback: %w", err)
+		}
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return nil, fmt.Errorf("peer: RTCP reports: %w", err)
+		}
 	}
 	var se webrtc.SettingEngine
 	lf := logging.NewDefaultLoggerFactory()
@@ -74,10 +174,9 @@ func newAPI(cfg *CallerConfig) (*webrtc.API, error) {
 	// The call closes its PeerConnection itself, after its stats sampler has
 	// stopped: pion's own close on a DTLS close_notify races with GetStats.
 	se.DisableCloseByDTLS(true)
-	// No interceptors: they would add header extensions (TWCC) that the
-	// datagram budget does not account for; the JPEG and PCMU streams need
-	// no congestion feedback to be decoded.
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)), nil
+	// The interceptors add transport-cc (3 bytes and padding) to every
+	// packet: twccOverhead in the datagram budget.
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 const mimeJPEG = "video/JPEG"
