@@ -347,7 +347,7 @@ func (p *peerPart) register(ctx context.Context, dir string) {
 				NetMonitor: p.net,
 				OnMedia:    p.onCallMedia,
 				OnFrame:    p.fallback.frame,
-				OnAudio:    p.fallback.audio,
+				OnAudio:    p.onCallAudio,
 				// No one at the box has consented to a call yet: it rings
 				// (LED, page) and waits for button B, the page or
 				// /api/call/answer, unless call.auto_answer.
@@ -450,6 +450,13 @@ func (p *peerPart) onCallMedia(_ proto.PeerInfo, b capture.Burst) {
 	if p.speaker != nil {
 		p.speaker.callAudio(b)
 	}
+}
+
+// onCallAudio hears the other box's sound as the call decoded it (Opus
+// with its in-band FEC): PCMU of it for the WebSocket fallback. The
+// speaker decodes the bursts itself (onCallMedia).
+func (p *peerPart) onCallAudio(from proto.PeerInfo, c capture.AudioChunk) {
+	p.fallback.audio(from, c)
 }
 
 // requestCallKeyframe asks the other box for an IDR (RTCP PLI on the

@@ -2,6 +2,7 @@ package box
 
 import (
 	"bytes"
+	"context"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/callbox/callbox/capture/synth"
 	"github.com/callbox/callbox/internal/testenv"
 	"github.com/callbox/callbox/peer/proto"
+	"github.com/pion/transport/v5/vnet"
 )
 
 // rawMedia is the synthetic camera as raw pictures (what the call's H.264
@@ -194,5 +196,75 @@ func waitSummary(t *testing.T, call *Call, budget time.Duration, ok func(Summary
 			return call.Summary(), false
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestCallFollowsThrottledPath: a 720p call over a path that is then
+// throttled to 250 kbit/s (pion vnet's token bucket on the receiving box's
+// link): the sender's bandwidth estimate (transport-cc feedback, GCC)
+// falls, the encoder's bitrate follows it and the video steps down; when
+// the limit is lifted the estimate climbs back and the video steps up.
+// The ladder's thresholds are scaled down from DefaultLadder so that the
+// climb back fits a few seconds (GCC grows the estimate by 8% a second);
+// the synthetic pattern needs little more than 300 kbit/s at 720p.
+func TestCallFollowsThrottledPath(t *testing.T) {
+	testenvShort(t)
+	l := newVLab(t)
+	ladder := []Step{{1280, 720, 30, 450_000}, {640, 360, 30, 180_000}, {640, 360, 15, 0}}
+	const open = 20_000_000
+	tbf := vnet.NewTBFQueue(open, 64<<10, 48<<10)
+	var queue *vnet.Queue
+	a := l.boxWith("a", "A", coneNAT, "10.201.1.2", func(c *CallerConfig) {
+		rawMedia(1280, 720, 30)(c)
+		c.Ladder = ladder
+		c.StartBitrate = 1_000_000
+	}, nil)
+	b := l.boxWith("b", "B", coneNAT, "10.201.2.2", rawMedia(160, 120, 15), func(n vnet.NIC) vnet.NIC {
+		q, err := vnet.NewQueue(n, tbf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue = q
+		return q
+	})
+	t.Cleanup(func() { queue.Close() })
+	pair(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ca, err := a.caller.Call(ctx, b.client.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.caller.HangUp()
+	s, ok := waitSummary(t, ca, 15*time.Second, func(s Summary) bool {
+		return s.Step == "1280x720@30" && s.KeyframesSent > 0 && s.FramesSent > 30
+	})
+	if !ok {
+		t.Fatalf("no 720p before the throttle: %+v", s)
+	}
+	t.Logf("open path: step %s estimate %d encoder %d", s.Step, s.Estimate, s.EncoderBitrate)
+	before := s.EncoderBitrate
+	t0 := time.Now()
+	tbf.SetRate(250_000)
+	s, ok = waitSummary(t, ca, 20*time.Second, func(s Summary) bool { return s.StepDowns > 0 && s.Estimate < 400_000 })
+	if !ok {
+		t.Fatalf("throttled to 250 kbit/s: no step down within 20 s: %+v", s)
+	}
+	t.Logf("throttled: step down to %s after %v, estimate %d, encoder %d (was %d)", s.Step, time.Since(t0).Round(100*time.Millisecond), s.Estimate, s.EncoderBitrate, before)
+	if s.EncoderBitrate >= before || s.EncoderBitrate > 400_000 {
+		t.Errorf("the encoder's bitrate %d did not follow the estimate %d down (was %d)", s.EncoderBitrate, s.Estimate, before)
+	}
+	down := s.Step
+	t1 := time.Now()
+	tbf.SetRate(open)
+	s, ok = waitSummary(t, ca, 30*time.Second, func(s Summary) bool { return s.StepUps > 0 })
+	if !ok {
+		t.Fatalf("limit lifted: no step up within 30 s: %+v", s)
+	}
+	t.Logf("lifted: step up from %s to %s after %v, estimate %d, encoder %d; lowest %s, %d down / %d up; PLIs answered %d, keyframes %d",
+		down, s.Step, time.Since(t1).Round(100*time.Millisecond), s.Estimate, s.EncoderBitrate, s.LowestStep, s.StepDowns, s.StepUps, s.KeyRequests, s.KeyframesSent)
+	if cb := b.caller.Current(); cb != nil {
+		sb := cb.Summary()
+		t.Logf("receiver: %d frames whole, %d lost, %.1f fps, latency p50 %.0f p99 %.0f ms", sb.FramesDecoded, sb.FramesLost, sb.ReceivedFPS, sb.LatencyP50MS, sb.LatencyP99MS)
 	}
 }
