@@ -75,6 +75,12 @@ type CameraConfig struct {
 	// (MarkColor) in the top-right corner: two synthetic boxes in a call
 	// (marked with their names) then show pictures a test can tell apart.
 	Mark string
+	// Noise, for Format I420, adds pseudo-random noise of up to +-Noise
+	// levels to every luma sample, different in every frame, as a
+	// camera's sensor does: an encoder then spends its bitrate as on a
+	// real room instead of coasting on a clean pattern (calls' congestion
+	// tests). 0: none; at most 64.
+	Noise int
 }
 
 // markPalette are the colours MarkColor picks from: saturated and far
@@ -228,6 +234,9 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 	if cfg.Quality < 1 || cfg.Quality > 100 {
 		return nil, fmt.Errorf("synth: JPEG quality %d out of range 1..100", cfg.Quality)
 	}
+	if cfg.Noise < 0 || cfg.Noise > 64 {
+		return nil, fmt.Errorf("synth: noise %d out of range 0..64", cfg.Noise)
+	}
 	if cfg.Format != capture.CodecJPEG && cfg.Format != capture.CodecI420 {
 		return nil, fmt.Errorf("synth: format %v: the camera yields jpeg or i420", cfg.Format)
 	}
@@ -313,6 +322,9 @@ func (c *Camera) ReadFrame(ctx context.Context) (capture.VideoFrame, error) {
 	c.next = seq + 1
 	if c.raw != nil {
 		c.buf = c.raw.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
+		if c.cfg.Noise > 0 {
+			addNoise(c.buf[:c.cfg.Width*c.cfg.Height], c.cfg.Noise, seq)
+		}
 	} else {
 		c.buf = c.t.appendFrame(c.buf[:0], &c.lay, seq, c.flashAt(seq))
 	}
@@ -578,4 +590,22 @@ func drawBackground(w, h int) *image.RGBA {
 		}
 	}
 	return img
+}
+
+// addNoise adds noise of up to +-amp to the samples (xorshift64, seeded
+// by the frame number: the same frame always gets the same noise).
+func addNoise(y []byte, amp int, seq uint64) {
+	x := seq*0x9E3779B97F4A7C15 | 1
+	span := uint64(2*amp + 1)
+	for i := 0; i < len(y); i += 8 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		r := x
+		for j := i; j < min(i+8, len(y)); j++ {
+			v := int(y[j]) + int((r&0xff)%span) - amp
+			y[j] = byte(max(16, min(235, v)))
+			r >>= 8
+		}
+	}
 }
