@@ -6,6 +6,7 @@ import (
 	"image/jpeg"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callbox/callbox/capture"
@@ -38,45 +39,85 @@ type callFallback struct {
 	// starts at an IDR).
 	pli func()
 
-	mu       sync.Mutex
-	dec      *h264dec.Decoder
-	decoding bool // the decoder has had an IDR and every unit since
-	broken   bool // decoding failed: wait for the next IDR
-	jpack    *rtpjpeg.Packetizer
-	apack    *pcmu.Packetizer
-	last     time.Time
-	img      image.YCbCr
-	full     []byte // the picture in full range
-	buf      bytes.Buffer
-	warned   bool
+	queue   chan capture.VideoFrame // units waiting for the decoder
+	done    chan struct{}           // closed by close: run returns
+	idle    atomic.Bool             // a unit came while nobody watched
+	overrun atomic.Bool             // a unit was dropped: the queue was full
+	pliAt   time.Time
+
+	mu        sync.Mutex // the decoder's side
+	amu       sync.Mutex // the audio's
+	dec       *h264dec.Decoder
+	decoding  bool // the decoder has had an IDR and every unit since
+	broken    bool // decoding failed: wait for the next IDR
+	jpack     *rtpjpeg.Packetizer
+	apack     *pcmu.Packetizer
+	last      time.Time
+	img       image.YCbCr
+	full      []byte // the picture in full range
+	buf       bytes.Buffer
+	warned    bool
+	closeOnce sync.Once
 }
 
 func newCallFallback(remote *relay.Relay, maxPacket int, pli func(), log *slog.Logger) *callFallback {
 	remote.SetNativeVideo(capture.CodecJPEG)
-	fb := &callFallback{remote: remote, log: log, pli: pli}
+	fb := &callFallback{remote: remote, log: log, pli: pli, queue: make(chan capture.VideoFrame, 8), done: make(chan struct{})}
 	fb.jpack, _ = rtpjpeg.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypeJPEG)
 	fb.apack, _ = pcmu.NewPacketizer(maxPacket, rtpext.Random32(), capture.PayloadTypePCMU)
+	go fb.run()
 	return fb
 }
 
-// frame hears every whole video frame of the call (box.CallerConfig.OnFrame).
+// frame hears every whole video frame of the call (box.CallerConfig.OnFrame),
+// on the call's receive goroutine: it only queues a copy; the decoding
+// and the JPEG run on the fallback's own goroutine (run), so they never
+// hold up the call's packets (nor its sound, on the speaker).
 func (fb *callFallback) frame(_ proto.PeerInfo, f capture.VideoFrame) {
 	if f.Codec != capture.CodecH264 {
 		return // JPEG from an older box: OnMedia published it as it is
 	}
+	if fb.remote.Viewers() == 0 {
+		fb.idle.Store(true)
+		return
+	}
+	f.Data = bytes.Clone(f.Data)
+	select {
+	case fb.queue <- f:
+	default:
+		// The decoder is behind: this unit is lost to it, and so is
+		// everything up to the next IDR.
+		fb.overrun.Store(true)
+	}
+}
+
+// run decodes the queued units and publishes their JPEG.
+func (fb *callFallback) run() {
+	for {
+		select {
+		case f := <-fb.queue:
+			fb.decode(f)
+		case <-fb.done:
+			return
+		}
+	}
+}
+
+func (fb *callFallback) decode(f capture.VideoFrame) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
-	if fb.remote.Viewers() == 0 {
-		// Nobody watches: no decoding. The next viewer starts at an IDR.
-		fb.decoding = false
-		return
+	if fb.idle.Swap(false) {
+		fb.decoding = false // nobody watched: start again at an IDR
+	}
+	if fb.overrun.Swap(false) {
+		fb.broken = true
 	}
 	if !fb.decoding || fb.broken {
 		if !f.Keyframe {
-			if !fb.decoding && fb.pli != nil {
+			if (!fb.decoding || time.Since(fb.pliAt) > time.Second) && fb.pli != nil {
 				fb.pli()
-				fb.decoding = true // asked; units are skipped until the IDR
-				fb.broken = true
+				fb.pliAt = time.Now()
+				fb.decoding, fb.broken = true, true // asked; units are skipped until the IDR
 			}
 			return
 		}
@@ -96,9 +137,6 @@ func (fb *callFallback) frame(_ proto.PeerInfo, f capture.VideoFrame) {
 	pic, w, h, err := fb.dec.Decode(f.Data)
 	if err != nil {
 		fb.broken = true
-		if fb.pli != nil {
-			fb.pli()
-		}
 		return
 	}
 	if pic == nil || (!fb.last.IsZero() && f.CaptureTime.Sub(fb.last) < time.Second/fallbackFPS*3/4) {
@@ -136,8 +174,8 @@ func (fb *callFallback) audio(_ proto.PeerInfo, c capture.AudioChunk) {
 	if c.Rate == capture.PCMUClockRate || fb.remote.Viewers() == 0 {
 		return
 	}
-	fb.mu.Lock()
-	defer fb.mu.Unlock()
+	fb.amu.Lock()
+	defer fb.amu.Unlock()
 	b, err := fb.apack.Packetize(c)
 	if err != nil || len(b.Packets) == 0 {
 		return
@@ -146,6 +184,7 @@ func (fb *callFallback) audio(_ proto.PeerInfo, c capture.AudioChunk) {
 }
 
 func (fb *callFallback) close() {
+	fb.closeOnce.Do(func() { close(fb.done) })
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	if fb.dec != nil {
