@@ -38,14 +38,14 @@ const s7LinkRate = "8mbit"
 
 // s7Size, s7GOP and s7FPS are the box's picture in the phone lab: the
 // test pattern compresses so well that its keyframes make most of the
-// bitrate. 1.36 keyframes a second at 1080p give about 1.15 Mbit/s with
+// bitrate. 1.4 keyframes a second at 1080p give about 1.15 Mbit/s with
 // the audio, in the middle of the window the policy needs: three copies
 // above 80% of 4 Mbit/s (1067 kbit/s each), two below 64% (1280). (At
 // 720p it takes 3.4 a second: a 290 ms GOP, shorter than a move's
 // keyframe burst on a busy machine.)
 const (
 	s7Size = "1920x1080"
-	s7GOP  = "22"
+	s7GOP  = "21"
 	s7FPS  = "30"
 )
 
