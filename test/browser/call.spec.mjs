@@ -146,7 +146,7 @@ try {
   const b1 = await boxCall(opt.other);
   const a1 = await boxCall(opt.url);
   result.boxCall = { receivedFps: ((b1.frames_received || 0) - (b0.frames_received || 0)) * 1000 / (Date.now() - tf),
-    videoReceived: b1.video_received, step: a1.step, keyRequestsAtA: a1.keyframe_requests, lost: b1.frames_lost };
+    videoReceived: b1.video_received, videoSentByA: a1.video_sent, step: a1.step, keyRequestsAtA: a1.keyframe_requests, lost: b1.frames_lost };
   await pageB.click('#callview'); // a tap: sound (autoplay rules)
   await pageB.waitForFunction(() => window.callboxStats.callAudioRunning, null, { timeout: ms }).catch(() => {});
   result.callAudioRunning = await pageB.evaluate(() => window.callboxStats.callAudioRunning);

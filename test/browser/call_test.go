@@ -122,6 +122,12 @@ func TestPageCall(t *testing.T) {
 		cs["path"], cs["fallbackReason"], r["callLive"], r.num("answerToDrawnMs"), cs["firstFrameMs"], cs["steps"], r.num("callFps"), cs["codec"], cs["decoded"], ca)
 	bc, _ := r["boxCall"].(map[string]any)
 	t.Logf("box B received A's call video at %v fps meanwhile: %v", bc["receivedFps"], bc)
+	// Calls carry H.264 where the calling box can encode it (a box
+	// built without an encoder sends JPEG): then B must forward it to its
+	// phone over WebRTC.
+	if bc["videoSentByA"] == "h264" && r["callLive"] != "h264" {
+		t.Errorf("A sends the call in H.264 but B's call relay carries %v", r["callLive"])
+	}
 	switch r["callLive"] {
 	case "h264":
 		if cs["path"] != "webrtc" || !strings.EqualFold(fmt.Sprint(cs["codec"]), "video/H264") {
