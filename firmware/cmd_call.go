@@ -31,6 +31,7 @@ type callFlags struct {
 	width, height, fps  int
 	verbose             bool
 	legacy              bool
+	noise               int
 }
 
 // cmdCall is `callbox call`: call a paired box through the hub and print a
@@ -69,6 +70,7 @@ func cmdCall(args []string) int {
 	fs.IntVar(&f.height, "height", 240, "synthetic camera height")
 	fs.IntVar(&f.fps, "fps", 15, "synthetic camera frame rate")
 	fs.BoolVar(&f.verbose, "v", false, "log call progress")
+	fs.IntVar(&f.noise, "noise", 0, "sensor noise on the synthetic camera's raw pictures, 0..64 (the encoder then spends its bitrate as on a real room)")
 	fs.BoolVar(&f.legacy, "legacy-media", false, "send RTP/JPEG and PCMU without congestion control, as boxes did before H.264 calls (comparisons, fallback tests)")
 	// Flags may follow the peer's name: parse what comes after it too.
 	var pos []string
@@ -208,6 +210,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 		Client:       client,
 		Media:        box.SynthMedia(synthCamera(f), synth.MicConfig{}),
 		LegacyMedia:  f.legacy,
+		DecodeVideo:  true, // the summary counts frames that do not decode
 		MaxDatagram:  f.maxDatagram,
 		SetupTimeout: f.setup,
 		Log:          log,
@@ -276,7 +279,7 @@ func runCall(ctx context.Context, f *callFlags, pos []string, log *slog.Logger) 
 func synthCamera(f *callFlags) synth.CameraConfig {
 	c := synth.CameraConfig{Width: f.width, Height: f.height, FPS: f.fps}
 	if !f.legacy {
-		c.Format = capture.CodecI420
+		c.Format, c.Noise = capture.CodecI420, f.noise
 	}
 	return c
 }

@@ -89,6 +89,8 @@ type Call struct {
 	framesSent, audioSent                 atomic.Uint64
 	maxPacket                             atomic.Int64
 	plisSent                              atomic.Uint64
+	framesUndecodable                     atomic.Uint64
+	videoBytes                            atomic.Uint64 // RTP bytes of video sent
 	audioFEC                              atomic.Uint64 // lost Opus packets rebuilt from the next one's FEC
 	bwe                                   atomic.Value  // cc.BandwidthEstimator of the current PeerConnection
 	vstats                                videoStats
@@ -96,11 +98,11 @@ type Call struct {
 	opusLossSet                           atomic.Int32 // what Opus's encoder was last told
 	recvVideo, recvAudio                  atomic.Value // string: the codecs the other box sends
 	latMu                                 sync.Mutex
-	latency                               []int32       // µs, capture (abs-capture-time) to the frame's last packet, per frame
-	relayBytes                            atomic.Uint64 // closed relayed pairs
-	pairBytes                             atomic.Uint64 // current pair, if relayed
-	localCand, remoteCand                 atomic.Value  // string
-	lastPair                              atomic.Value  // *webrtc.ICECandidatePair
+	latency                               []latencySample // capture (abs-capture-time) to the frame's last packet, per frame
+	relayBytes                            atomic.Uint64   // closed relayed pairs
+	pairBytes                             atomic.Uint64   // current pair, if relayed
+	localCand, remoteCand                 atomic.Value    // string
+	lastPair                              atomic.Value    // *webrtc.ICECandidatePair
 }
 
 func (call *Call) callID() string {

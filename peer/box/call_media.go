@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/h264dec"
 	"github.com/callbox/callbox/capture/pcmu"
 	"github.com/callbox/callbox/capture/rtph264"
 	"github.com/callbox/callbox/capture/rtpjpeg"
@@ -33,9 +34,16 @@ const maxLatencySamples = 1 << 16
 func (call *Call) noteLatency(d time.Duration) {
 	call.latMu.Lock()
 	if len(call.latency) < maxLatencySamples {
-		call.latency = append(call.latency, int32(d/time.Microsecond))
+		call.latency = append(call.latency, latencySample{at: call.since(), us: int32(d / time.Microsecond)})
 	}
 	call.latMu.Unlock()
+}
+
+// latencySample is one frame's capture-to-received time and when it came
+// (ns since the call started).
+type latencySample struct {
+	at int64
+	us int32
 }
 
 // frameBuf collects the packets of the video frame being received, for
@@ -80,6 +88,16 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	hd := rtph264.NewDepacketizer()
 	ad := pcmu.NewDepacketizer()
 	var or *opusReceiver
+	var dec *h264dec.Decoder
+	if cfg.DecodeVideo && mime == strings.ToLower(webrtc.MimeTypeH264) {
+		d, err := h264dec.NewDecoder()
+		if err != nil {
+			cfg.Log.Warn("received H.264 not decoded", "err", err)
+		} else {
+			dec = d
+			defer d.Close()
+		}
+	}
 	if mime == strings.ToLower(webrtc.MimeTypeOpus) {
 		var err error
 		if or, err = newOpusReceiver(); err != nil {
@@ -128,8 +146,17 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				continue
 			}
 			call.framesRecv.Add(1)
-			call.framesDecoded.Add(1) // whole, and its references too: the decoder takes it
 			now := time.Now()
+			if dec != nil {
+				if _, _, _, err := dec.Decode(au.Data); err != nil {
+					call.framesUndecodable.Add(1)
+					cfg.Log.Warn("received frame does not decode", "err", err, "keyframe", au.Keyframe)
+				} else {
+					call.framesDecoded.Add(1)
+				}
+			} else {
+				call.framesDecoded.Add(1) // whole, and its references too: a decoder takes it
+			}
 			if !au.CaptureTime.IsZero() {
 				call.noteLatency(now.Sub(au.CaptureTime))
 			}
@@ -173,6 +200,7 @@ func (call *Call) receive(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				call.noteLatency(now.Sub(f.CaptureTime))
 			}
 			if _, err := jpeg.Decode(bytes.NewReader(f.Data)); err != nil {
+				call.framesUndecodable.Add(1)
 				cfg.Log.Warn("received frame does not decode", "err", err)
 				continue
 			}
@@ -230,11 +258,17 @@ func (call *Call) writeRTCP(p rtcp.Packet) error {
 	return pc.WriteRTCP([]rtcp.Packet{p})
 }
 
-// latencyPercentiles returns the 50th and 99th percentile of the frames'
-// capture-to-received times so far, and how many frames had one.
-func (call *Call) latencyPercentiles() (p50, p99 time.Duration, n int) {
+// latencyPercentiles returns the 50th and 99th percentile of the
+// capture-to-received times of the frames that came after skip (ns since
+// the call started), and how many frames had one.
+func (call *Call) latencyPercentiles(skip int64) (p50, p99 time.Duration, n int) {
 	call.latMu.Lock()
-	l := slices.Clone(call.latency)
+	var l []int32
+	for _, s := range call.latency {
+		if s.at >= skip {
+			l = append(l, s.us)
+		}
+	}
 	call.latMu.Unlock()
 	if len(l) == 0 {
 		return 0, 0, 0

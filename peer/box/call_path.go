@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -128,8 +129,18 @@ type Summary struct {
 	LatencyFrames  int     `json:"latency_frames"`    // frames with a capture time
 	LatencyP50MS   float64 `json:"latency_p50_ms"`    // capture (abs-capture-time) to the frame's last packet
 	LatencyP99MS   float64 `json:"latency_p99_ms"`
-	ReceivedFPS    float64 `json:"received_fps"` // whole frames a second, first to last
+	VideoKbps      float64 `json:"video_kbps"`    // RTP video sent, over the call
+	SteadyP99MS    float64 `json:"steady_p99_ms"` // the same, over the frames SteadyAfter the first
+	ReceivedFPS    float64 `json:"received_fps"`  // whole frames a second, first to last
+	// FramesUndecodable counts whole H.264 frames the decoder refused
+	// (CallerConfig.DecodeVideo; JPEG: frames that did not decode).
+	FramesUndecodable uint64 `json:"frames_undecodable"`
 }
+
+// SteadyAfter is how long after the first frame Summary.SteadyP99MS starts
+// counting: the first keyframe (the largest frame of a call) and the
+// estimate's first adjustment are behind.
+const SteadyAfter = 2 * time.Second
 
 func ms(ns int64) float64 { return float64(ns/1000) / 1000 }
 
@@ -176,8 +187,16 @@ func (call *Call) Summary() Summary {
 	s.KeyframesSent, s.KeyRequests = vs.keyframes.Load(), vs.keyRequests.Load()
 	s.PLIsSent, s.AudioFEC = call.plisSent.Load(), call.audioFEC.Load()
 	s.OpusLoss = int(call.opusLossSet.Load())
-	p50, p99, n := call.latencyPercentiles()
+	s.FramesUndecodable = call.framesUndecodable.Load()
+	if d := call.since() - call.connectAt.Load(); call.connectAt.Load() != 0 && d > 0 {
+		s.VideoKbps = float64(call.videoBytes.Load()) * 8 / (float64(d) / 1e9) / 1000
+	}
+	p50, p99, n := call.latencyPercentiles(0)
 	s.LatencyFrames, s.LatencyP50MS, s.LatencyP99MS = n, ms(int64(p50)), ms(int64(p99))
+	if first := call.firstFrame.Load(); first != 0 {
+		_, p99, _ = call.latencyPercentiles(first + int64(SteadyAfter))
+		s.SteadyP99MS = ms(int64(p99))
+	}
 	if first, last := call.firstFrame.Load(), call.lastFrame.Load(); last > first && s.FramesDecoded > 1 {
 		s.ReceivedFPS = float64(s.FramesDecoded-1) / (float64(last-first) / 1e9)
 	}
@@ -203,7 +222,7 @@ func codecName(t *callTrack) string {
 	if t == nil {
 		return ""
 	}
-	c := t.Codec()
+	c := t.lastCodec()
 	if i := strings.IndexByte(c, '/'); i >= 0 {
 		c = c[i+1:]
 	}

@@ -134,6 +134,7 @@ func (call *Call) sendVideo(m *Media, t *callTrack) {
 		}
 		for _, p := range b.Packets {
 			call.notePacket(len(p))
+			call.videoBytes.Add(uint64(len(p)))
 			_ = t.Write(p) // an unbound track (still connecting) drops it
 		}
 		call.framesSent.Add(1)

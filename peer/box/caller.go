@@ -50,6 +50,11 @@ type CallerConfig struct {
 	// one's in-band FEC), PCMU at 8 kHz. Samples are valid only while
 	// OnAudio runs.
 	OnAudio func(from proto.PeerInfo, c capture.AudioChunk)
+	// DecodeVideo makes the call decode every H.264 frame it receives
+	// (capture/h264dec) and count those that do not decode
+	// (Summary.FramesUndecodable): `callbox call` and the NAT lab's
+	// measurements. A box never decodes the call itself (its phones do).
+	DecodeVideo bool
 	// LegacyMedia makes the Caller behave as a box from before H.264
 	// calls: RTP/JPEG and PCMU only, no congestion control (tests of the
 	// fallback).

@@ -55,10 +55,11 @@ func (t *callTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	return webrtc.RTPCodecParameters{}, errNoCommonCodec
 }
 
-// Unbind forgets the binding (a PeerConnection replaced after glare).
+// Unbind forgets the binding (a PeerConnection replaced after glare, or
+// closed); the codec stays known for the call's summary.
 func (t *callTrack) Unbind(webrtc.TrackLocalContext) error {
 	t.mu.Lock()
-	t.codec, t.writer = webrtc.RTPCodecParameters{}, nil
+	t.writer = nil
 	t.mu.Unlock()
 	return nil
 }
@@ -69,8 +70,18 @@ func (t *callTrack) StreamID() string          { return t.stream }
 func (t *callTrack) Kind() webrtc.RTPCodecType { return t.kind }
 
 // Codec is the negotiated codec's mime type in lower case ("" before the
-// negotiation).
+// negotiation, or while unbound).
 func (t *callTrack) Codec() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.writer == nil {
+		return ""
+	}
+	return strings.ToLower(t.codec.MimeType)
+}
+
+// lastCodec is the codec of the latest binding, bound or not.
+func (t *callTrack) lastCodec() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.ToLower(t.codec.MimeType)

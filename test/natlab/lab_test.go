@@ -344,16 +344,46 @@ type summary struct {
 	Restarts        int     `json:"ice_restarts"`
 	RecoveryMS      float64 `json:"recovery_ms"`
 	Error           string  `json:"error"`
+
+	FramesReceived    uint64  `json:"frames_received"`
+	FramesUndecodable uint64  `json:"frames_undecodable"`
+	VideoSent         string  `json:"video_sent"`
+	VideoReceived     string  `json:"video_received"`
+	AudioSentCodec    string  `json:"audio_sent_codec"`
+	Step              string  `json:"step"`
+	LowestStep        string  `json:"lowest_step"`
+	StepDowns         int     `json:"step_downs"`
+	Estimate          int     `json:"estimate_bps"`
+	EncoderBitrate    int     `json:"encoder_bps"`
+	KeyframesSent     uint64  `json:"keyframes_sent"`
+	PLIsSent          uint64  `json:"plis_sent"`
+	LatencyFrames     int     `json:"latency_frames"`
+	LatencyP50MS      float64 `json:"latency_p50_ms"`
+	LatencyP99MS      float64 `json:"latency_p99_ms"`
+	SteadyP99MS       float64 `json:"steady_p99_ms"`
+	VideoKbps         float64 `json:"video_kbps"`
+	ReceivedFPS       float64 `json:"received_fps"`
+	DurationMS        float64 `json:"duration_ms"`
 }
 
 // call runs `callbox call` in a and b at the same time, each calling the
 // other, and returns their summaries.
-func (l *lab) call(a, b string, d time.Duration) (summary, summary) {
+func (l *lab) call(a, b string, d time.Duration, extra ...string) (summary, summary) {
+	return l.callWith(a, b, d, extra, extra)
+}
+
+// callWith is call with extra flags for a's and b's callbox.
+func (l *lab) callWith(a, b string, d time.Duration, extraA, extraB []string) (summary, summary) {
 	l.t.Helper()
 	var outA, outB bytes.Buffer
 	args := func(self, peer string) []string {
 		a := []string{"call", "--hub", hubURL, "--insecure-hub", "--data", filepath.Join(l.dir, self), peer,
 			"--duration", d.String(), "--setup-timeout", "10s", "--json"}
+		if self == b {
+			a = append(a, extraB...)
+		} else {
+			a = append(a, extraA...)
+		}
 		if os.Getenv("NATLAB_STDERR") != "" {
 			a = append(a, "-v") // the call's progress in its log
 		}

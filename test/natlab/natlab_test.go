@@ -121,6 +121,10 @@ func TestNATLab(t *testing.T) {
 			if !tc.relay && steady != 0 {
 				t.Errorf("direct call: the hub relayed %d bytes while media flowed", steady)
 			}
+			if tc.name == "cone-cone" {
+				// Issue 15's acceptance, on this case's lab.
+				shapedCall(t, l, a, b)
+			}
 			rows = append(rows, fmt.Sprintf("| %s | %s / %s | %s -> %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %d / %d | %d / %d | %d | %d |",
 				tc.name, sa.Path, sb.Path, sa.LocalCandidate, sa.RemoteCandidate,
 				sa.ConnectMS, sb.ConnectMS, sa.FirstMediaMS, sb.FirstMediaMS, sa.FirstFrameMS, sb.FirstFrameMS,
