@@ -50,6 +50,7 @@ cross:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./capture/... ./relay/... | grep -v /capture/h264enc)
 	$(GO) test -run '^$$' -bench Encode720p30 -benchtime 300x ./capture/h264enc
+	$(GO) test -run '^$$' -bench CallSendH264 -benchmem ./peer/box
 
 # The relay under load: N loopback TCP clients in a separate process, with
 # and without a slow one (docs/relay.md has the table). About 2 minutes.
