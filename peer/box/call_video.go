@@ -173,9 +173,9 @@ func (vs *videoSender) h264(f capture.VideoFrame) (capture.Burst, error) {
 	vb := videoBitrate(est)
 	if vs.ladder == nil {
 		vs.ladder = NewLadder(call.caller.cfg.Ladder, f.Width, f.Height, vb)
-		vs.noteStep()
+		vs.noteStep(f.Width, f.Height)
 	} else if vs.ladder.Update(now, vb) {
-		vs.noteStep()
+		vs.noteStep(f.Width, f.Height)
 		call.caller.cfg.Log.Info("call video step", "step", call.vstats.step.Load(), "estimate", est)
 	}
 	step := vs.ladder.Current()
@@ -250,12 +250,16 @@ func (vs *videoSender) h264(f capture.VideoFrame) (capture.Burst, error) {
 		Keyframe: key, CaptureTime: f.CaptureTime, Seq: f.Seq})
 }
 
-func (vs *videoSender) noteStep() {
+// noteStep records the step for Summary as what is sent: the step's size
+// for this camera (a small camera's own size) and frame rate.
+func (vs *videoSender) noteStep(srcW, srcH int) {
 	st := &vs.call.vstats
-	s := vs.ladder.Current()
-	st.step.Store(fmt.Sprintf("%dx%d@%d", s.Width, s.Height, s.FPS))
-	low := vs.ladder.Steps[vs.ladder.Lowest]
-	st.lowest.Store(fmt.Sprintf("%dx%d@%d", low.Width, low.Height, low.FPS))
+	name := func(s Step) string {
+		w, h := stepSize(s, srcW, srcH)
+		return fmt.Sprintf("%dx%d@%d", w, h, s.FPS)
+	}
+	st.step.Store(name(vs.ladder.Current()))
+	st.lowest.Store(name(vs.ladder.Steps[vs.ladder.Lowest]))
 	st.downs.Store(int64(vs.ladder.Downs))
 	st.ups.Store(int64(vs.ladder.Ups))
 }

@@ -47,8 +47,21 @@ type Ladder struct {
 // (no step scales up) that bitrate allows.
 func NewLadder(steps []Step, srcW, srcH, bitrate int) *Ladder {
 	l := &Ladder{Steps: steps, UpFactor: 1.3, UpAfter: 3 * time.Second, HoldAfterDown: 5 * time.Second}
-	for l.capIndex < len(steps)-1 && steps[l.capIndex].Height > srcH {
-		l.capIndex++
+	// The first step the camera fills; a camera smaller than every step
+	// starts at the first step of the smallest size (its full frame rate),
+	// sent at the camera's own size.
+	l.capIndex = -1
+	for i, s := range steps {
+		if s.Height <= srcH {
+			l.capIndex = i
+			break
+		}
+	}
+	if l.capIndex < 0 {
+		l.capIndex = len(steps) - 1
+		for l.capIndex > 0 && steps[l.capIndex-1].Height == steps[len(steps)-1].Height {
+			l.capIndex--
+		}
 	}
 	l.cur = l.capIndex
 	for l.cur < len(steps)-1 && bitrate < steps[l.cur].MinBitrate {
