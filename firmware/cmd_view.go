@@ -46,6 +46,9 @@ type viewSummary struct {
 	// waits for an IDR (from the start and from each flush).
 	Decodable       uint64    `json:"h264_decodable,omitempty"`
 	KeyframeWaitsMs []float64 `json:"keyframe_waits_ms,omitempty"`
+	// LeadPacketsSkipped (WebRTC): packets of a frame begun before a
+	// session could decrypt, skipped before its first frame start.
+	LeadPacketsSkipped uint64 `json:"lead_packets_skipped,omitempty"`
 	// WebRTC: the WHEP exchange (from the start), the first whole frame
 	// (from the start), the selected candidate pair's types.
 	SetupMs      float64 `json:"setup_ms,omitempty"`

@@ -101,6 +101,7 @@ func viewWebRTC(ctx context.Context, whepURL, token string, live io.Writer) (vie
 		sum.FramesWhole += s.Video.Whole
 		sum.FramesIncomplete += s.Video.Incomplete + s.Audio.Incomplete
 		sum.Decodable += s.Decodable
+		sum.LeadPacketsSkipped += s.LeadSkipped
 		sum.FlushesSeen += s.Video.Gaps + s.Audio.Gaps
 		bytes += s.Video.Bytes + s.Audio.Bytes
 	}
@@ -148,6 +149,14 @@ type viewMove struct {
 	MaxGapMs float64 `json:"max_gap_ms"`
 	Path     string  `json:"path,omitempty"`
 	Error    string  `json:"error,omitempty"`
+	// LeftWhole and LeftIncomplete are the video frames of the session let
+	// go (whole, and incomplete: a cut frame there is counted in the
+	// summary too, this says which session had it).
+	LeftWhole      uint64 `json:"left_whole"`
+	LeftIncomplete uint64 `json:"left_incomplete"`
+	// NewIncomplete: the new session's incomplete frames at its first whole
+	// frame (packets of a frame begun before the session could decrypt).
+	NewIncomplete uint64 `json:"new_incomplete"`
 }
 
 // hubPhoneRE matches a hub's phone endpoint path.
@@ -333,15 +342,17 @@ func (f *webrtcFollower) move(ctx context.Context, whepURL, mode string) {
 		return
 	}
 	mv.FirstFrameMs = time.Now().UnixMilli()
-	mv.Path = c.Stats().Path
+	cst := c.Stats()
+	mv.Path, mv.NewIncomplete = cst.Path, cst.Video.Incomplete
 	f.mu.Lock()
 	old := f.cur
 	f.cur, f.mode = c, mode
-	f.moves = append(f.moves, mv)
 	f.mu.Unlock()
 	old.Close()
 	st := old.Stats()
+	mv.LeftWhole, mv.LeftIncomplete = st.Video.Whole, st.Video.Incomplete
 	f.mu.Lock()
+	f.moves = append(f.moves, mv)
 	f.earlier = append(f.earlier, st)
 	f.mu.Unlock()
 }

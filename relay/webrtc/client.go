@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callbox/callbox/capture"
+	"github.com/callbox/callbox/capture/rtpext"
 	"github.com/callbox/callbox/capture/rtph264"
 	"github.com/callbox/callbox/relay/viewer"
 	"github.com/pion/interceptor"
@@ -98,10 +99,17 @@ type Client struct {
 	writeErr  error
 	videoSSRC uint32
 	lastPLI   time.Time
-	plis      uint64
-	done      chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	// videoBegun: a packet starting a frame (it carries abs-capture-time)
+	// has arrived. Before it, packets are the tail of a frame whose head
+	// the phone could not read: the box's DTLS finished before the phone's
+	// and its first SRTP packets were dropped here. Such a tail is no frame
+	// the relay cut; it is counted in leadSkipped, not as incomplete.
+	videoBegun  bool
+	leadSkipped uint64
+	plis        uint64
+	done        chan struct{}
+	closeOnce   sync.Once
+	wg          sync.WaitGroup
 
 	mic *pion.TrackLocalStaticSample // ClientOptions.Talk
 }
@@ -341,8 +349,17 @@ func (c *Client) account(kind capture.Kind, pkt []byte, now time.Time) {
 	if c.videoOut != nil {
 		c.videoOut(pkt)
 	}
+	if !c.videoBegun {
+		if _, err := rtpext.AbsCaptureTime(pkt); err == nil {
+			c.videoBegun = true
+		} else {
+			c.leadSkipped++
+		}
+	}
 	gaps := c.video.Gaps
-	c.video.Add(pkt, now, c.offset)
+	if c.videoBegun {
+		c.video.Add(pkt, now, c.offset)
+	}
 	if c.video.Gaps != gaps && c.waitFrom.IsZero() {
 		c.waitFrom = now
 	}
@@ -380,6 +397,10 @@ type Stats struct {
 	DurationSeconds float64
 	Depacketizer    rtph264.Stats
 	PLIs            uint64 // keyframe requests sent
+	// LeadSkipped: video packets before the session's first frame start
+	// (the tail of a frame the phone could not decrypt yet), not counted
+	// in Video.
+	LeadSkipped uint64
 	// Setup is Dial's start to the WHEP answer; Setup + KeyframeWaits[0]
 	// is the time to the first whole frame.
 	Setup time.Duration
@@ -398,7 +419,8 @@ func (c *Client) Stats() Stats {
 	return Stats{Video: c.video.Summary(), Audio: c.audio.Summary(), Decodable: c.decodable,
 		Setup: c.setup, Path: selectedPath(c.pc), AudioCodec: c.audioMime,
 		KeyframeWaits: append([]time.Duration(nil), c.keyWait...), ClockOffset: c.offset,
-		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats(), PLIs: c.plis}
+		DurationSeconds: time.Since(c.start).Seconds(), Depacketizer: c.dep.Stats(), PLIs: c.plis,
+		LeadSkipped: c.leadSkipped}
 }
 
 // ResetStats forgets what was measured (a warm-up), keeping frame state.
