@@ -1,12 +1,9 @@
 package mic
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
+
+	"github.com/callbox/callbox/internal/alsacards"
 )
 
 // ErrNoSoundCard reports a machine whose kernel has no sound card at all.
@@ -26,22 +23,8 @@ var (
 // /proc/asound yet be given /dev/snd). Anything unexpected is not a
 // verdict: nil lets the caller probe.
 func soundCards() error {
-	b, err := os.ReadFile(asoundCards)
-	var why string
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		why = asoundCards + " does not exist"
-	case err != nil:
-		return nil
-	default:
-		text := strings.TrimSpace(string(b))
-		if text != "" && !strings.Contains(text, "no soundcards") {
-			return nil
-		}
-		why = asoundCards + " lists none"
+	if why := alsacards.Missing(asoundCards, sndDev, alsacards.Capture); why != "" {
+		return fmt.Errorf("%w (%s, no capture device in %s)", ErrNoSoundCard, why, sndDev)
 	}
-	if nodes, _ := filepath.Glob(filepath.Join(sndDev, "pcmC*D*c")); len(nodes) > 0 {
-		return nil
-	}
-	return fmt.Errorf("%w (%s, no capture device in %s)", ErrNoSoundCard, why, sndDev)
+	return nil
 }

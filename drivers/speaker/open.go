@@ -1,14 +1,11 @@
 package speaker
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/callbox/callbox/internal/alsacards"
 )
 
 // ErrNoSoundCard reports a machine with no ALSA playback device at all. It
@@ -25,24 +22,10 @@ var (
 // playbackCards returns ErrNoSoundCard when the machine has no ALSA card
 // to play to (the rules of drivers/mic, for playback nodes pcmC*D*p).
 func playbackCards() error {
-	b, err := os.ReadFile(asoundCards)
-	var why string
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		why = asoundCards + " does not exist"
-	case err != nil:
-		return nil
-	default:
-		text := strings.TrimSpace(string(b))
-		if text != "" && !strings.Contains(text, "no soundcards") {
-			return nil
-		}
-		why = asoundCards + " lists none"
+	if why := alsacards.Missing(asoundCards, sndDev, alsacards.Playback); why != "" {
+		return fmt.Errorf("%w (%s, no playback device in %s)", ErrNoSoundCard, why, sndDev)
 	}
-	if nodes, _ := filepath.Glob(filepath.Join(sndDev, "pcmC*D*p")); len(nodes) > 0 {
-		return nil
-	}
-	return fmt.Errorf("%w (%s, no playback device in %s)", ErrNoSoundCard, why, sndDev)
+	return nil
 }
 
 // Opened is the speaker a configuration chose.
