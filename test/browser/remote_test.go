@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	png_ "image/png"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,7 +66,7 @@ func TestRemotePageChromium(t *testing.T) {
 	addr := freeAddr(t)
 	b := startBoxWith(t, addr, "--board", "sim", "--codec", "h264", "--hub", "wss://"+hubAddr+"/v1/ws")
 	base := "http://" + addr
-	token := pairByButtons(t, base)
+	token := testenv.PairPhoneByButtons(t, http.DefaultClient, base)
 	link := askRemoteLink(t, base, token)
 	if !strings.HasPrefix(link, "https://"+hubAddr+"/box/") || !strings.Contains(link, "#c=") {
 		t.Fatalf("remote link %q", link)
@@ -182,48 +181,6 @@ func checkTalkBack(t *testing.T, r map[string]any) {
 	}
 	if num("packetsAfterRelease") != 0 {
 		t.Errorf("%.0f packets reached the box after the release", num("packetsAfterRelease"))
-	}
-}
-
-// pairByButtons pairs a phone through /api/pair/request and the simulated
-// board's buttons, returning its token.
-func pairByButtons(t *testing.T, base string) string {
-	t.Helper()
-	post := func(path, body string) (*http.Response, error) {
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", base)
-		return http.DefaultClient.Do(req)
-	}
-	res := make(chan string, 1)
-	go func() {
-		r, err := post("/api/pair/request", `{"name":"phone"}`)
-		if err != nil {
-			res <- ""
-			return
-		}
-		defer r.Body.Close()
-		var b struct{ Token string }
-		json.NewDecoder(r.Body).Decode(&b)
-		res <- b.Token
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case tok := <-res:
-			if tok == "" {
-				t.Fatal("pairing failed")
-			}
-			return tok
-		case <-time.After(300 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pairing not approved")
-		}
-		if r, err := post("/api/sim/button", `{"button":"both","ms":300}`); err == nil {
-			io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-		}
 	}
 }
 

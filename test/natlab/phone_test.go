@@ -76,7 +76,7 @@ func TestNATLabRemotePhone(t *testing.T) {
 				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 					return dialInNetns(l.pfx+"hA", network, addr)
 				}}}
-			token := pairPhone(t, lan, "http://"+boxHTTP)
+			token := testenv.PairPhoneByButtons(t, lan, "http://"+boxHTTP)
 			link := remoteLink(t, lan, "http://"+boxHTTP, token)
 			u, cred, ok := strings.Cut(link, "#c=")
 			if !ok || !strings.HasPrefix(u, "https://"+hubIP+":8443/box/") {
@@ -175,58 +175,6 @@ func TestNATLabRemotePhone(t *testing.T) {
 	host, _ := os.Hostname()
 	t.Logf("remote phones on %s (%s):\n| case | phone's pair (local -> remote) | WHEP answer ms | first whole frame ms | frames whole / incomplete | audio packets | hub relay bytes in 2 s of steady media | hub relay bytes, whole session |\n|---|---|---|---|---|---|---|---|\n%s",
 		host, time.Now().UTC().Format(time.RFC3339), strings.Join(rows, "\n"))
-}
-
-// pairPhone pairs a phone with the box's buttons (the simulated board's
-// /api/sim/button, as a person would press them) and returns its token.
-func pairPhone(t *testing.T, c *http.Client, base string) string {
-	t.Helper()
-	post := func(path, body string) (*http.Response, error) {
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", base)
-		return c.Do(req)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for { // the box starts serving
-		r, err := c.Get(base + "/")
-		if err == nil {
-			r.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("box not serving: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	res := make(chan string, 1)
-	go func() {
-		r, err := post("/api/pair/request", `{"name":"phone"}`)
-		if err != nil {
-			res <- ""
-			return
-		}
-		defer r.Body.Close()
-		var b struct{ Token string }
-		json.NewDecoder(r.Body).Decode(&b)
-		res <- b.Token
-	}()
-	for {
-		select {
-		case tok := <-res:
-			if tok == "" {
-				t.Fatal("pairing failed")
-			}
-			return tok
-		case <-time.After(300 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pairing not approved")
-		}
-		if r, err := post("/api/sim/button", `{"button":"both","ms":300}`); err == nil {
-			r.Body.Close()
-		}
-	}
 }
 
 // remoteLink asks the box for the phone's remote link, once the box has
